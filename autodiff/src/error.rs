@@ -1,0 +1,156 @@
+//! The one error type of the tensor API. Every variant names the op and the offending shapes,
+//! so a message alone says what went wrong where.
+
+use graphgrad_ops::DType;
+use std::fmt;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong when building or differentiating a graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    // ---- shapes and types ----
+    /// Two operands' shapes cannot be combined.
+    ShapeMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// The left (first) operand's shape.
+        lhs: Vec<usize>,
+        /// The right (second) operand's shape.
+        rhs: Vec<usize>,
+    },
+    /// Two operands have different element types.
+    DTypeMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// The first operand's type.
+        lhs: DType,
+        /// The second operand's type.
+        rhs: DType,
+    },
+    /// An axis does not exist for a tensor of this rank.
+    AxisOutOfRange {
+        /// The op that was called.
+        op: &'static str,
+        /// The axis asked for (negative counts from the end).
+        axis: isize,
+        /// The shape of the tensor.
+        shape: Vec<usize>,
+    },
+    /// An index is outside the dimension it indexes.
+    IndexOutOfRange {
+        /// The op that was called.
+        op: &'static str,
+        /// The offending index.
+        index: usize,
+        /// The size of the indexed dimension.
+        len: usize,
+    },
+    /// Any other invalid argument, with an explanation.
+    InvalidArgument {
+        /// The op that was called.
+        op: &'static str,
+        /// What is wrong, with the values involved.
+        reason: String,
+    },
+    /// Data length does not match the requested shape.
+    DataLength {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// Elements supplied.
+        len: usize,
+    },
+    /// Named tensors do not match what they are loaded into.
+    StateMismatch {
+        /// Names expected but absent.
+        missing: Vec<String>,
+        /// Names present but not expected.
+        unexpected: Vec<String>,
+        /// `name: expected shape dtype, found shape dtype` lines.
+        mismatched: Vec<String>,
+    },
+    // ---- gradients ----
+    /// `backward()` on a non-scalar tensor without an explicit seed gradient.
+    NonScalarBackward {
+        /// The shape of the tensor `backward` was called on.
+        shape: Vec<usize>,
+    },
+    /// A gradient was asked of or through a tensor that does not require one.
+    NoGradient {
+        /// What was asked.
+        what: String,
+    },
+    /// Numerical and analytic gradients disagree.
+    GradcheckFailed {
+        /// Which input (position in the input list).
+        input: usize,
+        /// Flat index of the worst element.
+        index: usize,
+        /// The analytic (autodiff) value.
+        analytic: f64,
+        /// The finite-difference value.
+        numeric: f64,
+        /// `|analytic - numeric| - (atol + rtol·|numeric|)` at that element.
+        excess: f64,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ShapeMismatch { op, lhs, rhs } => {
+                write!(f, "{op}: shapes {lhs:?} and {rhs:?} are incompatible")
+            }
+            Error::DTypeMismatch { op, lhs, rhs } => {
+                write!(f, "{op}: element types {lhs} and {rhs} differ")
+            }
+            Error::AxisOutOfRange { op, axis, shape } => {
+                write!(f, "{op}: axis {axis} is out of range for shape {shape:?} (rank {})", shape.len())
+            }
+            Error::IndexOutOfRange { op, index, len } => {
+                write!(f, "{op}: index {index} is out of range for a dimension of size {len}")
+            }
+            Error::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
+            Error::DataLength { shape, len } => write!(
+                f,
+                "from_vec: {len} elements cannot fill shape {shape:?} ({} elements)",
+                shape.iter().product::<usize>()
+            ),
+            Error::StateMismatch { missing, unexpected, mismatched } => {
+                write!(f, "load_state: state does not match")?;
+                if !missing.is_empty() {
+                    write!(f, "; missing: {}", missing.join(", "))?;
+                }
+                if !unexpected.is_empty() {
+                    write!(f, "; unexpected: {}", unexpected.join(", "))?;
+                }
+                if !mismatched.is_empty() {
+                    write!(f, "; mismatched: {}", mismatched.join("; "))?;
+                }
+                Ok(())
+            }
+            Error::NonScalarBackward { shape } => write!(
+                f,
+                "backward: tensor of shape {shape:?} is not a scalar; use backward_with(seed) \
+                 or reduce it first"
+            ),
+            Error::NoGradient { what } => write!(f, "grad: {what}"),
+            Error::GradcheckFailed { input, index, analytic, numeric, excess } => write!(
+                f,
+                "gradcheck: input {input}, element {index}: analytic {analytic:.10e} vs \
+                 numeric {numeric:.10e} (exceeds tolerance by {excess:.3e})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Returns early with an [`Error::InvalidArgument`] built from a format string.
+#[macro_export]
+macro_rules! bail {
+    ($op:expr, $($arg:tt)*) => {
+        return Err($crate::Error::InvalidArgument { op: $op, reason: format!($($arg)*) })
+    };
+}

@@ -1,0 +1,42 @@
+//! Define-by-run tensors, reverse-mode gradients, gradcheck.
+//!
+//! A [`Tensor`] records the op that produced it; values are computed at once (eager), so they
+//! can be printed and used in ordinary control flow. [`Tensor::backward`] accumulates
+//! gradients into leaves ([`Var`] parameters and tensors made with
+//! [`Tensor::requires_grad_`]); [`grad`] returns them as tensors and, with `create_graph`,
+//! differentiates again. Every op checks its operands and returns a [`Result`] whose error
+//! names the op and the shapes.
+//!
+//! ```
+//! use graphgrad_autodiff::{grad, Tensor};
+//! // y = x³ at x = 2: dy/dx = 3x² = 12, d²y/dx² = 6x = 12
+//! let x = Tensor::from_vec(vec![2.0f64], &[1])?.requires_grad_();
+//! let y = x.pow_scalar(3.0).sum_all()?;
+//! let dy = grad(&[y], &[x.clone()], true)?.remove(0);
+//! let d2y = grad(&[dy.sum_all()?], &[x], false)?.remove(0);
+//! assert_eq!((dy.item()?, d2y.item()?), (12.0, 12.0));
+//! # Ok::<(), graphgrad_autodiff::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod backward;
+mod buffer;
+mod error;
+mod gradcheck;
+mod mode;
+pub mod op;
+mod state;
+mod tensor;
+mod var;
+
+pub use backward::{grad, grad_with_seeds};
+pub use buffer::{Buffer, Elem};
+pub use error::{Error, Result};
+pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
+pub use graphgrad_ops::DType;
+pub use mode::{grad_enabled, no_grad, GradModeGuard};
+pub use op::{Conv2dOptions, ConvTranspose2dOptions, Op};
+pub use state::{load_state, state_of, StateDict};
+pub use tensor::Tensor;
+pub use var::Var;

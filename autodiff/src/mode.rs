@@ -1,0 +1,46 @@
+//! Gradient recording mode: `no_grad` scopes, per thread.
+
+use std::cell::Cell;
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops on this thread currently record the graph.
+pub fn grad_enabled() -> bool {
+    GRAD_ENABLED.with(Cell::get)
+}
+
+/// Restores the previous recording mode when dropped.
+#[must_use = "the mode is restored when the guard drops"]
+pub struct GradModeGuard {
+    previous: bool,
+}
+
+impl GradModeGuard {
+    /// Sets the recording mode until the guard drops.
+    pub fn new(enabled: bool) -> GradModeGuard {
+        let previous = GRAD_ENABLED.with(|g| g.replace(enabled));
+        GradModeGuard { previous }
+    }
+}
+
+impl Drop for GradModeGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// Runs `f` without recording gradients (like `torch.no_grad()`): results do not require grad.
+///
+/// ```
+/// use graphgrad_autodiff::{no_grad, Tensor};
+/// let w = Tensor::from_vec(vec![1.0f32], &[1])?.requires_grad_();
+/// let y = no_grad(|| w.mul_scalar(2.0));
+/// assert!(!y.requires_grad());
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = GradModeGuard::new(false);
+    f()
+}

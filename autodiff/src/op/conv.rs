@@ -1,0 +1,356 @@
+//! Convolution and pooling: conv1d/conv2d, transposed conv2d, max and average pooling.
+//!
+//! Three primitives cover convolution: `Conv2d(x, w)`, its input adjoint
+//! `Conv2dBackwardInput(dy, w)` (which is also the transposed convolution) and its weight
+//! adjoint `Conv2dBackwardWeight(x, dy)`. The three are bilinear and each one's VJP is made of
+//! the other two, so convolutions differentiate to any order. Max-pool's backward is a
+//! scatter-add at the recorded argmax (whose adjoint is a gather); average pooling pairs with
+//! its adjoint.
+
+use super::{Arg, InputGrads, Op};
+use crate::buffer::{compute, Buffer};
+use crate::{Error, Result, Tensor};
+use graphgrad_ops::conv::{self, Conv2dGeometry};
+use graphgrad_ops::pool::{self, Pool2dGeometry};
+use graphgrad_ops::{numel, Shape};
+use smallvec::smallvec;
+
+/// Stride, padding, dilation and groups of a convolution (PyTorch's defaults: 1, 0, 1, 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// Step between windows, (height, width).
+    pub stride: (usize, usize),
+    /// Zeros added on each side, (height, width).
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps, (height, width).
+    pub dilation: (usize, usize),
+    /// Channel groups; in and out channels must divide by it.
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1 }
+    }
+}
+
+/// Options of a transposed convolution: those of the convolution it transposes, plus the
+/// extra rows/columns added on one side of the output (smaller than the stride).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConvTranspose2dOptions {
+    /// Stride, padding, dilation and groups of the transposed convolution.
+    pub conv: Conv2dOptions,
+    /// Extra output size, (height, width).
+    pub output_padding: (usize, usize),
+}
+
+pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
+    let (a, b) = (inputs[0], inputs.get(1).copied());
+    compute!(a.buf.dtype(), numel(shape), |T, out| {
+        match op {
+            Op::Conv2d(geo) => {
+                conv::conv2d(geo, a.data::<T>(), b.map(|w| w.data::<T>()).unwrap_or_default(), None, &mut out)
+            }
+            Op::Conv2dBackwardInput(geo) => conv::conv2d_backward_input(
+                geo,
+                a.data::<T>(),
+                b.map(|w| w.data::<T>()).unwrap_or_default(),
+                &mut out,
+            ),
+            Op::Conv2dBackwardWeight(geo) => conv::conv2d_backward_weight(
+                geo,
+                a.data::<T>(),
+                b.map(|d| d.data::<T>()).unwrap_or_default(),
+                &mut out,
+            ),
+            Op::MaxPool2d { geometry, .. } => {
+                let mut argmax = vec![0usize; numel(shape)];
+                pool::max_pool2d(geometry, a.data::<T>(), &mut out, &mut argmax)
+            }
+            Op::AvgPool2d(geo) => pool::avg_pool2d(geo, a.data::<T>(), &mut out),
+            Op::AvgPool2dBackward(geo) => pool::avg_pool2d_backward(geo, a.data::<T>(), &mut out),
+            _ => unreachable!("internal invariant: {op} is not a convolution or pooling op"),
+        }
+    })
+}
+
+pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
+    let inputs = node.inputs();
+    let wants = |i: usize| inputs[i].requires_grad();
+    Ok(match *node.op() {
+        // y = conv(x, w): dx = conv_bi(g, w), dw = conv_bw(x, g)
+        Op::Conv2d(geo) => {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            smallvec![wants(0).then(|| conv_bi(geo, g, w)), wants(1).then(|| conv_bw(geo, x, g)),]
+        }
+        // y = conv_bi(dy, w) = conv(·, w)ᵀ dy: d dy = conv(g, w), dw = conv_bw(g, dy)
+        Op::Conv2dBackwardInput(geo) => {
+            let (dy, w) = (&inputs[0], &inputs[1]);
+            smallvec![wants(0).then(|| conv_fwd(geo, g, w)), wants(1).then(|| conv_bw(geo, g, dy)),]
+        }
+        // y = conv_bw(x, dy): dx = conv_bi(dy, g), d dy = conv(x, g)
+        Op::Conv2dBackwardWeight(geo) => {
+            let (x, dy) = (&inputs[0], &inputs[1]);
+            smallvec![wants(0).then(|| conv_bi(geo, dy, g)), wants(1).then(|| conv_fwd(geo, x, g)),]
+        }
+        // scatter the gradient back to each window's argmax
+        Op::MaxPool2d { geometry: geo, ref argmax } => {
+            let planes = geo.batch * geo.channels;
+            let flat = g.reshape(&[planes, geo.out_h() * geo.out_w()])?;
+            let spread = flat.scatter_add_into(1, argmax.clone(), &[planes, geo.in_h * geo.in_w]);
+            smallvec![Some(spread.reshape(inputs[0].shape())?)]
+        }
+        // average pooling and its adjoint are each other's VJP
+        Op::AvgPool2d(geo) => {
+            smallvec![Some(Tensor::record(Op::AvgPool2dBackward(geo), &[g], inputs[0].shape().into()))]
+        }
+        Op::AvgPool2dBackward(geo) => {
+            smallvec![Some(Tensor::record(Op::AvgPool2d(geo), &[g], inputs[0].shape().into()))]
+        }
+        ref other => unreachable!("internal invariant: {other} is not a convolution or pooling op"),
+    })
+}
+
+fn x_shape(geo: &Conv2dGeometry) -> Shape {
+    smallvec![geo.batch, geo.in_channels, geo.in_h, geo.in_w]
+}
+
+fn w_shape(geo: &Conv2dGeometry) -> Shape {
+    smallvec![geo.out_channels, geo.in_channels / geo.groups, geo.kernel_h, geo.kernel_w]
+}
+
+fn y_shape(geo: &Conv2dGeometry) -> Shape {
+    smallvec![geo.batch, geo.out_channels, geo.out_h(), geo.out_w()]
+}
+
+fn conv_fwd(geo: Conv2dGeometry, x: &Tensor, w: &Tensor) -> Tensor {
+    Tensor::record(Op::Conv2d(geo), &[x, w], y_shape(&geo))
+}
+
+fn conv_bi(geo: Conv2dGeometry, dy: &Tensor, w: &Tensor) -> Tensor {
+    Tensor::record(Op::Conv2dBackwardInput(geo), &[dy, w], x_shape(&geo))
+}
+
+fn conv_bw(geo: Conv2dGeometry, x: &Tensor, dy: &Tensor) -> Tensor {
+    Tensor::record(Op::Conv2dBackwardWeight(geo), &[x, dy], w_shape(&geo))
+}
+
+/// Checks a convolution's operands and returns its geometry. `in_hw` is the spatial input size
+/// and `w` the weight in OIHW layout.
+fn geometry(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    in_hw: (usize, usize),
+    o: &Conv2dOptions,
+) -> Result<Conv2dGeometry> {
+    x.same_dtype(w, op)?;
+    let mismatch = || Error::ShapeMismatch { op, lhs: x.shape().into(), rhs: w.shape().into() };
+    if x.rank() != 4 || w.rank() != 4 {
+        return Err(mismatch());
+    }
+    let positive = [o.stride.0, o.stride.1, o.dilation.0, o.dilation.1, o.groups].iter().all(|&v| v > 0);
+    if !positive {
+        crate::bail!(op, "stride, dilation and groups must be positive, got {o:?}");
+    }
+    let (out_c, in_per_group, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
+    let in_c = in_per_group * o.groups;
+    if out_c % o.groups != 0 {
+        crate::bail!(op, "{out_c} output channels do not divide into {} groups", o.groups);
+    }
+    let geo = Conv2dGeometry {
+        batch: x.shape()[0],
+        in_channels: in_c,
+        out_channels: out_c,
+        in_h: in_hw.0,
+        in_w: in_hw.1,
+        kernel_h: kh,
+        kernel_w: kw,
+        stride: o.stride,
+        padding: o.padding,
+        dilation: o.dilation,
+        groups: o.groups,
+    };
+    let fits = |size: usize, pad: usize, k: usize, d: usize| size + 2 * pad > d * (k.max(1) - 1);
+    if kh == 0
+        || kw == 0
+        || !fits(in_hw.0, o.padding.0, kh, o.dilation.0)
+        || !fits(in_hw.1, o.padding.1, kw, o.dilation.1)
+    {
+        crate::bail!(
+            op,
+            "kernel {kh}×{kw} (dilation {:?}) does not fit input {}×{} with padding {:?}",
+            o.dilation,
+            in_hw.0,
+            in_hw.1,
+            o.padding
+        );
+    }
+    Ok(geo)
+}
+
+fn add_channel_bias(
+    y: Tensor,
+    bias: Option<&Tensor>,
+    op: &'static str,
+    spatial_dims: usize,
+) -> Result<Tensor> {
+    let Some(b) = bias else { return Ok(y) };
+    let channels = y.shape()[1];
+    if b.shape() != [channels] {
+        return Err(Error::ShapeMismatch { op, lhs: y.shape().into(), rhs: b.shape().into() });
+    }
+    let mut shape: Shape = smallvec![1, channels];
+    shape.extend(std::iter::repeat_n(1, spatial_dims));
+    y.add(&b.reshape(&shape)?)
+}
+
+impl Tensor {
+    /// 2-d convolution of `[N, C, H, W]` by `weight` `[O, C/groups, kh, kw]`, plus `bias` `[O]`.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Result<Tensor> {
+        if self.rank() != 4 {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d",
+                lhs: self.shape().into(),
+                rhs: weight.shape().into(),
+            });
+        }
+        let geo = geometry("conv2d", self, weight, (self.shape()[2], self.shape()[3]), &options)?;
+        if self.shape()[1] != geo.in_channels {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d",
+                lhs: self.shape().into(),
+                rhs: weight.shape().into(),
+            });
+        }
+        add_channel_bias(conv_fwd(geo, self, weight), bias, "conv2d", 2)
+    }
+
+    /// 1-d convolution of `[N, C, L]` by `weight` `[O, C/groups, k]`, plus `bias` `[O]`
+    /// (stride, padding and dilation are single numbers).
+    pub fn conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+        groups: usize,
+    ) -> Result<Tensor> {
+        if self.rank() != 3 || weight.rank() != 3 {
+            return Err(Error::ShapeMismatch {
+                op: "conv1d",
+                lhs: self.shape().into(),
+                rhs: weight.shape().into(),
+            });
+        }
+        let (n, c, l) = (self.shape()[0], self.shape()[1], self.shape()[2]);
+        let (o, ci, k) = (weight.shape()[0], weight.shape()[1], weight.shape()[2]);
+        let options =
+            Conv2dOptions { stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups };
+        let y = self.reshape(&[n, c, 1, l])?.conv2d(&weight.reshape(&[o, ci, 1, k])?, None, options)?;
+        let out_len = y.shape()[3];
+        add_channel_bias(y.reshape(&[n, o, out_len])?, bias, "conv1d", 1)
+    }
+
+    /// Transposed 2-d convolution (the gradient of `conv2d` with respect to its input) of
+    /// `[N, C_in, H, W]` by `weight` `[C_in, C_out/groups, kh, kw]`, plus `bias` `[C_out]`.
+    /// Output size: `(H − 1)·stride − 2·padding + dilation·(kh − 1) + output_padding + 1`.
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvTranspose2dOptions,
+    ) -> Result<Tensor> {
+        let o = options.conv;
+        let mismatch = || Error::ShapeMismatch {
+            op: "conv_transpose2d",
+            lhs: self.shape().into(),
+            rhs: weight.shape().into(),
+        };
+        if self.rank() != 4 || weight.rank() != 4 || self.shape()[1] != weight.shape()[0] {
+            return Err(mismatch());
+        }
+        let (op_h, op_w) = options.output_padding;
+        if op_h >= o.stride.0.max(1) || op_w >= o.stride.1.max(1) {
+            crate::bail!(
+                "conv_transpose2d",
+                "output_padding {:?} must be smaller than stride {:?}",
+                options.output_padding,
+                o.stride
+            );
+        }
+        let out_size = |size: usize, s: usize, p: usize, d: usize, k: usize, extra: usize| {
+            ((size.max(1) - 1) * s + d * (k.max(1) - 1) + extra + 1).checked_sub(2 * p)
+        };
+        let (kh, kw) = (weight.shape()[2], weight.shape()[3]);
+        let (h, w) = (self.shape()[2], self.shape()[3]);
+        let (Some(out_h), Some(out_w)) = (
+            out_size(h, o.stride.0, o.padding.0, o.dilation.0, kh, op_h),
+            out_size(w, o.stride.1, o.padding.1, o.dilation.1, kw, op_w),
+        ) else {
+            crate::bail!("conv_transpose2d", "padding {:?} leaves no output for input {h}×{w}", o.padding);
+        };
+        // The convolution this one transposes maps [N, C_out, out_h, out_w] to our input.
+        let geo = geometry("conv_transpose2d", &self.clone(), weight, (out_h, out_w), &o)?;
+        if geo.out_h() != h || geo.out_w() != w || (h == 0 || w == 0) {
+            return Err(mismatch());
+        }
+        add_channel_bias(conv_bi(geo, self, weight), bias, "conv_transpose2d", 2)
+    }
+
+    fn pool_geometry(
+        &self,
+        op: &'static str,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Pool2dGeometry> {
+        if self.rank() != 4 {
+            crate::bail!(op, "expects [N, C, H, W], got {:?}", self.shape());
+        }
+        if kernel.0 == 0 || kernel.1 == 0 || stride.0 == 0 || stride.1 == 0 {
+            crate::bail!(op, "kernel {kernel:?} and stride {stride:?} must be positive");
+        }
+        if 2 * padding.0 > kernel.0 || 2 * padding.1 > kernel.1 {
+            crate::bail!(op, "padding {padding:?} must be at most half the kernel {kernel:?}");
+        }
+        let s = self.shape();
+        if s[2] + 2 * padding.0 < kernel.0 || s[3] + 2 * padding.1 < kernel.1 {
+            crate::bail!(op, "kernel {kernel:?} is larger than the padded input {:?}", &s[2..]);
+        }
+        Ok(Pool2dGeometry { batch: s[0], channels: s[1], in_h: s[2], in_w: s[3], kernel, stride, padding })
+    }
+
+    /// Max pooling over `kernel` windows of `[N, C, H, W]` (padding acts as −∞).
+    pub fn max_pool2d(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        let geo = self.pool_geometry("max_pool2d", kernel, stride, padding)?;
+        let shape: Shape = smallvec![geo.batch, geo.channels, geo.out_h(), geo.out_w()];
+        let mut argmax = vec![0usize; numel(&shape)];
+        let value = {
+            let x = self.read();
+            compute!(self.dtype(), numel(&shape), |T, out| {
+                pool::max_pool2d(&geo, crate::buffer::typed::<T>(&x), &mut out, &mut argmax)
+            })
+        };
+        let op = Op::MaxPool2d { geometry: geo, argmax: argmax.into() };
+        Ok(Tensor::record_value(op, &[self], shape, value))
+    }
+
+    /// Average pooling over `kernel` windows of `[N, C, H, W]` (padding counts as zeros).
+    pub fn avg_pool2d(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        let geo = self.pool_geometry("avg_pool2d", kernel, stride, padding)?;
+        let shape: Shape = smallvec![geo.batch, geo.channels, geo.out_h(), geo.out_w()];
+        Ok(Tensor::record(Op::AvgPool2d(geo), &[self], shape))
+    }
+}

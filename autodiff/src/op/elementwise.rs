@@ -1,0 +1,351 @@
+//! Elementwise ops: unary maps, broadcasting binary arithmetic and comparisons, `where`.
+//!
+//! Shape rule: NumPy broadcasting. Backward: the local derivative times `g`, summed back to
+//! each input's shape (`sum_to_shape`) where the input was broadcast.
+
+use super::movement::sum_to_shape;
+use super::{Arg, InputGrads, Op};
+use crate::buffer::compute;
+use crate::{Error, Result, Tensor};
+use graphgrad_ops::binary::{self, BinaryOp};
+use graphgrad_ops::unary::{self, UnaryOp};
+use graphgrad_ops::{broadcast_shapes, numel, Shape};
+use smallvec::smallvec;
+use std::f64::consts::{PI, SQRT_2};
+
+pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> crate::buffer::Buffer {
+    let dtype = inputs[0].buf.dtype();
+    compute!(dtype, numel(shape), |T, out| {
+        match op {
+            Op::Unary(u) => unary::unary(*u, inputs[0].data::<T>(), &mut out),
+            Op::Binary(b) => {
+                let (x, y) = (inputs[0], inputs[1]);
+                binary::binary(*b, x.data::<T>(), x.shape, y.data::<T>(), y.shape, &mut out, shape)
+            }
+            Op::Where => {
+                let (c, a, b) = (inputs[0], inputs[1], inputs[2]);
+                binary::where_select(
+                    c.data::<T>(),
+                    c.shape,
+                    a.data::<T>(),
+                    a.shape,
+                    b.data::<T>(),
+                    b.shape,
+                    &mut out,
+                    shape,
+                )
+            }
+            _ => unreachable!("internal invariant: {op} is not elementwise"),
+        }
+    })
+}
+
+pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
+    let inputs = node.inputs();
+    match node.op() {
+        Op::Unary(u) => Ok(smallvec![Some(unary_vjp(*u, &inputs[0], node, g)?)]),
+        Op::Binary(b) => binary_vjp(*b, &inputs[0], &inputs[1], node, g),
+        Op::Where => {
+            let (cond, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
+            let zero = Tensor::full(&[], 0.0, g.dtype());
+            // d/da where(c, a, b) = [c], d/db = [!c]
+            let ga = Tensor::where_(cond, g, &zero)?;
+            let gb = Tensor::where_(cond, &zero, g)?;
+            Ok(smallvec![None, Some(sum_to_shape(&ga, a.shape())?), Some(sum_to_shape(&gb, b.shape())?)])
+        }
+        other => unreachable!("internal invariant: {other} is not elementwise"),
+    }
+}
+
+fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    match op {
+        // d/dx -x = -1
+        UnaryOp::Neg => Ok(g.neg()),
+        // d/dx |x| = sign(x)
+        UnaryOp::Abs => g.mul(&x.sign()),
+        // sign is piecewise constant (and never recorded)
+        UnaryOp::Sign => Ok(g.mul_scalar(0.0)),
+        // d/dx e^x = e^x
+        UnaryOp::Exp => g.mul(y),
+        // d/dx ln x = 1/x
+        UnaryOp::Log => g.div(x),
+        // d/dx √x = 1/(2√x)
+        UnaryOp::Sqrt => Ok(g.div(y)?.mul_scalar(0.5)),
+        // d/dx 1/x = -1/x²
+        UnaryOp::Recip => Ok(g.mul(&y.square())?.neg()),
+        // d/dx x² = 2x
+        UnaryOp::Square => Ok(g.mul(x)?.mul_scalar(2.0)),
+        // d/dx relu(x) = [x > 0]
+        UnaryOp::Relu => g.mul(&x.gt_scalar(0.0)),
+        // d/dx σ(x) = σ(x)(1 − σ(x))
+        UnaryOp::Sigmoid => g.mul(&y.mul(&y.neg().add_scalar(1.0))?),
+        // d/dx tanh x = 1 − tanh² x
+        UnaryOp::Tanh => g.mul(&y.square().neg().add_scalar(1.0)),
+        // d/dx xΦ(x) = Φ(x) + x·φ(x)
+        UnaryOp::Gelu => {
+            let cdf = x.mul_scalar(1.0 / SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
+            let pdf = x.square().mul_scalar(-0.5).exp().mul_scalar(1.0 / (2.0 * PI).sqrt());
+            g.mul(&cdf.add(&x.mul(&pdf)?)?)
+        }
+        // d/dx erf x = 2/√π · e^{−x²}
+        UnaryOp::Erf => g.mul(&x.square().neg().exp().mul_scalar(2.0 / PI.sqrt())),
+        // d/dx ln(1 + e^x) = σ(x)
+        UnaryOp::Softplus => g.mul(&x.sigmoid()),
+        // d/dx leaky_relu(x) = 1 for x > 0, slope otherwise
+        UnaryOp::LeakyRelu(slope) => g.mul(&x.gt_scalar(0.0).mul_scalar(1.0 - slope).add_scalar(slope)),
+        // d/dx elu(x) = 1 for x > 0, elu(x) + α otherwise
+        UnaryOp::Elu(alpha) => {
+            let negative_side = g.mul(&y.add_scalar(alpha))?;
+            Tensor::where_(&x.gt_scalar(0.0), g, &negative_side)
+        }
+        // d/dx (x + c) = 1
+        UnaryOp::AddScalar(_) => Ok(g.clone()),
+        // d/dx c·x = c
+        UnaryOp::MulScalar(c) => Ok(g.mul_scalar(c)),
+        // d/dx x^p = p·x^{p−1}
+        UnaryOp::PowScalar(p) => g.mul(&x.pow_scalar(p - 1.0).mul_scalar(p)),
+        // d/dx clamp(x) = [min ≤ x ≤ max]
+        UnaryOp::Clamp { min, max } => g.mul(&x.ge_scalar(min).mul(&x.le_scalar(max))?),
+    }
+}
+
+fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &Tensor) -> Result<InputGrads> {
+    // Each closure is evaluated only for an input that wants a gradient.
+    let (ga, gb): (Option<Tensor>, Option<Tensor>) = match op {
+        // d(a + b) = da + db
+        BinaryOp::Add => (Some(g.clone()), Some(g.clone())),
+        // d(a − b) = da − db
+        BinaryOp::Sub => (Some(g.clone()), Some(g.neg())),
+        // d(a·b) = b·da + a·db
+        BinaryOp::Mul => (
+            a.requires_grad().then(|| g.mul(b)).transpose()?,
+            b.requires_grad().then(|| g.mul(a)).transpose()?,
+        ),
+        // d(a/b) = da/b − (a/b)·db/b
+        BinaryOp::Div => (
+            a.requires_grad().then(|| g.div(b)).transpose()?,
+            b.requires_grad().then(|| g.mul(y)?.div(b).map(|t| t.neg())).transpose()?,
+        ),
+        // d(a^b) = b·a^{b−1}·da + a^b·ln a·db
+        BinaryOp::Pow => (
+            a.requires_grad().then(|| g.mul(&a.pow(&b.add_scalar(-1.0))?.mul(b)?)).transpose()?,
+            b.requires_grad().then(|| g.mul(&y.mul(&a.log())?)).transpose()?,
+        ),
+        // The larger input takes the gradient; ties split it evenly.
+        BinaryOp::Maximum | BinaryOp::Minimum => {
+            let wins = if op == BinaryOp::Maximum { a.gt(b)? } else { a.lt(b)? };
+            let share_a = wins.add(&a.eq(b)?.mul_scalar(0.5))?;
+            let ga = g.mul(&share_a)?;
+            let gb = g.mul(&share_a.neg().add_scalar(1.0))?;
+            (Some(ga), Some(gb))
+        }
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            unreachable!("internal invariant: comparisons are not recorded")
+        }
+    };
+    let reduce = |grad: Option<Tensor>, input: &Tensor| -> Result<Option<Tensor>> {
+        match grad {
+            Some(grad) if input.requires_grad() => Ok(Some(sum_to_shape(&grad, input.shape())?)),
+            _ => Ok(None),
+        }
+    };
+    Ok(smallvec![reduce(ga, a)?, reduce(gb, b)?])
+}
+
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {
+        impl Tensor {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> Tensor {
+                    self.unary($op)
+                }
+            )*
+        }
+    };
+}
+
+unary_methods! {
+    /// −x
+    neg => UnaryOp::Neg;
+    /// |x|
+    abs => UnaryOp::Abs;
+    /// −1, 0 or 1 (no gradient).
+    sign => UnaryOp::Sign;
+    /// e^x
+    exp => UnaryOp::Exp;
+    /// Natural logarithm.
+    log => UnaryOp::Log;
+    /// Square root.
+    sqrt => UnaryOp::Sqrt;
+    /// 1/x
+    recip => UnaryOp::Recip;
+    /// x²
+    square => UnaryOp::Square;
+    /// max(x, 0)
+    relu => UnaryOp::Relu;
+    /// 1 / (1 + e^−x)
+    sigmoid => UnaryOp::Sigmoid;
+    /// Hyperbolic tangent.
+    tanh => UnaryOp::Tanh;
+    /// x·Φ(x), the exact (erf) GELU.
+    gelu => UnaryOp::Gelu;
+    /// The error function.
+    erf => UnaryOp::Erf;
+    /// ln(1 + e^x)
+    softplus => UnaryOp::Softplus;
+}
+
+macro_rules! binary_methods {
+    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:expr;)*) => {
+        impl Tensor {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self, other: &Tensor) -> Result<Tensor> {
+                    self.binary($op, other)
+                }
+
+                $(#[$doc])*
+                /// (`other` a scalar.)
+                pub fn $scalar(&self, other: f64) -> Tensor {
+                    let other = Tensor::full(&[], other, self.dtype());
+                    self.binary($op, &other).expect("internal invariant: a scalar broadcasts")
+                }
+            )*
+        }
+    };
+}
+
+binary_methods! {
+    /// max(a, b) elementwise, broadcasting.
+    maximum, maximum_scalar => BinaryOp::Maximum;
+    /// min(a, b) elementwise, broadcasting.
+    minimum, minimum_scalar => BinaryOp::Minimum;
+    /// 1.0 where a == b, else 0.0 (no gradient).
+    eq, eq_scalar => BinaryOp::Eq;
+    /// 1.0 where a != b, else 0.0 (no gradient).
+    ne, ne_scalar => BinaryOp::Ne;
+    /// 1.0 where a < b, else 0.0 (no gradient).
+    lt, lt_scalar => BinaryOp::Lt;
+    /// 1.0 where a <= b, else 0.0 (no gradient).
+    le, le_scalar => BinaryOp::Le;
+    /// 1.0 where a > b, else 0.0 (no gradient).
+    gt, gt_scalar => BinaryOp::Gt;
+    /// 1.0 where a >= b, else 0.0 (no gradient).
+    ge, ge_scalar => BinaryOp::Ge;
+}
+
+impl Tensor {
+    /// Applies an elementwise function.
+    pub fn unary(&self, op: UnaryOp) -> Tensor {
+        Tensor::record(Op::Unary(op), &[self], self.shape().into())
+    }
+
+    /// Applies an elementwise function of two broadcast operands.
+    pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        let name = binary_name(op);
+        self.same_dtype(other, name)?;
+        let shape = broadcast_shapes(self.shape(), other.shape()).ok_or_else(|| Error::ShapeMismatch {
+            op: name,
+            lhs: self.shape().into(),
+            rhs: other.shape().into(),
+        })?;
+        Ok(Tensor::record(Op::Binary(op), &[self, other], shape))
+    }
+
+    /// a + b, broadcasting.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Add, other)
+    }
+
+    /// a − b, broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Sub, other)
+    }
+
+    /// a · b elementwise, broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Mul, other)
+    }
+
+    /// a ^ b elementwise, broadcasting.
+    pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Pow, other)
+    }
+
+    /// a / b elementwise, broadcasting.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Div, other)
+    }
+
+    /// x + c
+    pub fn add_scalar(&self, c: f64) -> Tensor {
+        self.unary(UnaryOp::AddScalar(c))
+    }
+
+    /// x · c
+    pub fn mul_scalar(&self, c: f64) -> Tensor {
+        self.unary(UnaryOp::MulScalar(c))
+    }
+
+    /// x ^ p
+    pub fn pow_scalar(&self, p: f64) -> Tensor {
+        self.unary(UnaryOp::PowScalar(p))
+    }
+
+    /// x for x > 0, `slope`·x otherwise.
+    pub fn leaky_relu(&self, slope: f64) -> Tensor {
+        self.unary(UnaryOp::LeakyRelu(slope))
+    }
+
+    /// x for x > 0, `alpha`·(e^x − 1) otherwise.
+    pub fn elu(&self, alpha: f64) -> Tensor {
+        self.unary(UnaryOp::Elu(alpha))
+    }
+
+    /// Values limited to `[min, max]` (errors when min > max).
+    pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
+        if min > max || min.is_nan() || max.is_nan() {
+            crate::bail!("clamp", "min {min} must not exceed max {max}");
+        }
+        Ok(self.unary(UnaryOp::Clamp { min, max }))
+    }
+
+    /// `cond != 0 ? a : b` elementwise, all three broadcast together (like `torch.where`).
+    pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        cond.same_dtype(a, "where")?;
+        a.same_dtype(b, "where")?;
+        let mismatch = |l: &Tensor, r: &Tensor| Error::ShapeMismatch {
+            op: "where",
+            lhs: l.shape().into(),
+            rhs: r.shape().into(),
+        };
+        let ab = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| mismatch(a, b))?;
+        let shape = broadcast_shapes(cond.shape(), &ab).ok_or_else(|| mismatch(cond, a))?;
+        Ok(Tensor::record(Op::Where, &[cond, a, b], shape))
+    }
+
+    /// `value` where `mask != 0`, else `self` (like `masked_fill`).
+    pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
+        let fill = Tensor::full(&[], value, self.dtype());
+        Tensor::where_(mask, &fill, self)
+    }
+}
+
+fn binary_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Pow => "pow",
+        BinaryOp::Maximum => "maximum",
+        BinaryOp::Minimum => "minimum",
+        BinaryOp::Eq => "eq",
+        BinaryOp::Ne => "ne",
+        BinaryOp::Lt => "lt",
+        BinaryOp::Le => "le",
+        BinaryOp::Gt => "gt",
+        BinaryOp::Ge => "ge",
+    }
+}

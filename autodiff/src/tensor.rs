@@ -1,0 +1,315 @@
+//! `Tensor`: a cheap-clone handle to one node of the recorded graph.
+//!
+//! Invariants: a node's `value` always holds `numel(shape)` elements of `dtype` (eager
+//! evaluation happens when the node is created); `inputs` is non-empty only when the node
+//! requires a gradient, so graphs are recorded only where backward can reach; dropping the last
+//! handle of a deep graph frees it iteratively (see `Drop for Node`).
+
+use crate::buffer::{with_dtype, Buffer, Elem};
+use crate::op::{self, Op};
+use crate::{grad_enabled, Error, Result};
+use graphgrad_ops::{numel, random, DType, Element, Shape};
+use rand_chacha::ChaCha8Rng;
+use smallvec::SmallVec;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Inputs of a node: most ops have one or two.
+pub(crate) type Inputs = SmallVec<[Tensor; 2]>;
+
+pub(crate) struct Node {
+    pub(crate) op: Op,
+    pub(crate) inputs: Inputs,
+    pub(crate) shape: Shape,
+    pub(crate) dtype: DType,
+    pub(crate) requires_grad: bool,
+    pub(crate) value: RwLock<Buffer>,
+    /// Accumulated gradient of a leaf that requires one.
+    pub(crate) grad: Mutex<Option<Tensor>>,
+}
+
+impl Drop for Node {
+    /// Frees the input chain with an explicit stack: recursion would overflow on deep graphs.
+    fn drop(&mut self) {
+        let mut stack: Vec<Tensor> = std::mem::take(&mut self.inputs).into_vec();
+        while let Some(t) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(t.0) {
+                stack.extend(std::mem::take(&mut node.inputs));
+            }
+        }
+    }
+}
+
+/// An n-dimensional array of `f32` or `f64` that records the ops applied to it.
+///
+/// Cloning is cheap (a reference count). Ops evaluate at once (define-by-run) and return
+/// `Result`: shape and type errors are reported when an op is called, naming the op and the
+/// shapes involved.
+///
+/// ```
+/// use graphgrad_autodiff::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])?.requires_grad_();
+/// let y = x.mul(&x)?.sum_all()?; // y = Σ x²
+/// y.backward()?;
+/// assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![2.0, 4.0, 6.0]);
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Node>);
+
+impl Tensor {
+    // ---- construction ----
+
+    /// A leaf holding `buffer`, reshaped to `shape` (checked).
+    pub(crate) fn leaf(buffer: Buffer, shape: &[usize], requires_grad: bool) -> Result<Tensor> {
+        if buffer.len() != numel(shape) {
+            return Err(Error::DataLength { shape: shape.into(), len: buffer.len() });
+        }
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, requires_grad))
+    }
+
+    fn new_node(op: Op, inputs: Inputs, shape: Shape, buffer: Buffer, rg: bool) -> Tensor {
+        Tensor(Arc::new(Node {
+            op,
+            inputs,
+            shape,
+            dtype: buffer.dtype(),
+            requires_grad: rg,
+            value: RwLock::new(buffer),
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// Records `op` applied to `inputs` with the inferred output `shape`, evaluating it now.
+    /// Callers have checked shapes and dtypes.
+    pub(crate) fn record(op: Op, inputs: &[&Tensor], shape: Shape) -> Tensor {
+        let value = {
+            let guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> =
+                inputs.iter().map(|t| t.read()).collect();
+            let args: SmallVec<[op::Arg<'_>; 3]> =
+                guards.iter().zip(inputs).map(|(g, t)| op::Arg { buf: g, shape: t.shape() }).collect();
+            op::forward(&op, &args, &shape)
+        };
+        Tensor::record_value(op, inputs, shape, value)
+    }
+
+    /// Records `op` whose output `value` the caller computed (ops whose kernel also produces
+    /// data the op keeps, such as max-pooling's argmax).
+    pub(crate) fn record_value(op: Op, inputs: &[&Tensor], shape: Shape, value: Buffer) -> Tensor {
+        let requires_grad =
+            grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
+        let recorded =
+            if requires_grad { inputs.iter().map(|&t| t.clone()).collect() } else { Inputs::new() };
+        Tensor::new_node(op, recorded, shape, value, requires_grad)
+    }
+
+    /// A tensor from row-major data and a shape.
+    pub fn from_vec<T: Elem>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        Tensor::leaf(T::wrap(data), shape, false)
+    }
+
+    /// A tensor copied from a slice.
+    pub fn from_slice<T: Elem>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+
+    /// A rank-0 tensor.
+    pub fn scalar<T: Elem>(value: T) -> Tensor {
+        Tensor::new_node(Op::Leaf, Inputs::new(), Shape::new(), T::wrap(vec![value]), false)
+    }
+
+    /// A tensor of `shape` filled with `value`.
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let buffer = with_dtype!(dtype, T => T::wrap(vec![T::from_f64(value); numel(shape)]));
+        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+    }
+
+    /// Zeros of `shape`.
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 0.0, dtype)
+    }
+
+    /// Ones of `shape`.
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 1.0, dtype)
+    }
+
+    /// Uniform samples in `[low, high)` from `rng`.
+    pub fn rand(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Tensor {
+        let buffer = with_dtype!(dtype, T => {
+            let mut v = vec![T::ZERO; numel(shape)];
+            random::fill_uniform(rng, &mut v, T::from_f64(low), T::from_f64(high));
+            T::wrap(v)
+        });
+        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+    }
+
+    /// Normal samples with the given mean and standard deviation from `rng`.
+    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Tensor {
+        let buffer = with_dtype!(dtype, T => {
+            let mut v = vec![T::ZERO; numel(shape)];
+            random::fill_normal(rng, &mut v, T::from_f64(mean), T::from_f64(std));
+            T::wrap(v)
+        });
+        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+    }
+
+    /// `[0, 1, ..., n-1]`.
+    pub fn arange(n: usize, dtype: DType) -> Tensor {
+        let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        Tensor::new_node(
+            Op::Leaf,
+            Inputs::new(),
+            [n].as_slice().into(),
+            Buffer::from_f64(dtype, &values),
+            false,
+        )
+    }
+
+    /// A new leaf with this value that requires a gradient (`backward` fills its `.grad()`).
+    pub fn requires_grad_(&self) -> Tensor {
+        Tensor::new_node(Op::Leaf, Inputs::new(), self.0.shape.clone(), self.read().clone(), true)
+    }
+
+    /// A new leaf with this value, cut from the graph.
+    pub fn detach(&self) -> Tensor {
+        Tensor::new_node(Op::Leaf, Inputs::new(), self.0.shape.clone(), self.read().clone(), false)
+    }
+
+    /// The same values converted to `dtype` (differentiable).
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        Tensor::record(Op::Cast(dtype), &[self], self.0.shape.clone())
+    }
+
+    // ---- inspection ----
+
+    /// Dimension sizes, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    /// Whether gradients flow to this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// True for tensors not produced by an op (data, parameters).
+    pub fn is_leaf(&self) -> bool {
+        matches!(self.0.op, Op::Leaf)
+    }
+
+    /// The op that produced this tensor (for debugging and the compiler).
+    pub fn op(&self) -> &Op {
+        &self.0.op
+    }
+
+    /// The recorded inputs (empty unless this tensor requires a gradient).
+    pub fn inputs(&self) -> &[Tensor] {
+        &self.0.inputs
+    }
+
+    /// A stable identity for this node while any handle to it lives.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// The values as a vector of `T` (errors when `T` is not the tensor's dtype).
+    pub fn to_vec<T: Elem>(&self) -> Result<Vec<T>> {
+        T::slice(&self.read()).map(<[T]>::to_vec).ok_or(Error::DTypeMismatch {
+            op: "to_vec",
+            lhs: self.dtype(),
+            rhs: T::DTYPE,
+        })
+    }
+
+    /// The values converted to f64.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.read().to_f64_vec()
+    }
+
+    /// The single value of a one-element tensor, as f64.
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            crate::bail!("item", "tensor of shape {:?} has {} elements, not 1", self.shape(), self.numel());
+        }
+        Ok(self.to_f64_vec()[0])
+    }
+
+    /// The accumulated gradient of a leaf after `backward`.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.grad_slot().clone()
+    }
+
+    /// Clears the accumulated gradient.
+    pub fn zero_grad(&self) {
+        *self.grad_slot() = None;
+    }
+
+    pub(crate) fn grad_slot(&self) -> MutexGuard<'_, Option<Tensor>> {
+        self.0.grad.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read access to the value buffer.
+    pub fn read(&self) -> RwLockReadGuard<'_, Buffer> {
+        self.0.value.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write access to the value buffer: in-place updates of parameters.
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Buffer> {
+        self.0.value.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn same_dtype(&self, other: &Tensor, op: &'static str) -> Result<()> {
+        if self.dtype() != other.dtype() {
+            return Err(Error::DTypeMismatch { op, lhs: self.dtype(), rhs: other.dtype() });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Tensor {
+    /// `Tensor[2, 3] f32 [0.1, 0.2, ...]` (at most 8 values shown) with the producing op.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 8;
+        let values = self.to_f64_vec();
+        write!(f, "Tensor{:?} {} [", self.shape(), self.dtype())?;
+        for (i, v) in values.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{v:.6}")?;
+        }
+        if values.len() > SHOWN {
+            write!(f, ", ... {} more", values.len() - SHOWN)?;
+        }
+        write!(f, "]")?;
+        if !self.is_leaf() {
+            write!(f, " ({})", self.op())?;
+        }
+        Ok(())
+    }
+}

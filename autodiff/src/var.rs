@@ -1,0 +1,72 @@
+//! `Var`: a named, persistent parameter whose value optimisers update in place.
+
+use crate::buffer::Buffer;
+use crate::{Error, Result, Tensor};
+use std::ops::Deref;
+use std::sync::RwLockWriteGuard;
+
+/// A trainable parameter: a leaf tensor that requires grad, with a stable name.
+///
+/// A `Var` derefs to its [`Tensor`], so it is used in ops like any tensor; `backward`
+/// accumulates into its `.grad()`; optimisers write its value in place (every graph built
+/// afterwards sees the new value).
+#[derive(Clone, Debug)]
+pub struct Var {
+    name: String,
+    tensor: Tensor,
+}
+
+impl Var {
+    /// A parameter named `name` holding a copy of `value`.
+    pub fn new(name: impl Into<String>, value: &Tensor) -> Var {
+        Var { name: name.into(), tensor: value.requires_grad_() }
+    }
+
+    /// The parameter's name (dotted paths like `encoder.0.weight` inside modules).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same parameter under another name (modules prefix their children's names).
+    pub fn renamed(&self, name: impl Into<String>) -> Var {
+        Var { name: name.into(), tensor: self.tensor.clone() }
+    }
+
+    /// The tensor to use in ops.
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+
+    /// Overwrites the value with `value` (same shape and dtype), keeping identity and gradient.
+    pub fn set(&self, value: &Tensor) -> Result<()> {
+        if value.shape() != self.tensor.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "Var::set",
+                lhs: self.shape().into(),
+                rhs: value.shape().into(),
+            });
+        }
+        self.tensor.same_dtype(value, "Var::set")?;
+        let new = value.read().clone();
+        *self.write() = new;
+        Ok(())
+    }
+
+    /// Write access to the value, for optimisers' fused in-place updates.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Buffer> {
+        self.tensor.write()
+    }
+}
+
+impl Deref for Var {
+    type Target = Tensor;
+    fn deref(&self) -> &Tensor {
+        &self.tensor
+    }
+}
+
+impl AsRef<Tensor> for Var {
+    fn as_ref(&self) -> &Tensor {
+        &self.tensor
+    }
+}

@@ -1,0 +1,58 @@
+//! Gradients against closed forms: the course's linear regression, and second derivatives.
+
+use graphgrad_autodiff::{grad, Tensor, Var};
+
+/// y = a·x + b, L = 1/(2n)·Σ(yᵢ* − (a·xᵢ + b))²: ∂L/∂a = 1/n·Σ(a·xᵢ+b−yᵢ*)·xᵢ and
+/// ∂L/∂b = 1/n·Σ(a·xᵢ+b−yᵢ*).
+#[test]
+fn linear_regression_gradients_match_the_closed_form() {
+    let xs: Vec<f64> = (0..20).map(|i| i as f64 * 0.25 - 1.0).collect();
+    let ys: Vec<f64> = xs.iter().map(|x| 3.0 * x + 0.5 + 0.1 * (x * 7.0).sin()).collect();
+    let n = xs.len() as f64;
+    let x = Tensor::from_vec(xs.clone(), &[20]).unwrap();
+    let y = Tensor::from_vec(ys.clone(), &[20]).unwrap();
+    let a = Var::new("a", &Tensor::scalar(0.58f64));
+    let b = Var::new("b", &Tensor::scalar(0.25f64));
+    for _step in 0..5 {
+        let (av, bv) = (a.item().unwrap(), b.item().unwrap());
+        let pred = x.mul(&a).unwrap().add(&b).unwrap();
+        let loss = y.sub(&pred).unwrap().square().sum_all().unwrap().mul_scalar(1.0 / (2.0 * n));
+        a.zero_grad();
+        b.zero_grad();
+        loss.backward().unwrap();
+        let residual = |i: usize| av * xs[i] + bv - ys[i];
+        let da: f64 = (0..xs.len()).map(|i| residual(i) * xs[i]).sum::<f64>() / n;
+        let db: f64 = (0..xs.len()).map(residual).sum::<f64>() / n;
+        let (ga, gb) = (a.grad().unwrap().item().unwrap(), b.grad().unwrap().item().unwrap());
+        assert!((ga - da).abs() < 1e-12 * (1.0 + da.abs()), "∂L/∂a {ga} vs {da}");
+        assert!((gb - db).abs() < 1e-12 * (1.0 + db.abs()), "∂L/∂b {gb} vs {db}");
+        a.set(&Tensor::scalar(av - 0.01 * ga)).unwrap();
+        b.set(&Tensor::scalar(bv - 0.01 * gb)).unwrap();
+    }
+}
+
+/// f(x) = sin-free polynomial e^x·x²: f' = e^x(x² + 2x), f'' = e^x(x² + 4x + 2).
+#[test]
+fn second_derivative_matches_the_closed_form() {
+    for x0 in [-1.3f64, 0.0, 0.7, 2.1] {
+        let x = Tensor::from_vec(vec![x0], &[1]).unwrap().requires_grad_();
+        let f = x.exp().mul(&x.square()).unwrap().sum_all().unwrap();
+        let d1 = grad(&[f], std::slice::from_ref(&x), true).unwrap().remove(0);
+        let d2 = grad(&[d1.sum_all().unwrap()], &[x], false).unwrap().remove(0);
+        let e = x0.exp();
+        assert!((d1.item().unwrap() - e * (x0 * x0 + 2.0 * x0)).abs() < 1e-12);
+        assert!((d2.item().unwrap() - e * (x0 * x0 + 4.0 * x0 + 2.0)).abs() < 1e-12);
+    }
+}
+
+/// Gradients accumulate across backward calls until cleared, like PyTorch's.
+#[test]
+fn backward_accumulates_into_leaves() {
+    let w = Var::new("w", &Tensor::from_vec(vec![1.0f64, -2.0], &[2]).unwrap());
+    for _ in 0..3 {
+        w.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    }
+    assert_eq!(w.grad().unwrap().to_vec::<f64>().unwrap(), vec![6.0, -12.0]);
+    w.zero_grad();
+    assert!(w.grad().is_none());
+}

@@ -1,0 +1,89 @@
+//! Every user mistake is an `Err` whose message names the op and the shapes involved; none
+//! panics.
+
+use graphgrad_autodiff::{grad, Conv2dOptions, DType, Error, Result, Tensor};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A call that must fail.
+type BadCall<'a> = Box<dyn Fn() -> Result<Tensor> + 'a>;
+
+fn t(shape: &[usize]) -> Tensor {
+    Tensor::ones(shape, DType::F32)
+}
+
+#[test]
+fn bad_calls_return_errors_that_name_op_and_shapes() {
+    let a = t(&[2, 3]);
+    let b = t(&[4, 5]);
+    let f64_tensor = Tensor::ones(&[2, 3], DType::F64);
+    let leaf = t(&[3]).requires_grad_();
+    // (call, words the message must contain)
+    let cases: Vec<(BadCall, Vec<&str>)> = vec![
+        (Box::new(|| a.add(&b)), vec!["add", "[2, 3]", "[4, 5]"]),
+        (Box::new(|| a.mul(&f64_tensor)), vec!["mul", "f32", "f64"]),
+        (Box::new(|| a.matmul(&b)), vec!["matmul", "[2, 3]", "[4, 5]"]),
+        (Box::new(|| a.matmul(&Tensor::scalar(1.0f32))), vec!["matmul"]),
+        (Box::new(|| a.reshape(&[4])), vec!["reshape", "[2, 3]", "[4]"]),
+        (Box::new(|| a.reshape_inferred(&[-1, -1])), vec!["reshape"]),
+        (Box::new(|| a.sum(&[2], false)), vec!["sum", "axis 2", "[2, 3]"]),
+        (Box::new(|| a.mean(&[-3], false)), vec!["mean", "axis -3"]),
+        (Box::new(|| a.sum(&[0, 0], false)), vec!["sum", "twice"]),
+        (Box::new(|| a.softmax(5)), vec!["softmax", "axis 5"]),
+        (Box::new(|| a.transpose(0, 2)), vec!["transpose", "axis 2"]),
+        (Box::new(|| a.permute(&[0, 0])), vec!["permute", "[0, 0]"]),
+        (Box::new(|| a.squeeze(0)), vec!["squeeze", "size 2"]),
+        (Box::new(|| a.unsqueeze(4)), vec!["unsqueeze", "axis 4"]),
+        (Box::new(|| a.expand(&[3, 3])), vec!["expand", "[2, 3]", "[3, 3]"]),
+        (Box::new(|| Tensor::cat(&[a.clone(), b.clone()], 0)), vec!["cat", "[2, 3]", "[4, 5]"]),
+        (Box::new(|| Tensor::cat(&[], 0)), vec!["cat"]),
+        (Box::new(|| a.narrow(1, 2, 2)), vec!["narrow", "2..4", "[2, 3]"]),
+        (Box::new(|| a.pad(&[(1, 1)], 0.0)), vec!["pad", "[2, 3]"]),
+        (Box::new(|| a.split(0, 0).map(|v| v[0].clone())), vec!["split"]),
+        (Box::new(|| a.index_select(0, &[0, 2])), vec!["index_select", "index 2", "size 2"]),
+        (Box::new(|| a.gather(1, &[0, 1], &[2, 1, 1])), vec!["gather"]),
+        (Box::new(|| a.gather(1, &[0, 3], &[2, 1])), vec!["gather", "index 3"]),
+        (Box::new(|| t(&[2, 3, 1]).embedding(&[0], &[1])), vec!["embedding", "[2, 3, 1]"]),
+        (Box::new(|| a.clamp(1.0, 0.0)), vec!["clamp", "min 1"]),
+        (Box::new(|| a.layer_norm(&[2], None, None, 1e-5)), vec!["layer_norm", "[2, 3]", "[2]"]),
+        (Box::new(|| a.dropout(1.5, true, &mut rand::SeedableRng::seed_from_u64(0))), vec!["dropout", "1.5"]),
+        (Box::new(|| a.conv2d(&b, None, Conv2dOptions::default())), vec!["conv2d", "[2, 3]", "[4, 5]"]),
+        (
+            Box::new(|| t(&[1, 1, 2, 2]).conv2d(&t(&[1, 1, 3, 3]), None, Conv2dOptions::default())),
+            vec!["conv2d", "3×3", "2×2"],
+        ),
+        (
+            Box::new(|| {
+                let o = Conv2dOptions { groups: 2, ..Default::default() };
+                t(&[1, 3, 4, 4]).conv2d(&t(&[3, 1, 3, 3]), None, o)
+            }),
+            vec!["conv2d"],
+        ),
+        (Box::new(|| t(&[1, 1, 2, 2]).max_pool2d((3, 3), (1, 1), (0, 0))), vec!["max_pool2d", "kernel"]),
+        (Box::new(|| a.max_pool2d((2, 2), (2, 2), (0, 0))), vec!["max_pool2d", "[2, 3]"]),
+        (Box::new(|| a.argmax(3).map(|_| a.clone())), vec!["argmax", "axis 3"]),
+        (Box::new(|| a.item().map(Tensor::scalar)), vec!["item", "[2, 3]"]),
+        (Box::new(|| Tensor::from_vec(vec![1.0f32; 5], &[2, 3])), vec!["5 elements", "[2, 3]"]),
+        (
+            Box::new(|| leaf.mul_scalar(2.0).backward().map(|_| a.clone())),
+            vec!["backward", "[3]", "not a scalar"],
+        ),
+        (Box::new(|| a.sum_all()?.backward().map(|_| a.clone())), vec!["backward", "does not require grad"]),
+        (
+            Box::new(|| grad(&[leaf.sum_all()?], std::slice::from_ref(&a), false).map(|_| a.clone())),
+            vec!["grad", "[2, 3]", "does not require grad"],
+        ),
+        (Box::new(|| a.to_vec::<f64>().map(|_| a.clone())), vec!["to_vec", "f32", "f64"]),
+    ];
+    for (i, (call, words)) in cases.iter().enumerate() {
+        let outcome = catch_unwind(AssertUnwindSafe(call));
+        let result = outcome.unwrap_or_else(|_| panic!("case {i} panicked"));
+        let error: Error = match result {
+            Ok(t) => panic!("case {i} ({words:?}) succeeded with {t}"),
+            Err(e) => e,
+        };
+        let message = error.to_string();
+        for w in words {
+            assert!(message.contains(w), "case {i}: message {message:?} lacks {w:?}");
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The packed, cache-blocked GEMM driver: the five BLIS loops around a micro-kernel.
+//!
+//! ```text
+//! loop 5  jc: NC-wide column blocks of B and C      packed B block (KC×NC) lives in L3
+//!  loop 4  pc: KC-deep slices of the k dimension    B block packed once, shared by all tasks
+//!   [tasks]  the M×NC block split into a tm×tn grid of rayon tasks (≤ MC rows each)
+//!    loop 3  ic: MC-tall row blocks of A and C      packed A block (MC×KC) lives in L2
+//!     loop 2  jr: NR-wide micro-panels of packed B  one B micro-panel (KC×NR) stays in L1
+//!      loop 1  ir: MR-tall micro-panels of packed A the micro-kernel: an MR×NR tile of C
+//! ```
+//!
+//! Cache blocks (set per kernel in `kernel.rs` / `x86.rs`) target a Zen-3/Zen-4-class core:
+//! 32 KiB L1d, 0.5–1 MiB private L2, 32 MiB shared L3. With the AVX2 kernels (f32 6×16 and
+//! f64 6×8) KC = 256 makes a B micro-panel 16 KiB (half of L1, leaving room for the streaming
+//! A micro-panel of 6 KiB / 12 KiB), MC = 144 (f32) / 72 (f64) makes the packed A block
+//! 144 KiB (a quarter to an eighth of L2, so it survives the B traffic), and NC = 4080 makes
+//! the packed B block 4 MiB (f32) / 8 MiB (f64), well inside the shared L3.
+//!
+//! Determinism: k is always cut at the same multiples of KC and, by the kernel contract, an
+//! element's value depends only on its row of A, its column of B and the KC slicing, never on
+//! the tile it falls in (edge tiles run the same kernel on a local buffer). So the result is
+//! bit-identical for any thread count and any task grid.
+
+use super::kernel::MicroKernel;
+use super::pack::{pack_a, pack_b, MatRef};
+use crate::unary::{unary_inplace, UnaryOp};
+use crate::Element;
+use rayon::prelude::*;
+use std::cell::Cell;
+use std::ops::Range;
+use std::thread::LocalKey;
+
+/// The largest MR·NR of any kernel (AVX-512 f32, 8×32): the size of the edge-tile buffer.
+const MAX_TILE: usize = 256;
+
+/// Packing one row of A costs about as much as computing this many columns of C for it; the
+/// task-grid choice uses it to weigh duplicated A packing against load balance.
+const PACK_COST_COLS: usize = 12;
+
+/// B blocks of at least this many elements are packed by all threads together.
+const PARALLEL_PACK_MIN: usize = 1 << 17;
+
+/// Packed buffers kept per thread between calls up to this size (bytes); larger ones are freed.
+const MAX_KEPT_BYTES: usize = 16 << 20;
+
+/// The fused epilogue: `c = act(c + bias[col])` on finished elements.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epi<'a, T> {
+    /// One value per column of C.
+    pub bias: Option<&'a [T]>,
+    /// Applied after the bias.
+    pub act: Option<UnaryOp>,
+}
+
+impl<T: Element> Epi<'_, T> {
+    /// True when the epilogue changes nothing.
+    pub fn is_noop(&self) -> bool {
+        self.bias.is_none() && self.act.is_none()
+    }
+
+    /// Applies the epilogue to one contiguous row segment whose first element is column `col0`.
+    pub fn apply_row(&self, row: &mut [T], col0: usize) {
+        if let Some(bias) = self.bias {
+            let len = row.len();
+            for (x, &b) in row.iter_mut().zip(&bias[col0..col0 + len]) {
+                *x += b;
+            }
+        }
+        if let Some(op) = self.act {
+            unary_inplace(op, row);
+        }
+    }
+}
+
+/// C viewed as a raw row-major matrix that concurrent tasks write in disjoint tiles.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CMut<T> {
+    /// Element (0, 0).
+    pub ptr: *mut T,
+    /// Row stride (= n for a contiguous C).
+    pub ld: usize,
+}
+
+impl<T> CMut<T> {
+    /// The raw pointer (a method, so closures capture the whole `Sync` wrapper).
+    pub fn raw(self) -> *mut T {
+        self.ptr
+    }
+}
+
+// SAFETY: tasks write disjoint tiles of C (the grid partitions rows × columns) and the slice
+// it came from is mutably borrowed by the GEMM call for the whole parallel region.
+unsafe impl<T: Send> Send for CMut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for CMut<T> {}
+
+/// One GEMM as the driver sees it: strided A (m×k) and B (k×n), row-major C (m×n).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Problem<'a, T> {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// The contracted dimension (> 0).
+    pub k: usize,
+    /// The left operand.
+    pub a: MatRef<T>,
+    /// The right operand.
+    pub b: MatRef<T>,
+    /// The output.
+    pub c: CMut<T>,
+    /// Add into C instead of overwriting it.
+    pub accumulate: bool,
+    /// Applied to each element once its last k slice is done.
+    pub epi: Epi<'a, T>,
+}
+
+/// Runs the five loops for kernel `K` on up to `threads` rayon tasks (1: never touches rayon).
+///
+/// # Safety
+/// `p.a` and `p.b` must be valid for their m×k and k×n views, `p.c` for m rows of n elements,
+/// `p.k > 0`, and the CPU must support `K`'s instruction set.
+pub(crate) unsafe fn gemm_packed<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
+    let size = std::mem::size_of::<K::Elem>();
+    let kc_max = K::KC.min(p.k);
+    let nc_max = K::NC.min(p.n).div_ceil(K::NR) * K::NR;
+    let mut b_buf = PackBuf::take(&B_BUF, kc_max * nc_max * size);
+    let b_pack = CMut { ptr: b_buf.as_mut_ptr::<K::Elem>(), ld: 0 };
+
+    // Loop 5 (jc): NC-wide column blocks of B and C.
+    for jc in (0..p.n).step_by(K::NC) {
+        let nc = K::NC.min(p.n - jc);
+        let panels = nc.div_ceil(K::NR);
+        let (tm, tn) = task_grid::<K>(p.m, nc, threads);
+        // Cut each thread's rows further into tasks of at most MC rows: each still packs only
+        // its own A block, and rayon's work stealing evens out threads that run slower.
+        let row_units = p.m.div_ceil(K::MR);
+        let tm = if tm > 1 { tm * row_units.div_ceil(tm).div_ceil(K::MC / K::MR) } else { 1 };
+        // Loop 4 (pc): KC-deep slices of k; the B block is packed once per slice.
+        for pc in (0..p.k).step_by(K::KC) {
+            let kc = K::KC.min(p.k - pc);
+            // SAFETY: (pc, jc) is inside B.
+            let b_src = unsafe { p.b.offset(pc, jc) };
+            let pack_part = |t: usize, parts: usize| {
+                // SAFETY: the parts cover disjoint panel ranges of the buffer sized above.
+                unsafe { pack_b::<K>(kc, nc, split(panels, parts, t), b_src, b_pack.raw()) }
+            };
+            // Small B blocks pack faster than a rayon round trip.
+            let pack_tasks = if kc * nc >= PARALLEL_PACK_MIN { threads.min(panels) } else { 1 };
+            if pack_tasks > 1 {
+                (0..pack_tasks).into_par_iter().for_each(|t| pack_part(t, pack_tasks));
+            } else {
+                pack_part(0, 1);
+            }
+
+            let load_c = p.accumulate || pc > 0;
+            let last = pc + kc == p.k;
+            let task = |t: usize| {
+                let units = split(p.m.div_ceil(K::MR), tm, t / tn);
+                let rows = units.start * K::MR..(units.end * K::MR).min(p.m);
+                let units = split(panels, tn, t % tn);
+                let cols = units.start * K::NR..(units.end * K::NR).min(nc);
+                let blk = Block { jc, pc, kc, rows, cols, load_c, last };
+                // SAFETY: the grid gives each task a disjoint rows × cols region of C.
+                unsafe { macro_block::<K>(p, b_pack.raw(), &blk) }
+            };
+            if tm * tn > 1 {
+                (0..tm * tn).into_par_iter().for_each(task);
+            } else {
+                task(0);
+            }
+        }
+    }
+}
+
+/// The part of one (jc, pc) iteration that one task computes.
+struct Block {
+    jc: usize,
+    pc: usize,
+    kc: usize,
+    /// Rows of C (absolute), starting at a multiple of MR.
+    rows: Range<usize>,
+    /// Columns relative to `jc`, starting at a multiple of NR.
+    cols: Range<usize>,
+    load_c: bool,
+    last: bool,
+}
+
+/// Loops 3, 2, 1 over one task's block, then the epilogue while the block is still in cache.
+///
+/// # Safety
+/// As [`gemm_packed`]; `b_pack` holds the packed KC×NC block and no other task touches
+/// `blk.rows × blk.cols` of C.
+unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K::Elem, blk: &Block) {
+    let kc = blk.kc;
+    let mc_max = K::MC.min(blk.rows.len()).div_ceil(K::MR) * K::MR;
+    let mut a_buf = PackBuf::take(&A_BUF, mc_max * kc * std::mem::size_of::<K::Elem>());
+    let a_pack = a_buf.as_mut_ptr::<K::Elem>();
+    let ld = p.c.ld;
+    // Loop 3 (ic): MC-tall row blocks of A and C.
+    for ic in blk.rows.clone().step_by(K::MC) {
+        let mc = K::MC.min(blk.rows.end - ic);
+        // SAFETY: rows ic..ic+mc and columns pc..pc+kc are inside A; a_pack holds mc_max·kc.
+        unsafe { pack_a::<K>(mc, kc, p.a.offset(ic, blk.pc), a_pack) };
+        // Loop 2 (jr): NR-wide micro-panels of the packed B block.
+        for jr in blk.cols.clone().step_by(K::NR) {
+            let nr = K::NR.min(blk.cols.end - jr);
+            // SAFETY: jr is a multiple of NR, so this is panel jr/NR of the packed block.
+            let b_panel = unsafe { b_pack.add(jr * kc) };
+            // Loop 1 (ir): MR-tall micro-panels of the packed A block.
+            for ir in (0..mc).step_by(K::MR) {
+                let mr = K::MR.min(mc - ir);
+                // SAFETY: panel ir/MR of the packed A block; the tile starts inside C.
+                unsafe {
+                    let a_panel = a_pack.add(ir * kc);
+                    let c_tile = p.c.raw().add((ic + ir) * ld + blk.jc + jr);
+                    tile::<K>(kc, a_panel, b_panel, c_tile, ld, mr, nr, blk.load_c);
+                }
+            }
+        }
+        if blk.last && !p.epi.is_noop() {
+            let col0 = blk.jc + blk.cols.start;
+            for i in ic..ic + mc {
+                // SAFETY: this row segment belongs to this task's region of C.
+                let row =
+                    unsafe { std::slice::from_raw_parts_mut(p.c.raw().add(i * ld + col0), blk.cols.len()) };
+                p.epi.apply_row(row, col0);
+            }
+        }
+    }
+}
+
+/// One MR×NR tile, of which the top-left `mr`×`nr` part is inside C.
+///
+/// # Safety
+/// As [`MicroKernel::run`] for the panels; `c` must be valid for `mr` rows of `nr` elements.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tile<K: MicroKernel>(
+    kc: usize,
+    a: *const K::Elem,
+    b: *const K::Elem,
+    c: *mut K::Elem,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    load_c: bool,
+) {
+    const { assert!(K::MR * K::NR <= MAX_TILE) };
+    if mr == K::MR && nr == K::NR {
+        // SAFETY: a full tile inside C.
+        unsafe { K::run(kc, a, b, c, ldc, load_c) };
+        return;
+    }
+    // Edge tile: run the same kernel on a local tile and copy the valid part.
+    let mut buf = [K::Elem::ZERO; MAX_TILE];
+    // SAFETY: i < mr and j < nr index the valid part of C; buf holds MR×NR at stride NR.
+    unsafe {
+        if load_c {
+            for i in 0..mr {
+                std::ptr::copy_nonoverlapping(c.add(i * ldc), buf.as_mut_ptr().add(i * K::NR), nr);
+            }
+        }
+        K::run(kc, a, b, buf.as_mut_ptr(), K::NR, load_c);
+        for i in 0..mr {
+            std::ptr::copy_nonoverlapping(buf.as_ptr().add(i * K::NR), c.add(i * ldc), nr);
+        }
+    }
+}
+
+/// Part `idx` of `0..units` cut into `parts` nearly equal contiguous ranges.
+fn split(units: usize, parts: usize, idx: usize) -> Range<usize> {
+    units * idx / parts..units * (idx + 1) / parts
+}
+
+/// The tm×tn task grid (tm·tn ≤ threads) minimising the largest task's cost, counted as its
+/// rows × (columns + the cost of packing its A rows). Splitting columns duplicates A packing,
+/// so tall products split rows and short, wide ones split columns.
+fn task_grid<K: MicroKernel>(m: usize, nc: usize, threads: usize) -> (usize, usize) {
+    let (row_units, col_units) = (m.div_ceil(K::MR), nc.div_ceil(K::NR));
+    let mut best = ((1, 1), usize::MAX);
+    for tm in 1..=threads.min(row_units) {
+        for tn in 1..=(threads / tm).min(col_units) {
+            let rows = row_units.div_ceil(tm) * K::MR;
+            let cols = col_units.div_ceil(tn) * K::NR;
+            let cost = rows * (cols + PACK_COST_COLS);
+            if cost < best.1 {
+                best = ((tm, tn), cost);
+            }
+        }
+    }
+    best.0
+}
+
+/// One cache line; packed buffers are vectors of these so panels start 64-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine([u8; 64]);
+
+thread_local! {
+    /// This thread's packed-A buffer (each task packs its own A blocks).
+    static A_BUF: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
+    /// The calling thread's packed-B buffer (one per GEMM call, shared by its tasks).
+    static B_BUF: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
+}
+
+/// A packing buffer borrowed from a per-thread slot and given back on drop, so repeated calls
+/// do not allocate. Taking (not borrowing) the vector keeps a nested GEMM on the same thread
+/// (rayon work-stealing inside a batched call) safe: it finds the slot empty and allocates.
+struct PackBuf {
+    slot: &'static LocalKey<Cell<Vec<CacheLine>>>,
+    lines: Vec<CacheLine>,
+}
+
+impl PackBuf {
+    fn take(slot: &'static LocalKey<Cell<Vec<CacheLine>>>, bytes: usize) -> Self {
+        let need = bytes.div_ceil(64);
+        let mut lines = slot.try_with(Cell::take).unwrap_or_default();
+        if lines.len() < need {
+            lines = vec![CacheLine([0; 64]); need];
+        }
+        PackBuf { slot, lines }
+    }
+
+    fn as_mut_ptr<T>(&mut self) -> *mut T {
+        self.lines.as_mut_ptr().cast()
+    }
+}
+
+impl Drop for PackBuf {
+    fn drop(&mut self) {
+        let lines = std::mem::take(&mut self.lines);
+        if lines.len() * 64 <= MAX_KEPT_BYTES {
+            // Ignored when the thread is being torn down.
+            let _ = self.slot.try_with(|s| s.set(lines));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::kernel::ScalarKernel;
+
+    type K = ScalarKernel<f32, 6, 16>;
+
+    #[test]
+    fn split_covers_units_exactly() {
+        for units in [0, 1, 5, 22, 100] {
+            for parts in 1..5 {
+                let ranges: Vec<_> = (0..parts).map(|t| split(units, parts, t)).collect();
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges[parts - 1].end, units);
+                for w in ranges.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn task_grid_prefers_rows_for_tall_and_columns_for_short() {
+        assert_eq!(task_grid::<K>(512, 512, 2), (2, 1));
+        assert_eq!(task_grid::<K>(6, 512, 2), (1, 2));
+        assert_eq!(task_grid::<K>(6, 16, 2), (1, 1));
+        assert_eq!(task_grid::<K>(512, 512, 1), (1, 1));
+        let (tm, tn) = task_grid::<K>(300, 300, 4);
+        assert!(tm * tn <= 4 && tm * tn >= 3);
+    }
+}

@@ -1,0 +1,199 @@
+//! Packing: copies a block of A into MR-row panels and a block of B into NR-column panels, in
+//! the exact order the micro-kernel reads them.
+//!
+//! Operands are read through a [`MatRef`] (pointer plus row and column strides), so a
+//! transposed operand is packed straight from its stored layout: no transposed copy is ever
+//! made. Panels past the matrix edge are zero-padded, so the kernel always sees full panels;
+//! the padded rows/columns of the resulting tile are discarded by the driver.
+//!
+//! Layouts (for a block of `kc` columns of A / rows of B):
+//! - A panel `r`: `dst[r·MR·kc + p·MR + i] = A[r·MR + i, p]`
+//! - B panel `s`: `dst[s·NR·kc + p·NR + j] = B[p, s·NR + j]`
+
+use super::kernel::MicroKernel;
+use crate::Element;
+
+/// A read-only strided matrix view: element `(i, j)` is at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatRef<T> {
+    /// Element (0, 0).
+    pub ptr: *const T,
+    /// Row stride, in elements.
+    pub rs: usize,
+    /// Column stride, in elements.
+    pub cs: usize,
+}
+
+// SAFETY: a MatRef is only ever read through, and the slices it points into outlive every
+// parallel region of the GEMM call that created it.
+unsafe impl<T: Sync> Send for MatRef<T> {}
+// SAFETY: as above: shared read-only access.
+unsafe impl<T: Sync> Sync for MatRef<T> {}
+
+impl<T> MatRef<T> {
+    /// The view starting at element `(i, j)`.
+    ///
+    /// # Safety
+    /// `(i, j)` must lie inside (or one past) the viewed matrix.
+    pub unsafe fn offset(self, i: usize, j: usize) -> Self {
+        // SAFETY: forwarded to the caller.
+        let ptr = unsafe { self.ptr.add(i * self.rs + j * self.cs) };
+        MatRef { ptr, ..self }
+    }
+}
+
+/// Packs the `mc`×`kc` block of `a` (viewed from its top-left element) into `ceil(mc/MR)`
+/// MR-row panels at `dst`.
+///
+/// # Safety
+/// `a` must be valid for the whole `mc`×`kc` block and `dst` for `ceil(mc/MR)·MR·kc` writes.
+pub(crate) unsafe fn pack_a<K: MicroKernel>(mc: usize, kc: usize, a: MatRef<K::Elem>, dst: *mut K::Elem) {
+    let mr = K::MR;
+    for (panel, r0) in (0..mc).step_by(mr).enumerate() {
+        let rows = mr.min(mc - r0);
+        // SAFETY: panel < ceil(mc/MR), so the panel lies inside dst.
+        let out = unsafe { dst.add(panel * mr * kc) };
+        // SAFETY (all reads below): row r0 + i < mc and column p < kc are inside the block;
+        // writes p·MR + i < MR·kc stay in this panel.
+        unsafe {
+            if rows == mr && a.rs == 1 {
+                // Stored transposed (k×m): each step p is MR contiguous values.
+                for p in 0..kc {
+                    std::ptr::copy_nonoverlapping(a.ptr.add(r0 + p * a.cs), out.add(p * mr), mr);
+                }
+            } else if rows == mr {
+                for p in 0..kc {
+                    for i in 0..mr {
+                        *out.add(p * mr + i) = *a.ptr.add((r0 + i) * a.rs + p * a.cs);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for i in 0..mr {
+                        *out.add(p * mr + i) =
+                            if i < rows { *a.ptr.add((r0 + i) * a.rs + p * a.cs) } else { K::Elem::ZERO };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs NR-column panels `panels` (a range of panel indices) of the `kc`×`nc` block of `b`
+/// (viewed from its top-left element) into `dst`, panel `s` at `dst + s·NR·kc`.
+///
+/// # Safety
+/// `b` must be valid for the whole `kc`×`nc` block and `dst` for `ceil(nc/NR)·NR·kc` writes.
+pub(crate) unsafe fn pack_b<K: MicroKernel>(
+    kc: usize,
+    nc: usize,
+    panels: std::ops::Range<usize>,
+    b: MatRef<K::Elem>,
+    dst: *mut K::Elem,
+) {
+    let nr = K::NR;
+    for panel in panels {
+        let j0 = panel * nr;
+        let cols = nr.min(nc - j0);
+        // SAFETY: panel < ceil(nc/NR), so the panel lies inside dst.
+        let out = unsafe { dst.add(panel * nr * kc) };
+        // SAFETY (all reads below): column j0 + j < nc and row p < kc are inside the block;
+        // writes p·NR + j < NR·kc stay in this panel.
+        unsafe {
+            if cols == nr && b.cs == 1 {
+                // Row-major B: each step p is NR contiguous values.
+                for p in 0..kc {
+                    std::ptr::copy_nonoverlapping(b.ptr.add(p * b.rs + j0), out.add(p * nr), nr);
+                }
+            } else if cols == nr {
+                for p in 0..kc {
+                    for j in 0..nr {
+                        *out.add(p * nr + j) = *b.ptr.add(p * b.rs + (j0 + j) * b.cs);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for j in 0..nr {
+                        *out.add(p * nr + j) =
+                            if j < cols { *b.ptr.add(p * b.rs + (j0 + j) * b.cs) } else { K::Elem::ZERO };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::kernel::ScalarKernel;
+
+    type K = ScalarKernel<f64, 3, 4>;
+
+    /// A 7×5 matrix with A[i][j] = 10i + j, stored row-major or transposed.
+    fn matrix(trans: bool) -> (Vec<f64>, usize, usize) {
+        let (m, k) = (7, 5);
+        let mut v = vec![0.0; m * k];
+        for i in 0..m {
+            for j in 0..k {
+                let idx = if trans { j * m + i } else { i * k + j };
+                v[idx] = (10 * i + j) as f64;
+            }
+        }
+        if trans {
+            (v, 1, m)
+        } else {
+            (v, k, 1)
+        }
+    }
+
+    #[test]
+    fn pack_a_layout_and_padding() {
+        for trans in [false, true] {
+            let (v, rs, cs) = matrix(trans);
+            let a = MatRef { ptr: v.as_ptr(), rs, cs };
+            // Block rows 1..7 (6 rows), columns 1..5 (kc = 4): two panels of MR = 3.
+            let mut dst = vec![f64::NAN; 2 * 3 * 4];
+            // SAFETY: the block is inside the 7×5 matrix; dst holds 2 panels of 3·4.
+            unsafe { pack_a::<K>(6, 4, a.offset(1, 1), dst.as_mut_ptr()) };
+            for panel in 0..2 {
+                for p in 0..4 {
+                    for i in 0..3 {
+                        let want = (10 * (1 + panel * 3 + i) + 1 + p) as f64;
+                        assert_eq!(dst[panel * 12 + p * 3 + i], want, "trans {trans}");
+                    }
+                }
+            }
+            // A ragged block (5 rows): the second panel's last row is zero.
+            let mut dst = vec![f64::NAN; 2 * 3 * 4];
+            // SAFETY: as above, with 5 rows.
+            unsafe { pack_a::<K>(5, 4, a.offset(1, 1), dst.as_mut_ptr()) };
+            for p in 0..4 {
+                assert_eq!(dst[12 + p * 3 + 2], 0.0);
+                assert_eq!(dst[12 + p * 3 + 1], (10 * 5 + 1 + p) as f64);
+            }
+        }
+    }
+
+    #[test]
+    fn pack_b_layout_and_padding() {
+        for trans in [false, true] {
+            // The 7×5 matrix read as B (k = 7 rows, n = 5 columns).
+            let (v, rs, cs) = matrix(trans);
+            let b = MatRef { ptr: v.as_ptr(), rs, cs };
+            // kc = 3 rows from row 2, all 5 columns: panels of NR = 4, the second ragged.
+            let mut dst = vec![f64::NAN; 2 * 4 * 3];
+            // SAFETY: rows 2..5 and columns 0..5 are inside; dst holds 2 panels of 4·3.
+            unsafe { pack_b::<K>(3, 5, 0..2, b.offset(2, 0), dst.as_mut_ptr()) };
+            for panel in 0..2 {
+                for p in 0..3 {
+                    for j in 0..4 {
+                        let col = panel * 4 + j;
+                        let want = if col < 5 { (10 * (2 + p) + col) as f64 } else { 0.0 };
+                        assert_eq!(dst[panel * 12 + p * 4 + j], want, "trans {trans}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Data movement: permute, broadcast (expand), narrow/cat slabs and constant padding.
+//!
+//! These are the copies behind the tensor "movement" ops. Buffers stay row-major and
+//! contiguous; every function writes a fresh contiguous output.
+
+use crate::{broadcast_strides, contiguous_strides, numel, Element};
+
+/// Visits every multi-index of `shape` in row-major order, calling `f(linear_out, offset)` where
+/// `offset = Σ index[d] · strides[d]`. The innermost dimension is walked in a tight loop.
+fn for_each_strided(shape: &[usize], strides: &[usize], mut f: impl FnMut(usize, usize)) {
+    let total = numel(shape);
+    if total == 0 {
+        return;
+    }
+    let rank = shape.len();
+    if rank == 0 {
+        f(0, 0);
+        return;
+    }
+    let (inner_len, inner_stride) = (shape[rank - 1], strides[rank - 1]);
+    let mut index = vec![0usize; rank - 1];
+    let mut base = 0usize;
+    let mut linear = 0usize;
+    loop {
+        for i in 0..inner_len {
+            f(linear + i, base + i * inner_stride);
+        }
+        linear += inner_len;
+        // Odometer over the outer dimensions.
+        let mut d = rank - 1;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            index[d] += 1;
+            base += strides[d];
+            if index[d] < shape[d] {
+                break;
+            }
+            base -= strides[d] * shape[d];
+            index[d] = 0;
+        }
+    }
+}
+
+/// out = x with its axes reordered: `out.shape[i] = shape[perm[i]]`. `perm` is a permutation.
+pub fn permute<T: Element>(x: &[T], shape: &[usize], perm: &[usize], out: &mut [T]) {
+    assert!(
+        x.len() == numel(shape) && out.len() == x.len() && perm.len() == shape.len(),
+        "internal invariant: permute lengths"
+    );
+    let strides = contiguous_strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let read_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+    for_each_strided(&out_shape, &read_strides, |o, i| out[o] = x[i]);
+}
+
+/// out = x broadcast to `out_shape` (NumPy rules; `shape` must broadcast to `out_shape`).
+pub fn expand<T: Element>(x: &[T], shape: &[usize], out_shape: &[usize], out: &mut [T]) {
+    assert!(x.len() == numel(shape) && out.len() == numel(out_shape), "internal invariant: expand lengths");
+    let strides = broadcast_strides(shape, out_shape);
+    for_each_strided(out_shape, &strides, |o, i| out[o] = x[i]);
+}
+
+/// Copies the slab `[.., start..start + n, ..]` of `x` laid out as (outer, len, inner) into `out`
+/// laid out as (outer, n, inner).
+pub fn narrow<T: Element>(
+    x: &[T],
+    (outer, len, inner): (usize, usize, usize),
+    start: usize,
+    n: usize,
+    out: &mut [T],
+) {
+    assert!(
+        start + n <= len && x.len() == outer * len * inner && out.len() == outer * n * inner,
+        "internal invariant: narrow bounds"
+    );
+    for o in 0..outer {
+        let src = &x[(o * len + start) * inner..(o * len + start + n) * inner];
+        out[o * n * inner..(o + 1) * n * inner].copy_from_slice(src);
+    }
+}
+
+/// The adjoint of [`narrow`]: writes `src`, laid out as (outer, n, inner), into the slab
+/// `[.., start..start + n, ..]` of `out`, laid out as (outer, len, inner). Other elements are
+/// left as they are (so a sequence of calls concatenates).
+pub fn write_slab<T: Element>(
+    src: &[T],
+    (outer, len, inner): (usize, usize, usize),
+    start: usize,
+    n: usize,
+    out: &mut [T],
+) {
+    assert!(
+        start + n <= len && src.len() == outer * n * inner && out.len() == outer * len * inner,
+        "internal invariant: write_slab bounds"
+    );
+    for o in 0..outer {
+        out[(o * len + start) * inner..(o * len + start + n) * inner]
+            .copy_from_slice(&src[o * n * inner..(o + 1) * n * inner]);
+    }
+}
+
+/// Constant padding: `pads[d] = (before, after)` elements added on each side of axis `d`.
+pub fn pad<T: Element>(x: &[T], shape: &[usize], pads: &[(usize, usize)], value: T, out: &mut [T]) {
+    let out_shape: Vec<usize> = shape.iter().zip(pads).map(|(&s, &(b, a))| s + b + a).collect();
+    assert!(
+        pads.len() == shape.len() && x.len() == numel(shape) && out.len() == numel(&out_shape),
+        "internal invariant: pad lengths"
+    );
+    out.fill(value);
+    let out_strides = contiguous_strides(&out_shape);
+    let offset: usize = pads.iter().zip(&out_strides).map(|(&(b, _), &s)| b * s).sum();
+    // Walk the input in order; `o` is its position in `out`.
+    for_each_strided(shape, &out_strides, |i, o| out[offset + o] = x[i]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::random_vec;
+
+    /// Decomposes a row-major linear index into a multi-index.
+    fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+        let mut idx = vec![0; shape.len()];
+        for d in (0..shape.len()).rev() {
+            idx[d] = i % shape[d];
+            i /= shape[d];
+        }
+        idx
+    }
+
+    fn ravel(idx: &[usize], shape: &[usize]) -> usize {
+        idx.iter().zip(shape).fold(0, |acc, (&i, &s)| acc * s + i)
+    }
+
+    #[test]
+    fn permute_matches_index_definition() {
+        for (shape, perm) in [
+            (vec![2, 3, 4], vec![2, 0, 1]),
+            (vec![1, 7, 17], vec![1, 2, 0]),
+            (vec![5, 0, 3], vec![2, 1, 0]),
+            (vec![65], vec![0]),
+            (vec![3, 1, 2, 5], vec![3, 1, 0, 2]),
+        ] {
+            let x: Vec<f64> = random_vec(numel(&shape), 3);
+            let mut out = vec![0.0; x.len()];
+            permute(&x, &shape, &perm, &mut out);
+            let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+            for (o, &v) in out.iter().enumerate() {
+                let oi = unravel(o, &out_shape);
+                let mut xi = vec![0; shape.len()];
+                for (k, &p) in perm.iter().enumerate() {
+                    xi[p] = oi[k];
+                }
+                assert_eq!(v, x[ravel(&xi, &shape)]);
+            }
+        }
+    }
+
+    #[test]
+    fn expand_repeats_broadcast_dims() {
+        let x: Vec<f32> = random_vec(3, 1);
+        let mut out = vec![0.0; 2 * 3 * 4];
+        expand(&x, &[3, 1], &[2, 3, 4], &mut out);
+        for (o, &v) in out.iter().enumerate() {
+            let idx = unravel(o, &[2, 3, 4]);
+            assert_eq!(v, x[idx[1]]);
+        }
+        let mut scalar_out = vec![0.0f32; 7];
+        expand(&[2.5], &[], &[7], &mut scalar_out);
+        assert!(scalar_out.iter().all(|&v| v == 2.5));
+    }
+
+    #[test]
+    fn narrow_then_write_slab_round_trips() {
+        let dims = (3, 7, 5);
+        let x: Vec<f64> = random_vec(3 * 7 * 5, 2);
+        let mut rebuilt = vec![0.0; x.len()];
+        for (start, n) in [(0, 2), (2, 4), (6, 1)] {
+            let mut part = vec![0.0; 3 * n * 5];
+            narrow(&x, dims, start, n, &mut part);
+            for o in 0..3 {
+                for j in 0..n {
+                    for i in 0..5 {
+                        assert_eq!(part[(o * n + j) * 5 + i], x[(o * 7 + start + j) * 5 + i]);
+                    }
+                }
+            }
+            write_slab(&part, dims, start, n, &mut rebuilt);
+        }
+        assert_eq!(rebuilt, x);
+    }
+
+    #[test]
+    fn pad_places_input_inside_constant_border() {
+        let shape = [2, 3];
+        let x: Vec<f32> = random_vec(6, 9);
+        let pads = [(1, 0), (2, 1)];
+        let mut out = vec![0.0; 3 * 6];
+        pad(&x, &shape, &pads, -1.0, &mut out);
+        for r in 0..3 {
+            for c in 0..6 {
+                let inside = r >= 1 && (2..5).contains(&c);
+                let expected = if inside { x[(r - 1) * 3 + c - 2] } else { -1.0 };
+                assert_eq!(out[r * 6 + c], expected);
+            }
+        }
+    }
+}

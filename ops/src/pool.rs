@@ -1,0 +1,440 @@
+//! 2-d max and average pooling over NCHW buffers, with their backward kernels.
+//!
+//! Windows are `kernel` cells, `stride` apart, over the input padded by `padding` on each side;
+//! the output size uses floor mode. Max pooling treats padding as −∞ (never selected) and records
+//! for each output the flat index, within its `(n, c)` input plane, of the winning input cell
+//! (the first maximum in row-major window order; a NaN wins, as in PyTorch). Average pooling
+//! divides by the whole window, padding included (PyTorch `count_include_pad = true`).
+//! Backward kernels overwrite `dx`; where windows overlap, contributions add. Work is split by
+//! `(n, c)` plane, each plane done by one thread in a fixed order, so results are deterministic.
+
+use crate::Element;
+use rayon::prelude::*;
+
+/// Window cells visited below which pooling runs on the calling thread.
+const PAR_MIN_WORK: usize = 1 << 16;
+
+/// A 2-d pooling window over `(batch, channels, in_h, in_w)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2dGeometry {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Channels per image.
+    pub channels: usize,
+    /// Input height.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// (height, width) of the window, each at least 1.
+    pub kernel: (usize, usize),
+    /// (vertical, horizontal) step between windows, each at least 1.
+    pub stride: (usize, usize),
+    /// (vertical, horizontal) padding on both sides.
+    pub padding: (usize, usize),
+}
+
+/// Floor-mode pooled length: `(input + 2·padding − kernel) / stride + 1`, or 0 when the padded
+/// input is shorter than the window.
+fn pool_out_len(input: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    let padded = input + 2 * padding;
+    if padded < kernel {
+        0
+    } else {
+        (padded - kernel) / stride + 1
+    }
+}
+
+/// One axis of one window: the input cells `lo..hi` it covers and its size counting padding.
+#[derive(Clone, Copy)]
+struct Span {
+    lo: usize,
+    hi: usize,
+    padded: usize,
+}
+
+/// The window of output index `o` along an axis of `input` cells.
+fn span(o: usize, input: usize, kernel: usize, stride: usize, padding: usize) -> Span {
+    // In padded coordinates the window is start..start + kernel, clipped to the padded input.
+    let start = o * stride;
+    let end = (start + kernel).min(input + 2 * padding);
+    Span {
+        lo: start.saturating_sub(padding).min(input),
+        hi: end.saturating_sub(padding).min(input),
+        padded: end - start,
+    }
+}
+
+impl Pool2dGeometry {
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        pool_out_len(self.in_h, self.kernel.0, self.stride.0, self.padding.0)
+    }
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        pool_out_len(self.in_w, self.kernel.1, self.stride.1, self.padding.1)
+    }
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels * self.in_h * self.in_w
+    }
+    /// Elements of the output (and of the argmax buffer).
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels * self.out_h() * self.out_w()
+    }
+
+    fn check(&self, x_len: usize, y_len: usize) {
+        assert!(
+            self.stride.0 >= 1 && self.stride.1 >= 1,
+            "internal invariant: pooling stride is at least 1 ({self:?})"
+        );
+        assert!(
+            x_len == self.input_len() && y_len == self.output_len(),
+            "internal invariant: pooling buffer lengths ({self:?})"
+        );
+    }
+    fn parallel(&self) -> bool {
+        self.batch * self.channels > 1 && self.output_len() * self.kernel.0 * self.kernel.1 >= PAR_MIN_WORK
+    }
+    fn rows(&self, oh: usize) -> Span {
+        span(oh, self.in_h, self.kernel.0, self.stride.0, self.padding.0)
+    }
+    fn cols(&self, ow: usize) -> Span {
+        span(ow, self.in_w, self.kernel.1, self.stride.1, self.padding.1)
+    }
+}
+
+/// Runs `f(plane_index, out_plane)` for each `(n, c)` plane of `out` (`plane` elements each).
+fn for_each_plane<U: Send>(out: &mut [U], plane: usize, par: bool, f: impl Fn(usize, &mut [U]) + Sync) {
+    if out.is_empty() || plane == 0 {
+        return;
+    }
+    if par {
+        out.par_chunks_mut(plane).enumerate().for_each(|(i, o)| f(i, o));
+    } else {
+        out.chunks_mut(plane).enumerate().for_each(|(i, o)| f(i, o));
+    }
+}
+
+/// Max pooling. `argmax[i]` is the flat index within its `(n, c)` input plane of the cell that
+/// gave `y[i]` (`usize::MAX`, with `y[i] = −∞`, for a window lying wholly in the padding).
+pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: &mut [usize]) {
+    g.check(x.len(), y.len());
+    assert!(argmax.len() == y.len(), "internal invariant: argmax has one index per output");
+    let (out_w, in_plane, out_plane) = (g.out_w(), g.in_h * g.in_w, g.out_h() * g.out_w());
+    if y.is_empty() {
+        return;
+    }
+    let plane = |i: usize, y: &mut [T], argmax: &mut [usize]| {
+        let x = &x[i * in_plane..(i + 1) * in_plane];
+        for (o, (yv, am)) in y.iter_mut().zip(argmax.iter_mut()).enumerate() {
+            let (r, c) = (g.rows(o / out_w), g.cols(o % out_w));
+            let (mut best, mut arg) = (T::NEG_INFINITY, usize::MAX);
+            if r.lo < r.hi && c.lo < c.hi {
+                arg = r.lo * g.in_w + c.lo;
+            }
+            for ih in r.lo..r.hi {
+                for iw in c.lo..c.hi {
+                    let v = x[ih * g.in_w + iw];
+                    if v > best || v.is_nan() {
+                        (best, arg) = (v, ih * g.in_w + iw);
+                    }
+                }
+            }
+            (*yv, *am) = (best, arg);
+        }
+    };
+    if g.parallel() {
+        y.par_chunks_mut(out_plane)
+            .zip(argmax.par_chunks_mut(out_plane))
+            .enumerate()
+            .for_each(|(i, (y, a))| plane(i, y, a));
+    } else {
+        for (i, (y, a)) in y.chunks_mut(out_plane).zip(argmax.chunks_mut(out_plane)).enumerate() {
+            plane(i, y, a);
+        }
+    }
+}
+
+/// The input gradient of [`max_pool2d`]: `dx` is zeroed, then each `dy[i]` is added at its
+/// recorded `argmax[i]` (overlapping windows accumulate).
+pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], argmax: &[usize], dx: &mut [T]) {
+    g.check(dx.len(), dy.len());
+    assert!(argmax.len() == dy.len(), "internal invariant: argmax has one index per output");
+    let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h() * g.out_w());
+    dx.fill(T::ZERO);
+    if out_plane == 0 {
+        return;
+    }
+    for_each_plane(dx, in_plane, g.parallel(), |i, dx| {
+        let range = i * out_plane..(i + 1) * out_plane;
+        for (&d, &a) in dy[range.clone()].iter().zip(&argmax[range]) {
+            if a != usize::MAX {
+                dx[a] += d;
+            }
+        }
+    });
+}
+
+/// Average pooling, padding counted in the divisor (PyTorch `count_include_pad = true`).
+pub fn avg_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
+    g.check(x.len(), y.len());
+    let (out_w, in_plane, out_plane) = (g.out_w(), g.in_h * g.in_w, g.out_h() * g.out_w());
+    for_each_plane(y, out_plane, g.parallel(), |i, out| {
+        let x = &x[i * in_plane..(i + 1) * in_plane];
+        for (o, yv) in out.iter_mut().enumerate() {
+            let (r, c) = (g.rows(o / out_w), g.cols(o % out_w));
+            let mut sum = T::ZERO;
+            for ih in r.lo..r.hi {
+                sum += x[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter().copied().sum::<T>();
+            }
+            *yv = sum / T::from_usize(r.padded * c.padded);
+        }
+    });
+}
+
+/// The input gradient of [`avg_pool2d`]: each input cell receives `dy / window size` from every
+/// window covering it. Overwrites `dx`.
+pub fn avg_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], dx: &mut [T]) {
+    g.check(dx.len(), dy.len());
+    let (out_w, in_plane, out_plane) = (g.out_w(), g.in_h * g.in_w, g.out_h() * g.out_w());
+    dx.fill(T::ZERO);
+    if out_plane == 0 {
+        return;
+    }
+    for_each_plane(dx, in_plane, g.parallel(), |i, dx| {
+        for (o, &d) in dy[i * out_plane..(i + 1) * out_plane].iter().enumerate() {
+            let (r, c) = (g.rows(o / out_w), g.cols(o % out_w));
+            let share = d / T::from_usize(r.padded * c.padded);
+            for ih in r.lo..r.hi {
+                dx[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter_mut().for_each(|v| *v += share);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_close, random_vec};
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Calls `f(plane, out_index, Some(in_index))` for every in-bounds cell of every window, in
+    /// row-major window order, and `f(plane, out_index, None)` once per padding cell.
+    fn for_each_cell(g: &Pool2dGeometry, mut f: impl FnMut(usize, usize, Option<usize>)) {
+        let (oh_n, ow_n) = (g.out_h(), g.out_w());
+        for plane in 0..g.batch * g.channels {
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    for ki in 0..g.kernel.0 {
+                        for kj in 0..g.kernel.1 {
+                            let ih = (oh * g.stride.0 + ki) as isize - g.padding.0 as isize;
+                            let iw = (ow * g.stride.1 + kj) as isize - g.padding.1 as isize;
+                            let inside =
+                                (0..g.in_h as isize).contains(&ih) && (0..g.in_w as isize).contains(&iw);
+                            let cell = inside.then(|| ih as usize * g.in_w + iw as usize);
+                            f(plane, (plane * oh_n + oh) * ow_n + ow, cell);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check<T: Element>(g: &Pool2dGeometry, x: &[T], seed: u64) {
+        let (n_out, in_plane) = (g.output_len(), g.in_h * g.in_w);
+        let window = (g.kernel.0 * g.kernel.1) as f64;
+        let dy = random_vec::<T>(n_out, seed);
+        let (mut y_max, mut arg) = (vec![f64::NEG_INFINITY; n_out], vec![usize::MAX; n_out]);
+        let mut y_avg = vec![0.0; n_out];
+        let mut dx_avg = vec![0.0; x.len()];
+        for_each_cell(g, |plane, o, cell| {
+            if let Some(c) = cell {
+                let v = x[plane * in_plane + c].to_f64();
+                if v > y_max[o] {
+                    (y_max[o], arg[o]) = (v, c);
+                }
+                // Floor mode keeps every window inside the padded input: the divisor is the window.
+                y_avg[o] += v / window;
+                dx_avg[plane * in_plane + c] += dy[o].to_f64() / window;
+            }
+        });
+        let mut dx_max = vec![0.0; x.len()];
+        for (o, &a) in arg.iter().enumerate() {
+            if a != usize::MAX {
+                dx_max[o / (g.out_h() * g.out_w()) * in_plane + a] += dy[o].to_f64();
+            }
+        }
+        let t = |v: &[f64]| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>();
+        let (atol, rtol) = if T::DTYPE == crate::DType::F32 { (1e-6, 1e-5) } else { (1e-14, 1e-12) };
+
+        let (mut y, mut am) = (vec![T::from_f64(f64::NAN); n_out], vec![7; n_out]);
+        max_pool2d(g, x, &mut y, &mut am);
+        assert_eq!(y.iter().map(|v| v.to_f64()).collect::<Vec<_>>(), y_max, "{g:?}");
+        assert_eq!(am, arg, "{g:?}");
+        let mut dx = vec![T::from_f64(f64::NAN); x.len()];
+        max_pool2d_backward(g, &dy, &am, &mut dx);
+        assert_close(&dx, &t(&dx_max), atol, rtol);
+
+        avg_pool2d(g, x, &mut y);
+        assert_close(&y, &t(&y_avg), atol, rtol);
+        avg_pool2d_backward(g, &dy, &mut dx);
+        assert_close(&dx, &t(&dx_avg), atol, rtol);
+    }
+
+    fn random_geometry(rng: &mut ChaCha8Rng) -> Pool2dGeometry {
+        let mut pick = |v: &[usize]| *v.choose(rng).unwrap();
+        let kernel = (pick(&[1, 2, 3, 5]), pick(&[1, 2, 3, 5]));
+        Pool2dGeometry {
+            batch: pick(&[0, 1, 3]),
+            channels: pick(&[1, 3]),
+            in_h: pick(&[0, 1, 7, 17]),
+            in_w: pick(&[1, 7, 17, 65]),
+            kernel,
+            stride: (pick(&[1, 2, 3]), pick(&[1, 2, 3])),
+            // Mostly PyTorch's padding ≤ kernel / 2, sometimes more (windows wholly in padding).
+            padding: (pick(&[0, 1, kernel.0 / 2]), pick(&[0, 2, kernel.1 / 2])),
+        }
+    }
+
+    fn fixed_geometries() -> Vec<Pool2dGeometry> {
+        let g = Pool2dGeometry {
+            batch: 3,
+            channels: 3,
+            in_h: 7,
+            in_w: 7,
+            kernel: (3, 3),
+            stride: (2, 2),
+            padding: (1, 1),
+        };
+        vec![
+            g,
+            Pool2dGeometry { padding: (0, 0), ..g },
+            // The W3 pools.
+            Pool2dGeometry {
+                batch: 4,
+                channels: 16,
+                in_h: 28,
+                in_w: 28,
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0),
+            },
+            Pool2dGeometry {
+                batch: 4,
+                channels: 32,
+                in_h: 14,
+                in_w: 14,
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0),
+            },
+            Pool2dGeometry { in_h: 17, in_w: 129, kernel: (3, 5), stride: (1, 3), padding: (1, 2), ..g },
+            Pool2dGeometry { in_h: 1, in_w: 2, kernel: (3, 3), padding: (0, 0), ..g },
+        ]
+    }
+
+    #[test]
+    fn pooling_matches_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let cases = fixed_geometries().into_iter().chain((0..300).map(|_| random_geometry(&mut rng)));
+        for (i, g) in cases.enumerate() {
+            let seed = 10 * i as u64;
+            check::<f64>(&g, &random_vec::<f64>(g.input_len(), seed), seed + 1);
+            check::<f32>(&g, &random_vec::<f32>(g.input_len(), seed), seed + 1);
+        }
+    }
+
+    #[test]
+    fn max_pool_ties_pick_first_cell() {
+        // Values from {0, 1, 2}: most windows hold several maxima; the first in row-major order wins.
+        let mut rng = ChaCha8Rng::seed_from_u64(22);
+        for g in fixed_geometries() {
+            let x: Vec<f64> = (0..g.input_len()).map(|_| rng.gen_range(0..3) as f64).collect();
+            check::<f64>(&g, &x, 5);
+        }
+        // One 1×4 plane, window 1×3 stride 1: windows [2 2 1] and [2 1 2] both pick index 0 / 1.
+        let g = Pool2dGeometry {
+            batch: 1,
+            channels: 1,
+            in_h: 1,
+            in_w: 4,
+            kernel: (1, 3),
+            stride: (1, 1),
+            padding: (0, 0),
+        };
+        let (mut y, mut am) = (vec![0.0; 2], vec![0; 2]);
+        max_pool2d(&g, &[2.0, 2.0, 1.0, 2.0], &mut y, &mut am);
+        assert_eq!((y, am), (vec![2.0, 2.0], vec![0, 1]));
+    }
+
+    #[test]
+    fn max_pool_padding_is_never_selected() {
+        // All inputs negative: a padding cell taken as 0 would win every border window.
+        let g = Pool2dGeometry {
+            batch: 1,
+            channels: 2,
+            in_h: 5,
+            in_w: 5,
+            kernel: (3, 3),
+            stride: (2, 2),
+            padding: (1, 1),
+        };
+        let x: Vec<f64> = random_vec::<f64>(g.input_len(), 3).iter().map(|v| v.abs() - 2.0).collect();
+        let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0; g.output_len()]);
+        max_pool2d(&g, &x, &mut y, &mut am);
+        assert!(y.iter().all(|&v| v < -1.0));
+        assert!(am.iter().all(|&a| a < 25));
+        check::<f64>(&g, &x, 4);
+    }
+
+    #[test]
+    fn avg_pool_is_adjoint_of_its_backward() {
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        for i in 0..100 {
+            let g = random_geometry(&mut rng);
+            let x = random_vec::<f64>(g.input_len(), i);
+            let dy = random_vec::<f64>(g.output_len(), i + 1000);
+            let (mut y, mut dx) = (vec![0.0; dy.len()], vec![0.0; x.len()]);
+            avg_pool2d(&g, &x, &mut y);
+            avg_pool2d_backward(&g, &dy, &mut dx);
+            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs()), "{g:?}: {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn deterministic_across_thread_counts() {
+        let g = Pool2dGeometry {
+            batch: 8,
+            channels: 16,
+            in_h: 28,
+            in_w: 28,
+            kernel: (3, 3),
+            stride: (2, 2),
+            padding: (1, 1),
+        };
+        let x = random_vec::<f32>(g.input_len(), 1);
+        let dy = random_vec::<f32>(g.output_len(), 2);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0; g.output_len()]);
+                max_pool2d(&g, &x, &mut y, &mut am);
+                let mut dx = vec![0.0; g.input_len()];
+                max_pool2d_backward(&g, &dy, &am, &mut dx);
+                let mut ya = vec![0.0; g.output_len()];
+                avg_pool2d(&g, &x, &mut ya);
+                let mut dxa = vec![0.0; g.input_len()];
+                avg_pool2d_backward(&g, &dy, &mut dxa);
+                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+                (bits(y), am, bits(dx), bits(ya), bits(dxa))
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(2));
+    }
+}

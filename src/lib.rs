@@ -1,0 +1,11 @@
+//! graphgrad: define models imperatively, get exact gradients by reverse-mode autodiff, check
+//! them numerically, and compile a training step into a fused, memory-planned program.
+//!
+//! This facade re-exports the workspace crates:
+//! [`ops`] (kernels), [`autodiff`] (tensors and gradients), [`nn`] (layers, losses, data),
+//! [`optim`] (optimisers and training control).
+
+pub use graphgrad_autodiff as autodiff;
+pub use graphgrad_nn as nn;
+pub use graphgrad_ops as ops;
+pub use graphgrad_optim as optim;
