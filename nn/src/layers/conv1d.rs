@@ -1,0 +1,232 @@
+//! `Conv1d`: 1-d convolution over sequences (PyTorch's `nn.Conv1d`, zero padding), a thin
+//! layer over [`Tensor::conv1d`].
+
+use super::conv2d::check_conv_config;
+use crate::{init, Module};
+use graphgrad_autodiff::{DType, Result, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+
+/// Configuration of a [`Conv1d`] layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv1dConfig {
+    /// Channels of the input.
+    pub in_channels: usize,
+    /// Channels of the output.
+    pub out_channels: usize,
+    /// Kernel length.
+    pub kernel_size: usize,
+    /// Step between windows (default 1).
+    pub stride: usize,
+    /// Zeros added on each side (default 0).
+    pub padding: usize,
+    /// Spacing between kernel taps (default 1).
+    pub dilation: usize,
+    /// Channel groups (default 1).
+    pub groups: usize,
+    /// Whether to add a learnable bias (default true).
+    pub bias: bool,
+    /// Element type of the parameters (default f32).
+    pub dtype: DType,
+}
+
+impl Conv1dConfig {
+    /// A convolution with PyTorch's defaults: stride 1, no padding, dilation 1, one group, bias.
+    pub fn new(in_channels: usize, out_channels: usize, kernel_size: usize) -> Conv1dConfig {
+        Conv1dConfig {
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+            bias: true,
+            dtype: DType::F32,
+        }
+    }
+
+    /// Sets the stride.
+    pub fn with_stride(mut self, stride: usize) -> Conv1dConfig {
+        self.stride = stride;
+        self
+    }
+
+    /// Sets the zero padding.
+    pub fn with_padding(mut self, padding: usize) -> Conv1dConfig {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the dilation.
+    pub fn with_dilation(mut self, dilation: usize) -> Conv1dConfig {
+        self.dilation = dilation;
+        self
+    }
+
+    /// Sets the number of channel groups.
+    pub fn with_groups(mut self, groups: usize) -> Conv1dConfig {
+        self.groups = groups;
+        self
+    }
+
+    /// Sets whether the layer has a bias.
+    pub fn with_bias(mut self, bias: bool) -> Conv1dConfig {
+        self.bias = bias;
+        self
+    }
+
+    /// Sets the parameters' element type.
+    pub fn with_dtype(mut self, dtype: DType) -> Conv1dConfig {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Creates the layer with PyTorch's default initialisation: weight and bias from
+    /// U(−1/√fan_in, 1/√fan_in), fan_in = in_channels/groups·kernel_size.
+    pub fn init(&self, rng: &mut ChaCha8Rng) -> Result<Conv1d> {
+        let positive = [self.kernel_size, self.stride, self.dilation];
+        check_conv_config("Conv1d", self.in_channels, self.out_channels, &positive, self.groups)?;
+        let shape = [self.out_channels, self.in_channels / self.groups, self.kernel_size];
+        let fan_in = shape[1] * shape[2];
+        let weight = init::default_uniform(&shape, fan_in, self.dtype, rng)?;
+        let bias = if self.bias {
+            Some(init::default_uniform(&[self.out_channels], fan_in, self.dtype, rng)?)
+        } else {
+            None
+        };
+        Ok(Conv1d {
+            weight: Var::new("weight", &weight),
+            bias: bias.map(|b| Var::new("bias", &b)),
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        })
+    }
+}
+
+/// Cross-correlates a batch of sequences with learned filters.
+///
+/// # Shapes
+/// - input: `[batch, in_channels, length]`
+/// - output: `[batch, out_channels, out_len]`,
+///   `out_len = (length + 2·padding − dilation·(kernel_size − 1) − 1) / stride + 1`
+/// - `weight`: `[out_channels, in_channels/groups, kernel_size]`, `bias`: `[out_channels]`
+///
+/// ```
+/// use graphgrad_nn::{Conv1dConfig, Module};
+/// use graphgrad_autodiff::{DType, Tensor};
+/// use rand::SeedableRng;
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let conv = Conv1dConfig::new(2, 4, 3).with_stride(2).init(&mut rng)?;
+/// let y = conv.forward(&Tensor::zeros(&[5, 2, 11], DType::F32))?; // (11 − 3)/2 + 1 = 5
+/// assert_eq!(y.shape(), &[5, 4, 5]);
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Conv1d {
+    /// `[out_channels, in_channels/groups, kernel_size]`.
+    pub weight: Var,
+    /// `[out_channels]`, when the layer has a bias.
+    pub bias: Option<Var>,
+    /// Step between windows.
+    pub stride: usize,
+    /// Zeros added on each side.
+    pub padding: usize,
+    /// Spacing between kernel taps.
+    pub dilation: usize,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Module for Conv1d {
+    fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        input.conv1d(
+            &self.weight,
+            self.bias.as_deref(),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Var)> {
+        let mut params = vec![("weight".to_string(), self.weight.clone())];
+        params.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
+        params
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::check_module_gradients;
+    use graphgrad_ops::testing::{assert_close, random_vec};
+    use rand::SeedableRng;
+
+    /// y[n][o][t] = b[o] + Σ_{c in group, k} w[o][c][k]·x[n][g·cpg + c][t·s − p + k·d]
+    fn reference(x: &Tensor, conv: &Conv1d) -> Vec<f64> {
+        let (xv, w) = (x.to_f64_vec(), conv.weight.to_f64_vec());
+        let (n, c, l) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let (o, cpg, k) = (conv.weight.shape()[0], conv.weight.shape()[1], conv.weight.shape()[2]);
+        let (s, p, d) = (conv.stride, conv.padding, conv.dilation);
+        let out_len = (l + 2 * p - d * (k - 1) - 1) / s + 1;
+        let opg = o / conv.groups;
+        let b = conv.bias.as_ref().map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; o]);
+        let mut y = vec![0.0; n * o * out_len];
+        for bn in 0..n {
+            for oc in 0..o {
+                let g = oc / opg;
+                for t in 0..out_len {
+                    let mut acc = b[oc];
+                    for ci in 0..cpg {
+                        for kk in 0..k {
+                            let pos = (t * s + kk * d) as isize - p as isize;
+                            if pos >= 0 && (pos as usize) < l {
+                                acc += w[(oc * cpg + ci) * k + kk]
+                                    * xv[(bn * c + g * cpg + ci) * l + pos as usize];
+                            }
+                        }
+                    }
+                    y[(bn * o + oc) * out_len + t] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn forward_and_gradients_match_reference() {
+        let configs = [
+            (Conv1dConfig::new(2, 3, 3), [2, 2, 7]),
+            (Conv1dConfig::new(2, 2, 2).with_stride(2).with_padding(1).with_bias(false), [1, 2, 6]),
+            (Conv1dConfig::new(4, 2, 3).with_groups(2).with_dilation(2), [2, 4, 8]),
+        ];
+        for (i, (config, shape)) in configs.into_iter().enumerate() {
+            let seed = i as u64;
+            let conv = config.with_dtype(DType::F64).init(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            let x = Tensor::from_vec(random_vec::<f64>(shape.iter().product(), seed + 10), &shape).unwrap();
+            let y = conv.forward(&x).unwrap();
+            assert_close(&y.to_f64_vec(), &reference(&x, &conv), 1e-12, 1e-10);
+            check_module_gradients(&conv, &x);
+        }
+    }
+
+    #[test]
+    fn hand_computed_and_errors() {
+        // x = [1, 2, 3, 4], w = [1, -1], b = 0: y[t] = x[t] − x[t+1] = −1 (three outputs)
+        let conv = Conv1d {
+            weight: Var::new("weight", &Tensor::from_vec(vec![1.0f64, -1.0], &[1, 1, 2]).unwrap()),
+            bias: None,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        };
+        let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 4]).unwrap();
+        assert_eq!(conv.forward(&x).unwrap().to_f64_vec(), vec![-1.0; 3]);
+        assert!(conv.forward(&Tensor::zeros(&[1, 1, 4, 1], DType::F64)).is_err());
+        assert!(Conv1dConfig::new(3, 2, 3).with_groups(2).init(&mut ChaCha8Rng::seed_from_u64(0)).is_err());
+    }
+}

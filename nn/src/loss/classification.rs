@@ -1,0 +1,317 @@
+//! Classification losses: cross-entropy from logits (class weights, label smoothing, ignore
+//! index), negative log-likelihood, binary cross-entropy (on probabilities and on logits) and
+//! KL divergence, with PyTorch's formulas and reductions.
+//!
+//! Class losses take scores of shape `[batch, classes]`, `[classes]` (one sample) or
+//! `[batch, classes, d1, ...]` (a class axis second, as PyTorch), with one target class index
+//! per sample position (`batch·d1·...` of them, row-major). Unreduced, they return
+//! `[batch]`, `[]` or `[batch, d1, ...]`.
+
+use super::{same_shape, Reduction};
+use graphgrad_autodiff::{bail, Error, Result, Tensor};
+
+/// Scores as rows `[samples, classes]` and the shape of the unreduced loss.
+pub(super) fn class_rows(op: &'static str, scores: &Tensor, targets: usize) -> Result<(Tensor, Vec<usize>)> {
+    let shape = scores.shape();
+    let (rows, out_shape) = match shape.len() {
+        0 => bail!(op, "scores must be [classes], [batch, classes] or [batch, classes, ...], got a scalar"),
+        1 => (scores.reshape(&[1, shape[0]])?, vec![]),
+        2 => (scores.clone(), vec![shape[0]]),
+        rank => {
+            // [N, C, d...] → [N, d..., C] → [N·d..., C]
+            let perm: Vec<usize> = std::iter::once(0).chain(2..rank).chain(std::iter::once(1)).collect();
+            let moved = scores.permute(&perm)?;
+            let samples = scores.numel().checked_div(shape[1]).unwrap_or(0);
+            let out: Vec<usize> = std::iter::once(shape[0]).chain(shape[2..].iter().copied()).collect();
+            (moved.reshape(&[samples, shape[1]])?, out)
+        }
+    };
+    if rows.shape()[0] != targets {
+        bail!(op, "{targets} targets given for scores of shape {shape:?} ({} samples)", rows.shape()[0]);
+    }
+    Ok((rows, out_shape))
+}
+
+/// Per-sample negative log-likelihood `−w[yᵢ]·log_probs[i, yᵢ]` and weight `w[yᵢ]` (both 0 for
+/// ignored samples), from rows `[samples, classes]`.
+fn nll_rows(
+    op: &'static str,
+    log_probs: &Tensor,
+    target: &[usize],
+    weight: Option<&Tensor>,
+    ignore_index: Option<usize>,
+) -> Result<(Tensor, Tensor)> {
+    let (samples, classes) = (log_probs.shape()[0], log_probs.shape()[1]);
+    if let Some(w) = weight {
+        if w.shape() != [classes] || w.dtype() != log_probs.dtype() {
+            return Err(Error::ShapeMismatch { op, lhs: log_probs.shape().into(), rhs: w.shape().into() });
+        }
+    }
+    let mut index = Vec::with_capacity(samples);
+    let mut valid = Vec::with_capacity(samples);
+    for &y in target {
+        let ignored = Some(y) == ignore_index;
+        if !ignored && y >= classes {
+            return Err(Error::IndexOutOfRange { op, index: y, len: classes });
+        }
+        index.push(if ignored { 0 } else { y });
+        valid.push(if ignored { 0.0 } else { 1.0 });
+    }
+    let valid = Tensor::from_vec(valid, &[samples])?.to_dtype(log_probs.dtype());
+    let sample_weight = match weight {
+        Some(w) => w.index_select(0, &index)?.mul(&valid)?,
+        None => valid,
+    };
+    // picked: [samples] = log_probs[i, yᵢ]
+    let picked = log_probs.gather(1, &index, &[samples, 1])?.reshape(&[samples])?;
+    Ok((picked.mul(&sample_weight)?.neg(), sample_weight))
+}
+
+/// Reduces per-sample class losses; `Mean` divides by the total weight Σ w[yᵢ] of the
+/// non-ignored samples (their count without class weights), as PyTorch.
+fn reduce_weighted(
+    losses: Tensor,
+    sample_weight: &Tensor,
+    out_shape: &[usize],
+    reduction: Reduction,
+) -> Result<Tensor> {
+    match reduction {
+        Reduction::Mean => losses.sum_all()?.div(&sample_weight.sum_all()?),
+        Reduction::Sum => losses.sum_all(),
+        Reduction::None => losses.reshape(out_shape),
+    }
+}
+
+/// Negative log-likelihood of target classes given log-probabilities (PyTorch's `NLLLoss`):
+/// `lᵢ = −w[yᵢ]·x[i, yᵢ]`, 0 for samples whose target is `ignore_index`.
+#[derive(Clone, Debug, Default)]
+pub struct NllLoss {
+    /// Per-class weights `[classes]` (default: all 1).
+    pub weight: Option<Tensor>,
+    /// A target value whose samples contribute nothing (default none).
+    pub ignore_index: Option<usize>,
+    /// How to combine the per-sample losses (default mean, weighted by w[yᵢ]).
+    pub reduction: Reduction,
+}
+
+impl NllLoss {
+    /// Unweighted, nothing ignored, mean reduction.
+    pub fn new() -> NllLoss {
+        NllLoss::default()
+    }
+
+    /// Sets the class weights `[classes]`.
+    pub fn with_weight(mut self, weight: Tensor) -> NllLoss {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// Sets the ignored target value.
+    pub fn with_ignore_index(mut self, ignore_index: usize) -> NllLoss {
+        self.ignore_index = Some(ignore_index);
+        self
+    }
+
+    /// Sets the reduction.
+    pub fn with_reduction(mut self, reduction: Reduction) -> NllLoss {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The loss of `log_probs` (`[batch, classes]`, see the module docs) for `target` classes.
+    pub fn forward(&self, log_probs: &Tensor, target: &[usize]) -> Result<Tensor> {
+        let (rows, out_shape) = class_rows("nll_loss", log_probs, target.len())?;
+        let (losses, w) = nll_rows("nll_loss", &rows, target, self.weight.as_ref(), self.ignore_index)?;
+        reduce_weighted(losses, &w, &out_shape, self.reduction)
+    }
+}
+
+/// [`NllLoss`] with no class weights and nothing ignored.
+pub fn nll_loss(log_probs: &Tensor, target: &[usize], reduction: Reduction) -> Result<Tensor> {
+    NllLoss { reduction, ..NllLoss::default() }.forward(log_probs, target)
+}
+
+/// Cross-entropy between logits and target classes (PyTorch's `CrossEntropyLoss`):
+/// log-softmax over the class axis, then [`NllLoss`]; with label smoothing ε the target is
+/// the mixture (1 − ε)·onehot + ε/C, so
+/// `lᵢ = (1 − ε)·(−w[yᵢ]·log pᵢ[yᵢ]) + (ε/C)·Σ_c (−w[c]·log pᵢ[c])` and `Mean` divides both
+/// parts by Σ w[yᵢ] over non-ignored samples, exactly as PyTorch.
+///
+/// ```
+/// use graphgrad_nn::loss::{cross_entropy, Reduction};
+/// use graphgrad_autodiff::Tensor;
+/// // uniform logits over 4 classes: loss ln 4 whatever the target
+/// let logits = Tensor::from_vec(vec![0.0f64; 8], &[2, 4])?;
+/// let loss = cross_entropy(&logits, &[3, 0], Reduction::Mean)?;
+/// assert!((loss.item()? - 4f64.ln()).abs() < 1e-12);
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CrossEntropyLoss {
+    /// Per-class weights `[classes]` (default: all 1).
+    pub weight: Option<Tensor>,
+    /// A target value whose samples contribute nothing (default none).
+    pub ignore_index: Option<usize>,
+    /// ε in [0, 1] (default 0).
+    pub label_smoothing: f64,
+    /// How to combine the per-sample losses (default mean, weighted by w[yᵢ]).
+    pub reduction: Reduction,
+}
+
+impl CrossEntropyLoss {
+    /// Unweighted, nothing ignored, no smoothing, mean reduction.
+    pub fn new() -> CrossEntropyLoss {
+        CrossEntropyLoss::default()
+    }
+
+    /// Sets the class weights `[classes]`.
+    pub fn with_weight(mut self, weight: Tensor) -> CrossEntropyLoss {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// Sets the ignored target value.
+    pub fn with_ignore_index(mut self, ignore_index: usize) -> CrossEntropyLoss {
+        self.ignore_index = Some(ignore_index);
+        self
+    }
+
+    /// Sets label smoothing ε.
+    pub fn with_label_smoothing(mut self, label_smoothing: f64) -> CrossEntropyLoss {
+        self.label_smoothing = label_smoothing;
+        self
+    }
+
+    /// Sets the reduction.
+    pub fn with_reduction(mut self, reduction: Reduction) -> CrossEntropyLoss {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The loss of `logits` (`[batch, classes]`, see the module docs) for `target` classes.
+    pub fn forward(&self, logits: &Tensor, target: &[usize]) -> Result<Tensor> {
+        const OP: &str = "cross_entropy";
+        let eps = self.label_smoothing;
+        if !(0.0..=1.0).contains(&eps) {
+            bail!(OP, "label_smoothing must be in [0, 1], got {eps}");
+        }
+        let (rows, out_shape) = class_rows(OP, logits, target.len())?;
+        // log_probs: [samples, classes]
+        let log_probs = rows.log_softmax(1)?;
+        let (nll, w) = nll_rows(OP, &log_probs, target, self.weight.as_ref(), self.ignore_index)?;
+        let nll = reduce_weighted(nll, &w, &out_shape, self.reduction)?;
+        if eps == 0.0 {
+            return Ok(nll);
+        }
+        let classes = rows.shape()[1];
+        // smooth: [samples] = −Σ_c w[c]·log p[c], zero for ignored samples
+        let weighted = match &self.weight {
+            Some(cw) => log_probs.mul(&cw.reshape(&[1, classes])?)?,
+            None => log_probs,
+        };
+        // valid: [samples], 0 for ignored samples (a zero class weight does not ignore a sample)
+        let valid: Vec<f64> =
+            target.iter().map(|&y| if Some(y) == self.ignore_index { 0.0 } else { 1.0 }).collect();
+        let valid = Tensor::from_vec(valid, &[target.len()])?.to_dtype(rows.dtype());
+        let smooth = weighted.sum(&[1], false)?.neg().mul(&valid)?;
+        let smooth = reduce_weighted(smooth, &w, &out_shape, self.reduction)?;
+        nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(eps / classes as f64))
+    }
+}
+
+/// [`CrossEntropyLoss`] with no class weights, nothing ignored and no smoothing.
+pub fn cross_entropy(logits: &Tensor, target: &[usize], reduction: Reduction) -> Result<Tensor> {
+    CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
+}
+
+/// ln x clamped below at −100 (as PyTorch's BCE), with a finite gradient at x = 0.
+fn clamped_log(x: &Tensor) -> Result<Tensor> {
+    let positive = x.gt_scalar(0.0);
+    let one = Tensor::full(&[], 1.0, x.dtype());
+    let floor = Tensor::full(&[], -100.0, x.dtype());
+    let safe = Tensor::where_(&positive, x, &one)?;
+    Tensor::where_(&positive, &safe.log(), &floor)?.clamp(-100.0, f64::INFINITY)
+}
+
+/// Multiplies by an optional weight that must broadcast to `losses`' shape.
+fn apply_weight(op: &'static str, losses: Tensor, weight: Option<&Tensor>) -> Result<Tensor> {
+    let Some(w) = weight else { return Ok(losses) };
+    let weighted = losses.mul(w)?;
+    if weighted.shape() != losses.shape() {
+        return Err(Error::ShapeMismatch { op, lhs: losses.shape().into(), rhs: w.shape().into() });
+    }
+    Ok(weighted)
+}
+
+/// Binary cross-entropy of probabilities `input` in [0, 1] against `target` of the same shape
+/// (PyTorch's `binary_cross_entropy`): `−w·(y·ln x + (1 − y)·ln(1 − x))`, each log clamped
+/// at −100. `weight` broadcasts to the input's shape.
+pub fn binary_cross_entropy(
+    input: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    reduction: Reduction,
+) -> Result<Tensor> {
+    const OP: &str = "binary_cross_entropy";
+    same_shape(OP, input, target)?;
+    if input.to_f64_vec().iter().any(|v| !(0.0..=1.0).contains(v)) {
+        bail!(OP, "all elements of input must be probabilities in [0, 1]");
+    }
+    let log_x = clamped_log(input)?;
+    let log_1mx = clamped_log(&input.neg().add_scalar(1.0))?;
+    // −(y·ln x + (1 − y)·ln(1 − x))
+    let positive = target.mul(&log_x)?;
+    let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
+    let losses = positive.add(&negative)?.neg();
+    reduction.apply(apply_weight(OP, losses, weight)?)
+}
+
+/// Binary cross-entropy on logits, computed stably (PyTorch's
+/// `binary_cross_entropy_with_logits`): with σ the sigmoid,
+/// `−w·(p·y·ln σ(x) + (1 − y)·ln(1 − σ(x)))` = `w·((1 − y)·x + (1 + (p − 1)·y)·softplus(−x))`,
+/// where `pos_weight` p (default 1) weighs positive examples and broadcasts along the last axis.
+pub fn binary_cross_entropy_with_logits(
+    input: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    pos_weight: Option<&Tensor>,
+    reduction: Reduction,
+) -> Result<Tensor> {
+    const OP: &str = "binary_cross_entropy_with_logits";
+    same_shape(OP, input, target)?;
+    // softplus(−x) = −ln σ(x) and −ln(1 − σ(x)) = x + softplus(−x), so
+    // −(p·y·ln σ + (1 − y)·ln(1 − σ)) = (1 − y)·x + (1 + (p − 1)·y)·softplus(−x)
+    let neg_log_sigmoid = input.neg().softplus();
+    let log_weight = match pos_weight {
+        Some(p) => apply_weight(OP, target.clone(), Some(&p.add_scalar(-1.0)))?.add_scalar(1.0),
+        None => Tensor::full(&[], 1.0, input.dtype()),
+    };
+    let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
+    reduction.apply(apply_weight(OP, losses, weight)?)
+}
+
+/// Kullback–Leibler divergence KL(target ‖ prediction) where `input` holds log-probabilities
+/// of the prediction (PyTorch's `kl_div`): `y·(ln y − x)` pointwise (0 where y = 0), or
+/// `eʸ·(y − x)` when `log_target` (the target given as log-probabilities).
+///
+/// `Mean` averages over all elements, as PyTorch's `reduction='mean'`; for the mathematically
+/// correct `'batchmean'`, use `Sum` and divide by the batch size.
+pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target: bool) -> Result<Tensor> {
+    const OP: &str = "kl_div";
+    same_shape(OP, input, target)?;
+    let pointwise = if log_target {
+        target.exp().mul(&target.sub(input)?)?
+    } else {
+        // xlogy: 0·ln 0 = 0 (and no NaN gradient through ln of the zeros)
+        let positive = target.gt_scalar(0.0);
+        let one = Tensor::full(&[], 1.0, target.dtype());
+        let zero = Tensor::full(&[], 0.0, target.dtype());
+        let log_target = Tensor::where_(&positive, target, &one)?.log();
+        Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
+    };
+    reduction.apply(pointwise)
+}
+
+#[cfg(test)]
+#[path = "classification_tests.rs"]
+mod tests;
