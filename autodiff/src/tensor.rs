@@ -263,6 +263,23 @@ impl Tensor {
         *self.grad_slot() = None;
     }
 
+    /// Replaces the accumulated gradient (like assigning `p.grad` in PyTorch): `grad` must have
+    /// this tensor's shape and dtype; it is stored detached.
+    pub fn set_grad(&self, grad: Option<&Tensor>) -> Result<()> {
+        if let Some(g) = grad {
+            if g.shape() != self.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: "set_grad",
+                    lhs: self.shape().into(),
+                    rhs: g.shape().into(),
+                });
+            }
+            self.same_dtype(g, "set_grad")?;
+        }
+        *self.grad_slot() = grad.map(Tensor::detach);
+        Ok(())
+    }
+
     pub(crate) fn grad_slot(&self) -> MutexGuard<'_, Option<Tensor>> {
         self.0.grad.lock().unwrap_or_else(|e| e.into_inner())
     }
