@@ -1,0 +1,177 @@
+//! Adagrad (with learning-rate decay, L2 weight decay and an initial accumulator value),
+//! following `torch.optim.Adagrad`:
+//!
+//! ```text
+//! g = g + wd·p                      (when wd ≠ 0)
+//! lr_t = lr / (1 + (t − 1)·lr_decay)
+//! s = s + g²                        (s starts at initial_accumulator_value)
+//! p = p − lr_t·g / (√s + ε)
+//! ```
+
+use crate::error::check_range;
+use crate::{ParamOptimizer, Result, UpdateRule};
+use graphgrad_autodiff::Elem;
+
+/// Hyper-parameters of [`Adagrad`] (PyTorch's defaults: lr 1e-2, ε 1e-10, the rest 0).
+///
+/// ```
+/// use graphgrad_optim::AdagradConfig;
+/// let config = AdagradConfig::new(0.1).lr_decay(1e-3).initial_accumulator_value(0.1);
+/// assert_eq!(config.eps, 1e-10);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdagradConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Learning-rate decay per step.
+    pub lr_decay: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Starting value of the squared-gradient sum.
+    pub initial_accumulator_value: f64,
+    /// Added to the denominator for stability.
+    pub eps: f64,
+}
+
+impl Default for AdagradConfig {
+    fn default() -> AdagradConfig {
+        AdagradConfig::new(1e-2)
+    }
+}
+
+impl AdagradConfig {
+    /// Adagrad with learning rate `lr` and PyTorch's other defaults.
+    pub fn new(lr: f64) -> AdagradConfig {
+        AdagradConfig { lr, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10 }
+    }
+
+    /// Sets the learning-rate decay.
+    pub fn lr_decay(mut self, lr_decay: f64) -> AdagradConfig {
+        self.lr_decay = lr_decay;
+        self
+    }
+
+    /// Sets the L2 weight decay.
+    pub fn weight_decay(mut self, weight_decay: f64) -> AdagradConfig {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Sets the accumulator's starting value.
+    pub fn initial_accumulator_value(mut self, value: f64) -> AdagradConfig {
+        self.initial_accumulator_value = value;
+        self
+    }
+
+    /// Sets ε.
+    pub fn eps(mut self, eps: f64) -> AdagradConfig {
+        self.eps = eps;
+        self
+    }
+}
+
+/// Adagrad over parameter groups: `Adagrad::new(params, AdagradConfig::new(lr))`.
+///
+/// ```
+/// use graphgrad_autodiff::{Tensor, Var};
+/// use graphgrad_optim::{Adagrad, AdagradConfig, Optimizer};
+/// let w = Var::new("w", &Tensor::from_vec(vec![1.0f64], &[1])?);
+/// let mut opt = Adagrad::new(vec![("w".into(), w.clone())], AdagradConfig::new(0.1))?;
+/// w.mul(&w)?.sum_all()?.backward()?; // g = 2, s = 4
+/// opt.step()?; // w = 1 − 0.1·2/(2 + ε)
+/// assert!((w.to_vec::<f64>()?[0] - 0.9).abs() < 1e-9);
+/// # Ok::<(), graphgrad_optim::Error>(())
+/// ```
+pub type Adagrad = ParamOptimizer<AdagradConfig>;
+
+impl UpdateRule for AdagradConfig {
+    const NAME: &'static str = "Adagrad";
+    const SLOTS: &'static [&'static str] = &["sum"];
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn hyper(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("lr", self.lr),
+            ("lr_decay", self.lr_decay),
+            ("weight_decay", self.weight_decay),
+            ("initial_accumulator_value", self.initial_accumulator_value),
+            ("eps", self.eps),
+        ]
+    }
+
+    fn set_hyper(&mut self, name: &str, value: f64) -> bool {
+        match name {
+            "lr" => self.lr = value,
+            "lr_decay" => self.lr_decay = value,
+            "weight_decay" => self.weight_decay = value,
+            "initial_accumulator_value" => self.initial_accumulator_value = value,
+            "eps" => self.eps = value,
+            _ => return false,
+        }
+        true
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_range("Adagrad", "lr", self.lr, 0.0, f64::MAX)?;
+        check_range("Adagrad", "lr_decay", self.lr_decay, 0.0, f64::MAX)?;
+        check_range("Adagrad", "weight_decay", self.weight_decay, 0.0, f64::MAX)?;
+        check_range("Adagrad", "initial_accumulator_value", self.initial_accumulator_value, 0.0, f64::MAX)?;
+        check_range("Adagrad", "eps", self.eps, 0.0, f64::MAX)
+    }
+
+    fn initial_slot_value(&self, _slot: usize) -> f64 {
+        self.initial_accumulator_value
+    }
+
+    fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
+        let [sum] = slots else { panic!("internal invariant: Adagrad has one slot") };
+        debug_assert_eq!(sum.len(), param.len());
+        let clr = self.lr / (1.0 + (step as f64 - 1.0) * self.lr_decay);
+        let neg_clr = T::from_f64(-clr);
+        let wd = T::from_f64(self.weight_decay);
+        let eps = T::from_f64(self.eps);
+        let decay = self.weight_decay != 0.0;
+        for ((p, &g), s) in param.iter_mut().zip(grad).zip(sum.iter_mut()) {
+            let g = if decay { g + wd * *p } else { g };
+            *s += g * g;
+            *p += neg_clr * g / (s.sqrt() + eps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_steps, Case};
+
+    /// p0 = [1, −2], lr 0.1.
+    /// step 1, g = [0.5, 1]: s = g² = [0.25, 1]; p = p − 0.1·g/(|g| + 1e-10)
+    /// = [0.90000000002, −2.09999999999].
+    /// step 2, g = [−0.25, 0.5]: s = [0.3125, 1.25]; p = p − 0.1·g/√s
+    /// = [0.9 + 0.025/0.5590169943749474, −2.1 − 0.05/1.118033988749895]
+    /// = [0.9447213595619958, −2.1447213595359957].
+    #[test]
+    fn adagrad_matches_hand_computed_steps() {
+        let expected = [[0.90000000002, -2.09999999999], [0.9447213595619958, -2.1447213595359957]];
+        assert_steps(AdagradConfig::new(0.1), Case::standard(), &expected);
+    }
+
+    /// lr 0.1, lr_decay 0.5, wd 0.1, initial accumulator 0.1.
+    /// step 1: lr₁ = 0.1; g = [0.6, 0.8]; s = 0.1 + g² = [0.46, 0.74];
+    /// p = p − 0.1·g/√s = [0.9115348263201052, −2.0929981109842446].
+    /// step 2: lr₂ = 0.1/(1 + 0.5) = 0.0666…; g = g₂ + 0.1·p₁; s += g²:
+    /// p = [0.926737207748413, −2.11434118579785].
+    #[test]
+    fn adagrad_with_decays_and_initial_accumulator_matches_hand_computed_steps() {
+        let config = AdagradConfig::new(0.1).lr_decay(0.5).weight_decay(0.1).initial_accumulator_value(0.1);
+        let expected = [[0.9115348263201052, -2.0929981109842446], [0.926737207748413, -2.11434118579785]];
+        assert_steps(config, Case::standard(), &expected);
+    }
+}

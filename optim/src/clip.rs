@@ -1,0 +1,127 @@
+//! Gradient clipping, like `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_`.
+//!
+//! The global norm is accumulated in f64 whatever the parameters' element type (PyTorch
+//! accumulates in the parameters' type; f64 makes the returned norm independent of how the
+//! parameters are split into tensors). A non-finite norm is an error and leaves every gradient
+//! unchanged (PyTorch's `error_if_nonfinite=True`): a NaN must never reach the weights.
+
+use crate::error::invalid;
+use crate::grad::{replace_grad, sum_of_squares};
+use crate::{Error, Result};
+use graphgrad_autodiff::{no_grad, Var};
+
+/// Scales all gradients by `max_norm / (‖g‖ + 1e-6)` when the global L2 norm `‖g‖` of every
+/// gradient taken together exceeds `max_norm`; returns `‖g‖` before clipping. Parameters
+/// without a gradient are ignored.
+///
+/// ```
+/// use graphgrad_autodiff::{Tensor, Var};
+/// use graphgrad_optim::clip_grad_norm;
+/// let w = Var::new("w", &Tensor::from_vec(vec![1.5f64, 2.0], &[2])?);
+/// w.mul(&w)?.sum_all()?.backward()?; // g = 2w = [3, 4], ‖g‖ = 5
+/// let norm = clip_grad_norm(&[("w".to_string(), w.clone())], 1.0)?;
+/// assert_eq!(norm, 5.0);
+/// let g = w.grad().unwrap().to_vec::<f64>()?; // [3, 4]·1/(5 + 1e-6) ≈ [0.6, 0.8]
+/// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+/// # Ok::<(), graphgrad_optim::Error>(())
+/// ```
+pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<f64> {
+    if !(max_norm.is_finite() && max_norm >= 0.0) {
+        invalid!("clip_grad_norm", "max_norm must be finite and non-negative, got {max_norm}");
+    }
+    let mut sum_sq = 0.0f64;
+    let mut first_bad = None;
+    for (name, var) in params {
+        let Some(grad) = var.grad() else { continue };
+        let part = sum_of_squares(&grad.read());
+        if !part.is_finite() && first_bad.is_none() {
+            first_bad = Some(name.clone());
+        }
+        sum_sq += part;
+    }
+    let norm = sum_sq.sqrt();
+    if !norm.is_finite() {
+        return Err(Error::NonFiniteGradient { param: first_bad.unwrap_or_default(), norm });
+    }
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for (_, var) in params {
+            if let Some(grad) = var.grad() {
+                replace_grad(var, &no_grad(|| grad.mul_scalar(coef)))?;
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Clamps every gradient element into `[-clip_value, clip_value]`.
+///
+/// ```
+/// use graphgrad_autodiff::{Tensor, Var};
+/// use graphgrad_optim::clip_grad_value;
+/// let w = Var::new("w", &Tensor::from_vec(vec![-2.0f32, 0.1], &[2])?);
+/// w.mul(&w)?.sum_all()?.backward()?; // g = [−4, 0.2]
+/// clip_grad_value(&[("w".to_string(), w.clone())], 1.0)?;
+/// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, vec![-1.0, 0.2]);
+/// # Ok::<(), graphgrad_optim::Error>(())
+/// ```
+pub fn clip_grad_value(params: &[(String, Var)], clip_value: f64) -> Result<()> {
+    if !(clip_value.is_finite() && clip_value >= 0.0) {
+        invalid!("clip_grad_value", "clip_value must be finite and non-negative, got {clip_value}");
+    }
+    for (_, var) in params {
+        if let Some(grad) = var.grad() {
+            let clamped = no_grad(|| grad.clamp(-clip_value, clip_value))?;
+            replace_grad(var, &clamped)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grad::replace_grad;
+    use graphgrad_autodiff::Tensor;
+
+    fn var_with_grad(name: &str, grad: Vec<f64>) -> (String, Var) {
+        let n = grad.len();
+        let var = Var::new(name, &Tensor::zeros(&[n], graphgrad_autodiff::DType::F64));
+        replace_grad(&var, &Tensor::from_vec(grad, &[n]).unwrap()).unwrap();
+        (name.to_string(), var)
+    }
+
+    /// Two tensors, g = [3, 0] and [0, 4]: ‖g‖ = 5 across both; max_norm 2.5 scales by
+    /// 2.5/(5 + 1e-6) = 0.49999990000002, giving [1.49999970000006, 0] and [0, 1.99999960000008].
+    #[test]
+    fn norm_is_global_across_tensors_and_scaling_matches_pytorch() {
+        let params = vec![var_with_grad("a", vec![3.0, 0.0]), var_with_grad("b", vec![0.0, 4.0])];
+        assert_eq!(clip_grad_norm(&params, 2.5).unwrap(), 5.0);
+        let coef = 2.5 / (5.0 + 1e-6);
+        assert_eq!(params[0].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![3.0 * coef, 0.0]);
+        assert_eq!(params[1].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![0.0, 4.0 * coef]);
+    }
+
+    #[test]
+    fn small_gradients_are_left_alone() {
+        let params = vec![var_with_grad("a", vec![0.3, 0.4])];
+        assert!((clip_grad_norm(&params, 1.0).unwrap() - 0.5).abs() < 1e-15);
+        assert_eq!(params[0].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![0.3, 0.4]);
+    }
+
+    #[test]
+    fn non_finite_norm_is_an_error_and_changes_nothing() {
+        let params = vec![var_with_grad("ok", vec![10.0]), var_with_grad("bad", vec![f64::NAN])];
+        let err = clip_grad_norm(&params, 1.0).unwrap_err();
+        assert!(err.to_string().contains("`bad`"), "{err}");
+        assert_eq!(params[0].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![10.0]);
+    }
+
+    #[test]
+    fn value_clipping_clamps_each_element() {
+        let params = vec![var_with_grad("a", vec![-3.0, 0.5, 7.0])];
+        clip_grad_value(&params, 1.0).unwrap();
+        assert_eq!(params[0].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![-1.0, 0.5, 1.0]);
+        assert!(clip_grad_value(&params, -1.0).is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! RMSprop (optionally centred, with momentum and L2 weight decay), following
+//! `torch.optim.RMSprop`:
+//!
+//! ```text
+//! g = g + wd·p                                   (when wd ≠ 0)
+//! s = α·s + (1 − α)·g²
+//! ḡ = ḡ + (1 − α)·(g − ḡ);  a = √(s − ḡ²) + ε    (centred)
+//! a = √s + ε                                     (otherwise)
+//! b = μ·b + g/a;  p = p − lr·b                   (momentum μ > 0)
+//! p = p − lr·g/a                                 (otherwise)
+//! ```
+
+use crate::error::check_range;
+use crate::{ParamOptimizer, Result, UpdateRule};
+use graphgrad_autodiff::Elem;
+
+/// Hyper-parameters of [`RmsProp`] (PyTorch's defaults: lr 1e-2, α 0.99, ε 1e-8).
+///
+/// ```
+/// use graphgrad_optim::RmsPropConfig;
+/// let config = RmsPropConfig::new(1e-3).momentum(0.9).centered(true);
+/// assert_eq!(config.alpha, 0.99);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmsPropConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Smoothing constant of the squared-gradient average.
+    pub alpha: f64,
+    /// Added to the denominator for stability.
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Momentum factor (0 = none).
+    pub momentum: f64,
+    /// Normalise by the estimated variance instead of the raw second moment.
+    pub centered: bool,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> RmsPropConfig {
+        RmsPropConfig::new(1e-2)
+    }
+}
+
+impl RmsPropConfig {
+    /// RMSprop with learning rate `lr` and PyTorch's other defaults.
+    pub fn new(lr: f64) -> RmsPropConfig {
+        RmsPropConfig { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false }
+    }
+
+    /// Sets the smoothing constant α.
+    pub fn alpha(mut self, alpha: f64) -> RmsPropConfig {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets ε.
+    pub fn eps(mut self, eps: f64) -> RmsPropConfig {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets the L2 weight decay.
+    pub fn weight_decay(mut self, weight_decay: f64) -> RmsPropConfig {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Sets the momentum factor.
+    pub fn momentum(mut self, momentum: f64) -> RmsPropConfig {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Switches the centred variant on or off.
+    pub fn centered(mut self, centered: bool) -> RmsPropConfig {
+        self.centered = centered;
+        self
+    }
+}
+
+/// RMSprop over parameter groups: `RmsProp::new(params, RmsPropConfig::new(lr))`.
+///
+/// ```
+/// use graphgrad_autodiff::{Tensor, Var};
+/// use graphgrad_optim::{Optimizer, RmsProp, RmsPropConfig};
+/// let w = Var::new("w", &Tensor::from_vec(vec![1.0f64], &[1])?);
+/// let mut opt = RmsProp::new(vec![("w".into(), w.clone())], RmsPropConfig::new(0.01).alpha(0.75))?;
+/// w.mul(&w)?.sum_all()?.backward()?; // g = 2
+/// opt.step()?; // s = 0.25·4 = 1, w = 1 − 0.01·2/(1 + ε)
+/// assert!((w.to_vec::<f64>()?[0] - 0.98).abs() < 1e-9);
+/// # Ok::<(), graphgrad_optim::Error>(())
+/// ```
+pub type RmsProp = ParamOptimizer<RmsPropConfig>;
+
+impl UpdateRule for RmsPropConfig {
+    const NAME: &'static str = "RMSprop";
+    const SLOTS: &'static [&'static str] = &["square_avg", "momentum_buffer", "grad_avg"];
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn hyper(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("lr", self.lr),
+            ("alpha", self.alpha),
+            ("eps", self.eps),
+            ("weight_decay", self.weight_decay),
+            ("momentum", self.momentum),
+            ("centered", f64::from(u8::from(self.centered))),
+        ]
+    }
+
+    fn set_hyper(&mut self, name: &str, value: f64) -> bool {
+        match name {
+            "lr" => self.lr = value,
+            "alpha" => self.alpha = value,
+            "eps" => self.eps = value,
+            "weight_decay" => self.weight_decay = value,
+            "momentum" => self.momentum = value,
+            "centered" => self.centered = value != 0.0,
+            _ => return false,
+        }
+        true
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_range("RMSprop", "lr", self.lr, 0.0, f64::MAX)?;
+        check_range("RMSprop", "alpha", self.alpha, 0.0, 1.0)?;
+        check_range("RMSprop", "eps", self.eps, 0.0, f64::MAX)?;
+        check_range("RMSprop", "weight_decay", self.weight_decay, 0.0, f64::MAX)?;
+        check_range("RMSprop", "momentum", self.momentum, 0.0, f64::MAX)
+    }
+
+    fn uses_slot(&self, slot: usize) -> bool {
+        match slot {
+            1 => self.momentum > 0.0,
+            2 => self.centered,
+            _ => true,
+        }
+    }
+
+    fn update<T: Elem>(&self, _step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
+        let [square_avg, momentum_buffer, grad_avg] = slots else {
+            panic!("internal invariant: RMSprop has three slots")
+        };
+        let n = param.len();
+        debug_assert!(grad.len() == n && square_avg.len() == n);
+        let alpha = T::from_f64(self.alpha);
+        let one_minus_alpha = T::from_f64(1.0 - self.alpha);
+        let eps = T::from_f64(self.eps);
+        let wd = T::from_f64(self.weight_decay);
+        let neg_lr = T::from_f64(-self.lr);
+        let mu = T::from_f64(self.momentum);
+        let decay = self.weight_decay != 0.0;
+        // The decayed gradient and the new square average, shared by the four variants.
+        let square = |p: &T, g: T, s: &mut T| {
+            let g = if decay { g + wd * *p } else { g };
+            *s = *s * alpha + one_minus_alpha * g * g;
+            g
+        };
+        let centred = |s: T, ga: &mut T, g: T| {
+            *ga += (g - *ga) * one_minus_alpha;
+            (s - *ga * *ga).sqrt() + eps
+        };
+        let base = param.iter_mut().zip(grad).zip(square_avg.iter_mut());
+        // One loop per variant, so each is a plain zip over exactly the slots it uses.
+        match (self.centered, self.momentum > 0.0) {
+            (false, false) => {
+                for ((p, &g), s) in base {
+                    let g = square(p, g, s);
+                    *p += neg_lr * g / (s.sqrt() + eps);
+                }
+            }
+            (true, false) => {
+                debug_assert_eq!(grad_avg.len(), n);
+                for (((p, &g), s), ga) in base.zip(grad_avg.iter_mut()) {
+                    let g = square(p, g, s);
+                    *p += neg_lr * g / centred(*s, ga, g);
+                }
+            }
+            (false, true) => {
+                debug_assert_eq!(momentum_buffer.len(), n);
+                for (((p, &g), s), b) in base.zip(momentum_buffer.iter_mut()) {
+                    let g = square(p, g, s);
+                    *b = *b * mu + g / (s.sqrt() + eps);
+                    *p += neg_lr * *b;
+                }
+            }
+            (true, true) => {
+                debug_assert!(grad_avg.len() == n && momentum_buffer.len() == n);
+                for ((((p, &g), s), ga), b) in base.zip(grad_avg.iter_mut()).zip(momentum_buffer.iter_mut()) {
+                    let g = square(p, g, s);
+                    *b = *b * mu + g / centred(*s, ga, g);
+                    *p += neg_lr * *b;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_steps, Case};
+
+    /// p0 = [1, −2], lr 0.01, α 0.99.
+    /// step 1, g = [0.5, 1]: s = 0.01·g² = [0.0025, 0.01], √s = [0.05, 0.1];
+    /// p = p − 0.01·g/(√s + ε) = [1 − 0.01·0.5/0.05000001, −2 − 0.01·1/0.10000001]
+    /// = [0.900000019999996, −2.099999990000001].
+    /// step 2, g = [−0.25, 0.5]: s = 0.99·s + 0.01·g² = [0.003100, 0.0124];
+    /// p = p − 0.01·g/(√s + ε) = [0.9449013374421751, −2.144901311474437].
+    #[test]
+    fn rmsprop_matches_hand_computed_steps() {
+        let expected = [[0.900000019999996, -2.099999990000001], [0.9449013374421751, -2.144901311474437]];
+        assert_steps(RmsPropConfig::new(0.01), Case::standard(), &expected);
+    }
+
+    /// Centred, momentum 0.9, L2 decay 0.1, lr 0.01, α 0.99.
+    /// step 1: g = [0.5 + 0.1, 1 − 0.2] = [0.6, 0.8]; s = 0.01·g² = [0.0036, 0.0064];
+    /// ḡ = 0.01·g = [0.006, 0.008]; a = √(s − ḡ²) + ε = √[0.003564, 0.006336] + ε;
+    /// b = g/a; p = p − 0.01·b = [0.8994962353090928, −2.10050376889966].
+    /// step 2: g = g₂ + 0.1·p₁, s, ḡ and a as above, b = 0.9·b + g/a:
+    /// p = [0.8350018999541212, −2.2254660536192086].
+    #[test]
+    fn centered_rmsprop_with_momentum_matches_hand_computed_steps() {
+        let config = RmsPropConfig::new(0.01).centered(true).momentum(0.9).weight_decay(0.1);
+        let expected = [[0.8994962353090928, -2.10050376889966], [0.8350018999541212, -2.2254660536192086]];
+        assert_steps(config, Case::standard(), &expected);
+    }
+}
