@@ -243,7 +243,7 @@ impl Tensor {
 
     /// Applies an elementwise function of two broadcast operands.
     pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
-        let name = binary_name(op);
+        let name = op.name();
         self.same_dtype(other, name)?;
         let shape = broadcast_shapes(self.shape(), other.shape()).ok_or_else(|| Error::ShapeMismatch {
             op: name,
@@ -329,23 +329,5 @@ impl Tensor {
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         let fill = Tensor::full(&[], value, self.dtype());
         Tensor::where_(mask, &fill, self)
-    }
-}
-
-fn binary_name(op: BinaryOp) -> &'static str {
-    match op {
-        BinaryOp::Add => "add",
-        BinaryOp::Sub => "sub",
-        BinaryOp::Mul => "mul",
-        BinaryOp::Div => "div",
-        BinaryOp::Pow => "pow",
-        BinaryOp::Maximum => "maximum",
-        BinaryOp::Minimum => "minimum",
-        BinaryOp::Eq => "eq",
-        BinaryOp::Ne => "ne",
-        BinaryOp::Lt => "lt",
-        BinaryOp::Le => "le",
-        BinaryOp::Gt => "gt",
-        BinaryOp::Ge => "ge",
     }
 }
