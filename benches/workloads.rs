@@ -7,6 +7,8 @@
 //! ```
 //! Set `RAYON_NUM_THREADS=2` to match the reference script (`benches/reference.py`).
 
+mod compiled;
+
 use graphgrad::autodiff::{DType, Tensor};
 use graphgrad::ops::gemm::{gemm, Gemm};
 use graphgrad::ops::testing::random_vec;
@@ -122,4 +124,5 @@ fn main() {
     if selected("W6-fusion") {
         w6_fusion();
     }
+    compiled::run(&selected);
 }

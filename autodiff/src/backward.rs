@@ -83,7 +83,8 @@ fn propagate(
     let mut kept = Vec::new();
     for node in order.iter().rev() {
         let Some(g) = pending.remove(&node.id()).flatten() else { continue };
-        if !node.inputs().is_empty() {
+        // (Nodes recorded while tracing keep inputs even when no gradient flows through them.)
+        if node.requires_grad() && !node.inputs().is_empty() {
             let grads = crate::op::vjp(node, &g)?;
             for (input, grad) in node.inputs().iter().zip(grads) {
                 if let (true, Some(grad)) = (input.requires_grad(), grad) {

@@ -1,4 +1,5 @@
-//! Define-by-run tensors, reverse-mode gradients, gradcheck.
+//! Define-by-run tensors, reverse-mode gradients, gradcheck and the graph compiler
+//! ([`compile`]).
 //!
 //! A [`Tensor`] records the op that produced it; values are computed at once (eager), so they
 //! can be printed and used in ordinary control flow. [`Tensor::backward`] accumulates
@@ -22,6 +23,7 @@
 
 mod backward;
 mod buffer;
+pub mod compile;
 mod error;
 mod gradcheck;
 mod mode;
@@ -32,6 +34,7 @@ mod var;
 
 pub use backward::{grad, grad_with_seeds};
 pub use buffer::{Buffer, Elem};
+pub use compile::{compile, compile_with, CompileOptions, Compiled, Program, Step};
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
 pub use graphgrad_ops::DType;

@@ -4,6 +4,31 @@ use std::cell::Cell;
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    /// Set while `compile` traces a step: every op keeps its inputs (see `Tensor::record_value`).
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether `compile` is tracing a step on this thread.
+pub(crate) fn tracing() -> bool {
+    TRACING.with(Cell::get)
+}
+
+/// Turns tracing on until dropped (restoring the previous state), for `compile`.
+pub(crate) struct TracingGuard {
+    previous: bool,
+}
+
+impl TracingGuard {
+    /// Starts tracing on this thread.
+    pub(crate) fn new() -> TracingGuard {
+        TracingGuard { previous: TRACING.with(|t| t.replace(true)) }
+    }
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        TRACING.with(|t| t.set(self.previous));
+    }
 }
 
 /// Whether ops on this thread currently record the graph.

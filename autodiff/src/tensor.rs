@@ -2,7 +2,8 @@
 //!
 //! Invariants: a node's `value` always holds `numel(shape)` elements of `dtype` (eager
 //! evaluation happens when the node is created); `inputs` is non-empty only when the node
-//! requires a gradient, so graphs are recorded only where backward can reach; dropping the last
+//! requires a gradient (or was recorded while `compile` traces a step), so graphs are recorded
+//! only where backward can reach; dropping the last
 //! handle of a deep graph frees it iteratively (see `Drop for Node`).
 
 use crate::buffer::{with_dtype, Buffer, Elem};
@@ -98,9 +99,15 @@ impl Tensor {
     pub(crate) fn record_value(op: Op, inputs: &[&Tensor], shape: Shape, value: Buffer) -> Tensor {
         let requires_grad =
             grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
-        let recorded =
-            if requires_grad { inputs.iter().map(|&t| t.clone()).collect() } else { Inputs::new() };
-        Tensor::new_node(op, recorded, shape, value, requires_grad)
+        // While `compile` traces, every op keeps its inputs (comparison masks, ops on data
+        // that needs no gradient) so the trace holds the whole dataflow.
+        let keep = requires_grad || crate::mode::tracing();
+        let recorded = if keep { inputs.iter().map(|&t| t.clone()).collect() } else { Inputs::new() };
+        let t = Tensor::new_node(op, recorded, shape, value, requires_grad);
+        if crate::mode::tracing() {
+            crate::compile::note_traced(&t);
+        }
+        t
     }
 
     /// A tensor from row-major data and a shape.
@@ -221,7 +228,8 @@ impl Tensor {
         &self.0.op
     }
 
-    /// The recorded inputs (empty unless this tensor requires a gradient).
+    /// The recorded inputs (empty unless this tensor requires a gradient or was made while
+    /// `compile` traced a step).
     pub fn inputs(&self) -> &[Tensor] {
         &self.0.inputs
     }

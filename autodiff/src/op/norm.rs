@@ -116,13 +116,22 @@ impl Tensor {
     }
 
     /// Inverted dropout: in training, zeroes each element with probability `p` and scales the
-    /// rest by 1/(1−p); the identity when `training` is false.
+    /// rest by 1/(1−p); the identity when `training` is false. Inside a step traced by
+    /// `compile`, training-mode dropout is an error (the mask would be frozen into the trace).
     pub fn dropout(&self, p: f64, training: bool, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         if !(0.0..=1.0).contains(&p) {
             crate::bail!("dropout", "probability must be in [0, 1], got {p}");
         }
         if !training || p == 0.0 {
             return Ok(self.clone());
+        }
+        if crate::mode::tracing() {
+            // The mask would be a constant of the trace, reused by every replay.
+            crate::bail!(
+                "dropout",
+                "a compiled step cannot use training-mode dropout (p = {p}): its random mask would be \
+                 frozen into the trace; run the step eagerly or with dropout in eval mode"
+            );
         }
         if p == 1.0 {
             return Ok(self.mul_scalar(0.0));

@@ -1,0 +1,346 @@
+//! The compiler's IR: a petgraph DAG whose nodes are ops and whose edges carry values.
+//!
+//! One node type serves every stage (tinygrad's lesson): a node holds an [`IrOp`] and the
+//! shape and dtype of each value it produces (most ops produce one; a fused kernel may produce
+//! several). An edge `producer -> consumer` carries [`Edge`]: which of the consumer's operands
+//! it is (`slot`) and which of the producer's values it reads (`port`).
+//!
+//! Invariants (checked by [`Graph::verify`] after every pass in debug builds): the graph is
+//! acyclic; a node's incoming edges fill slots `0..n` exactly once, with `n` what the op
+//! takes; every port exists; every output and update names an existing value; elementwise ops
+//! and fused kernels agree with their operands' shapes.
+
+use crate::compile::kernel::FusedKernel;
+use crate::op::Op;
+use crate::Buffer;
+use graphgrad_ops::gemm::Activation;
+use graphgrad_ops::pool::Pool2dGeometry;
+use graphgrad_ops::{broadcast_shapes, numel, DType, Shape};
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use smallvec::{smallvec, SmallVec};
+use std::fmt;
+use std::sync::Arc;
+
+/// One value in the graph: output `port` of `node`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value {
+    /// The producing node.
+    pub node: NodeIndex,
+    /// Which of its outputs.
+    pub port: usize,
+}
+
+impl Value {
+    /// The single (first) output of `node`.
+    pub fn of(node: NodeIndex) -> Value {
+        Value { node, port: 0 }
+    }
+}
+
+/// An edge: operand `slot` of the consumer reads output `port` of the producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    /// Operand position at the consumer.
+    pub slot: usize,
+    /// Output index at the producer.
+    pub port: usize,
+}
+
+/// What a node computes.
+#[derive(Clone, Debug)]
+pub enum IrOp {
+    /// Step input `i` (its value is given at each call).
+    Input(usize),
+    /// State leaf `i`: a parameter or buffer read from its tensor at each call, possibly
+    /// updated in place by the step.
+    Param(usize),
+    /// A constant captured by the trace.
+    Const(Arc<Buffer>),
+    /// A recorded autodiff op, run by its own kernel (`op::forward`).
+    Op(Op),
+    /// Max-pool's backward: scatter-add `g` (flattened `[planes, out_h·out_w]`) at the argmax of
+    /// `x`, recomputed from `x` at each call; inputs `(g, x)`.
+    MaxPoolBackward(Pool2dGeometry),
+    /// A matrix product of two rank-2 operands with a fused epilogue
+    /// `activation(a·b + bias)`; inputs `(a, b[, bias])`.
+    MatMulEpilogue {
+        /// The first operand is stored transposed.
+        trans_a: bool,
+        /// The second operand is stored transposed.
+        trans_b: bool,
+        /// Whether a bias (one value per column) is the third input.
+        bias: bool,
+        /// Applied after the bias.
+        activation: Activation,
+    },
+    /// A fused elementwise (+ reduction) kernel: one pass over its iteration space.
+    Fused(Arc<FusedKernel>),
+}
+
+impl IrOp {
+    /// True for graph inputs (no operands): inputs, state leaves and constants.
+    pub fn is_source(&self) -> bool {
+        matches!(self, IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_))
+    }
+
+    /// How many operands the op takes, when fixed by the op itself.
+    fn arity(&self) -> Option<usize> {
+        Some(match self {
+            IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => 0,
+            IrOp::MaxPoolBackward(_) => 2,
+            IrOp::MatMulEpilogue { bias, .. } => 2 + usize::from(*bias),
+            IrOp::Fused(k) => k.inputs.len(),
+            IrOp::Op(Op::Binary(_) | Op::MatMul { .. }) => 2,
+            IrOp::Op(Op::Where) => 3,
+            IrOp::Op(Op::Cat { .. }) => return None,
+            IrOp::Op(Op::Conv2d(_) | Op::Conv2dBackwardInput(_) | Op::Conv2dBackwardWeight(_)) => 2,
+            IrOp::Op(Op::Leaf) => 0,
+            IrOp::Op(_) => 1,
+        })
+    }
+}
+
+impl fmt::Display for IrOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IrOp::Input(i) => write!(f, "input{i}"),
+            IrOp::Param(i) => write!(f, "param{i}"),
+            IrOp::Const(b) if b.len() == 1 => write!(f, "const({})", b.to_f64_vec()[0]),
+            IrOp::Const(b) => write!(f, "const[{}]", b.len()),
+            IrOp::Op(op) => write!(f, "{op}"),
+            IrOp::MaxPoolBackward(_) => f.write_str("max_pool2d_backward"),
+            IrOp::MatMulEpilogue { bias, activation, .. } => {
+                write!(f, "matmul+{}{:?}", if *bias { "bias+" } else { "" }, activation)
+            }
+            IrOp::Fused(k) => write!(f, "fused({} instrs, {} out)", k.instrs.len(), k.outputs.len()),
+        }
+    }
+}
+
+/// Shape and element type of one value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueInfo {
+    /// Dimension sizes.
+    pub shape: Shape,
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl ValueInfo {
+    /// Bytes the value occupies.
+    pub fn bytes(&self) -> usize {
+        numel(&self.shape) * self.dtype.size()
+    }
+}
+
+/// A node: an op and the values it produces.
+#[derive(Clone, Debug)]
+pub struct IrNode {
+    /// What it computes.
+    pub op: IrOp,
+    /// One entry per output port.
+    pub outs: SmallVec<[ValueInfo; 1]>,
+}
+
+/// A traced step as a graph, with its outputs and in-place state updates.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// Nodes and value edges.
+    pub g: StableDiGraph<IrNode, Edge>,
+    /// The values the step returns, in order.
+    pub outputs: Vec<Value>,
+    /// `(state leaf index, new value)`: written back into the leaf after each call.
+    pub updates: Vec<(usize, Value)>,
+}
+
+impl Graph {
+    /// Adds a node with one output value and its operands in slot order.
+    pub fn add(&mut self, op: IrOp, shape: Shape, dtype: DType, inputs: &[Value]) -> NodeIndex {
+        self.add_multi(op, smallvec![ValueInfo { shape, dtype }], inputs)
+    }
+
+    /// Adds a node with several outputs.
+    pub fn add_multi(&mut self, op: IrOp, outs: SmallVec<[ValueInfo; 1]>, inputs: &[Value]) -> NodeIndex {
+        let n = self.g.add_node(IrNode { op, outs });
+        for (slot, v) in inputs.iter().enumerate() {
+            self.g.add_edge(v.node, n, Edge { slot, port: v.port });
+        }
+        n
+    }
+
+    /// The node's operands in slot order.
+    pub fn inputs(&self, n: NodeIndex) -> SmallVec<[Value; 3]> {
+        let mut edges: SmallVec<[(usize, Value); 3]> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| (e.weight().slot, Value { node: e.source(), port: e.weight().port }))
+            .collect();
+        edges.sort_unstable_by_key(|&(slot, _)| slot);
+        edges.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Nodes reading any output of `n` (with repetition when read twice).
+    pub fn users(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        self.g.edges_directed(n, Direction::Outgoing).map(|e| e.target()).collect()
+    }
+
+    /// Number of reads of `v` by nodes, outputs and updates.
+    pub fn use_count(&self, v: Value) -> usize {
+        let edges =
+            self.g.edges_directed(v.node, Direction::Outgoing).filter(|e| e.weight().port == v.port).count();
+        edges
+            + self.outputs.iter().filter(|&&o| o == v).count()
+            + self.updates.iter().filter(|u| u.1 == v).count()
+    }
+
+    /// True when `v` is returned or written back (so it must be materialised).
+    pub fn is_result(&self, v: Value) -> bool {
+        self.outputs.contains(&v) || self.updates.iter().any(|u| u.1 == v)
+    }
+
+    /// Shape and dtype of a value.
+    pub fn info(&self, v: Value) -> &ValueInfo {
+        &self.g[v.node].outs[v.port]
+    }
+
+    /// Redirects every read of `old` (edges, outputs, updates) to `new`.
+    pub fn replace_uses(&mut self, old: Value, new: Value) {
+        let edges: Vec<_> = self
+            .g
+            .edges_directed(old.node, Direction::Outgoing)
+            .filter(|e| e.weight().port == old.port)
+            .map(|e| (e.id(), e.target(), e.weight().slot))
+            .collect();
+        for (id, target, slot) in edges {
+            self.g.remove_edge(id);
+            self.g.add_edge(new.node, target, Edge { slot, port: new.port });
+        }
+        for o in self.outputs.iter_mut().chain(self.updates.iter_mut().map(|u| &mut u.1)) {
+            if *o == old {
+                *o = new;
+            }
+        }
+    }
+
+    /// Replaces the operands of `n` with `inputs` (slot order).
+    pub fn set_inputs(&mut self, n: NodeIndex, inputs: &[Value]) {
+        let old: Vec<_> = self.g.edges_directed(n, Direction::Incoming).map(|e| e.id()).collect();
+        for id in old {
+            self.g.remove_edge(id);
+        }
+        for (slot, v) in inputs.iter().enumerate() {
+            self.g.add_edge(v.node, n, Edge { slot, port: v.port });
+        }
+    }
+
+    /// Nodes in a topological order (operands first; ties by node index, so deterministic).
+    pub fn topo_order(&self) -> Vec<NodeIndex> {
+        petgraph::algo::toposort(&self.g, None).expect("internal invariant: the IR is acyclic")
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.g.node_count()
+    }
+
+    /// Bytes of every value computed by an op (sources excluded): what the program
+    /// materialises before memory planning.
+    pub fn computed_bytes(&self) -> usize {
+        self.g
+            .node_indices()
+            .filter(|&n| !self.g[n].op.is_source())
+            .flat_map(|n| self.g[n].outs.iter())
+            .map(ValueInfo::bytes)
+            .sum()
+    }
+
+    /// Checks the invariants listed in the module docs; the message names the node.
+    pub fn verify(&self) -> Result<(), String> {
+        if petgraph::algo::is_cyclic_directed(&self.g) {
+            return Err("the graph has a cycle".into());
+        }
+        for n in self.g.node_indices() {
+            let node = &self.g[n];
+            let mut slots: Vec<usize> =
+                self.g.edges_directed(n, Direction::Incoming).map(|e| e.weight().slot).collect();
+            slots.sort_unstable();
+            if slots.iter().enumerate().any(|(i, &s)| i != s) {
+                return Err(format!(
+                    "node {} ({}): operand slots {slots:?} are not 0..n",
+                    n.index(),
+                    node.op
+                ));
+            }
+            if let Some(arity) = node.op.arity() {
+                if arity != slots.len() {
+                    return Err(format!(
+                        "node {} ({}): {} operands, expected {arity}",
+                        n.index(),
+                        node.op,
+                        slots.len()
+                    ));
+                }
+            }
+            if node.outs.is_empty() {
+                return Err(format!("node {} ({}): no outputs", n.index(), node.op));
+            }
+            for e in self.g.edges_directed(n, Direction::Incoming) {
+                if e.weight().port >= self.g[e.source()].outs.len() {
+                    return Err(format!(
+                        "node {}: reads missing port {} of node {}",
+                        n.index(),
+                        e.weight().port,
+                        e.source().index()
+                    ));
+                }
+            }
+            self.verify_shapes(n)?;
+        }
+        for v in self.outputs.iter().chain(self.updates.iter().map(|u| &u.1)) {
+            if !self.g.contains_node(v.node) || v.port >= self.g[v.node].outs.len() {
+                return Err(format!("output or update names a missing value {v:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_shapes(&self, n: NodeIndex) -> Result<(), String> {
+        let node = &self.g[n];
+        let ins = self.inputs(n);
+        let out = &node.outs[0];
+        let bad = |what: &str| Err(format!("node {} ({}): {what}", n.index(), node.op));
+        if ins.iter().any(|&v| self.info(v).dtype != out.dtype) && !matches!(node.op, IrOp::Op(Op::Cast(_))) {
+            return bad("operand dtypes differ from the output's");
+        }
+        match &node.op {
+            IrOp::Op(Op::Unary(_)) if self.info(ins[0]).shape != out.shape => bad("unary changes the shape"),
+            IrOp::Op(Op::Binary(_) | Op::Where) => {
+                let mut s: Shape = Shape::new();
+                for &v in &ins {
+                    s = broadcast_shapes(&s, &self.info(v).shape).unwrap_or_else(|| smallvec![usize::MAX]);
+                }
+                if s != out.shape {
+                    return bad("operands do not broadcast to the output shape");
+                }
+                Ok(())
+            }
+            IrOp::Op(Op::Reshape) if numel(&self.info(ins[0]).shape) != numel(&out.shape) => {
+                bad("reshape changes the element count")
+            }
+            IrOp::Fused(k) => {
+                if k.outputs.len() != node.outs.len() {
+                    return bad("kernel and node disagree on outputs");
+                }
+                for (i, &v) in ins.iter().enumerate() {
+                    if broadcast_shapes(&self.info(v).shape, &k.shape).as_deref() != Some(&k.shape[..]) {
+                        return bad(&format!("operand {i} does not broadcast to the iteration shape"));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

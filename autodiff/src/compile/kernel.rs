@@ -1,0 +1,527 @@
+//! Fused elementwise kernels: a small per-element instruction list run in one pass over memory.
+//!
+//! A [`FusedKernel`] iterates over one shape. Operands are loaded with NumPy broadcasting, a
+//! straight-line program of [`Instr`]s computes values in *registers*, and each output is
+//! either stored (full shape) or reduced on the fly (sum, mean, max, min over some axes). So
+//! a chain `y = 0.5·x·(1 + tanh(…))`, its backward and `sum(y)` read `x` once and write `dx`
+//! once, whatever the number of ops.
+//!
+//! Evaluation: the iteration space is first simplified the way the binary kernels do it
+//! (size-1 dims dropped, adjacent dims merged wherever every operand stays linear across
+//! them), leaving rows whose innermost stride is 0 or 1 for every operand. Rows are cut into
+//! blocks of at most [`BLOCK`] elements; a register is a block-sized slice, so all live
+//! registers stay in L1 and each instruction is a tight, vectorisable loop over one block
+//! (transcendentals go through the same SIMD kernels as eager ops, `ops::unary`). Registers
+//! are allocated by liveness, constants are filled once per call. Large kernels without
+//! partial reductions are split into fixed chunks run on rayon; full reductions keep one f64
+//! partial per chunk, combined in chunk order, so results do not depend on the thread count.
+//!
+//! Aliasing: within a block every load happens before any store, so an output may share the
+//! storage of an input that is read at the same index (not broadcast): the memory planner
+//! relies on this for in-place updates.
+
+use graphgrad_ops::binary::BinaryOp;
+use graphgrad_ops::reduce::ReduceOp;
+use graphgrad_ops::unary::{unary, UnaryOp};
+use graphgrad_ops::{broadcast_strides, contiguous_strides, numel, DType, Element, Shape};
+use rayon::prelude::*;
+
+/// Elements per register block.
+pub const BLOCK: usize = 512;
+/// Elements per parallel chunk (fixed, so the partition never depends on the thread count).
+const CHUNK: usize = 1 << 15;
+/// Kernels smaller than this run on the calling thread.
+const PAR_MIN: usize = 1 << 16;
+
+/// A register: the SSA index of the instruction that defines it.
+pub type Reg = usize;
+
+/// One per-element instruction; its result is register `index in the program`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Instr {
+    /// Operand `i`, broadcast to the iteration shape.
+    Load(usize),
+    /// A constant.
+    Const(f64),
+    /// An elementwise function.
+    Unary(UnaryOp, Reg),
+    /// An elementwise function of two registers.
+    Binary(BinaryOp, Reg, Reg),
+    /// `c != 0 ? a : b`.
+    Where(Reg, Reg, Reg),
+}
+
+/// What a kernel produces from a register.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FusedOutput {
+    /// The register at every position of the iteration shape.
+    Store(Reg),
+    /// The register reduced over `axes` (sorted) of the iteration shape; the output holds the
+    /// kept axes in order (with or without size-1 placeholders: same data).
+    Reduce {
+        /// The reduced register.
+        reg: Reg,
+        /// Sum, Mean, Max or Min.
+        op: ReduceOp,
+        /// Reduced axes of the iteration shape.
+        axes: Shape,
+    },
+}
+
+/// A compiled single-pass kernel (see the module docs).
+#[derive(Clone, Debug)]
+pub struct FusedKernel {
+    /// The iteration shape.
+    pub shape: Shape,
+    /// Element type of every operand and output.
+    pub dtype: DType,
+    /// Operand shapes (each broadcasts to `shape`).
+    pub inputs: Vec<Shape>,
+    /// The program.
+    pub instrs: Vec<Instr>,
+    /// The results.
+    pub outputs: Vec<FusedOutput>,
+    layout: Layout,
+    /// Physical register of each instruction.
+    phys: Vec<usize>,
+    n_phys: usize,
+}
+
+/// The simplified iteration space: dims and per-operand strides (inputs, then outputs).
+#[derive(Clone, Debug)]
+struct Layout {
+    dims: Shape,
+    strides: Vec<Shape>,
+}
+
+impl FusedKernel {
+    /// Builds a kernel; `outputs` name registers defined by `instrs`.
+    pub fn new(
+        shape: Shape,
+        dtype: DType,
+        inputs: Vec<Shape>,
+        instrs: Vec<Instr>,
+        outputs: Vec<FusedOutput>,
+    ) -> Self {
+        let mut strides: Vec<Shape> = inputs.iter().map(|s| broadcast_strides(s, &shape)).collect();
+        for out in &outputs {
+            strides.push(match out {
+                FusedOutput::Store(_) => contiguous_strides(&shape),
+                FusedOutput::Reduce { axes, .. } => {
+                    let kept: Shape = shape
+                        .iter()
+                        .enumerate()
+                        .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
+                        .collect();
+                    let mut st = contiguous_strides(&kept);
+                    for &a in axes {
+                        st[a] = 0;
+                    }
+                    st
+                }
+            });
+        }
+        let layout = Layout::new(&shape, strides);
+        let (phys, n_phys) = allocate_registers(&instrs, &outputs);
+        FusedKernel { shape, dtype, inputs, instrs, outputs, layout, phys, n_phys }
+    }
+
+    /// Number of elements of output `i`.
+    pub fn output_len(&self, i: usize) -> usize {
+        match &self.outputs[i] {
+            FusedOutput::Store(_) => numel(&self.shape),
+            FusedOutput::Reduce { axes, .. } => {
+                self.shape.iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &s)| s).product()
+            }
+        }
+    }
+
+    /// True when operand `i` is read at the iteration index (not broadcast), so an output
+    /// stored over the same iteration shape may overwrite it in place.
+    pub fn reads_elementwise(&self, i: usize) -> bool {
+        self.inputs[i] == self.shape
+    }
+
+    /// Runs the kernel.
+    ///
+    /// # Safety
+    /// `inputs[i]` points to `numel(self.inputs[i])` readable elements and `outputs[j]` to
+    /// `output_len(j)` writable ones, all valid for the call. Outputs do not overlap each other
+    /// or any input, except that a `Store` output may be exactly the storage of an input for
+    /// which [`reads_elementwise`](Self::reads_elementwise) holds.
+    pub unsafe fn run<T: Element>(&self, inputs: &[*const T], outputs: &[*mut T]) {
+        let total = numel(&self.shape);
+        let mut acc: Vec<Vec<f64>> =
+            self.outputs.iter().enumerate().map(|(j, o)| self.acc_init(o, j)).collect();
+        let partial = self
+            .outputs
+            .iter()
+            .enumerate()
+            .any(|(j, o)| matches!(o, FusedOutput::Reduce { .. }) && self.output_len(j) > 1);
+        let io = Io { inputs, outputs };
+        if total >= PAR_MIN && !partial {
+            let chunks = total.div_ceil(CHUNK);
+            let parts: Vec<Vec<Vec<f64>>> = (0..chunks)
+                .into_par_iter()
+                .map(|c| {
+                    let mut local: Vec<Vec<f64>> =
+                        self.outputs.iter().enumerate().map(|(j, o)| self.acc_init(o, j)).collect();
+                    // SAFETY: chunks cover disjoint index ranges, so their stores are disjoint;
+                    // the caller's contract covers the pointers.
+                    unsafe { self.run_range::<T>(&io, c * CHUNK, ((c + 1) * CHUNK).min(total), &mut local) };
+                    local
+                })
+                .collect();
+            for part in parts {
+                for ((j, out), local) in self.outputs.iter().enumerate().zip(part) {
+                    if let FusedOutput::Reduce { op, .. } = out {
+                        combine(*op, &mut acc[j], &local);
+                    }
+                }
+            }
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { self.run_range::<T>(&io, 0, total, &mut acc) };
+        }
+        for (j, out) in self.outputs.iter().enumerate() {
+            if let FusedOutput::Reduce { op, axes, .. } = out {
+                let count: usize = axes.iter().map(|&a| self.shape[a]).product();
+                let dst = outputs[j];
+                for (i, &v) in acc[j].iter().enumerate() {
+                    let v = if *op == ReduceOp::Mean { v / count as f64 } else { v };
+                    // SAFETY: output j has output_len(j) = acc[j].len() elements.
+                    unsafe { *dst.add(i) = T::from_f64(v) };
+                }
+            }
+        }
+    }
+
+    fn acc_init(&self, out: &FusedOutput, j: usize) -> Vec<f64> {
+        match out {
+            FusedOutput::Store(_) => Vec::new(),
+            FusedOutput::Reduce { op, .. } => vec![reduce_identity(*op); self.output_len(j)],
+        }
+    }
+
+    /// Evaluates flat iteration indices `start..end` (in the simplified layout's row-major
+    /// order), with the block loops compiled for AVX2 when the CPU has it.
+    unsafe fn run_range<T: Element>(&self, io: &Io<'_, T>, start: usize, end: usize, acc: &mut [Vec<f64>]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the copy is compiled for.
+            return unsafe { self.run_range_avx2(io, start, end, acc) };
+        }
+        self.run_range_impl(io, start, end, acc)
+    }
+
+    /// `run_range_impl` compiled with AVX2 and FMA enabled (its loops inline into this copy).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_range_avx2<T: Element>(
+        &self,
+        io: &Io<'_, T>,
+        start: usize,
+        end: usize,
+        acc: &mut [Vec<f64>],
+    ) {
+        self.run_range_impl(io, start, end, acc)
+    }
+
+    #[inline(always)]
+    unsafe fn run_range_impl<T: Element>(
+        &self,
+        io: &Io<'_, T>,
+        start: usize,
+        end: usize,
+        acc: &mut [Vec<f64>],
+    ) {
+        let dims = &self.layout.dims;
+        let inner = *dims.last().unwrap_or(&1);
+        if inner == 0 || start >= end {
+            return;
+        }
+        let n_in = io.inputs.len();
+        let block = BLOCK.min(inner).min(end - start).max(1);
+        let mut regs = vec![T::ZERO; self.n_phys * block];
+        for (i, ins) in self.instrs.iter().enumerate() {
+            if let Instr::Const(c) = ins {
+                let p = self.phys[i];
+                regs[p * block..(p + 1) * block].fill(T::from_f64(*c));
+            }
+        }
+        let mut idx = start;
+        while idx < end {
+            let (row, col) = (idx / inner, idx % inner);
+            let run = (inner - col).min(end - idx);
+            let bases: Shape = self.layout.strides.iter().map(|st| self.row_base(row, st)).collect();
+            let mut c = 0;
+            while c < run {
+                let len = block.min(run - c);
+                let at = col + c;
+                let base = regs.as_mut_ptr();
+                // A register as a slice. Operand and result registers are distinct blocks
+                // (results are allocated before operands are freed), so views never overlap.
+                let reg = |q: usize| std::slice::from_raw_parts(base.add(self.phys[q] * block), len);
+                for (i, ins) in self.instrs.iter().enumerate() {
+                    let out = std::slice::from_raw_parts_mut(base.add(self.phys[i] * block), len);
+                    match *ins {
+                        Instr::Const(_) => {}
+                        Instr::Load(k) => {
+                            let st = *self.layout.strides[k].last().unwrap_or(&0);
+                            let src = io.inputs[k].add(bases[k]);
+                            if st == 0 {
+                                out.fill(*src);
+                            } else {
+                                std::ptr::copy_nonoverlapping(src.add(at), out.as_mut_ptr(), len);
+                            }
+                        }
+                        Instr::Unary(op, a) => unary_block(op, reg(a), out),
+                        Instr::Binary(op, a, b) => binary_block(op, reg(a), reg(b), out),
+                        Instr::Where(cnd, a, b) => {
+                            for ((o, &c), (&x, &y)) in
+                                out.iter_mut().zip(reg(cnd)).zip(reg(a).iter().zip(reg(b)))
+                            {
+                                *o = if c != T::ZERO { x } else { y };
+                            }
+                        }
+                    }
+                }
+                for (j, out) in self.outputs.iter().enumerate() {
+                    let k = n_in + j;
+                    match out {
+                        FusedOutput::Store(reg) => {
+                            let src = regs.as_ptr().add(self.phys[*reg] * block);
+                            std::ptr::copy_nonoverlapping(src, io.outputs[j].add(bases[k] + at), len);
+                        }
+                        FusedOutput::Reduce { reg, op, .. } => {
+                            let vals = &regs[self.phys[*reg] * block..][..len];
+                            let st = *self.layout.strides[k].last().unwrap_or(&0);
+                            if st == 0 {
+                                let a = &mut acc[j][bases[k]];
+                                *a = fold_block(*op, *a, vals);
+                            } else {
+                                for (a, &v) in acc[j][bases[k] + at..][..len].iter_mut().zip(vals) {
+                                    *a = fold_one(*op, *a, v.to_f64());
+                                }
+                            }
+                        }
+                    }
+                }
+                c += len;
+            }
+            idx += run;
+        }
+    }
+
+    /// Offset of the first element of `row` (over all dims but the innermost) for strides `st`.
+    fn row_base(&self, mut row: usize, st: &[usize]) -> usize {
+        let dims = &self.layout.dims;
+        let mut off = 0;
+        for d in (0..dims.len().saturating_sub(1)).rev() {
+            off += (row % dims[d]) * st[d];
+            row /= dims[d];
+        }
+        off
+    }
+}
+
+/// Raw input and output pointers, shareable across rayon tasks.
+struct Io<'a, T> {
+    inputs: &'a [*const T],
+    outputs: &'a [*mut T],
+}
+
+// SAFETY: tasks only read inputs and write disjoint ranges of the outputs (see `run`).
+unsafe impl<T: Send> Sync for Io<'_, T> {}
+
+/// `out = op(x)` over one block: cheap ops inline (so they vectorise with the caller's
+/// target features), transcendentals through the SIMD kernels of `ops::unary`.
+#[inline(always)]
+fn unary_block<T: Element>(op: UnaryOp, x: &[T], out: &mut [T]) {
+    macro_rules! go {
+        ($f:expr) => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = $f(v);
+            }
+        };
+    }
+    match op {
+        UnaryOp::Neg => go!(|v: T| -v),
+        UnaryOp::Square => go!(|v: T| v * v),
+        UnaryOp::MulScalar(c) => {
+            let c = T::from_f64(c);
+            go!(|v: T| v * c)
+        }
+        UnaryOp::AddScalar(c) => {
+            let c = T::from_f64(c);
+            go!(|v: T| v + c)
+        }
+        UnaryOp::Recip => go!(|v: T| T::ONE / v),
+        UnaryOp::Relu => go!(|v: T| if v < T::ZERO { T::ZERO } else { v }),
+        _ => unary(op, x, out),
+    }
+}
+
+/// `out = op(a, b)` over one block, with the same scalar semantics as `ops::binary`.
+#[inline(always)]
+fn binary_block<T: Element>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T]) {
+    let truth = |t: bool| if t { T::ONE } else { T::ZERO };
+    macro_rules! go {
+        ($f:expr) => {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = $f(x, y);
+            }
+        };
+    }
+    match op {
+        BinaryOp::Add => go!(|x: T, y: T| x + y),
+        BinaryOp::Sub => go!(|x: T, y: T| x - y),
+        BinaryOp::Mul => go!(|x: T, y: T| x * y),
+        BinaryOp::Div => go!(|x: T, y: T| x / y),
+        BinaryOp::Pow => go!(|x: T, y: T| x.powf(y)),
+        #[allow(clippy::eq_op)]
+        BinaryOp::Maximum => go!(|x: T, y: T| if x > y || x != x { x } else { y }),
+        #[allow(clippy::eq_op)]
+        BinaryOp::Minimum => go!(|x: T, y: T| if x < y || x != x { x } else { y }),
+        BinaryOp::Eq => go!(|x: T, y: T| truth(x == y)),
+        BinaryOp::Ne => go!(|x: T, y: T| truth(x != y)),
+        BinaryOp::Lt => go!(|x: T, y: T| truth(x < y)),
+        BinaryOp::Le => go!(|x: T, y: T| truth(x <= y)),
+        BinaryOp::Gt => go!(|x: T, y: T| truth(x > y)),
+        BinaryOp::Ge => go!(|x: T, y: T| truth(x >= y)),
+    }
+}
+
+fn reduce_identity(op: ReduceOp) -> f64 {
+    match op {
+        ReduceOp::Max => f64::NEG_INFINITY,
+        ReduceOp::Min => f64::INFINITY,
+        _ => 0.0,
+    }
+}
+
+fn fold_one(op: ReduceOp, a: f64, v: f64) -> f64 {
+    match op {
+        ReduceOp::Max if a > v || a.is_nan() => a,
+        ReduceOp::Min if a < v || a.is_nan() => a,
+        ReduceOp::Max | ReduceOp::Min => v,
+        _ => a + v,
+    }
+}
+
+fn fold_block<T: Element>(op: ReduceOp, a: f64, vals: &[T]) -> f64 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => {
+            // Four f64 lanes: vectorises and keeps the f32 error far below one ulp per block.
+            let mut lanes = [0.0f64; 4];
+            let mut chunks = vals.chunks_exact(4);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l += v.to_f64();
+                }
+            }
+            let rest: f64 = chunks.remainder().iter().map(|v| v.to_f64()).sum();
+            a + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + rest
+        }
+        _ => vals.iter().fold(a, |acc, &v| fold_one(op, acc, v.to_f64())),
+    }
+}
+
+fn combine(op: ReduceOp, acc: &mut [f64], part: &[f64]) {
+    for (a, &p) in acc.iter_mut().zip(part) {
+        *a = fold_one(op, *a, p);
+    }
+}
+
+impl Layout {
+    /// Drops size-1 dims and merges adjacent dims where every operand is linear across them.
+    fn new(shape: &[usize], strides: Vec<Shape>) -> Layout {
+        let keep: Vec<usize> = (0..shape.len()).filter(|&d| shape[d] != 1).collect();
+        let mut dims: Shape = keep.iter().map(|&d| shape[d]).collect();
+        let mut strides: Vec<Shape> = strides.iter().map(|s| keep.iter().map(|&d| s[d]).collect()).collect();
+        let mut d = dims.len();
+        while d > 1 {
+            d -= 1;
+            let mergeable = strides.iter().all(|s| s[d - 1] == s[d] * dims[d]);
+            if mergeable {
+                dims[d - 1] *= dims[d];
+                dims.remove(d);
+                for s in &mut strides {
+                    s[d - 1] = s[d];
+                    s.remove(d);
+                }
+            }
+        }
+        if dims.is_empty() {
+            dims.push(1);
+            for s in &mut strides {
+                s.push(0);
+            }
+        }
+        Layout { dims, strides }
+    }
+}
+
+/// Linear-scan register allocation over the SSA program: a register is freed after its last
+/// use; constants and registers read by outputs live to the end.
+fn allocate_registers(instrs: &[Instr], outputs: &[FusedOutput]) -> (Vec<usize>, usize) {
+    let n = instrs.len();
+    let mut last = vec![0usize; n];
+    for (i, ins) in instrs.iter().enumerate() {
+        last[i] = i;
+        for r in operands(ins) {
+            last[r] = i;
+        }
+    }
+    for out in outputs {
+        let (FusedOutput::Store(r) | FusedOutput::Reduce { reg: r, .. }) = out;
+        last[*r] = usize::MAX;
+    }
+    for (i, ins) in instrs.iter().enumerate() {
+        if matches!(ins, Instr::Const(_)) {
+            last[i] = usize::MAX;
+        }
+    }
+    // Constants are filled once per call, so they get registers of their own, never shared.
+    let (mut phys, mut free, mut count) = (vec![0usize; n], Vec::<usize>::new(), 0usize);
+    for (i, ins) in instrs.iter().enumerate() {
+        if matches!(ins, Instr::Const(_)) {
+            phys[i] = count;
+            count += 1;
+        }
+    }
+    let mut dying: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, &l) in last.iter().enumerate() {
+        if l != usize::MAX && l > i {
+            dying[l].push(i);
+        }
+    }
+    for i in 0..n {
+        if matches!(instrs[i], Instr::Const(_)) {
+            continue;
+        }
+        // Operands are freed only after the result is allocated: results never alias them.
+        phys[i] = free.pop().unwrap_or_else(|| {
+            count += 1;
+            count - 1
+        });
+        if last[i] == i {
+            free.push(phys[i]);
+        }
+        for &d in &dying[i] {
+            free.push(phys[d]);
+        }
+    }
+    (phys, count.max(1))
+}
+
+/// The registers an instruction reads.
+pub fn operands(ins: &Instr) -> impl Iterator<Item = Reg> {
+    let v: [Option<Reg>; 3] = match *ins {
+        Instr::Load(_) | Instr::Const(_) => [None, None, None],
+        Instr::Unary(_, a) => [Some(a), None, None],
+        Instr::Binary(_, a, b) => [Some(a), Some(b), None],
+        Instr::Where(c, a, b) => [Some(c), Some(a), Some(b)],
+    };
+    v.into_iter().flatten()
+}

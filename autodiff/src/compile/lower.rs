@@ -1,0 +1,161 @@
+//! Tracing a step and lowering the recorded tensors into the IR.
+//!
+//! While tracing (`mode::TracingGuard`), every op keeps its inputs, so the outputs of a step
+//! reach the whole dataflow: forward, loss, the backward built by `grad`, the update. Leaves
+//! are classified: the step's inputs become [`IrOp::Input`], leaves that require grad
+//! (parameters, `Var`s) and update targets become [`IrOp::Param`] (read from the tensor at
+//! each call), every other leaf, and any node recorded outside the trace without inputs, a
+//! [`IrOp::Const`].
+//!
+//! Data-dependent payloads: `MaxPool2d` recomputes its argmax in its kernel, and the
+//! `ScatterAdd` of max-pool's backward (recognised by sharing the argmax `Arc`) becomes
+//! [`IrOp::MaxPoolBackward`], which recomputes the argmax from the pooled input at each
+//! call. Any other use of an argmax (a gather of second-order gradients) is rejected.
+//! Index lists given by the user (`gather`, `index_select`, embedding ids) are constants of
+//! the trace, like `jax.jit`'s static arguments: pass data that changes per call as tensors.
+
+use super::ir::{Graph, IrOp, Value};
+use crate::op::Op;
+use crate::{Error, Result, Tensor};
+use petgraph::stable_graph::NodeIndex;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+thread_local! {
+    /// Max-pool nodes recorded by the running trace: their argmax payloads are recognised
+    /// in the backward's scatter.
+    static POOLS: RefCell<Vec<Tensor>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by `Tensor::record_value` for every node recorded while tracing.
+pub(crate) fn note_traced(t: &Tensor) {
+    if matches!(t.op(), Op::MaxPool2d { .. }) {
+        POOLS.with(|p| p.borrow_mut().push(t.clone()));
+    }
+}
+
+/// Clears the max-pool log (at the start and end of a trace).
+pub(crate) fn take_pools() -> Vec<Tensor> {
+    POOLS.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
+fn compile_error(reason: String) -> Error {
+    Error::InvalidArgument { op: "compile", reason }
+}
+
+/// Lowers a trace. Returns the graph and the state leaves its `Param(i)` nodes read.
+pub(crate) fn lower(
+    inputs: &[Tensor],
+    outputs: &[Tensor],
+    updates: &[(Tensor, Tensor)],
+    pools: &[Tensor],
+) -> Result<(Graph, Vec<Tensor>)> {
+    let input_ids: HashMap<usize, usize> = inputs.iter().enumerate().map(|(i, t)| (t.id(), i)).collect();
+    let argmax_of: HashMap<usize, &Tensor> = pools
+        .iter()
+        .filter_map(|p| match p.op() {
+            Op::MaxPool2d { argmax, .. } => Some((argmax.as_ptr() as usize, p)),
+            _ => None,
+        })
+        .collect();
+    let mut state: Vec<Tensor> = Vec::new();
+    let mut state_ids: HashMap<usize, usize> = HashMap::new();
+    for (i, (target, value)) in updates.iter().enumerate() {
+        if !target.is_leaf() || input_ids.contains_key(&target.id()) {
+            return Err(compile_error(format!(
+                "update {i}: the target must be a parameter or state leaf, not an op result or a step input"
+            )));
+        }
+        if target.shape() != value.shape() || target.dtype() != value.dtype() {
+            return Err(Error::ShapeMismatch {
+                op: "compile update",
+                lhs: target.shape().into(),
+                rhs: value.shape().into(),
+            });
+        }
+        if state_ids.insert(target.id(), state.len()).is_some() {
+            return Err(compile_error(format!("update {i}: the same leaf is updated twice")));
+        }
+        state.push(target.clone());
+    }
+    let mut graph = Graph::default();
+    let mut lowered: HashMap<usize, NodeIndex> = HashMap::new();
+    // Iterative post-order DFS: (tensor, operands pushed?)
+    let roots: Vec<Tensor> = outputs.iter().chain(updates.iter().map(|u| &u.1)).cloned().collect();
+    let mut stack: Vec<(Tensor, bool)> = roots.iter().rev().map(|t| (t.clone(), false)).collect();
+    while let Some((t, expanded)) = stack.pop() {
+        if lowered.contains_key(&t.id()) {
+            continue;
+        }
+        let operands = operands_of(&t, &input_ids, &argmax_of)?;
+        if !expanded {
+            stack.push((t.clone(), true));
+            for o in operands.iter().rev() {
+                if !lowered.contains_key(&o.id()) {
+                    stack.push((o.clone(), false));
+                }
+            }
+            continue;
+        }
+        let ins: Vec<Value> = operands.iter().map(|o| Value::of(lowered[&o.id()])).collect();
+        let op = if let Some(&i) = input_ids.get(&t.id()) {
+            IrOp::Input(i)
+        } else if t.inputs().is_empty() {
+            if let Some(&j) = state_ids.get(&t.id()) {
+                IrOp::Param(j)
+            } else if t.is_leaf() && t.requires_grad() {
+                state_ids.insert(t.id(), state.len());
+                state.push(t.clone());
+                IrOp::Param(state.len() - 1)
+            } else {
+                IrOp::Const(Arc::new(t.read().clone()))
+            }
+        } else {
+            match t.op() {
+                Op::ScatterAdd { index, .. } if argmax_of.contains_key(&(index.as_ptr() as usize)) => {
+                    let Op::MaxPool2d { geometry, .. } = argmax_of[&(index.as_ptr() as usize)].op() else {
+                        unreachable!("internal invariant: the argmax map holds max-pool nodes")
+                    };
+                    IrOp::MaxPoolBackward(*geometry)
+                }
+                op => IrOp::Op(op.clone()),
+            }
+        };
+        let n = graph.add(op, t.shape().into(), t.dtype(), &ins);
+        lowered.insert(t.id(), n);
+    }
+    graph.outputs = outputs.iter().map(|t| Value::of(lowered[&t.id()])).collect();
+    graph.updates = updates.iter().enumerate().map(|(i, (_, v))| (i, Value::of(lowered[&v.id()]))).collect();
+    Ok((graph, state))
+}
+
+/// The tensors a node is computed from in the IR (empty for sources).
+fn operands_of(
+    t: &Tensor,
+    input_ids: &HashMap<usize, usize>,
+    argmax_of: &HashMap<usize, &Tensor>,
+) -> Result<Vec<Tensor>> {
+    if input_ids.contains_key(&t.id()) || t.inputs().is_empty() {
+        return Ok(Vec::new());
+    }
+    match t.op() {
+        Op::ScatterAdd { index, .. } => match argmax_of.get(&(index.as_ptr() as usize)) {
+            // max-pool backward: (g, the pooled input)
+            Some(pool) => Ok(vec![t.inputs()[0].clone(), pool.inputs()[0].clone()]),
+            None => Ok(t.inputs().to_vec()),
+        },
+        Op::Gather { index, .. }
+        | Op::IndexSelect { indices: index, .. }
+        | Op::IndexAdd { indices: index, .. }
+            if argmax_of.contains_key(&(index.as_ptr() as usize)) =>
+        {
+            Err(compile_error(
+                "an index computed by max_pool2d is used outside its backward (second-order \
+                 gradients through max-pooling cannot be compiled: the argmax changes with the input)"
+                    .into(),
+            ))
+        }
+        _ => Ok(t.inputs().to_vec()),
+    }
+}

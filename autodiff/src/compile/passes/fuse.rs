@@ -1,0 +1,264 @@
+//! Elementwise fusion: chains of unary, binary, `where` and broadcast (`expand`) ops over one
+//! shape, and the sum / mean / max / min reductions that consume them, become one
+//! [`FusedKernel`] that reads its operands once and writes only the values read elsewhere.
+//!
+//! Grouping (greedy, operands first): an elementwise node joins the groups of its operands
+//! that iterate over its own shape (merging them), provided the result stays *convex*: no
+//! path may leave the group and come back, or the fused node would depend on itself. The
+//! check walks back from the new group's external operands, over nodes no earlier in topological
+//! order than the group's first member, and fails if it reaches a member. When merging all
+//! candidate groups is illegal, joining a single one is tried, else the node starts a group.
+//! A reduction then joins the group computing its operand as an extra, reduced output.
+//! Constants whose elements are all equal become immediates; every other operand is a
+//! broadcast load.
+
+use super::Pass;
+use crate::compile::ir::{Graph, IrOp, Value, ValueInfo};
+use crate::compile::kernel::{FusedKernel, FusedOutput, Instr, Reg};
+use crate::op::Op;
+use crate::Result;
+use graphgrad_ops::reduce::ReduceOp;
+use graphgrad_ops::{numel, DType, Shape};
+use petgraph::stable_graph::NodeIndex;
+use petgraph::Direction;
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Fuses elementwise chains and their reductions (see the module docs).
+pub struct FuseElementwise;
+
+impl Pass for FuseElementwise {
+    fn name(&self) -> &'static str {
+        "fuse"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<()> {
+        fuse_elementwise(graph);
+        Ok(())
+    }
+}
+
+fn is_elementwise(op: &IrOp) -> bool {
+    matches!(op, IrOp::Op(Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Expand))
+}
+
+fn fusible_reduce(op: &IrOp) -> bool {
+    matches!(
+        op,
+        IrOp::Op(Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min, .. })
+    )
+}
+
+struct Group {
+    members: Vec<NodeIndex>,
+    shape: Shape,
+    dtype: DType,
+    min_pos: usize,
+}
+
+struct Grouping<'g> {
+    graph: &'g Graph,
+    pos: HashMap<NodeIndex, usize>,
+    group_of: HashMap<NodeIndex, usize>,
+    groups: Vec<Option<Group>>,
+}
+
+impl Grouping<'_> {
+    /// True when some node in `from` reaches a member of `members` by walking operands over
+    /// nodes later than `min_pos`.
+    fn reaches(&self, from: &[Value], members: &HashSet<NodeIndex>, min_pos: usize) -> bool {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<NodeIndex> = from.iter().map(|v| v.node).collect();
+        while let Some(n) = stack.pop() {
+            if self.pos[&n] < min_pos || !seen.insert(n) {
+                continue;
+            }
+            if members.contains(&n) {
+                return true;
+            }
+            stack.extend(self.graph.g.neighbors_directed(n, Direction::Incoming));
+        }
+        false
+    }
+
+    /// Whether `n` may join the union of `cands` (see the module docs).
+    fn legal(&self, cands: &[usize], n: NodeIndex) -> bool {
+        let mut members: HashSet<NodeIndex> = HashSet::from([n]);
+        let mut min_pos = self.pos[&n];
+        for &c in cands {
+            let g = self.groups[c].as_ref().expect("internal invariant: candidate group is alive");
+            members.extend(g.members.iter().copied());
+            min_pos = min_pos.min(g.min_pos);
+        }
+        let mut externals: Vec<Value> = Vec::new();
+        let check: Vec<NodeIndex> = if cands.len() > 1 { members.iter().copied().collect() } else { vec![n] };
+        for m in check {
+            externals.extend(self.graph.inputs(m).into_iter().filter(|v| !members.contains(&v.node)));
+        }
+        !self.reaches(&externals, &members, min_pos)
+    }
+
+    fn join(&mut self, cands: &[usize], n: NodeIndex, shape: Shape, dtype: DType) {
+        let target = match cands.first() {
+            Some(&t) => t,
+            None => {
+                self.groups.push(Some(Group { members: Vec::new(), shape, dtype, min_pos: usize::MAX }));
+                self.groups.len() - 1
+            }
+        };
+        for &c in &cands[cands.len().min(1)..] {
+            let g = self.groups[c].take().expect("internal invariant: merged group is alive");
+            for &m in &g.members {
+                self.group_of.insert(m, target);
+            }
+            let t = self.groups[target].as_mut().expect("internal invariant: target group is alive");
+            t.members.extend(g.members);
+            t.min_pos = t.min_pos.min(g.min_pos);
+        }
+        let t = self.groups[target].as_mut().expect("internal invariant: target group is alive");
+        t.members.push(n);
+        t.min_pos = t.min_pos.min(self.pos[&n]);
+        self.group_of.insert(n, target);
+    }
+}
+
+/// Forms groups and replaces each by a fused node.
+pub fn fuse_elementwise(graph: &mut Graph) {
+    let order = graph.topo_order();
+    let mut grouping = Grouping {
+        graph,
+        pos: order.iter().enumerate().map(|(i, &n)| (n, i)).collect(),
+        group_of: HashMap::new(),
+        groups: Vec::new(),
+    };
+    let mut reductions: Vec<(usize, NodeIndex)> = Vec::new();
+    for &n in &order {
+        let node = &grouping.graph.g[n];
+        if fusible_reduce(&node.op) {
+            let input = grouping.graph.inputs(n)[0];
+            if let Some(&g) = grouping.group_of.get(&input.node) {
+                reductions.push((g, n));
+            }
+            continue;
+        }
+        if !is_elementwise(&node.op) {
+            continue;
+        }
+        let (shape, dtype) = (node.outs[0].shape.clone(), node.outs[0].dtype);
+        let mut cands: Vec<usize> = Vec::new();
+        if !matches!(node.op, IrOp::Op(Op::Expand)) {
+            for v in grouping.graph.inputs(n) {
+                if let Some(&g) = grouping.group_of.get(&v.node) {
+                    let grp =
+                        grouping.groups[g].as_ref().expect("internal invariant: member's group is alive");
+                    if grp.shape == shape && grp.dtype == dtype && !cands.contains(&g) {
+                        cands.push(g);
+                    }
+                }
+            }
+        }
+        let chosen: Vec<usize> = if cands.is_empty() || grouping.legal(&cands, n) {
+            cands
+        } else {
+            // Latest-started group first: the most likely to be legal and to save a store.
+            cands.sort_by_key(|&c| std::cmp::Reverse(grouping.groups[c].as_ref().map_or(0, |g| g.min_pos)));
+            cands.into_iter().find(|&c| grouping.legal(&[c], n)).into_iter().collect()
+        };
+        grouping.join(&chosen, n, shape, dtype);
+    }
+    // A reduction's group may have been merged into another since: follow the members.
+    let mut reduce_of: HashMap<usize, Vec<NodeIndex>> = HashMap::new();
+    for (_, r) in reductions {
+        let input = grouping.graph.inputs(r)[0];
+        reduce_of.entry(grouping.group_of[&input.node]).or_default().push(r);
+    }
+    let pos = grouping.pos;
+    let groups: Vec<(Group, Vec<NodeIndex>)> = grouping
+        .groups
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, g)| g.map(|g| (g, reduce_of.remove(&i).unwrap_or_default())))
+        .collect();
+    for (mut group, reduces) in groups {
+        group.members.sort_by_key(|m| pos[m]);
+        build_kernel(graph, &group, &reduces);
+    }
+    super::dce::eliminate_dead_code(graph);
+}
+
+/// Emits the kernel of one group and redirects readers of its materialised values.
+fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
+    let members: HashSet<NodeIndex> = group.members.iter().chain(reduces).copied().collect();
+    let mut instrs: Vec<Instr> = Vec::new();
+    let mut reg_of: HashMap<Value, Reg> = HashMap::new();
+    let mut externals: Vec<Value> = Vec::new();
+    let mut input_shapes: Vec<Shape> = Vec::new();
+    let mut operand = |v: Value, instrs: &mut Vec<Instr>, reg_of: &mut HashMap<Value, Reg>| -> Reg {
+        if let Some(&r) = reg_of.get(&v) {
+            return r;
+        }
+        let ins = match &graph.g[v.node].op {
+            IrOp::Const(b) if splat(b).is_some() => Instr::Const(splat(b).unwrap_or_default()),
+            _ => {
+                externals.push(v);
+                input_shapes.push(graph.info(v).shape.clone());
+                Instr::Load(externals.len() - 1)
+            }
+        };
+        instrs.push(ins);
+        reg_of.insert(v, instrs.len() - 1);
+        instrs.len() - 1
+    };
+    for &m in &group.members {
+        let ins: SmallVec<[Reg; 3]> =
+            graph.inputs(m).into_iter().map(|v| operand(v, &mut instrs, &mut reg_of)).collect();
+        let reg = match &graph.g[m].op {
+            IrOp::Op(Op::Unary(u)) => push(&mut instrs, Instr::Unary(*u, ins[0])),
+            IrOp::Op(Op::Binary(b)) => push(&mut instrs, Instr::Binary(*b, ins[0], ins[1])),
+            IrOp::Op(Op::Where) => push(&mut instrs, Instr::Where(ins[0], ins[1], ins[2])),
+            IrOp::Op(Op::Expand) => ins[0],
+            other => unreachable!("internal invariant: {other} is not elementwise"),
+        };
+        reg_of.insert(Value::of(m), reg);
+    }
+    let mut outputs: Vec<FusedOutput> = Vec::new();
+    let mut outs: SmallVec<[ValueInfo; 1]> = SmallVec::new();
+    let mut redirect: Vec<(Value, usize)> = Vec::new();
+    for &m in &group.members {
+        let v = Value::of(m);
+        let read_outside = graph.users(m).iter().any(|u| !members.contains(u)) || graph.is_result(v);
+        if read_outside {
+            outputs.push(FusedOutput::Store(reg_of[&v]));
+            outs.push(graph.g[m].outs[0].clone());
+            redirect.push((v, outputs.len() - 1));
+        }
+    }
+    for &r in reduces {
+        let IrOp::Op(Op::Reduce { op, axes, .. }) = &graph.g[r].op else {
+            unreachable!("internal invariant: fused reductions are reductions")
+        };
+        let input = graph.inputs(r)[0];
+        outputs.push(FusedOutput::Reduce { reg: reg_of[&input], op: *op, axes: axes.clone() });
+        outs.push(graph.g[r].outs[0].clone());
+        redirect.push((Value::of(r), outputs.len() - 1));
+    }
+    debug_assert!(outs.iter().all(|o| numel(&o.shape) <= numel(&group.shape).max(1)));
+    let kernel = FusedKernel::new(group.shape.clone(), group.dtype, input_shapes, instrs, outputs);
+    let fused = graph.add_multi(IrOp::Fused(Arc::new(kernel)), outs, &externals);
+    for (v, port) in redirect {
+        graph.replace_uses(v, Value { node: fused, port });
+    }
+}
+
+/// The value of a non-empty constant whose elements are all equal (bitwise).
+fn splat(b: &crate::Buffer) -> Option<f64> {
+    let v = b.to_f64_vec();
+    let first = *v.first()?;
+    v.iter().all(|x| x.to_bits() == first.to_bits()).then_some(first)
+}
+
+fn push(instrs: &mut Vec<Instr>, ins: Instr) -> Reg {
+    instrs.push(ins);
+    instrs.len() - 1
+}

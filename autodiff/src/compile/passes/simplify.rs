@@ -1,0 +1,132 @@
+//! Algebraic simplification: rewrites that remove work without changing any value.
+//!
+//! - `x·1`, `1·x`, `x+0`, `0+x`, `x−0`, `x/1` (the constant all ones / zeros, the result of
+//!   `x`'s own shape and dtype), and the scalar forms `mul(1)`, `add(0)`, `pow(1)`, are `x`;
+//! - strength reduction: `pow(2)` is `square`, `pow(3)` is `square(x)·x`, `pow(0.5)` is
+//!   `sqrt`, `pow(-1)` is `recip` (a multiply instead of `powf`: within an ulp or two);
+//! - `permute(q)` of `permute(p)` is one permute, or `x` when the composition is the identity
+//!   (a double transpose);
+//! - `reshape` of `reshape` reshapes the original; a reshape, expand or cast to the shape and
+//!   dtype the value already has is the value.
+
+use super::Pass;
+use crate::compile::ir::{Graph, IrOp, Value};
+use crate::op::Op;
+use crate::Result;
+use graphgrad_ops::binary::BinaryOp;
+use graphgrad_ops::unary::UnaryOp;
+use graphgrad_ops::Shape;
+
+/// Applies the identities in the module docs until none applies.
+pub struct SimplifyAlgebra;
+
+impl Pass for SimplifyAlgebra {
+    fn name(&self) -> &'static str {
+        "simplify"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<()> {
+        simplify_algebra(graph);
+        Ok(())
+    }
+}
+
+/// One rewrite: the node's value is another value, or the node gets a new op and operands.
+enum Rewrite {
+    Forward(Value),
+    Replace(Op, Value),
+    /// `x³` as `x²·x`.
+    Cube(Value),
+}
+
+/// Simplifies in topological order (operands first, so chains collapse in one sweep).
+pub fn simplify_algebra(graph: &mut Graph) {
+    for n in graph.topo_order() {
+        match rewrite(graph, n) {
+            Some(Rewrite::Forward(v)) => graph.replace_uses(Value::of(n), v),
+            Some(Rewrite::Replace(op, v)) => {
+                graph.g[n].op = IrOp::Op(op);
+                graph.set_inputs(n, &[v]);
+            }
+            Some(Rewrite::Cube(x)) => {
+                let info = graph.info(x).clone();
+                let square = graph.add(IrOp::Op(Op::Unary(UnaryOp::Square)), info.shape, info.dtype, &[x]);
+                graph.g[n].op = IrOp::Op(Op::Binary(BinaryOp::Mul));
+                graph.set_inputs(n, &[Value::of(square), x]);
+            }
+            None => {}
+        }
+    }
+}
+
+/// True when every element of `v` equals `c`: a constant, possibly reshaped or broadcast.
+fn is_splat(graph: &Graph, v: Value, c: f64) -> bool {
+    match &graph.g[v.node].op {
+        IrOp::Const(b) => b.to_f64_vec().iter().all(|&x| x == c),
+        IrOp::Op(Op::Expand | Op::Reshape) => is_splat(graph, graph.inputs(v.node)[0], c),
+        _ => false,
+    }
+}
+
+fn rewrite(graph: &Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Rewrite> {
+    let IrOp::Op(op) = &graph.g[n].op else { return None };
+    let ins = graph.inputs(n);
+    let out = &graph.g[n].outs[0];
+    // `v` may stand for the node only when it has the node's shape and dtype.
+    let same = |v: Value| graph.info(v) == out;
+    match op {
+        Op::Unary(UnaryOp::MulScalar(c)) if *c == 1.0 => Some(Rewrite::Forward(ins[0])),
+        Op::Unary(UnaryOp::AddScalar(c)) if *c == 0.0 => Some(Rewrite::Forward(ins[0])),
+        Op::Unary(UnaryOp::PowScalar(p)) if *p == 1.0 => Some(Rewrite::Forward(ins[0])),
+        // strength reduction: powf is an order of magnitude slower than a multiply
+        Op::Unary(UnaryOp::PowScalar(p)) if *p == 2.0 => {
+            Some(Rewrite::Replace(Op::Unary(UnaryOp::Square), ins[0]))
+        }
+        Op::Unary(UnaryOp::PowScalar(p)) if *p == 0.5 => {
+            Some(Rewrite::Replace(Op::Unary(UnaryOp::Sqrt), ins[0]))
+        }
+        Op::Unary(UnaryOp::PowScalar(p)) if *p == -1.0 => {
+            Some(Rewrite::Replace(Op::Unary(UnaryOp::Recip), ins[0]))
+        }
+        Op::Unary(UnaryOp::PowScalar(p)) if *p == 3.0 => Some(Rewrite::Cube(ins[0])),
+        Op::Binary(b) => {
+            let (x, y) = (ins[0], ins[1]);
+            let identity_rhs = match b {
+                BinaryOp::Mul | BinaryOp::Div => Some(1.0),
+                BinaryOp::Add | BinaryOp::Sub => Some(0.0),
+                _ => None,
+            };
+            let identity_lhs = match b {
+                BinaryOp::Mul => Some(1.0),
+                BinaryOp::Add => Some(0.0),
+                _ => None,
+            };
+            if identity_rhs.is_some_and(|c| is_splat(graph, y, c)) && same(x) {
+                Some(Rewrite::Forward(x))
+            } else if identity_lhs.is_some_and(|c| is_splat(graph, x, c)) && same(y) {
+                Some(Rewrite::Forward(y))
+            } else {
+                None
+            }
+        }
+        Op::Reshape | Op::Expand | Op::Cast(_) if same(ins[0]) => Some(Rewrite::Forward(ins[0])),
+        Op::Reshape => match &graph.g[ins[0].node].op {
+            IrOp::Op(Op::Reshape) => Some(Rewrite::Replace(Op::Reshape, graph.inputs(ins[0].node)[0])),
+            _ => None,
+        },
+        Op::Permute(outer) => match &graph.g[ins[0].node].op {
+            IrOp::Op(Op::Permute(inner)) => {
+                // out axis i = mid axis outer[i] = src axis inner[outer[i]]
+                let composed: Shape = outer.iter().map(|&i| inner[i]).collect();
+                let src = graph.inputs(ins[0].node)[0];
+                if composed.iter().enumerate().all(|(i, &a)| i == a) {
+                    Some(Rewrite::Forward(src))
+                } else {
+                    Some(Rewrite::Replace(Op::Permute(composed), src))
+                }
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}

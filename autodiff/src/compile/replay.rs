@@ -1,0 +1,363 @@
+//! Replay: runs a planned program on new inputs.
+//!
+//! The executor owns one buffer per planned slot, allocated once at its planned size and kept
+//! across calls. A call moves the state leaves' buffers in (so updates can be written in
+//! place, and no lock is held while kernels run), runs the steps in planned order, copies
+//! the outputs out (large ones take their slot's buffer instead, which comes back on a
+//! later call once the caller has dropped the tensor), writes back the updates that were not done in place, and moves the state
+//! buffers back (also when a kernel panics).
+//!
+//! Kernels: fused kernels, matmul epilogues, matmuls, reductions, softmax and max-pool
+//! backward write straight into their planned slot; every other op runs its own eager kernel
+//! (`op::forward`) and its result is copied into the slot.
+//!
+//! Slot invariant: a slot's vector always has its planned capacity, all of it initialised
+//! (allocated zeroed), and its length is the length of the value living in it, so kernels
+//! that take whole buffers see exactly their operand.
+
+use super::ir::{Graph, IrOp, Value};
+use super::kernel::FusedKernel;
+use super::memory::{MemoryPlan, Place};
+use crate::buffer::{with_dtype, Elem};
+use crate::op::{self, Arg, Op};
+use crate::{Buffer, Result, Tensor};
+use graphgrad_ops::gemm::{batched_gemm, gemm_with_epilogue, Activation, Epilogue, Gemm};
+use graphgrad_ops::pool::{self, Pool2dGeometry};
+use graphgrad_ops::{numel, reduce, softmax, split_at_axis, Element, Shape};
+use std::sync::Arc;
+
+/// What a step runs.
+#[derive(Clone, Debug)]
+enum Kernel {
+    Op(Op),
+    Fused(Arc<FusedKernel>),
+    Epilogue { trans_a: bool, trans_b: bool, activation: Activation },
+    MaxPoolBackward(Pool2dGeometry),
+}
+
+/// Where an operand is read from.
+#[derive(Clone, Debug)]
+enum Src {
+    Input(usize),
+    Param(usize),
+    Const(Arc<Buffer>),
+    Slot(usize),
+}
+
+/// Where a result is written.
+#[derive(Clone, Copy, Debug)]
+enum Dst {
+    Param(usize),
+    Slot(usize),
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    kernel: Kernel,
+    ins: Vec<(Src, Shape)>,
+    outs: Vec<(Dst, Shape)>,
+}
+
+/// A planned program ready to run.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    steps: Vec<Step>,
+    slots: Vec<Buffer>,
+    outputs: Vec<(Src, Shape)>,
+    /// Updates not done in place: (leaf, value).
+    writebacks: Vec<(usize, Src)>,
+    /// Planned elements of each slot.
+    capacity: Vec<usize>,
+    /// Per output: the slot whose buffer it takes instead of a copy (large outputs read by
+    /// nothing else at the end of a call).
+    donatable: Vec<Option<usize>>,
+    /// Per output: the tensor last handed out with a donated buffer.
+    donated: Vec<Option<Tensor>>,
+}
+
+/// Outputs at least this large (elements) take their slot's buffer instead of a copy.
+const DONATE_MIN: usize = 1 << 16;
+
+fn src_of(graph: &Graph, plan: &MemoryPlan, v: Value) -> Src {
+    match plan.places[&v] {
+        Place::Input(i) => Src::Input(i),
+        Place::Param(j) => Src::Param(j),
+        Place::Slot(s) => Src::Slot(s),
+        Place::Const(n) => match &graph.g[n].op {
+            IrOp::Const(b) => Src::Const(b.clone()),
+            _ => unreachable!("internal invariant: a const place names a const node"),
+        },
+    }
+}
+
+impl Executor {
+    /// Builds the step list of a planned graph.
+    pub(crate) fn new(graph: &Graph, plan: &MemoryPlan) -> Executor {
+        let steps = plan
+            .order
+            .iter()
+            .map(|&n| {
+                let kernel = match &graph.g[n].op {
+                    IrOp::Op(op) => Kernel::Op(op.clone()),
+                    IrOp::Fused(k) => Kernel::Fused(k.clone()),
+                    IrOp::MatMulEpilogue { trans_a, trans_b, activation, .. } => {
+                        Kernel::Epilogue { trans_a: *trans_a, trans_b: *trans_b, activation: *activation }
+                    }
+                    IrOp::MaxPoolBackward(g) => Kernel::MaxPoolBackward(*g),
+                    other => unreachable!("internal invariant: {other} is not scheduled"),
+                };
+                let ins = graph
+                    .inputs(n)
+                    .into_iter()
+                    .map(|v| (src_of(graph, plan, v), graph.info(v).shape.clone()))
+                    .collect();
+                let outs = (0..graph.g[n].outs.len())
+                    .map(|port| {
+                        let v = Value { node: n, port };
+                        let dst = match plan.places[&v] {
+                            Place::Param(j) => Dst::Param(j),
+                            Place::Slot(s) => Dst::Slot(s),
+                            other => unreachable!("internal invariant: a result placed at {other:?}"),
+                        };
+                        (dst, graph.info(v).shape.clone())
+                    })
+                    .collect();
+                Step { kernel, ins, outs }
+            })
+            .collect();
+        let slots = plan.slots.iter().map(|s| Buffer::zeros(s.dtype, s.bytes / s.dtype.size())).collect();
+        let outputs: Vec<(Src, Shape)> =
+            graph.outputs.iter().map(|&v| (src_of(graph, plan, v), graph.info(v).shape.clone())).collect();
+        let writebacks: Vec<(usize, Src)> = graph
+            .updates
+            .iter()
+            .filter(|(j, v)| plan.places[v] != Place::Param(*j))
+            .map(|&(j, v)| (j, src_of(graph, plan, v)))
+            .collect();
+        let capacity: Vec<usize> = plan.slots.iter().map(|s| s.bytes / s.dtype.size()).collect();
+        let slot_reads = |s: usize| {
+            outputs.iter().filter(|o| matches!(o.0, Src::Slot(t) if t == s)).count()
+                + writebacks.iter().filter(|w| matches!(w.1, Src::Slot(t) if t == s)).count()
+        };
+        let donatable = outputs
+            .iter()
+            .map(|(src, shape)| match src {
+                &Src::Slot(s) if numel(shape) >= DONATE_MIN && slot_reads(s) == 1 => Some(s),
+                _ => None,
+            })
+            .collect();
+        let donated = vec![None; outputs.len()];
+        Executor { steps, slots, outputs, writebacks, capacity, donatable, donated }
+    }
+
+    /// Runs the program. `inputs` were checked against the signature; `state` are the leaves
+    /// `Param(i)` reads and updates.
+    pub(crate) fn run(&mut self, inputs: &[Tensor], state: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut params = StateGuard {
+            leaves: state,
+            buffers: state
+                .iter()
+                .map(|t| std::mem::replace(&mut *t.write(), Buffer::F32(Vec::new())))
+                .collect(),
+        };
+        let guards: Vec<_> = inputs.iter().map(Tensor::read).collect();
+        let input_bufs: Vec<&Buffer> = guards.iter().map(|g| &**g).collect();
+        for step in &self.steps {
+            run_step(step, &input_bufs, &mut params.buffers, &mut self.slots);
+        }
+        let read = |src: &Src, params: &[Buffer], slots: &[Buffer]| -> Buffer {
+            match src {
+                Src::Input(i) => input_bufs[*i].clone(),
+                Src::Param(j) => params[*j].clone(),
+                Src::Const(b) => (**b).clone(),
+                Src::Slot(s) => slots[*s].clone(),
+            }
+        };
+        let values: Vec<(usize, Buffer)> =
+            self.writebacks.iter().map(|(j, src)| (*j, read(src, &params.buffers, &self.slots))).collect();
+        let mut outputs = Vec::with_capacity(self.outputs.len());
+        for (i, (src, shape)) in self.outputs.iter().enumerate() {
+            let donate = matches!(src, Src::Slot(s) if self.donatable[i] == Some(*s));
+            let buffer = match src {
+                Src::Slot(s) if donate => {
+                    // Large outputs take the slot's buffer (no copy); the slot gets back the
+                    // buffer of this output's previous tensor when the caller has dropped it.
+                    let spare = match self.donated[i].take() {
+                        Some(t) if Arc::strong_count(&t.0) == 1 => {
+                            std::mem::replace(&mut *t.write(), Buffer::F32(Vec::new()))
+                        }
+                        _ => Buffer::zeros(self.slots[*s].dtype(), self.capacity[*s]),
+                    };
+                    let mut spare = spare;
+                    let len = self.slots[*s].len();
+                    set_len(&mut spare, len);
+                    std::mem::replace(&mut self.slots[*s], spare)
+                }
+                _ => read(src, &params.buffers, &self.slots),
+            };
+            let t = Tensor::leaf(buffer, shape, false)?;
+            if donate {
+                self.donated[i] = Some(t.clone());
+            }
+            outputs.push(t);
+        }
+        for (j, value) in values {
+            params.buffers[j] = value;
+        }
+        Ok(outputs)
+    }
+}
+
+/// Holds the state leaves' buffers during a call and puts them back when dropped.
+struct StateGuard<'a> {
+    leaves: &'a [Tensor],
+    buffers: Vec<Buffer>,
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        for (leaf, buf) in self.leaves.iter().zip(self.buffers.drain(..)) {
+            *leaf.write() = buf;
+        }
+    }
+}
+
+/// Sets a slot's length to `len` (within its capacity, all initialised: see the module docs).
+fn set_len(b: &mut Buffer, len: usize) {
+    match b {
+        Buffer::F32(v) => {
+            assert!(len <= v.capacity(), "internal invariant: slot too small for its value");
+            // SAFETY: the slot was allocated zeroed at its full capacity, so every element
+            // below the capacity is initialised; f32 has no drop glue.
+            unsafe { v.set_len(len) }
+        }
+        Buffer::F64(v) => {
+            assert!(len <= v.capacity(), "internal invariant: slot too small for its value");
+            // SAFETY: as above.
+            unsafe { v.set_len(len) }
+        }
+    }
+}
+
+fn buffer_ptr<T: Elem>(b: &Buffer) -> *const T {
+    crate::buffer::typed::<T>(b).as_ptr()
+}
+
+fn run_step(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], slots: &mut [Buffer]) {
+    // Output lengths first, so every buffer has the length of the value it holds.
+    for (dst, shape) in &step.outs {
+        if let Dst::Slot(s) = dst {
+            set_len(&mut slots[*s], numel(shape));
+        }
+    }
+    let dtype = match step.outs[0].0 {
+        Dst::Slot(s) => slots[s].dtype(),
+        Dst::Param(j) => params[j].dtype(),
+    };
+    with_dtype!(dtype, T => run_typed::<T>(step, inputs, params, slots))
+}
+
+fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], slots: &mut [Buffer]) {
+    // Raw pointers: an output may be the storage of an operand (planned in-place updates).
+    let out_ptrs: Vec<*mut T> = step
+        .outs
+        .iter()
+        .map(|(dst, _)| {
+            let b = match dst {
+                Dst::Slot(s) => &mut slots[*s],
+                Dst::Param(j) => &mut params[*j],
+            };
+            T::slice_mut(b).expect("internal invariant: planned dtype").as_mut_ptr()
+        })
+        .collect();
+    let buf = |src: &Src| -> *const Buffer {
+        match src {
+            Src::Input(i) => inputs[*i] as *const Buffer,
+            Src::Param(j) => &params[*j] as *const Buffer,
+            Src::Const(b) => &**b as *const Buffer,
+            Src::Slot(s) => &slots[*s] as *const Buffer,
+        }
+    };
+    let in_bufs: Vec<*const Buffer> = step.ins.iter().map(|(src, _)| buf(src)).collect();
+    // SAFETY: the buffers outlive the step and their vectors are not resized while it runs.
+    let in_ref = |i: usize| -> &Buffer { unsafe { &*in_bufs[i] } };
+    let in_slice = |i: usize| -> &[T] { crate::buffer::typed::<T>(in_ref(i)) };
+    let out_len = |j: usize| numel(&step.outs[j].1);
+    // SAFETY: a non-fused step's output never shares storage with its operands (the planner
+    // only overlaps a fused kernel's output with its operand), and it has `out_len` elements.
+    let out = |j: usize| -> &mut [T] { unsafe { std::slice::from_raw_parts_mut(out_ptrs[j], out_len(j)) } };
+    match &step.kernel {
+        Kernel::Fused(k) => {
+            let ins: Vec<*const T> = (0..step.ins.len()).map(|i| buffer_ptr::<T>(in_ref(i))).collect();
+            // SAFETY: operand and output lengths match the kernel's (the planner sized them);
+            // outputs overlap operands only as the kernel's contract allows.
+            unsafe { k.run::<T>(&ins, &out_ptrs) }
+        }
+        Kernel::Epilogue { trans_a, trans_b, activation } => {
+            let a = &step.ins[0].1;
+            let (m, k) = if *trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+            let n = step.outs[0].1[1];
+            let g = Gemm { m, n, k, trans_a: *trans_a, trans_b: *trans_b, accumulate: false };
+            let bias = (step.ins.len() == 3).then(|| in_slice(2));
+            gemm_with_epilogue(
+                &g,
+                in_slice(0),
+                in_slice(1),
+                out(0),
+                &Epilogue { bias, activation: *activation },
+            );
+        }
+        Kernel::MaxPoolBackward(geo) => {
+            let x = in_slice(1);
+            let mut pooled = vec![T::ZERO; geo.output_len()];
+            let mut argmax = vec![0usize; geo.output_len()];
+            pool::max_pool2d(geo, x, &mut pooled, &mut argmax);
+            pool::max_pool2d_backward(geo, in_slice(0), &argmax, out(0));
+        }
+        Kernel::Op(op) => {
+            if !run_direct::<T>(op, step, &in_slice, out(0)) {
+                let args: Vec<Arg<'_>> =
+                    (0..step.ins.len()).map(|i| Arg { buf: in_ref(i), shape: &step.ins[i].1 }).collect();
+                let value = op::forward(op, &args, &step.outs[0].1);
+                out(0).copy_from_slice(crate::buffer::typed::<T>(&value));
+            }
+        }
+    }
+}
+
+/// Ops whose kernel writes straight into the slot; false when `op` is not one of them.
+fn run_direct<'a, T: Element>(op: &Op, step: &Step, x: &dyn Fn(usize) -> &'a [T], out: &mut [T]) -> bool {
+    let shape = |i: usize| -> &[usize] { &step.ins[i].1 };
+    match op {
+        Op::MatMul { trans_a, trans_b } => {
+            let (a, b, o) = (shape(0), shape(1), &step.outs[0].1);
+            let ra = a.len();
+            let (m, k) = if *trans_a { (a[ra - 1], a[ra - 2]) } else { (a[ra - 2], a[ra - 1]) };
+            let n = o[o.len() - 1];
+            let batch = numel(&o[..o.len() - 2]);
+            let stride = |s: &[usize]| match numel(&s[..s.len() - 2]) {
+                1 => Some(0),
+                b if b == batch => Some(numel(&s[s.len() - 2..])),
+                _ => None,
+            };
+            let (Some(sa), Some(sb)) = (stride(a), stride(b)) else { return false };
+            let g = Gemm { m, n, k, trans_a: *trans_a, trans_b: *trans_b, accumulate: false };
+            batched_gemm(&g, batch, x(0), sa, x(1), sb, out);
+            true
+        }
+        Op::Reduce { op, axes, .. } => {
+            reduce::reduce(*op, x(0), shape(0), axes, out);
+            true
+        }
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            let (outer, len, inner) = split_at_axis(shape(0), *axis);
+            if matches!(op, Op::Softmax { .. }) {
+                softmax::softmax(x(0), outer, len, inner, out);
+            } else {
+                softmax::log_softmax(x(0), outer, len, inner, out);
+            }
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,254 @@
+//! The compiler's passes on small known graphs (node counts after each pass), fusion of the
+//! W5/W6 chains into one kernel with eager-equal results, recompilation on a new shape,
+//! state updates (momentum buffers), the dot export, the pass log and the errors.
+
+use graphgrad_autodiff::compile::{compile, compile_with, CompileOptions, Program, Step};
+use graphgrad_autodiff::{grad, no_grad, DType, Result, Tensor, Var};
+use graphgrad_ops::testing::assert_close;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn report_nodes(p: &Program, pass: &str) -> Vec<(usize, usize)> {
+    p.reports().iter().filter(|r| r.name == pass).map(|r| (r.nodes_before, r.nodes_after)).collect()
+}
+
+fn only(options: CompileOptions) -> CompileOptions {
+    CompileOptions { verify: true, ..options }
+}
+
+fn data(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, 0.0, 1.0, DType::F32, &mut ChaCha8Rng::seed_from_u64(seed))
+}
+
+#[test]
+fn cse_merges_equal_subexpressions() {
+    // input, exp, exp, add -> input, exp, add
+    let options =
+        only(CompileOptions { eliminate_common_subexpressions: true, ..CompileOptions::unoptimized() });
+    let mut f = compile_with(|io: &[Tensor]| Ok(Step::new(vec![io[0].exp().add(&io[0].exp())?])), options);
+    let x = data(&[5], 1);
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    let p = f.program(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(p.traced_node_count(), 4);
+    assert_eq!(report_nodes(p, "cse"), vec![(4, 3)]);
+    assert_close(
+        &out[0].to_vec::<f32>().unwrap(),
+        &x.exp().mul_scalar(2.0).to_vec::<f32>().unwrap(),
+        1e-6,
+        1e-6,
+    );
+}
+
+#[test]
+fn simplify_and_dce_remove_identities() {
+    // x·1 + 0, a double transpose and a reshape of a reshape: only input -> reshape remains
+    let options = only(CompileOptions { simplify: true, ..CompileOptions::unoptimized() });
+    let mut f = compile_with(
+        |io: &[Tensor]| {
+            let y = io[0].mul_scalar(1.0).add_scalar(0.0).transpose(0, 1)?.transpose(0, 1)?;
+            let ones = Tensor::ones(&[2, 3], DType::F32);
+            Ok(Step::new(vec![y.mul(&ones)?.reshape(&[6])?.reshape(&[3, 2])?]))
+        },
+        options,
+    );
+    let x = data(&[2, 3], 2);
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    let p = f.program(std::slice::from_ref(&x)).unwrap();
+    // input, mul(1), add(0), permute, permute, const, mul, reshape, reshape
+    assert_eq!(p.traced_node_count(), 9);
+    assert_eq!(p.node_count(), 2, "{}", p.log());
+    assert_eq!(out[0].shape(), &[3, 2]);
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), x.to_vec::<f32>().unwrap());
+}
+
+#[test]
+fn fold_evaluates_constant_subgraphs() {
+    // const -> mul(2) -> add(x): the constant chain folds into one constant
+    let options = only(CompileOptions { fold_constants: true, ..CompileOptions::unoptimized() });
+    let mut f = compile_with(
+        |io: &[Tensor]| {
+            Ok(Step::new(vec![Tensor::ones(&[3], DType::F32).mul_scalar(2.0).exp().add(&io[0])?]))
+        },
+        options,
+    );
+    let x = data(&[3], 3);
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    let p = f.program(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(p.traced_node_count(), 5);
+    assert_eq!(p.node_count(), 3, "{}", p.log());
+    let want: Vec<f32> = x.to_vec::<f32>().unwrap().iter().map(|v| v + 2f32.exp()).collect();
+    assert_close(&out[0].to_vec::<f32>().unwrap(), &want, 1e-6, 1e-6);
+}
+
+/// W6: tanh-GELU written with primitive ops, its sum and its gradient.
+fn gelu_step(x: &Tensor) -> Result<Vec<Tensor>> {
+    let inner = x.add(&x.pow_scalar(3.0).mul_scalar(0.044715))?.mul_scalar(0.797_884_56);
+    let y = x.mul_scalar(0.5).mul(&inner.tanh().add_scalar(1.0))?;
+    let loss = y.sum_all()?;
+    let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), false)?.remove(0);
+    Ok(vec![loss, dx])
+}
+
+#[test]
+fn gelu_forward_backward_fuses_into_one_kernel() {
+    let mut f = compile(|io: &[Tensor]| Ok(Step::new(gelu_step(&io[0])?)));
+    for seed in 0..2 {
+        let x = data(&[100_003], 10 + seed).requires_grad_();
+        let out = f.call(std::slice::from_ref(&x)).unwrap();
+        let eager = gelu_step(&x).unwrap();
+        assert_close(&out[0].to_vec::<f32>().unwrap(), &eager[0].to_vec::<f32>().unwrap(), 1e-3, 1e-5);
+        assert_close(&out[1].to_vec::<f32>().unwrap(), &eager[1].to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+    }
+    let p = f.programs().next().unwrap();
+    // the input and one fused kernel with two outputs: dx (stored) and the loss (reduced)
+    assert_eq!(p.node_count(), 2, "{}", p.log());
+    assert_eq!(report_nodes(p, "fuse").len(), 1);
+    assert_eq!(p.memory_plan().order.len(), 1);
+}
+
+/// W5: a chain of 300 elementwise ops on 16 elements, sum, backward.
+fn chain_step(x: &Tensor) -> Result<Vec<Tensor>> {
+    let mut y = x.clone();
+    for i in 0..300 {
+        y = match i % 3 {
+            0 => y.mul_scalar(1.0001),
+            1 => y.add_scalar(0.0001),
+            _ => y.tanh(),
+        };
+    }
+    let loss = y.sum_all()?;
+    let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), false)?.remove(0);
+    Ok(vec![loss, dx])
+}
+
+#[test]
+fn long_elementwise_chain_fuses_and_matches_eager() {
+    let mut f = compile(|io: &[Tensor]| Ok(Step::new(chain_step(&io[0])?)));
+    let x = data(&[16], 5).requires_grad_();
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    let eager = chain_step(&x).unwrap();
+    assert_close(&out[0].to_vec::<f32>().unwrap(), &eager[0].to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    assert_close(&out[1].to_vec::<f32>().unwrap(), &eager[1].to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+    let p = f.programs().next().unwrap();
+    assert!(p.traced_node_count() > 600, "{}", p.log());
+    assert_eq!(p.node_count(), 2, "{}", p.log());
+}
+
+#[test]
+fn new_shapes_recompile_and_old_ones_hit_the_cache() {
+    let w = Var::new("w", &data(&[3, 2], 6));
+    let wc = w.clone();
+    let mut f =
+        compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].matmul(&wc)?.relu().sum(&[1], false)?])));
+    for (rows, seed) in [(4, 1), (7, 2), (4, 3), (7, 4)] {
+        let x = data(&[rows, 3], seed);
+        let out = f.call(std::slice::from_ref(&x)).unwrap();
+        let want = x.matmul(&w).unwrap().relu().sum(&[1], false).unwrap();
+        assert_eq!(out[0].shape(), &[rows]);
+        assert_close(&out[0].to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+    }
+    assert_eq!(f.trace_count(), 2);
+    assert_eq!(f.programs().count(), 2);
+}
+
+#[test]
+fn momentum_buffers_are_state_updated_in_place() {
+    // SGD with momentum: v = 0.9 v + g; w = w - 0.1 v, both written back each call
+    let (lr, mu) = (0.1, 0.9);
+    let make = || (Var::new("w", &data(&[4, 2], 8)), Tensor::zeros(&[4, 2], DType::F32));
+    let (w_e, v_e) = make();
+    let (w_c, v_c) = make();
+    let (w, v) = (w_c.clone(), v_c.clone());
+    let loss_of = |w: &Tensor, x: &Tensor| x.matmul(w)?.tanh().square().mean_all();
+    let mut f = compile(move |io: &[Tensor]| {
+        let loss = loss_of(&w, &io[0])?;
+        let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone()], false)?.remove(0);
+        let v_new = v.mul_scalar(mu).add(&g)?;
+        let w_new = w.sub(&v_new.mul_scalar(lr))?;
+        Ok(Step::new(vec![loss]).update(&v, v_new).update(&w, w_new))
+    });
+    let mut v_eager = v_e.clone();
+    for seed in 0..4 {
+        let x = data(&[5, 4], 20 + seed);
+        let loss = loss_of(&w_e, &x).unwrap();
+        let g = grad(std::slice::from_ref(&loss), &[w_e.tensor().clone()], false).unwrap().remove(0);
+        no_grad(|| {
+            v_eager = v_eager.mul_scalar(mu).add(&g).unwrap();
+            w_e.set(&w_e.sub(&v_eager.mul_scalar(lr)).unwrap()).unwrap();
+        });
+        let out = f.call(&[x]).unwrap();
+        assert_close(&out[0].to_vec::<f32>().unwrap(), &loss.to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+        assert_close(&w_c.to_vec::<f32>().unwrap(), &w_e.to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+        assert_close(&v_c.to_vec::<f32>().unwrap(), &v_eager.to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+    }
+    let p = f.programs().next().unwrap();
+    assert_eq!(p.memory_plan().inplace_updates, 2, "{}", p.log());
+}
+
+#[test]
+fn log_and_dot_describe_the_program() {
+    let w = Var::new("w", &data(&[3, 4], 9));
+    let b = Var::new("b", &data(&[4], 10));
+    let (wc, bc) = (w.clone(), b.clone());
+    let mut f = compile(move |io: &[Tensor]| {
+        let loss = io[0].matmul(&wc)?.add(&bc)?.tanh().square().mean_all()?;
+        let g = grad(std::slice::from_ref(&loss), &[wc.tensor().clone(), bc.tensor().clone()], false)?;
+        Ok(Step::new(vec![loss]).update(&wc, wc.sub(&g[0].mul_scalar(0.1))?).update(&bc, bc.sub(&g[1])?))
+    });
+    let x = data(&[2, 3], 11);
+    f.call(std::slice::from_ref(&x)).unwrap();
+    let p = f.program(&[x]).unwrap();
+    let log = p.log();
+    for pass in
+        ["trace:", "dce:", "simplify:", "fold:", "cse:", "epilogue:", "fuse:", "plan_memory:", "memory:"]
+    {
+        assert!(log.contains(pass), "missing {pass} in\n{log}");
+    }
+    let fuse = p.reports().iter().find(|r| r.name == "fuse").unwrap();
+    assert!(fuse.nodes_after < fuse.nodes_before, "{log}");
+    assert!(log.contains(&format!("fuse: {} -> {} nodes", fuse.nodes_before, fuse.nodes_after)));
+    let dot = p.to_dot();
+    assert!(dot.starts_with("digraph graphgrad {") && dot.trim_end().ends_with('}'));
+    assert!(dot.contains("fused(") && dot.contains("matmul+bias") && dot.contains("->"), "{dot}");
+    assert!(dot.contains("update param0") && dot.contains("output 0"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), p.graph().g.edge_count() + 3, "edges + 1 output + 2 updates");
+}
+
+#[test]
+fn training_mode_dropout_is_rejected_and_eval_mode_compiles() {
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let mut f =
+        compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].dropout(0.5, true, &mut rng.clone())?])));
+    let err = f.call(&[data(&[4], 1)]).unwrap_err().to_string();
+    assert!(err.contains("dropout") && err.contains("compiled"), "{err}");
+    let rng2 = ChaCha8Rng::seed_from_u64(1);
+    let mut g =
+        compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].dropout(0.5, false, &mut rng2.clone())?])));
+    assert_eq!(
+        g.call(&[data(&[4], 1)]).unwrap()[0].to_vec::<f32>().unwrap(),
+        data(&[4], 1).to_vec::<f32>().unwrap()
+    );
+    // eager dropout is unaffected once tracing is over
+    let mut r = ChaCha8Rng::seed_from_u64(2);
+    assert!(data(&[4], 1).dropout(0.5, true, &mut r).is_ok());
+}
+
+#[test]
+fn mismatched_inputs_and_parameters_as_inputs_are_errors() {
+    let w = Var::new("w", &data(&[2], 1));
+    let wc = w.clone();
+    let mut f = compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].mul(&wc)?])));
+    f.call(&[data(&[2], 2)]).unwrap();
+    let mut p = Program::trace(
+        &|io: &[Tensor]| Ok(Step::new(vec![io[0].exp()])),
+        &[data(&[2], 2)],
+        &CompileOptions::default(),
+    )
+    .unwrap();
+    let err = p.run(&[data(&[3], 2)]).unwrap_err().to_string();
+    assert!(err.contains("signature"), "{err}");
+    let err = f.call(&[w.tensor().clone()]).unwrap_err().to_string();
+    assert!(err.contains("parameter"), "{err}");
+    // the parameter is intact after the refused call
+    assert_eq!(w.to_vec::<f32>().unwrap(), data(&[2], 1).to_vec::<f32>().unwrap());
+}
