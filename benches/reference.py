@@ -17,6 +17,8 @@ import time
 THREADS = "2"
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, THREADS)
+# Inductor compiles in a pool of worker processes that stay alive and compete for the 2 cores.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2")
 
 import numpy as np  # noqa: E402
@@ -136,7 +138,224 @@ def w6():
         report("W6-fusion", "jax-jit", f"n{n}", med, mn, med * 1e3, "ms/step")
 
 
-WORKLOADS = {"W1": w1, "W5": w5, "W6": w6}
+# ---- W2-W4: training steps (forward, loss, backward, update) on fixed random data ----
+# The models, shapes and optimisers match benches/eager.rs: W2 SGD momentum 0.9 lr 0.01; W3
+# plain SGD lr 0.01; W4 one pre-LN encoder layer (no dropout, exact GELU, no positional
+# encoding, no final norm, no mask) between a token embedding and a head over 64 tokens, Adam
+# lr 1e-3. torch.compile compiles the model (forward and backward); the optimiser step stays
+# eager. JAX jits the whole step, with the optimiser written out (no optax).
+
+def torch_train_step(model, opt, x, y):
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def report_torch_steps(workload, batch, reps, build):
+    """Times the eager model, then torch.compile of the same model where it works."""
+    for framework in ("torch-eager", "torch-compile"):
+        try:
+            model, opt, x, y = build()
+            if framework == "torch-compile":
+                model = torch.compile(model)
+            step = torch_train_step(model, opt, x, y)
+            for _ in range(3):  # compiles, or allocates optimiser state, before timing
+                step()
+            med, mn = timed(step, reps)
+            report(workload, framework, f"b{batch}", med, mn, 1 / med, "steps/s")
+        except Exception as e:  # torch.compile needs a C++ toolchain; report and go on
+            print(f"# {workload} {framework} failed: {e}", file=sys.stderr)
+
+
+def report_jax_steps(workload, batch, reps, step, state):
+    """Times a jitted step `state -> state` (compiled in the warm-up)."""
+    holder = [jax.block_until_ready(step(*state))]
+
+    def run():
+        holder[0] = jax.block_until_ready(step(*holder[0]))
+
+    med, mn = timed(run, reps)
+    report(workload, "jax-jit", f"b{batch}", med, mn, 1 / med, "steps/s")
+
+
+def jax_cross_entropy(logits, y):
+    import jax.numpy as jnp
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
+
+
+def jax_uniform(key, shape, fan_in):
+    bound = 1 / fan_in**0.5
+    return jax.random.uniform(key, shape, minval=-bound, maxval=bound, dtype=np.float32)
+
+
+def jax_sgd_step(loss_fn, lr, momentum):
+    """A jitted SGD step (PyTorch's formula: b = μ·b + g, p = p − lr·b; b starts at g)."""
+    @jax.jit
+    def step(params, buf, x, y):
+        grads = jax.grad(loss_fn)(params, x, y)
+        buf = jax.tree_util.tree_map(lambda b, g: momentum * b + g, buf, grads)
+        params = jax.tree_util.tree_map(lambda p, b: p - lr * b, params, buf)
+        return params, buf, x, y
+    return step
+
+
+def w2():
+    batch = 128
+    rng = np.random.default_rng(2)
+    x_np = rng.standard_normal((batch, 784), dtype=np.float32)
+    y_np = rng.integers(0, 10, batch)
+    if torch is not None:
+        def build():
+            torch.manual_seed(2)
+            model = torch.nn.Sequential(
+                torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                torch.nn.Linear(512, 10))
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            return model, opt, torch.from_numpy(x_np), torch.from_numpy(y_np)
+        report_torch_steps("W2-mlp-train", batch, 30, build)
+    if jax is not None:
+        import jax.numpy as jnp
+        keys = jax.random.split(jax.random.PRNGKey(2), 6)
+        sizes = [(784, 512), (512, 512), (512, 10)]
+        params = [(jax_uniform(keys[2 * i], (o, i_), i_), jax_uniform(keys[2 * i + 1], (o,), i_))
+                  for i, (i_, o) in enumerate(sizes)]
+
+        def loss_fn(params, x, y):
+            h = x
+            for i, (w, b) in enumerate(params):
+                h = h @ w.T + b
+                if i < len(params) - 1:
+                    h = jax.nn.relu(h)
+            return jax_cross_entropy(h, y)
+
+        # The first step's buffer is g (PyTorch); starting at 0 changes no cost.
+        buf = jax.tree_util.tree_map(jnp.zeros_like, params)
+        step = jax_sgd_step(loss_fn, 0.01, 0.9)
+        report_jax_steps("W2-mlp-train", batch, 30, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
+
+
+def w3():
+    batch = 32
+    rng = np.random.default_rng(3)
+    x_np = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    y_np = rng.integers(0, 10, batch)
+    if torch is not None:
+        def build():
+            torch.manual_seed(3)
+            nn = torch.nn
+            model = nn.Sequential(
+                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+            opt = torch.optim.SGD(model.parameters(), lr=0.01)
+            return model, opt, torch.from_numpy(x_np), torch.from_numpy(y_np)
+        report_torch_steps("W3-cnn-train", batch, 30, build)
+    if jax is not None:
+        import jax.numpy as jnp
+        k = jax.random.split(jax.random.PRNGKey(3), 6)
+        params = {
+            "c1w": jax_uniform(k[0], (16, 1, 3, 3), 9), "c1b": jax_uniform(k[1], (16,), 9),
+            "c2w": jax_uniform(k[2], (32, 16, 3, 3), 144), "c2b": jax_uniform(k[3], (32,), 144),
+            "fw": jax_uniform(k[4], (10, 1568), 1568), "fb": jax_uniform(k[5], (10,), 1568),
+        }
+
+        def conv_relu_pool(h, w, b):
+            h = jax.lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)),
+                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            h = jax.nn.relu(h + b[None, :, None, None])
+            return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+        def loss_fn(p, x, y):
+            h = conv_relu_pool(x, p["c1w"], p["c1b"])
+            h = conv_relu_pool(h, p["c2w"], p["c2b"])
+            h = h.reshape(h.shape[0], -1)
+            return jax_cross_entropy(h @ p["fw"].T + p["fb"], y)
+
+        buf = jax.tree_util.tree_map(jnp.zeros_like, params)
+        step = jax_sgd_step(loss_fn, 0.01, 0.0)
+        report_jax_steps("W3-cnn-train", batch, 30, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
+
+
+def w4():
+    batch, seq, d, heads, ff, vocab = 16, 64, 128, 4, 512, 64
+    rng = np.random.default_rng(4)
+    tokens_np = rng.integers(0, vocab, (batch, seq))
+    targets_np = rng.integers(0, vocab, batch * seq)
+    if torch is not None:
+        class Model(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embedding = torch.nn.Embedding(vocab, d)
+                self.layer = torch.nn.TransformerEncoderLayer(
+                    d, heads, dim_feedforward=ff, dropout=0.0, activation="gelu",
+                    batch_first=True, norm_first=True)
+                self.head = torch.nn.Linear(d, vocab)
+
+            def forward(self, tokens):
+                return self.head(self.layer(self.embedding(tokens))).reshape(-1, vocab)
+
+        def build():
+            torch.manual_seed(4)
+            model = Model()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            return model, opt, torch.from_numpy(tokens_np), torch.from_numpy(targets_np)
+        report_torch_steps("W4-transformer-train", batch, 20, build)
+    if jax is not None:
+        import jax.numpy as jnp
+        k = jax.random.split(jax.random.PRNGKey(4), 8)
+        params = {
+            "emb": jax.random.normal(k[0], (vocab, d), dtype=np.float32),
+            "ln1w": jnp.ones(d), "ln1b": jnp.zeros(d), "ln2w": jnp.ones(d), "ln2b": jnp.zeros(d),
+            "in_w": jax_uniform(k[1], (3 * d, d), d), "in_b": jnp.zeros(3 * d),
+            "out_w": jax_uniform(k[2], (d, d), d), "out_b": jnp.zeros(d),
+            "l1w": jax_uniform(k[3], (ff, d), d), "l1b": jax_uniform(k[4], (ff,), d),
+            "l2w": jax_uniform(k[5], (d, ff), ff), "l2b": jax_uniform(k[6], (d,), ff),
+            "hw": jax_uniform(k[7], (vocab, d), d), "hb": jnp.zeros(vocab),
+        }
+
+        def layer_norm(x, w, b):
+            mean = x.mean(-1, keepdims=True)
+            var = ((x - mean) ** 2).mean(-1, keepdims=True)
+            return (x - mean) / jnp.sqrt(var + 1e-5) * w + b
+
+        def loss_fn(p, tokens, y):
+            x = p["emb"][tokens]                                    # [b, s, d]
+            h = layer_norm(x, p["ln1w"], p["ln1b"])
+            q, kk, v = jnp.split(h @ p["in_w"].T + p["in_b"], 3, axis=-1)
+            split = lambda t: t.reshape(batch, seq, heads, d // heads).transpose(0, 2, 1, 3)
+            q, kk, v = split(q) / (d // heads) ** 0.5, split(kk), split(v)
+            att = jax.nn.softmax(q @ kk.transpose(0, 1, 3, 2), axis=-1)
+            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(batch, seq, d)
+            x = x + ctx @ p["out_w"].T + p["out_b"]
+            h = layer_norm(x, p["ln2w"], p["ln2b"])
+            h = jax.nn.gelu(h @ p["l1w"].T + p["l1b"], approximate=False)
+            x = x + h @ p["l2w"].T + p["l2b"]
+            logits = (x @ p["hw"].T + p["hb"]).reshape(-1, vocab)
+            return jax_cross_entropy(logits, y)
+
+        @jax.jit
+        def step(p, m, v, t, tokens, y):
+            # Adam (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8), bias-corrected
+            lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+            g = jax.grad(loss_fn)(p, tokens, y)
+            t = t + 1
+            m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+            v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+            c1, c2 = 1 - b1**t, 1 - b2**t
+            p = jax.tree_util.tree_map(
+                lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
+            return p, m, v, t, tokens, y
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        state = (params, zeros, zeros, jnp.float32(0), jnp.asarray(tokens_np), jnp.asarray(targets_np))
+        report_jax_steps("W4-transformer-train", batch, 20, step, state)
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(WORKLOADS)

@@ -8,6 +8,7 @@
 //! Set `RAYON_NUM_THREADS=2` to match the reference script (`benches/reference.py`).
 
 mod compiled;
+mod eager;
 
 use graphgrad::autodiff::{DType, Tensor};
 use graphgrad::ops::gemm::{gemm, Gemm};
@@ -124,5 +125,6 @@ fn main() {
     if selected("W6-fusion") {
         w6_fusion();
     }
+    eager::run(&selected);
     compiled::run(&selected);
 }

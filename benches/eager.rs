@@ -1,0 +1,132 @@
+//! Eager training-step workloads of `shared/bench/WORKLOADS.md`: W2 (MLP), W3 (CNN) and W4
+//! (Transformer), each one full step (forward, loss, backward, optimiser update) on fixed
+//! random data, reported in steps/s as `graphgrad-eager`.
+//!
+//! `benches/reference.py` builds the same models, data shapes and optimisers in PyTorch and
+//! JAX; keep the two in step. Choices the workload table leaves open, made identically on both
+//! sides: W3 uses plain SGD (lr 0.01); W4 is one pre-LN encoder layer (no dropout, exact-erf
+//! GELU, no positional encoding, no final norm) between the token embedding and the head,
+//! without an attention mask, trained with Adam (lr 1e-3) to predict random tokens.
+
+use crate::{report, time};
+use graphgrad::autodiff::{DType, Tensor};
+use graphgrad::nn::layers::{AttentionMasks, FeedForwardActivation, TransformerEncoderLayerConfig};
+use graphgrad::nn::loss::cross_entropy;
+use graphgrad::nn::{
+    prefixed, Conv2dConfig, EmbeddingConfig, Flatten, LinearConfig, MaxPool2d, Module, ReLU, Reduction,
+    Sequential,
+};
+use graphgrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const FRAMEWORK: &str = "graphgrad-eager";
+
+/// Runs the selected workloads among W2, W3 and W4.
+pub fn run(selected: &dyn Fn(&str) -> bool) {
+    if selected("W2-mlp-train") {
+        w2_mlp_train();
+    }
+    if selected("W3-cnn-train") {
+        w3_cnn_train();
+    }
+    if selected("W4-transformer-train") {
+        w4_transformer_train();
+    }
+}
+
+/// `n` class labels in `0..classes`.
+fn labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    (0..n).map(|_| rng.gen_range(0..classes)).collect()
+}
+
+/// Times `reps` calls of `step` after a warm-up and prints steps/s.
+fn report_steps(workload: &str, batch: usize, reps: usize, step: impl FnMut()) {
+    let t = time(reps, step);
+    report(workload, FRAMEWORK, &format!("b{batch}"), &t, 1.0 / t.median_s, "steps/s");
+}
+
+/// W2-mlp-train: batch 128, 784→512→512→10, ReLU, cross-entropy, SGD momentum 0.9 lr 0.01.
+fn w2_mlp_train() {
+    const BATCH: usize = 128;
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let model = Sequential::new()
+        .append(LinearConfig::new(784, 512).init(&mut rng).expect("config"))
+        .append(ReLU)
+        .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
+        .append(ReLU)
+        .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
+    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng);
+    let y = labels(BATCH, 10, &mut rng);
+    let config = SgdConfig::new(0.01).momentum(0.9);
+    let mut opt = Sgd::new(model.named_parameters(), config).expect("config");
+    report_steps("W2-mlp-train", BATCH, 30, || {
+        opt.zero_grad();
+        let logits = model.forward(&x).expect("shapes");
+        cross_entropy(&logits, &y, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
+        opt.step().expect("step");
+    });
+}
+
+/// W3-cnn-train: batch 32 of 1×28×28; conv 1→16 3×3 pad 1, ReLU, max-pool 2; conv 16→32 3×3
+/// pad 1, ReLU, max-pool 2; flatten; linear 1568→10; cross-entropy; SGD lr 0.01.
+fn w3_cnn_train() {
+    const BATCH: usize = 32;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let conv = |i, o, rng: &mut ChaCha8Rng| {
+        Conv2dConfig::new(i, o, (3, 3)).with_padding((1, 1)).init(rng).expect("config")
+    };
+    let model = Sequential::new()
+        .append(conv(1, 16, &mut rng))
+        .append(ReLU)
+        .append(MaxPool2d::new((2, 2)))
+        .append(conv(16, 32, &mut rng))
+        .append(ReLU)
+        .append(MaxPool2d::new((2, 2)))
+        .append(Flatten::default())
+        .append(LinearConfig::new(32 * 7 * 7, 10).init(&mut rng).expect("config"));
+    let x = Tensor::randn(&[BATCH, 1, 28, 28], 0.0, 1.0, DType::F32, &mut rng);
+    let y = labels(BATCH, 10, &mut rng);
+    let mut opt = Sgd::new(model.named_parameters(), SgdConfig::new(0.01)).expect("config");
+    report_steps("W3-cnn-train", BATCH, 30, || {
+        opt.zero_grad();
+        let logits = model.forward(&x).expect("shapes");
+        cross_entropy(&logits, &y, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
+        opt.step().expect("step");
+    });
+}
+
+/// W4-transformer-train: batch 16, sequence 64, d_model 128, 4 heads, FFN 512 with GELU,
+/// pre-LN with residuals; token embedding and head over a vocabulary of 64; cross-entropy on
+/// every position; Adam lr 1e-3.
+fn w4_transformer_train() {
+    const BATCH: usize = 16;
+    const SEQ: usize = 64;
+    const D_MODEL: usize = 128;
+    const VOCAB: usize = 64;
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let embedding = EmbeddingConfig::new(VOCAB, D_MODEL).init(&mut rng).expect("config");
+    let layer = TransformerEncoderLayerConfig::new(D_MODEL, 4)
+        .with_dim_feedforward(512)
+        .with_dropout(0.0)
+        .with_activation(FeedForwardActivation::Gelu)
+        .with_norm_first(true)
+        .init(&mut rng)
+        .expect("config");
+    let head = LinearConfig::new(D_MODEL, VOCAB).init(&mut rng).expect("config");
+    let tokens = labels(BATCH * SEQ, VOCAB, &mut rng);
+    let targets = labels(BATCH * SEQ, VOCAB, &mut rng);
+    let mut params = prefixed("embedding", embedding.named_parameters());
+    params.extend(prefixed("layer", layer.named_parameters()));
+    params.extend(prefixed("head", head.named_parameters()));
+    let mut opt = Adam::new(params, AdamConfig::new(1e-3)).expect("config");
+    report_steps("W4-transformer-train", BATCH, 20, || {
+        opt.zero_grad();
+        // x: [batch, seq, d_model] → logits: [batch·seq, vocab]
+        let x = embedding.lookup(&tokens, &[BATCH, SEQ]).expect("indices");
+        let h = layer.forward_with_masks(&x, &AttentionMasks::none()).expect("shapes");
+        let logits = head.forward(&h).and_then(|l| l.reshape(&[BATCH * SEQ, VOCAB])).expect("shapes");
+        cross_entropy(&logits, &targets, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
+        opt.step().expect("step");
+    });
+}
