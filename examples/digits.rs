@@ -5,18 +5,21 @@
 //! validation loss, which restores the best weights), then evaluates once on the test images
 //! the model never saw: accuracy, per-class and macro precision and recall, confusion matrix.
 //! Writes learning curves (train vs validation loss and accuracy) and a checkpoint; `--resume`
-//! continues from one.
+//! continues from one. `--mode compiled` traces the forward and backward pass once with
+//! `autodiff::compile` and replays the fused, memory-planned program on every mini-batch.
 //!
 //! ```text
 //! cargo run --release --example digits
 //! cargo run --release --example digits -- --epochs 100 --batch-size 64 --lr 0.001 --optimizer adam
 //! cargo run --release --example digits -- --resume out/digits/checkpoint.ggck --epochs 120
+//! cargo run --release --example digits -- --mode compiled
 //! ```
 
 mod common;
 
 use common::{line_chart, output_dir, progress, AnyResult, Flags, Series};
-use graphgrad::autodiff::{no_grad, Var};
+use graphgrad::autodiff::compile::{compile, Step};
+use graphgrad::autodiff::{grad, no_grad, Tensor, Var};
 use graphgrad::nn::data::{load_digits, Dataset, SplitFractions};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
 use graphgrad::nn::metrics::{predictions, ConfusionMatrix};
@@ -38,6 +41,8 @@ struct Settings {
     seed: u64,
     hidden: usize,
     patience: u64,
+    dropout: f64,
+    compiled: bool,
     resume: Option<String>,
 }
 
@@ -52,6 +57,12 @@ impl Settings {
             seed: flags.get("seed", 0)?,
             hidden: flags.get("hidden", 128)?,
             patience: flags.get("patience", 10)?,
+            dropout: flags.get("dropout", 0.2)?,
+            compiled: match flags.text("mode").unwrap_or("eager") {
+                "eager" => false,
+                "compiled" => true,
+                other => return Err(format!("--mode {other:?}: choose eager or compiled").into()),
+            },
             resume: flags.text("resume").map(str::to_string),
         })
     }
@@ -62,7 +73,7 @@ fn build_model(s: &Settings, rng: &mut ChaCha8Rng) -> AnyResult<Sequential> {
     Ok(Sequential::new()
         .append(LinearConfig::new(64, s.hidden).init(rng)?)
         .append(ReLU)
-        .append(DropoutConfig::new(0.2).init(rng)?)
+        .append(DropoutConfig::new(s.dropout).init(rng)?)
         .append(LinearConfig::new(s.hidden, s.hidden / 2).init(rng)?)
         .append(ReLU)
         .append(LinearConfig::new(s.hidden / 2, 10).init(rng)?))
@@ -74,6 +85,27 @@ fn build_optimizer(s: &Settings, params: Vec<(String, Var)>) -> AnyResult<Box<dy
         "sgd" => Box::new(Sgd::new(params, SgdConfig::new(s.lr).momentum(0.9))?),
         other => return Err(format!("--optimizer {other:?}: choose adam or sgd").into()),
     })
+}
+
+/// The training step to compile: inputs `[images, one-hot labels]`, outputs the mean
+/// cross-entropy and the gradient of every parameter (in `named_parameters` order). Labels
+/// are a one-hot tensor input because index lists would be constants of the trace.
+fn training_step(model: &Sequential, io: &[Tensor]) -> graphgrad::autodiff::Result<Step> {
+    let log_probs = model.forward(&io[0])?.log_softmax(-1)?;
+    let loss = log_probs.mul(&io[1])?.sum(&[-1], false)?.mean_all()?.neg();
+    let params: Vec<Tensor> = model.parameters().iter().map(|v| v.tensor().clone()).collect();
+    let mut outputs = vec![loss.clone()];
+    outputs.extend(grad(std::slice::from_ref(&loss), &params, false)?);
+    Ok(Step::new(outputs))
+}
+
+/// `[batch, 10]` one-hot rows of `labels`.
+fn one_hot(labels: &[usize]) -> AnyResult<Tensor> {
+    let mut data = vec![0.0f32; labels.len() * 10];
+    for (row, &label) in labels.iter().enumerate() {
+        data[row * 10 + label] = 1.0;
+    }
+    Ok(Tensor::from_vec(data, &[labels.len(), 10])?)
 }
 
 /// Mean cross-entropy and accuracy of `model` on `data`, in eval mode, without gradients.
@@ -94,10 +126,27 @@ fn evaluate(model: &Sequential, data: &Dataset) -> AnyResult<(f64, f64, Vec<usiz
 
 fn run() -> AnyResult<()> {
     let flags = Flags::parse(
-        &["epochs", "batch-size", "lr", "optimizer", "seed", "hidden", "patience", "resume", "out"],
+        &[
+            "epochs",
+            "batch-size",
+            "lr",
+            "optimizer",
+            "seed",
+            "hidden",
+            "patience",
+            "dropout",
+            "mode",
+            "resume",
+            "out",
+        ],
         &[],
     )?;
-    let s = Settings::from_flags(&flags)?;
+    let mut s = Settings::from_flags(&flags)?;
+    if s.compiled && s.dropout > 0.0 {
+        // A traced step would freeze one dropout mask into the program.
+        println!("compiled mode: dropout off (a compiled step cannot draw new dropout masks)");
+        s.dropout = 0.0;
+    }
     let out = output_dir(&flags, "digits")?;
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
 
@@ -126,12 +175,14 @@ fn run() -> AnyResult<()> {
     let params = model.named_parameters();
     let n_params: usize = params.iter().map(|(_, v)| v.numel()).sum();
     println!(
-        "model: 64 → {} → {} → 10 MLP, {n_params} parameters, {} lr {}",
+        "model: 64 → {} → {} → 10 MLP, {n_params} parameters, {} lr {}, {} mode",
         s.hidden,
         s.hidden / 2,
         s.optimizer,
-        s.lr
+        s.lr,
+        if s.compiled { "compiled" } else { "eager" }
     );
+    let mut program = s.compiled.then(|| compile(|io: &[Tensor]| training_step(&model, io)));
 
     let early = EarlyStopping::new(MetricMode::Min, s.patience).min_delta(1e-4).restore_best(true);
     let mut stopping = StoppingCriteria::new().max_epochs(s.epochs).early_stopping(early);
@@ -146,11 +197,24 @@ fn run() -> AnyResult<()> {
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for batch in split.train.shuffled_batches(s.batch_size, false, &mut rng)? {
             let labels = batch.labels().ok_or("digits has class labels")?;
-            let loss = cross_entropy(&model.forward(&batch.inputs)?, labels, Reduction::Mean)?;
             optimizer.zero_grad();
-            loss.backward()?;
-            graphgrad::optim::step_if_finite(optimizer.as_mut(), loss.item()?, epoch, step)?;
-            loss_sum += loss.item()? * batch.len() as f64;
+            let loss = match &mut program {
+                Some(program) => {
+                    // Replay the traced forward + backward; hand the gradients to the optimiser.
+                    let outputs = program.call(&[batch.inputs.clone(), one_hot(labels)?])?;
+                    for ((_, var), g) in params.iter().zip(&outputs[1..]) {
+                        var.set_grad(Some(g))?;
+                    }
+                    outputs[0].item()?
+                }
+                None => {
+                    let loss = cross_entropy(&model.forward(&batch.inputs)?, labels, Reduction::Mean)?;
+                    loss.backward()?;
+                    loss.item()?
+                }
+            };
+            graphgrad::optim::step_if_finite(optimizer.as_mut(), loss, epoch, step)?;
+            loss_sum += loss * batch.len() as f64;
             seen += batch.len();
             step += 1;
         }
@@ -182,6 +246,13 @@ fn run() -> AnyResult<()> {
         }
     }
     bar.finish();
+    if let Some(program) = &program {
+        // One program per batch shape (the last batch of an epoch may be smaller).
+        println!("compiled {} program(s); the first one's passes:", program.trace_count());
+        if let Some(first) = program.programs().next() {
+            println!("{}", first.log());
+        }
+    }
     match reason {
         Some(StopReason::EarlyStopping { best, best_epoch }) => println!(
             "early stopping: validation loss stopped improving; restored the weights of epoch {} (loss {best:.4})",
