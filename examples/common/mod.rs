@@ -124,3 +124,197 @@ pub fn line_chart(
     root.present()?;
     Ok(())
 }
+
+/// One row of an [`image_grid`]: a label and its images, each `height × width` grey levels
+/// (row-major, 0 = white, 1 = black; values outside 0..1 are clamped).
+pub struct ImageRow<'a> {
+    /// Shown left of the row.
+    pub label: &'a str,
+    /// The images, left to right.
+    pub images: Vec<Vec<f32>>,
+}
+
+/// Writes an SVG grid of grey-level images (one rectangle per pixel), one labelled row per
+/// entry of `rows`: e.g. originals above their reconstructions.
+pub fn image_grid(path: &Path, title: &str, height: usize, width: usize, rows: &[ImageRow]) -> AnyResult<()> {
+    const CELL: usize = 6; // pixels of the SVG per image pixel
+    const GAP: usize = 8;
+    const LABEL: usize = 120;
+    let columns = rows.iter().map(|r| r.images.len()).max().unwrap_or(0);
+    let (img_w, img_h) = (width * CELL, height * CELL);
+    let svg_w = LABEL + columns * (img_w + GAP) + GAP;
+    let svg_h = 40 + rows.len() * (img_h + GAP) + GAP;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{svg_w}\" height=\"{svg_h}\" shape-rendering=\"crispEdges\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{GAP}\" y=\"24\" font-family=\"sans-serif\" font-size=\"16\">{}</text>\n",
+        xml_escape(title)
+    );
+    for (r, row) in rows.iter().enumerate() {
+        let y0 = 40 + r * (img_h + GAP);
+        svg += &format!(
+            "<text x=\"{GAP}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n",
+            y0 + img_h / 2 + 5,
+            xml_escape(row.label)
+        );
+        for (c, image) in row.images.iter().enumerate() {
+            if image.len() != height * width {
+                return Err(
+                    format!("{title}: image of {} pixels, expected {height}×{width}", image.len()).into()
+                );
+            }
+            let x0 = LABEL + c * (img_w + GAP);
+            for (i, &v) in image.iter().enumerate() {
+                let level = (255.0 * (1.0 - v.clamp(0.0, 1.0))).round() as u8;
+                svg += &format!(
+                    "<rect x=\"{}\" y=\"{}\" width=\"{CELL}\" height=\"{CELL}\" fill=\"rgb({level},{level},{level})\"/>\n",
+                    x0 + (i % width) * CELL,
+                    y0 + (i / width) * CELL
+                );
+            }
+            svg += &format!(
+                "<rect x=\"{x0}\" y=\"{y0}\" width=\"{img_w}\" height=\"{img_h}\" fill=\"none\" stroke=\"#999\"/>\n"
+            );
+        }
+    }
+    svg += "</svg>\n";
+    std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// One matrix of a [`heat_maps`] figure: `values[row][column]`, with labels for both axes.
+pub struct HeatMap {
+    /// Shown above the matrix.
+    pub title: String,
+    /// One label per row (left).
+    pub row_labels: Vec<String>,
+    /// One label per column (below).
+    pub column_labels: Vec<String>,
+    /// The values, one inner vector per row.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Writes an SVG of heat maps side by side (white = the smallest value of each map, dark
+/// blue = the largest), with the value printed in each cell: e.g. attention weights.
+pub fn heat_maps(path: &Path, title: &str, maps: &[HeatMap]) -> AnyResult<()> {
+    const CELL: usize = 34;
+    const GAP: usize = 30;
+    const LABEL: usize = 90;
+    let widths: Vec<usize> = maps.iter().map(|m| LABEL + m.column_labels.len() * CELL + GAP).collect();
+    let rows = maps.iter().map(|m| m.row_labels.len()).max().unwrap_or(0);
+    let svg_w = widths.iter().sum::<usize>() + GAP;
+    let svg_h = 70 + rows * CELL + 60;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{svg_w}\" height=\"{svg_h}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{GAP}\" y=\"24\" font-family=\"sans-serif\" font-size=\"16\">{}</text>\n",
+        xml_escape(title)
+    );
+    let mut x_base = GAP;
+    for (m, map) in maps.iter().enumerate() {
+        if map.values.len() != map.row_labels.len()
+            || map.values.iter().any(|r| r.len() != map.column_labels.len())
+        {
+            return Err(format!("{title}: heat map {:?} does not match its labels", map.title).into());
+        }
+        let (lo, hi) =
+            map.values.iter().flatten().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let span = (hi - lo).max(1e-12);
+        let x0 = x_base + LABEL;
+        svg += &format!(
+            "<text x=\"{x0}\" y=\"52\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n",
+            xml_escape(&map.title)
+        );
+        for (r, row) in map.values.iter().enumerate() {
+            let y = 64 + r * CELL;
+            svg += &format!(
+                "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"end\">{}</text>\n",
+                x0 - 6,
+                y + CELL / 2 + 4,
+                xml_escape(&map.row_labels[r])
+            );
+            for (c, &v) in row.iter().enumerate() {
+                let t = (v - lo) / span; // 0 → white, 1 → dark blue
+                let (red, green, blue) = (
+                    (255.0 * (1.0 - t * 0.9)) as u8,
+                    (255.0 * (1.0 - t * 0.75)) as u8,
+                    (255.0 - t * 105.0) as u8,
+                );
+                let ink = if t > 0.55 { "white" } else { "black" };
+                let x = x0 + c * CELL;
+                svg += &format!(
+                    "<rect x=\"{x}\" y=\"{y}\" width=\"{CELL}\" height=\"{CELL}\" fill=\"rgb({red},{green},{blue})\" stroke=\"#ddd\"/>\n\
+                     <text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"9\" text-anchor=\"middle\" fill=\"{ink}\">{v:.2}</text>\n",
+                    x + CELL / 2,
+                    y + CELL / 2 + 3
+                );
+            }
+        }
+        let y = 64 + map.row_labels.len() * CELL + 16;
+        for (c, label) in map.column_labels.iter().enumerate() {
+            svg += &format!(
+                "<text x=\"{}\" y=\"{y}\" font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n",
+                x0 + c * CELL + CELL / 2,
+                xml_escape(label)
+            );
+        }
+        x_base += widths[m];
+    }
+    svg += "</svg>\n";
+    std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// `text` with the XML special characters escaped.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Writes an SVG chart of `lines` (curves) and `points` (each series drawn as dots, e.g. data
+/// or marked events) on the same axes. Series with an empty label stay out of the legend.
+pub fn lines_and_points(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Series],
+    points: &[Series],
+) -> AnyResult<()> {
+    let all = lines.iter().chain(points).flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return Err(format!("{title}: nothing to plot").into());
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
+    for (i, s) in points.iter().enumerate() {
+        let color = Palette99::pick(lines.len() + i).to_rgba();
+        let drawn = chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        if !s.label.is_empty() {
+            drawn.label(s.label).legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+        }
+    }
+    for (i, s) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let drawn = chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?;
+        if !s.label.is_empty() {
+            drawn
+                .label(s.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
