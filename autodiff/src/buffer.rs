@@ -132,7 +132,7 @@ macro_rules! compute {
     ($dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
         $crate::buffer::with_dtype!($dtype, $T => {
             #[allow(unused_mut)]
-            let mut $out = vec![<$T as graphgrad_ops::Element>::ZERO; $len];
+            let mut $out: Vec<$T> = $crate::pool::zeros($len);
             $body;
             <$T as $crate::buffer::Elem>::wrap($out)
         })

@@ -1,0 +1,91 @@
+//! A per-thread pool of freed tensor buffers.
+//!
+//! Each eager op allocates its output. Buffers above glibc's mmap threshold (128 KiB) would go
+//! back to the OS when a step's graph drops and be page-faulted in again by the next step, which
+//! dominated conv and transformer steps. Dropped nodes return their buffers here instead, and
+//! new outputs of the same length reuse them (zeroed, as a fresh allocation would be).
+
+use crate::buffer::{Buffer, Elem};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Buffers smaller than this are left to the allocator, which recycles them cheaply.
+const MIN_POOLED_BYTES: usize = 16 * 1024;
+/// Upper bound on the bytes a thread keeps for reuse.
+const MAX_POOLED_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Default)]
+pub(crate) struct Pool {
+    f32: HashMap<usize, Vec<Vec<f32>>>,
+    f64: HashMap<usize, Vec<Vec<f64>>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// Element types with a free list in the pool.
+pub(crate) trait Pooled: Elem {
+    fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<Self>>>;
+}
+
+impl Pooled for f32 {
+    fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<f32>>> {
+        &mut pool.f32
+    }
+}
+
+impl Pooled for f64 {
+    fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<f64>>> {
+        &mut pool.f64
+    }
+}
+
+/// `len` zeros, reusing a freed buffer of that length when there is one.
+pub(crate) fn zeros<T: Pooled>(len: usize) -> Vec<T> {
+    if len * std::mem::size_of::<T>() >= MIN_POOLED_BYTES {
+        let reused = POOL.try_with(|p| {
+            let mut pool = p.borrow_mut();
+            let v = T::lists(&mut pool).get_mut(&len).and_then(Vec::pop);
+            if v.is_some() {
+                pool.bytes -= len * std::mem::size_of::<T>();
+            }
+            v
+        });
+        if let Ok(Some(mut v)) = reused {
+            v.fill(T::ZERO);
+            return v;
+        }
+    }
+    vec![T::ZERO; len]
+}
+
+fn give<T: Pooled>(v: Vec<T>) {
+    let bytes = v.len() * std::mem::size_of::<T>();
+    if bytes < MIN_POOLED_BYTES || v.len() != v.capacity() {
+        return;
+    }
+    // `try_with`: during thread teardown the pool may already be gone; then just free.
+    let _ = POOL.try_with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.bytes + bytes <= MAX_POOLED_BYTES {
+            pool.bytes += bytes;
+            T::lists(&mut pool).entry(v.len()).or_default().push(v);
+        }
+    });
+}
+
+/// Takes back the storage of a dropped tensor.
+pub(crate) fn recycle(buffer: Buffer) {
+    match buffer {
+        Buffer::F32(v) => give(v),
+        Buffer::F64(v) => give(v),
+    }
+}
+
+/// Frees every buffer this thread keeps for reuse (memory is otherwise held, up to 256 MiB per
+/// thread, between training steps).
+pub fn clear_buffer_pool() {
+    let _ = POOL.try_with(|p| *p.borrow_mut() = Pool::default());
+}
