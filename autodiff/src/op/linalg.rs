@@ -116,6 +116,14 @@ impl Tensor {
         if k != k2 {
             return Err(mismatch());
         }
+        if other.rank() == 2 && self.rank() > 2 && !trans_a {
+            // [..., m, k]·[k, n]: fold the batch into the rows, so the product (and the weight
+            // gradient) is one large GEMM instead of a batch of small ones and a sum.
+            let rows = self.numel() / k.max(1);
+            let mut shape: Shape = self.shape()[..self.rank() - 1].into();
+            shape.push(n);
+            return self.reshape(&[rows, k])?.matmul_with(other, false, trans_b)?.reshape(&shape);
+        }
         let batch = broadcast_shapes(&self.shape()[..self.rank() - 2], &other.shape()[..other.rank() - 2])
             .ok_or_else(mismatch)?;
         let mut shape = batch;
