@@ -1,4 +1,4 @@
-//! Compiled-mode workloads (`graphgrad-compiled`): W2, W5 and W6 of `shared/bench/WORKLOADS.md`
+//! Compiled-mode workloads (`graphgrad-compiled`): W2 to W6 of `shared/bench/WORKLOADS.md`
 //! run through `autodiff::compile`, printing the same JSON lines as the eager harness.
 //!
 //! Included by `workloads.rs` as `mod compiled;` and run with `compiled::run(&selected)`;
@@ -8,6 +8,8 @@
 use super::{report, time};
 use graphgrad::autodiff::compile::{compile, Step};
 use graphgrad::autodiff::{grad, DType, Result, Tensor, Var};
+use graphgrad::nn::Module;
+use graphgrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -15,6 +17,12 @@ use rand_chacha::ChaCha8Rng;
 pub fn run(selected: &dyn Fn(&str) -> bool) {
     if selected("W2-mlp-train") {
         w2_mlp_train();
+    }
+    if selected("W3-cnn-train") {
+        w3_cnn_train();
+    }
+    if selected("W4-transformer-train") {
+        w4_transformer_train();
     }
     if selected("W5-autograd-overhead") {
         w5_autograd_overhead();
@@ -72,6 +80,73 @@ fn w2_mlp_train() {
 }
 
 /// W5: 1000 chained elementwise ops on 16 elements, sum and backward, compiled.
+/// W3: the eager harness's CNN and batch; the compiled program computes the loss and the
+/// parameter gradients (labels as a one-hot input), and the optimiser applies plain SGD.
+fn w3_cnn_train() {
+    let (model, x, labels) = crate::eager::w3_setup();
+    let mut one_hot = vec![0.0f32; labels.len() * 10];
+    for (row, &l) in labels.iter().enumerate() {
+        one_hot[row * 10 + l] = 1.0;
+    }
+    let one_hot = Tensor::from_vec(one_hot, &[labels.len(), 10]).expect("shape");
+    let params = model.named_parameters();
+    let tensors: Vec<Tensor> = params.iter().map(|(_, v)| v.tensor().clone()).collect();
+    let mut program = compile(|io: &[Tensor]| -> Result<Step> {
+        let log_probs = model.forward(&io[0])?.log_softmax(-1)?;
+        let loss = log_probs.mul(&io[1])?.sum(&[-1], false)?.mean_all()?.neg();
+        let mut outputs = vec![loss.clone()];
+        outputs.extend(grad(std::slice::from_ref(&loss), &tensors, false)?);
+        Ok(Step::new(outputs))
+    });
+    let mut opt = Sgd::new(params.clone(), SgdConfig::new(0.01)).expect("config");
+    let t = time(30, || {
+        let outputs = program.call(&[x.clone(), one_hot.clone()]).expect("replay");
+        for ((_, var), g) in params.iter().zip(&outputs[1..]) {
+            var.set_grad(Some(g)).expect("shapes");
+        }
+        opt.step().expect("step");
+    });
+    let batch = crate::eager::W3_BATCH;
+    report("W3-cnn-train", "graphgrad-compiled", &format!("b{batch}"), &t, 1.0 / t.median_s, "steps/s");
+}
+
+/// W4: the eager harness's transformer; the compiled program computes the loss and the
+/// parameter gradients (targets as a one-hot input), and Adam is applied eagerly.
+fn w4_transformer_train() {
+    let w = crate::eager::w4_setup();
+    let vocab = crate::eager::W4_VOCAB;
+    let mut one_hot = vec![0.0f32; w.targets.len() * vocab];
+    for (row, &t) in w.targets.iter().enumerate() {
+        one_hot[row * vocab + t] = 1.0;
+    }
+    let one_hot = Tensor::from_vec(one_hot, &[w.targets.len(), vocab]).expect("shape");
+    let tensors: Vec<Tensor> = w.params.iter().map(|(_, v)| v.tensor().clone()).collect();
+    let mut program = compile(|io: &[Tensor]| -> Result<Step> {
+        let log_probs = crate::eager::w4_logits(&w)?.log_softmax(-1)?;
+        let loss = log_probs.mul(&io[0])?.sum(&[-1], false)?.mean_all()?.neg();
+        let mut outputs = vec![loss.clone()];
+        outputs.extend(grad(std::slice::from_ref(&loss), &tensors, false)?);
+        Ok(Step::new(outputs))
+    });
+    let mut opt = Adam::new(w.params.clone(), AdamConfig::new(1e-3)).expect("config");
+    let t = time(20, || {
+        let outputs = program.call(std::slice::from_ref(&one_hot)).expect("replay");
+        for ((_, var), g) in w.params.iter().zip(&outputs[1..]) {
+            var.set_grad(Some(g)).expect("shapes");
+        }
+        opt.step().expect("step");
+    });
+    let batch = crate::eager::W4_BATCH;
+    report(
+        "W4-transformer-train",
+        "graphgrad-compiled",
+        &format!("b{batch}"),
+        &t,
+        1.0 / t.median_s,
+        "steps/s",
+    );
+}
+
 fn w5_autograd_overhead() {
     const OPS: usize = 1000;
     let mut step = compile(|io: &[Tensor]| -> Result<Step> {

@@ -9,12 +9,14 @@
 //! without an attention mask, trained with Adam (lr 1e-3) to predict random tokens.
 
 use crate::{report, time};
-use graphgrad::autodiff::{DType, Tensor};
-use graphgrad::nn::layers::{AttentionMasks, FeedForwardActivation, TransformerEncoderLayerConfig};
+use graphgrad::autodiff::{DType, Tensor, Var};
+use graphgrad::nn::layers::{
+    AttentionMasks, FeedForwardActivation, TransformerEncoderLayer, TransformerEncoderLayerConfig,
+};
 use graphgrad::nn::loss::cross_entropy;
 use graphgrad::nn::{
-    prefixed, Conv2dConfig, EmbeddingConfig, Flatten, LinearConfig, MaxPool2d, Module, ReLU, Reduction,
-    Sequential,
+    prefixed, Conv2dConfig, Embedding, EmbeddingConfig, Flatten, Linear, LinearConfig, MaxPool2d, Module,
+    ReLU, Reduction, Sequential,
 };
 use graphgrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
@@ -36,7 +38,7 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
 }
 
 /// `n` class labels in `0..classes`.
-fn labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub(crate) fn labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     (0..n).map(|_| rng.gen_range(0..classes)).collect()
 }
 
@@ -68,10 +70,8 @@ fn w2_mlp_train() {
     });
 }
 
-/// W3-cnn-train: batch 32 of 1×28×28; conv 1→16 3×3 pad 1, ReLU, max-pool 2; conv 16→32 3×3
-/// pad 1, ReLU, max-pool 2; flatten; linear 1568→10; cross-entropy; SGD lr 0.01.
-fn w3_cnn_train() {
-    const BATCH: usize = 32;
+/// The W3 model (seed 3) and one batch of inputs and labels.
+pub(crate) fn w3_setup() -> (Sequential, Tensor, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let conv = |i, o, rng: &mut ChaCha8Rng| {
         Conv2dConfig::new(i, o, (3, 3)).with_padding((1, 1)).init(rng).expect("config")
@@ -85,10 +85,20 @@ fn w3_cnn_train() {
         .append(MaxPool2d::new((2, 2)))
         .append(Flatten::default())
         .append(LinearConfig::new(32 * 7 * 7, 10).init(&mut rng).expect("config"));
-    let x = Tensor::randn(&[BATCH, 1, 28, 28], 0.0, 1.0, DType::F32, &mut rng);
-    let y = labels(BATCH, 10, &mut rng);
+    let x = Tensor::randn(&[W3_BATCH, 1, 28, 28], 0.0, 1.0, DType::F32, &mut rng);
+    let y = labels(W3_BATCH, 10, &mut rng);
+    (model, x, y)
+}
+
+/// W3's batch size.
+pub(crate) const W3_BATCH: usize = 32;
+
+/// W3-cnn-train: batch 32 of 1×28×28; conv 1→16 3×3 pad 1, ReLU, max-pool 2; conv 16→32 3×3
+/// pad 1, ReLU, max-pool 2; flatten; linear 1568→10; cross-entropy; SGD lr 0.01.
+fn w3_cnn_train() {
+    let (model, x, y) = w3_setup();
     let mut opt = Sgd::new(model.named_parameters(), SgdConfig::new(0.01)).expect("config");
-    report_steps("W3-cnn-train", BATCH, 30, || {
+    report_steps("W3-cnn-train", W3_BATCH, 30, || {
         opt.zero_grad();
         let logits = model.forward(&x).expect("shapes");
         cross_entropy(&logits, &y, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
@@ -96,16 +106,26 @@ fn w3_cnn_train() {
     });
 }
 
-/// W4-transformer-train: batch 16, sequence 64, d_model 128, 4 heads, FFN 512 with GELU,
-/// pre-LN with residuals; token embedding and head over a vocabulary of 64; cross-entropy on
-/// every position; Adam lr 1e-3.
-fn w4_transformer_train() {
-    const BATCH: usize = 16;
-    const SEQ: usize = 64;
-    const D_MODEL: usize = 128;
-    const VOCAB: usize = 64;
+/// W4's sizes: batch, sequence, model width, vocabulary.
+pub(crate) const W4_BATCH: usize = 16;
+const SEQ: usize = 64;
+const D_MODEL: usize = 128;
+pub(crate) const W4_VOCAB: usize = 64;
+
+/// The W4 model (seed 4), its data and its named parameters.
+pub(crate) struct W4 {
+    pub embedding: Embedding,
+    pub layer: TransformerEncoderLayer,
+    pub head: Linear,
+    pub tokens: Vec<usize>,
+    pub targets: Vec<usize>,
+    pub params: Vec<(String, Var)>,
+}
+
+/// Builds [`W4`].
+pub(crate) fn w4_setup() -> W4 {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let embedding = EmbeddingConfig::new(VOCAB, D_MODEL).init(&mut rng).expect("config");
+    let embedding = EmbeddingConfig::new(W4_VOCAB, D_MODEL).init(&mut rng).expect("config");
     let layer = TransformerEncoderLayerConfig::new(D_MODEL, 4)
         .with_dim_feedforward(512)
         .with_dropout(0.0)
@@ -113,20 +133,33 @@ fn w4_transformer_train() {
         .with_norm_first(true)
         .init(&mut rng)
         .expect("config");
-    let head = LinearConfig::new(D_MODEL, VOCAB).init(&mut rng).expect("config");
-    let tokens = labels(BATCH * SEQ, VOCAB, &mut rng);
-    let targets = labels(BATCH * SEQ, VOCAB, &mut rng);
+    let head = LinearConfig::new(D_MODEL, W4_VOCAB).init(&mut rng).expect("config");
+    let tokens = labels(W4_BATCH * SEQ, W4_VOCAB, &mut rng);
+    let targets = labels(W4_BATCH * SEQ, W4_VOCAB, &mut rng);
     let mut params = prefixed("embedding", embedding.named_parameters());
     params.extend(prefixed("layer", layer.named_parameters()));
     params.extend(prefixed("head", head.named_parameters()));
-    let mut opt = Adam::new(params, AdamConfig::new(1e-3)).expect("config");
-    report_steps("W4-transformer-train", BATCH, 20, || {
+    W4 { embedding, layer, head, tokens, targets, params }
+}
+
+/// W4's forward pass: logits `[batch·seq, vocab]`.
+pub(crate) fn w4_logits(w: &W4) -> graphgrad::autodiff::Result<Tensor> {
+    // x: [batch, seq, d_model] → logits: [batch·seq, vocab]
+    let x = w.embedding.lookup(&w.tokens, &[W4_BATCH, SEQ])?;
+    let h = w.layer.forward_with_masks(&x, &AttentionMasks::none())?;
+    w.head.forward(&h)?.reshape(&[W4_BATCH * SEQ, W4_VOCAB])
+}
+
+/// W4-transformer-train: batch 16, sequence 64, d_model 128, 4 heads, FFN 512 with GELU,
+/// pre-LN with residuals; token embedding and head over a vocabulary of 64; cross-entropy on
+/// every position; Adam lr 1e-3.
+fn w4_transformer_train() {
+    let w = w4_setup();
+    let mut opt = Adam::new(w.params.clone(), AdamConfig::new(1e-3)).expect("config");
+    report_steps("W4-transformer-train", W4_BATCH, 20, || {
         opt.zero_grad();
-        // x: [batch, seq, d_model] → logits: [batch·seq, vocab]
-        let x = embedding.lookup(&tokens, &[BATCH, SEQ]).expect("indices");
-        let h = layer.forward_with_masks(&x, &AttentionMasks::none()).expect("shapes");
-        let logits = head.forward(&h).and_then(|l| l.reshape(&[BATCH * SEQ, VOCAB])).expect("shapes");
-        cross_entropy(&logits, &targets, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
+        let logits = w4_logits(&w).expect("shapes");
+        cross_entropy(&logits, &w.targets, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
         opt.step().expect("step");
     });
 }
