@@ -9,3 +9,8 @@ pub use graphgrad_autodiff as autodiff;
 pub use graphgrad_nn as nn;
 pub use graphgrad_ops as ops;
 pub use graphgrad_optim as optim;
+
+/// The README's code blocks, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
