@@ -163,13 +163,14 @@ fn run() -> AnyResult<()> {
 
     let model = build_model(&s, &mut rng)?;
     let mut optimizer = build_optimizer(&s, model.named_parameters())?;
-    let mut first_epoch = 0;
+    let (mut first_epoch, mut step) = (0, 0u64);
     if let Some(path) = &s.resume {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.restore_model(&model.named_parameters())?;
         checkpoint.restore_optimizer(optimizer.as_mut())?;
         rng = checkpoint.rng()?;
         first_epoch = checkpoint.epoch + 1;
+        step = checkpoint.step;
         println!("resumed from {path} after epoch {}", checkpoint.epoch + 1);
     }
     let params = model.named_parameters();
@@ -190,7 +191,6 @@ fn run() -> AnyResult<()> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let bar = progress(s.epochs.saturating_sub(first_epoch), "training");
     let checkpoint_path = out.join("checkpoint.ggck");
-    let mut step = 0u64;
     let mut reason = None;
     for epoch in first_epoch..s.epochs.max(first_epoch + 1) {
         // One pass over the training images in a random order.
