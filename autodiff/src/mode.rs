@@ -6,11 +6,27 @@ thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
     /// Set while `compile` traces a step: every op keeps its inputs (see `Tensor::record_value`).
     static TRACING: Cell<bool> = const { Cell::new(false) };
+    /// Set inside `compile::constant_indices`: index lists may be frozen into a trace.
+    static CONSTANT_INDICES: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether `compile` is tracing a step on this thread.
 pub(crate) fn tracing() -> bool {
     TRACING.with(Cell::get)
+}
+
+/// Whether an op taking an index list may record it now: always outside a trace, and inside
+/// one only within `compile::constant_indices`.
+pub(crate) fn index_lists_allowed() -> bool {
+    !tracing() || CONSTANT_INDICES.with(Cell::get)
+}
+
+/// Runs `f` with index lists allowed as trace constants (see `compile::constant_indices`).
+pub(crate) fn with_constant_indices<R>(f: impl FnOnce() -> R) -> R {
+    let previous = CONSTANT_INDICES.with(|c| c.replace(true));
+    let result = f();
+    CONSTANT_INDICES.with(|c| c.set(previous));
+    result
 }
 
 /// Turns tracing on until dropped (restoring the previous state), for `compile`.

@@ -2,7 +2,7 @@
 //! W5/W6 chains into one kernel with eager-equal results, recompilation on a new shape,
 //! state updates (momentum buffers), the dot export, the pass log and the errors.
 
-use graphgrad_autodiff::compile::{compile, compile_with, CompileOptions, Program, Step};
+use graphgrad_autodiff::compile::{compile, compile_with, constant_indices, CompileOptions, Program, Step};
 use graphgrad_autodiff::{grad, no_grad, DType, Result, Tensor, Var};
 use graphgrad_ops::testing::assert_close;
 use rand::SeedableRng;
@@ -212,6 +212,24 @@ fn log_and_dot_describe_the_program() {
     assert!(dot.contains("fused(") && dot.contains("matmul+bias") && dot.contains("->"), "{dot}");
     assert!(dot.contains("update param0") && dot.contains("output 0"), "{dot}");
     assert_eq!(dot.matches(" -> ").count(), p.graph().g.edge_count() + 3, "edges + 1 output + 2 updates");
+}
+
+#[test]
+fn index_lists_are_refused_unless_declared_constant() {
+    // Labels as an index list would be frozen into the program: refused at trace time.
+    let labels = vec![2usize, 0, 1];
+    let mut f = compile(|io: &[Tensor]| Ok(Step::new(vec![io[0].gather(1, &labels, &[3, 1])?])));
+    let err = f.call(&[data(&[3, 4], 1)]).unwrap_err().to_string();
+    assert!(err.contains("gather") && err.contains("one-hot"), "{err}");
+    // Declared constant, the same list compiles, replays on new data, and matches eager.
+    let mut g = compile(|io: &[Tensor]| {
+        Ok(Step::new(vec![constant_indices(|| io[0].gather(1, &labels, &[3, 1]))?.square()]))
+    });
+    for seed in [1, 2] {
+        let x = data(&[3, 4], seed);
+        let eager = x.gather(1, &labels, &[3, 1]).unwrap().square();
+        assert_eq!(g.call(&[x]).unwrap()[0].to_vec::<f32>().unwrap(), eager.to_vec::<f32>().unwrap());
+    }
 }
 
 #[test]

@@ -35,9 +35,10 @@
 //! # What is and is not captured
 //!
 //! Like `jax.jit`, the trace records one execution: Rust control flow and values read with
-//! `item`/`to_vec` are frozen at trace time, and index lists passed to `gather`,
-//! `index_select` or a loss as `&[usize]` are constants of the program (pass class targets
-//! as a one-hot tensor input when they change per call). Leaves other than the inputs and
+//! `item`/`to_vec` are frozen at trace time. Index lists passed to `gather`,
+//! `index_select`, `embedding` or a loss as `&[usize]` would be constants of the program, so
+//! tracing them is an error unless they are wrapped in [`constant_indices`]; pass class
+//! targets as a one-hot tensor input when they change per call. Leaves other than the inputs and
 //! parameters are constants. Max-pooling recomputes its argmax from the new input at each
 //! call; training-mode dropout is rejected while tracing (its mask would be frozen); second
 //! derivatives through max-pooling are rejected. To differentiate with respect to an input,
@@ -62,6 +63,15 @@ use passes::PassReport;
 use replay::Executor;
 use std::collections::HashMap;
 use std::fmt::Write;
+
+/// Runs `f` (inside a traced step) allowing index lists — `gather`, `index_select`,
+/// `embedding`, a loss's class targets — that are truly the same on every call to become
+/// constants of the program. Outside this scope a traced op taking an index list is an
+/// error, because a list that changes between calls would be silently replaced by the traced
+/// one.
+pub fn constant_indices<R>(f: impl FnOnce() -> R) -> R {
+    crate::mode::with_constant_indices(f)
+}
 
 /// Which passes run, and whether the IR is verified after each one.
 #[derive(Clone, Debug, PartialEq, Eq)]

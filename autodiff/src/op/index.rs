@@ -49,6 +49,20 @@ pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
     Ok(smallvec![Some(grad)])
 }
 
+/// Inside a compiled trace an index list would be frozen into the program and silently reused
+/// on every replay: refuse unless the caller declared it constant.
+fn check_traceable(op: &'static str) -> Result<()> {
+    if !crate::mode::index_lists_allowed() {
+        crate::bail!(
+            op,
+            "an index list inside a compiled step would be a constant of the program, reused on \
+             every call; pass class targets as a one-hot tensor input, or wrap indices that truly \
+             are constant in `compile::constant_indices`"
+        );
+    }
+    Ok(())
+}
+
 fn check_range(op: &'static str, indices: &[usize], len: usize) -> Result<()> {
     match indices.iter().find(|&&i| i >= len) {
         Some(&index) => Err(Error::IndexOutOfRange { op, index, len }),
@@ -59,6 +73,7 @@ fn check_range(op: &'static str, indices: &[usize], len: usize) -> Result<()> {
 impl Tensor {
     /// Slices `indices` along `axis` (like `torch.index_select`).
     pub fn index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor> {
+        check_traceable("index_select")?;
         let a = normalize_axis("index_select", axis, self.shape())?;
         check_range("index_select", indices, self.shape()[a])?;
         Ok(self.index_select_checked(a, indices.into()))
@@ -72,6 +87,7 @@ impl Tensor {
 
     /// `self` plus `source` slices added at `indices` along `axis` (like `torch.index_add`).
     pub fn index_add(&self, axis: isize, indices: &[usize], source: &Tensor) -> Result<Tensor> {
+        check_traceable("index_add")?;
         let a = normalize_axis("index_add", axis, self.shape())?;
         check_range("index_add", indices, self.shape()[a])?;
         let mut expected: Shape = self.shape().into();
@@ -127,6 +143,7 @@ impl Tensor {
     /// `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `axis` (like `torch.gather`); the
     /// output has `index_shape`.
     pub fn gather(&self, axis: isize, index: &[usize], index_shape: &[usize]) -> Result<Tensor> {
+        check_traceable("gather")?;
         let a = normalize_axis("gather", axis, self.shape())?;
         self.check_index_shape("gather", a, index, index_shape)?;
         Ok(self.gather_checked(a, index.into(), index_shape))
@@ -139,6 +156,7 @@ impl Tensor {
     /// `self` with `source` added at `index` along `axis` (like `torch.scatter_add`); `index`
     /// has the shape of `source`.
     pub fn scatter_add(&self, axis: isize, index: &[usize], source: &Tensor) -> Result<Tensor> {
+        check_traceable("scatter_add")?;
         let a = normalize_axis("scatter_add", axis, self.shape())?;
         self.check_index_shape("scatter_add", a, index, source.shape())?;
         self.add(&source.scatter_add_into(a, index.into(), self.shape()))
