@@ -17,12 +17,12 @@
 
 mod common;
 
-use common::{line_chart, output_dir, progress, AnyResult, Flags, Series};
+use common::{evaluate_classifier, output_dir, progress, AnyResult, Flags, LearningCurves};
 use graphgrad::autodiff::compile::{compile, Step};
-use graphgrad::autodiff::{grad, no_grad, Tensor, Var};
-use graphgrad::nn::data::{load_digits, Dataset, SplitFractions};
+use graphgrad::autodiff::{grad, Tensor, Var};
+use graphgrad::nn::data::{load_digits, SplitFractions};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
-use graphgrad::nn::metrics::{predictions, ConfusionMatrix};
+use graphgrad::nn::metrics::ConfusionMatrix;
 use graphgrad::nn::{DropoutConfig, LinearConfig, Module, ReLU, Sequential};
 use graphgrad::optim::{
     Adam, AdamConfig, Checkpoint, EarlyStopping, MetricMode, Optimizer, Sgd, SgdConfig, StopReason,
@@ -108,22 +108,6 @@ fn one_hot(labels: &[usize]) -> AnyResult<Tensor> {
     Ok(Tensor::from_vec(data, &[labels.len(), 10])?)
 }
 
-/// Mean cross-entropy and accuracy of `model` on `data`, in eval mode, without gradients.
-fn evaluate(model: &Sequential, data: &Dataset) -> AnyResult<(f64, f64, Vec<usize>)> {
-    model.set_training(false);
-    let result = no_grad(|| -> AnyResult<_> {
-        let batch = data.batch(&(0..data.len()).collect::<Vec<_>>())?;
-        let labels = batch.labels().ok_or("digits has class labels")?;
-        let logits = model.forward(&batch.inputs)?;
-        let loss = cross_entropy(&logits, labels, Reduction::Mean)?.item()?;
-        let predicted = predictions(&logits)?;
-        let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
-        Ok((loss, correct as f64 / labels.len() as f64, predicted))
-    });
-    model.set_training(true);
-    result
-}
-
 fn run() -> AnyResult<()> {
     let flags = Flags::parse(
         &[
@@ -187,8 +171,7 @@ fn run() -> AnyResult<()> {
 
     let early = EarlyStopping::new(MetricMode::Min, s.patience).min_delta(1e-4).restore_best(true);
     let mut stopping = StoppingCriteria::new().max_epochs(s.epochs).early_stopping(early);
-    let (mut train_curve, mut val_curve, mut train_acc_curve, mut val_acc_curve) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut curves = LearningCurves::default();
     let bar = progress(s.epochs.saturating_sub(first_epoch), "training");
     let checkpoint_path = out.join("checkpoint.ggck");
     let mut reason = None;
@@ -218,13 +201,9 @@ fn run() -> AnyResult<()> {
             seen += batch.len();
             step += 1;
         }
-        let (train_loss, train_acc, _) = evaluate(&model, &split.train)?;
-        let (val_loss, val_acc, _) = evaluate(&model, &split.validation)?;
-        let x = epoch as f64 + 1.0;
-        train_curve.push((x, train_loss));
-        val_curve.push((x, val_loss));
-        train_acc_curve.push((x, train_acc));
-        val_acc_curve.push((x, val_acc));
+        let (train_loss, train_acc, _) = evaluate_classifier(&model, &split.train)?;
+        let (val_loss, val_acc, _) = evaluate_classifier(&model, &split.validation)?;
+        curves.push(epoch, (train_loss, train_acc), (val_loss, val_acc));
         bar.set_message(format!(
             "epoch {:>3}: batch loss {:.4}, train loss {train_loss:.4}, validation loss {val_loss:.4}, accuracy {:.1}%",
             epoch + 1,
@@ -263,35 +242,17 @@ fn run() -> AnyResult<()> {
     }
 
     // The test images were never used for training or model selection.
-    let (test_loss, test_acc, predicted) = evaluate(&model, &split.test)?;
+    let (test_loss, test_acc, predicted) = evaluate_classifier(&model, &split.test)?;
     let labels = split.test.labels().ok_or("digits has class labels")?;
     let matrix = ConfusionMatrix::from_predictions(&predicted, labels, 10)?;
     println!("\ntest set: loss {test_loss:.4}, accuracy {:.2}%\n", 100.0 * test_acc);
     println!("{}", matrix.report());
     println!("confusion matrix (rows: true digit, columns: predicted):\n{matrix}");
 
-    let curves = out.join("learning_curves.svg");
-    line_chart(
-        &curves,
-        "digits: loss (a widening gap between the curves is over-fitting)",
-        "epoch",
-        "cross-entropy",
-        &[Series { label: "train", points: train_curve }, Series { label: "validation", points: val_curve }],
-    )?;
-    let accuracy = out.join("accuracy.svg");
-    line_chart(
-        &accuracy,
-        "digits: accuracy",
-        "epoch",
-        "accuracy",
-        &[
-            Series { label: "train", points: train_acc_curve },
-            Series { label: "validation", points: val_acc_curve },
-        ],
-    )?;
+    let (loss_chart, accuracy) = curves.write(&out, "digits")?;
     println!(
         "wrote {}, {} and {} (resume with --resume {})",
-        curves.display(),
+        loss_chart.display(),
         accuracy.display(),
         checkpoint_path.display(),
         checkpoint_path.display()

@@ -318,3 +318,62 @@ pub fn lines_and_points(
     root.present()?;
     Ok(())
 }
+
+/// Mean cross-entropy, accuracy and predicted classes of a classifier on a whole labelled data
+/// set, in eval mode and without recording gradients (training mode is restored after).
+pub fn evaluate_classifier(
+    model: &dyn graphgrad::nn::Module,
+    data: &graphgrad::nn::data::Dataset,
+) -> AnyResult<(f64, f64, Vec<usize>)> {
+    use graphgrad::nn::{loss::cross_entropy, metrics::predictions, Reduction};
+    model.set_training(false);
+    let result = graphgrad::autodiff::no_grad(|| -> AnyResult<_> {
+        let batch = data.batch(&(0..data.len()).collect::<Vec<_>>())?;
+        let labels = batch.labels().ok_or("the data set has no class labels")?;
+        let logits = model.forward(&batch.inputs)?;
+        let loss = cross_entropy(&logits, labels, Reduction::Mean)?.item()?;
+        let predicted = predictions(&logits)?;
+        let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+        Ok((loss, correct as f64 / labels.len().max(1) as f64, predicted))
+    });
+    model.set_training(true);
+    result
+}
+
+/// Train and validation loss and accuracy per epoch: the curves that show under- and
+/// over-fitting.
+#[derive(Default)]
+pub struct LearningCurves {
+    train_loss: Vec<(f64, f64)>,
+    val_loss: Vec<(f64, f64)>,
+    train_acc: Vec<(f64, f64)>,
+    val_acc: Vec<(f64, f64)>,
+}
+
+impl LearningCurves {
+    /// Records one epoch (numbered from 1 on the x axis).
+    pub fn push(&mut self, epoch: u64, train: (f64, f64), validation: (f64, f64)) {
+        let x = epoch as f64 + 1.0;
+        self.train_loss.push((x, train.0));
+        self.train_acc.push((x, train.1));
+        self.val_loss.push((x, validation.0));
+        self.val_acc.push((x, validation.1));
+    }
+
+    /// Writes `learning_curves.svg` (loss) and `accuracy.svg` into `out`; returns their paths.
+    pub fn write(&self, out: &Path, name: &str) -> AnyResult<(PathBuf, PathBuf)> {
+        let pair = |train: &[(f64, f64)], val: &[(f64, f64)]| {
+            [
+                Series { label: "train", points: train.to_vec() },
+                Series { label: "validation", points: val.to_vec() },
+            ]
+        };
+        let loss = out.join("learning_curves.svg");
+        let title = format!("{name}: loss (a widening gap between the curves is over-fitting)");
+        line_chart(&loss, &title, "epoch", "cross-entropy", &pair(&self.train_loss, &self.val_loss))?;
+        let accuracy = out.join("accuracy.svg");
+        let title = format!("{name}: accuracy");
+        line_chart(&accuracy, &title, "epoch", "accuracy", &pair(&self.train_acc, &self.val_acc))?;
+        Ok((loss, accuracy))
+    }
+}
