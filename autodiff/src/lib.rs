@@ -1,5 +1,5 @@
 //! Define-by-run tensors, reverse-mode gradients, gradcheck and the graph compiler
-//! ([`compile`]).
+//! ([`mod@compile`]).
 //!
 //! A [`Tensor`] records the op that produced it; values are computed at once (eager), so they
 //! can be printed and used in ordinary control flow. [`Tensor::backward`] accumulates

@@ -6,7 +6,7 @@
 //! *column* reduction (rows added into an accumulator row by row, which vectorises). Mean
 //! runs as sum and divides once; logsumexp of a nest is the logsumexp of logsumexps.
 //!
-//! Numerics: sums are pairwise over fixed leaves (see [`kernels`]), so an f32 sum of a
+//! Numerics: sums are pairwise over fixed leaves (see `reduce/kernels.rs`), so an f32 sum of a
 //! million elements stays within a few ulps of the exact sum; logsumexp subtracts the max
 //! (a row of all −∞ gives −∞). Max and min propagate NaN like PyTorch; argmax / argmin
 //! return the index of the first NaN when there is one, else of the first extreme value.

@@ -237,7 +237,7 @@ pub struct MemN2N {
     linear_start: Cell<bool>,
 }
 
-/// PE weights `[words, d]`: l[j][k] = (1 − j/J) − (k/d)(1 − 2j/J), 1-based j and k.
+/// PE weights `[words, d]`: `l[j][k] = (1 − j/J) − (k/d)(1 − 2j/J)`, 1-based j and k.
 pub fn position_encoding(words: usize, d: usize, dtype: DType) -> Tensor {
     let (jj, dd) = (words as f64, d as f64);
     let values: Vec<f64> = (1..=words)

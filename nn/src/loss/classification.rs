@@ -90,7 +90,7 @@ pub struct NllLoss {
     pub weight: Option<Tensor>,
     /// A target value whose samples contribute nothing (default none).
     pub ignore_index: Option<usize>,
-    /// How to combine the per-sample losses (default mean, weighted by w[yᵢ]).
+    /// How to combine the per-sample losses (default mean, weighted by `w[yᵢ]`).
     pub reduction: Reduction,
 }
 
@@ -135,7 +135,7 @@ pub fn nll_loss(log_probs: &Tensor, target: &[usize], reduction: Reduction) -> R
 /// log-softmax over the class axis, then [`NllLoss`]; with label smoothing ε the target is
 /// the mixture (1 − ε)·onehot + ε/C, so
 /// `lᵢ = (1 − ε)·(−w[yᵢ]·log pᵢ[yᵢ]) + (ε/C)·Σ_c (−w[c]·log pᵢ[c])` and `Mean` divides both
-/// parts by Σ w[yᵢ] over non-ignored samples, exactly as PyTorch.
+/// parts by `Σ w[yᵢ]` over non-ignored samples, exactly as PyTorch.
 ///
 /// ```
 /// use graphgrad_nn::loss::{cross_entropy, Reduction};
@@ -154,7 +154,7 @@ pub struct CrossEntropyLoss {
     pub ignore_index: Option<usize>,
     /// ε in [0, 1] (default 0).
     pub label_smoothing: f64,
-    /// How to combine the per-sample losses (default mean, weighted by w[yᵢ]).
+    /// How to combine the per-sample losses (default mean, weighted by `w[yᵢ]`).
     pub reduction: Reduction,
 }
 

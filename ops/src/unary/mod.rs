@@ -165,7 +165,7 @@ const PAR_MIN_CHEAP: usize = 1 << 16;
 /// Below this many elements transcendental ops stay on the calling thread.
 const PAR_MIN_TRANSCENDENTAL: usize = 1 << 14;
 
-/// out[i] = op(x[i]).
+/// `out[i] = op(x[i])`.
 pub fn unary<T: Element>(op: UnaryOp, x: &[T], out: &mut [T]) {
     assert_eq!(x.len(), out.len(), "internal invariant: unary {op} input and output lengths differ");
     if x.len() >= par_min(op) {
@@ -177,7 +177,7 @@ pub fn unary<T: Element>(op: UnaryOp, x: &[T], out: &mut [T]) {
     }
 }
 
-/// x[i] = op(x[i]).
+/// `x[i] = op(x[i])`.
 pub fn unary_inplace<T: Element>(op: UnaryOp, x: &mut [T]) {
     if x.len() >= par_min(op) {
         x.par_chunks_mut(CHUNK).for_each(|x| apply(op, Io::InPlace(x)));
