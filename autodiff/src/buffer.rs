@@ -1,14 +1,37 @@
 //! Typed storage behind a tensor and the bridge from generic kernels to it.
 
 use graphgrad_ops::{DType, Element};
+use std::sync::Arc;
 
 /// A contiguous, row-major buffer of one element type.
+///
+/// The elements are shared copy-on-write: cloning a buffer (as `reshape` does) shares them, and
+/// the first write through a shared buffer copies them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Buffer {
     /// 32-bit floats.
-    F32(Vec<f32>),
+    F32(Arc<Vec<f32>>),
     /// 64-bit floats.
-    F64(Vec<f64>),
+    F64(Arc<Vec<f64>>),
+}
+
+impl Default for Buffer {
+    /// An empty f32 buffer.
+    fn default() -> Buffer {
+        Buffer::from(Vec::<f32>::new())
+    }
+}
+
+impl From<Vec<f32>> for Buffer {
+    fn from(v: Vec<f32>) -> Buffer {
+        Buffer::F32(Arc::new(v))
+    }
+}
+
+impl From<Vec<f64>> for Buffer {
+    fn from(v: Vec<f64>) -> Buffer {
+        Buffer::F64(Arc::new(v))
+    }
 }
 
 impl Buffer {
@@ -33,11 +56,27 @@ impl Buffer {
         self.len() == 0
     }
 
+    /// A copy that shares no storage with `self`.
+    pub fn unshared(&self) -> Buffer {
+        match self {
+            Buffer::F32(v) => Buffer::from(v.to_vec()),
+            Buffer::F64(v) => Buffer::from(v.to_vec()),
+        }
+    }
+
+    /// True when no other buffer shares this one's storage.
+    pub fn is_unshared(&self) -> bool {
+        match self {
+            Buffer::F32(v) => Arc::strong_count(v) == 1,
+            Buffer::F64(v) => Arc::strong_count(v) == 1,
+        }
+    }
+
     /// `len` zeros of `dtype`.
     pub fn zeros(dtype: DType, len: usize) -> Buffer {
         match dtype {
-            DType::F32 => Buffer::F32(vec![0.0; len]),
-            DType::F64 => Buffer::F64(vec![0.0; len]),
+            DType::F32 => Buffer::from(vec![0.0f32; len]),
+            DType::F64 => Buffer::from(vec![0.0f64; len]),
         }
     }
 
@@ -45,15 +84,15 @@ impl Buffer {
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match self {
             Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            Buffer::F64(v) => v.clone(),
+            Buffer::F64(v) => v.to_vec(),
         }
     }
 
     /// Builds a buffer of `dtype` from f64 values (rounding for f32).
     pub fn from_f64(dtype: DType, values: &[f64]) -> Buffer {
         match dtype {
-            DType::F32 => Buffer::F32(values.iter().map(|&x| x as f32).collect()),
-            DType::F64 => Buffer::F64(values.to_vec()),
+            DType::F32 => Buffer::from(values.iter().map(|&x| x as f32).collect::<Vec<_>>()),
+            DType::F64 => Buffer::from(values.to_vec()),
         }
     }
 }
@@ -70,7 +109,7 @@ pub trait Elem: Element {
 
 impl Elem for f32 {
     fn wrap(v: Vec<f32>) -> Buffer {
-        Buffer::F32(v)
+        Buffer::from(v)
     }
     fn slice(b: &Buffer) -> Option<&[f32]> {
         match b {
@@ -80,7 +119,7 @@ impl Elem for f32 {
     }
     fn slice_mut(b: &mut Buffer) -> Option<&mut [f32]> {
         match b {
-            Buffer::F32(v) => Some(v),
+            Buffer::F32(v) => Some(Arc::make_mut(v).as_mut_slice()),
             Buffer::F64(_) => None,
         }
     }
@@ -88,7 +127,7 @@ impl Elem for f32 {
 
 impl Elem for f64 {
     fn wrap(v: Vec<f64>) -> Buffer {
-        Buffer::F64(v)
+        Buffer::from(v)
     }
     fn slice(b: &Buffer) -> Option<&[f64]> {
         match b {
@@ -98,7 +137,7 @@ impl Elem for f64 {
     }
     fn slice_mut(b: &mut Buffer) -> Option<&mut [f64]> {
         match b {
-            Buffer::F64(v) => Some(v),
+            Buffer::F64(v) => Some(Arc::make_mut(v).as_mut_slice()),
             Buffer::F32(_) => None,
         }
     }
@@ -126,16 +165,23 @@ macro_rules! with_dtype {
 }
 pub(crate) use with_dtype;
 
-/// Allocates `$len` zeros of `$dtype` as `$out: Vec<$T>`, runs `$body` to fill them, and wraps
-/// the result in a [`Buffer`].
+/// Takes a buffer of `$len` elements of `$dtype` as `$out: Vec<$T>`, runs `$body`, which must
+/// write every element, and wraps the result in a [`Buffer`]. `compute!(zeroed ...)` starts
+/// from zeros, for kernels that add into their output.
 macro_rules! compute {
-    ($dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
+    (@ $alloc:ident, $dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
         $crate::buffer::with_dtype!($dtype, $T => {
             #[allow(unused_mut)]
-            let mut $out: Vec<$T> = $crate::pool::zeros($len);
+            let mut $out: Vec<$T> = $crate::pool::$alloc($len);
             $body;
             <$T as $crate::buffer::Elem>::wrap($out)
         })
+    };
+    (zeroed $dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
+        $crate::buffer::compute!(@ zeros, $dtype, $len, |$T, $out| $body)
+    };
+    ($dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
+        $crate::buffer::compute!(@ take, $dtype, $len, |$T, $out| $body)
     };
 }
 pub(crate) use compute;

@@ -3,11 +3,14 @@
 //! Each eager op allocates its output. Buffers above glibc's mmap threshold (128 KiB) would go
 //! back to the OS when a step's graph drops and be page-faulted in again by the next step, which
 //! dominated conv and transformer steps. Dropped nodes return their buffers here instead, and
-//! new outputs of the same length reuse them (zeroed, as a fresh allocation would be).
+//! new outputs of the same length reuse them. Most kernels overwrite their whole output, so a
+//! reused buffer is handed out as it is ([`take`]); kernels that add into their output ask for
+//! [`zeros`].
 
 use crate::buffer::{Buffer, Elem};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Buffers smaller than this are left to the allocator, which recycles them cheaply.
 const MIN_POOLED_BYTES: usize = 16 * 1024;
@@ -42,23 +45,43 @@ impl Pooled for f64 {
     }
 }
 
+/// A buffer of `len` elements whose contents the caller overwrites, reusing a freed buffer of
+/// that length when there is one. Debug builds fill it with NaN so that a kernel which reads
+/// its output before writing all of it fails its tests instead of leaking stale values.
+pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
+    let mut v = reuse(len).unwrap_or_else(|| vec![T::ZERO; len]);
+    if cfg!(debug_assertions) {
+        v.fill(T::from_f64(f64::NAN));
+    }
+    v
+}
+
 /// `len` zeros, reusing a freed buffer of that length when there is one.
 pub(crate) fn zeros<T: Pooled>(len: usize) -> Vec<T> {
-    if len * std::mem::size_of::<T>() >= MIN_POOLED_BYTES {
-        let reused = POOL.try_with(|p| {
-            let mut pool = p.borrow_mut();
-            let v = T::lists(&mut pool).get_mut(&len).and_then(Vec::pop);
-            if v.is_some() {
-                pool.bytes -= len * std::mem::size_of::<T>();
-            }
-            v
-        });
-        if let Ok(Some(mut v)) = reused {
+    match reuse(len) {
+        Some(mut v) => {
             v.fill(T::ZERO);
-            return v;
+            v
         }
+        None => vec![T::ZERO; len],
     }
-    vec![T::ZERO; len]
+}
+
+/// A freed buffer of exactly `len` elements, with stale contents.
+fn reuse<T: Pooled>(len: usize) -> Option<Vec<T>> {
+    if len * std::mem::size_of::<T>() < MIN_POOLED_BYTES {
+        return None;
+    }
+    POOL.try_with(|p| {
+        let mut pool = p.borrow_mut();
+        let v = T::lists(&mut pool).get_mut(&len).and_then(Vec::pop);
+        if v.is_some() {
+            pool.bytes -= len * std::mem::size_of::<T>();
+        }
+        v
+    })
+    .ok()
+    .flatten()
 }
 
 fn give<T: Pooled>(v: Vec<T>) {
@@ -76,12 +99,12 @@ fn give<T: Pooled>(v: Vec<T>) {
     });
 }
 
-/// Takes back the storage of a dropped tensor.
-pub(crate) fn recycle(buffer: Buffer) {
+/// Takes back the storage of a dropped tensor, unless another tensor still shares it.
+pub(crate) fn recycle(buffer: &mut Buffer) {
     match buffer {
-        Buffer::F32(v) => give(v),
-        Buffer::F64(v) => give(v),
-    }
+        Buffer::F32(v) => Arc::get_mut(v).map(std::mem::take).map(give),
+        Buffer::F64(v) => Arc::get_mut(v).map(std::mem::take).map(give),
+    };
 }
 
 /// Frees every buffer this thread keeps for reuse (memory is otherwise held, up to 256 MiB per

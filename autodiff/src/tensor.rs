@@ -32,11 +32,7 @@ pub(crate) struct Node {
 impl Drop for Node {
     /// Frees the input chain with an explicit stack: recursion would overflow on deep graphs.
     fn drop(&mut self) {
-        let value = std::mem::replace(
-            self.value.get_mut().unwrap_or_else(|e| e.into_inner()),
-            Buffer::F32(Vec::new()),
-        );
-        crate::pool::recycle(value);
+        crate::pool::recycle(self.value.get_mut().unwrap_or_else(|e| e.into_inner()));
         let mut stack: Vec<Tensor> = std::mem::take(&mut self.inputs).into_vec();
         while let Some(t) = stack.pop() {
             if let Ok(mut node) = Arc::try_unwrap(t.0) {

@@ -70,3 +70,25 @@ impl AsRef<Tensor> for Var {
         &self.tensor
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Elem;
+
+    /// Reshapes share storage with their input; an in-place update must copy it first, so
+    /// values computed before the update keep their numbers.
+    #[test]
+    fn in_place_updates_leave_earlier_values_alone() -> Result<()> {
+        let w = Var::new("w", &Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?);
+        let flat = w.reshape(&[4])?;
+        let doubled = w.mul_scalar(2.0);
+        f32::slice_mut(&mut w.write()).expect("f32").iter_mut().for_each(|x| *x += 10.0);
+        assert_eq!(flat.to_vec::<f32>()?, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(doubled.to_vec::<f32>()?, [2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(w.to_vec::<f32>()?, [11.0, 12.0, 13.0, 14.0]);
+        w.set(&Tensor::from_vec(vec![0.0f32; 4], &[2, 2])?)?;
+        assert_eq!(flat.to_vec::<f32>()?, [1.0, 2.0, 3.0, 4.0]);
+        Ok(())
+    }
+}

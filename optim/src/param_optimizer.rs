@@ -12,6 +12,7 @@ use crate::saved::{SavedData, SavedTensor};
 use crate::{Error, Optimizer, Result};
 use graphgrad_autodiff::{Buffer, DType, Elem, Var};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The hyper-parameters of one parameter group together with the update they define.
 ///
@@ -151,12 +152,10 @@ fn apply<R: UpdateRule>(
     slots: &mut [Buffer],
 ) -> bool {
     match (param, grad) {
-        (Buffer::F32(p), Buffer::F32(g)) => {
-            typed_slots::<f32>(slots).map(|mut s| rule.update(step, p, g, &mut s))
-        }
-        (Buffer::F64(p), Buffer::F64(g)) => {
-            typed_slots::<f64>(slots).map(|mut s| rule.update(step, p, g, &mut s))
-        }
+        (Buffer::F32(p), Buffer::F32(g)) => typed_slots::<f32>(slots)
+            .map(|mut s| rule.update(step, Arc::make_mut(p).as_mut_slice(), g, &mut s)),
+        (Buffer::F64(p), Buffer::F64(g)) => typed_slots::<f64>(slots)
+            .map(|mut s| rule.update(step, Arc::make_mut(p).as_mut_slice(), g, &mut s)),
         _ => None,
     }
     .is_some()

@@ -42,16 +42,16 @@ impl SavedData {
     /// A copy of a live buffer.
     pub fn from_buffer(buffer: &Buffer) -> SavedData {
         match buffer {
-            Buffer::F32(v) => SavedData::F32(v.clone()),
-            Buffer::F64(v) => SavedData::F64(v.clone()),
+            Buffer::F32(v) => SavedData::F32(v.to_vec()),
+            Buffer::F64(v) => SavedData::F64(v.to_vec()),
         }
     }
 
     /// A live buffer holding these elements.
     pub fn to_buffer(&self) -> Buffer {
         match self {
-            SavedData::F32(v) => Buffer::F32(v.clone()),
-            SavedData::F64(v) => Buffer::F64(v.clone()),
+            SavedData::F32(v) => Buffer::from(v.clone()),
+            SavedData::F64(v) => Buffer::from(v.clone()),
         }
     }
 }

@@ -155,10 +155,7 @@ impl Executor {
     pub(crate) fn run(&mut self, inputs: &[Tensor], state: &[Tensor]) -> Result<Vec<Tensor>> {
         let mut params = StateGuard {
             leaves: state,
-            buffers: state
-                .iter()
-                .map(|t| std::mem::replace(&mut *t.write(), Buffer::F32(Vec::new())))
-                .collect(),
+            buffers: state.iter().map(|t| std::mem::take(&mut *t.write())).collect(),
         };
         let guards: Vec<_> = inputs.iter().map(Tensor::read).collect();
         let input_bufs: Vec<&Buffer> = guards.iter().map(|g| &**g).collect();
@@ -170,7 +167,8 @@ impl Executor {
                 Src::Input(i) => input_bufs[*i].clone(),
                 Src::Param(j) => params[*j].clone(),
                 Src::Const(b) => (**b).clone(),
-                Src::Slot(s) => slots[*s].clone(),
+                // a copy: slots stay unshared, so kernels write into them without copying
+                Src::Slot(s) => slots[*s].unshared(),
             }
         };
         let values: Vec<(usize, Buffer)> =
@@ -182,13 +180,13 @@ impl Executor {
                 Src::Slot(s) if donate => {
                     // Large outputs take the slot's buffer (no copy); the slot gets back the
                     // buffer of this output's previous tensor when the caller has dropped it.
-                    let spare = match self.donated[i].take() {
-                        Some(t) if Arc::strong_count(&t.0) == 1 => {
-                            std::mem::replace(&mut *t.write(), Buffer::F32(Vec::new()))
-                        }
-                        _ => Buffer::zeros(self.slots[*s].dtype(), self.capacity[*s]),
+                    let returned = match self.donated[i].take() {
+                        Some(t) if Arc::strong_count(&t.0) == 1 => Some(std::mem::take(&mut *t.write())),
+                        _ => None,
                     };
-                    let mut spare = spare;
+                    let mut spare = returned
+                        .filter(Buffer::is_unshared)
+                        .unwrap_or_else(|| Buffer::zeros(self.slots[*s].dtype(), self.capacity[*s]));
                     let len = self.slots[*s].len();
                     set_len(&mut spare, len);
                     std::mem::replace(&mut self.slots[*s], spare)
@@ -226,12 +224,14 @@ impl Drop for StateGuard<'_> {
 fn set_len(b: &mut Buffer, len: usize) {
     match b {
         Buffer::F32(v) => {
+            let v = Arc::get_mut(v).expect("internal invariant: slots are not shared");
             assert!(len <= v.capacity(), "internal invariant: slot too small for its value");
             // SAFETY: the slot was allocated zeroed at its full capacity, so every element
             // below the capacity is initialised; f32 has no drop glue.
             unsafe { v.set_len(len) }
         }
         Buffer::F64(v) => {
+            let v = Arc::get_mut(v).expect("internal invariant: slots are not shared");
             assert!(len <= v.capacity(), "internal invariant: slot too small for its value");
             // SAFETY: as above.
             unsafe { v.set_len(len) }

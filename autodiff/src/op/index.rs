@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
     let x = inputs[0];
-    compute!(x.buf.dtype(), numel(shape), |T, out| {
+    compute!(zeroed x.buf.dtype(), numel(shape), |T, out| {
         match op {
             Op::IndexSelect { axis, indices } => {
                 let (outer, len, inner) = split_at_axis(x.shape, *axis);
