@@ -110,6 +110,8 @@ fn w6_fusion() {
 }
 
 fn main() {
+    // W1 calls kernels directly, before any tensor exists to do this.
+    graphgrad::ops::threads::adopt_main_thread();
     // `cargo bench` passes `--bench`; the first other argument filters workload ids.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with("--")).unwrap_or_default();
     let selected = |id: &str| id.starts_with(filter.as_str());

@@ -71,6 +71,8 @@ impl Tensor {
     }
 
     fn new_node(op: Op, inputs: Inputs, shape: Shape, buffer: Buffer, rg: bool) -> Tensor {
+        // Before any kernel runs: the main thread then computes in the pool, not beside it.
+        graphgrad_ops::threads::adopt_main_thread();
         Tensor(Arc::new(Node {
             op,
             inputs,

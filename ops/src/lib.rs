@@ -14,6 +14,7 @@
 //! | [`index`] | index_select, gather and their scatter-add adjoints |
 //! | [`layout`] | permute, expand, narrow/cat slabs, padding |
 //! | [`random`] | seeded uniform, normal and bernoulli fills |
+//! | [`threads`] | the main thread joins the kernels' thread pool |
 //!
 //! Parallel kernels use rayon only above a size threshold and split work the same way for the
 //! same thread count, so results are bit-identical run to run.
@@ -32,6 +33,7 @@ pub mod reduce;
 mod shape;
 pub mod softmax;
 pub mod testing;
+pub mod threads;
 pub mod unary;
 
 pub use element::{DType, Element};
