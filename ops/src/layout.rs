@@ -53,14 +53,78 @@ pub fn permute<T: Element>(x: &[T], shape: &[usize], perm: &[usize], out: &mut [
     let strides = contiguous_strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let read_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
-    for_each_strided(&out_shape, &read_strides, |o, i| out[o] = x[i]);
+    gather_strided(x, &out_shape, &read_strides, out);
 }
 
 /// out = x broadcast to `out_shape` (NumPy rules; `shape` must broadcast to `out_shape`).
 pub fn expand<T: Element>(x: &[T], shape: &[usize], out_shape: &[usize], out: &mut [T]) {
     assert!(x.len() == numel(shape) && out.len() == numel(out_shape), "internal invariant: expand lengths");
     let strides = broadcast_strides(shape, out_shape);
-    for_each_strided(out_shape, &strides, |o, i| out[o] = x[i]);
+    gather_strided(x, out_shape, &strides, out);
+}
+
+/// Elements per parallel task of [`gather_strided`]; smaller copies run on the calling thread.
+const GATHER_PIECE: usize = 1 << 15;
+
+/// `out` (contiguous, `shape`) = the elements of `x` at `Σ index[d]·strides[d]`, for every
+/// multi-index in row-major order: the copy behind permute (permuted strides) and expand
+/// (zero strides). Dimensions that stay adjacent in `x` are merged first, so the inner loop is
+/// a slice copy, a fill or a strided walk over as many elements as possible.
+fn gather_strided<T: Element>(x: &[T], shape: &[usize], strides: &[usize], out: &mut [T]) {
+    let (shape, strides) = merge_dims(shape, strides);
+    let inner = shape.last().copied().unwrap_or(1);
+    if out.is_empty() || inner == 0 {
+        return;
+    }
+    let rows = |first_row: usize, out: &mut [T]| {
+        let (outer_shape, outer_strides) =
+            (&shape[..shape.len().saturating_sub(1)], &strides[..strides.len().saturating_sub(1)]);
+        let step = strides.last().copied().unwrap_or(0);
+        for (r, row) in out.chunks_exact_mut(inner).enumerate() {
+            let base = offset_of(first_row + r, outer_shape, outer_strides);
+            match step {
+                0 => row.fill(x[base]),
+                1 => row.copy_from_slice(&x[base..base + inner]),
+                _ => row.iter_mut().zip(x[base..].iter().step_by(step)).for_each(|(o, &v)| *o = v),
+            }
+        }
+    };
+    let per = (GATHER_PIECE / inner).max(1) * inner;
+    if out.len() > per && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(per).enumerate().for_each(|(i, o)| rows(i * per / inner, o));
+    } else {
+        rows(0, out);
+    }
+}
+
+/// Drops size-1 dimensions and merges each dimension into the next when `x` walks them as one
+/// (`strides[d] = strides[d + 1]·shape[d + 1]`).
+fn merge_dims(shape: &[usize], strides: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let (mut dims, mut steps): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    for (&n, &s) in shape.iter().zip(strides).filter(|(&n, _)| n != 1) {
+        match (dims.last_mut(), steps.last_mut()) {
+            (Some(pn), Some(ps)) if *ps == s * n => {
+                *pn *= n;
+                *ps = s;
+            }
+            _ => {
+                dims.push(n);
+                steps.push(s);
+            }
+        }
+    }
+    (dims, steps)
+}
+
+/// `Σ index[d]·strides[d]` for the row-major multi-index of `linear` in `shape`.
+fn offset_of(mut linear: usize, shape: &[usize], strides: &[usize]) -> usize {
+    let mut offset = 0;
+    for (&n, &s) in shape.iter().zip(strides).rev() {
+        offset += (linear % n) * s;
+        linear /= n;
+    }
+    offset
 }
 
 /// Copies the slab `[.., start..start + n, ..]` of `x` laid out as (outer, len, inner) into `out`
@@ -143,6 +207,11 @@ mod tests {
             (vec![5, 0, 3], vec![2, 1, 0]),
             (vec![65], vec![0]),
             (vec![3, 1, 2, 5], vec![3, 1, 0, 2]),
+            // merged dims, and large enough to split over threads
+            (vec![16, 64, 4, 32], vec![0, 2, 1, 3]),
+            (vec![4, 5, 6, 7], vec![0, 1, 2, 3]),
+            (vec![129, 257], vec![1, 0]),
+            (vec![2, 3, 1, 4099], vec![1, 0, 3, 2]),
         ] {
             let x: Vec<f64> = random_vec(numel(&shape), 3);
             let mut out = vec![0.0; x.len()];
@@ -167,6 +236,15 @@ mod tests {
         for (o, &v) in out.iter().enumerate() {
             let idx = unravel(o, &[2, 3, 4]);
             assert_eq!(v, x[idx[1]]);
+        }
+        // a broadcast run of several dims, a kept dim, split over threads
+        let x: Vec<f32> = random_vec(3 * 5, 2);
+        let out_shape = [40, 3, 7, 5, 9];
+        let mut out = vec![0.0; numel(&out_shape)];
+        expand(&x, &[3, 1, 5, 1], &out_shape, &mut out);
+        for (o, &v) in out.iter().enumerate() {
+            let idx = unravel(o, &out_shape);
+            assert_eq!(v, x[idx[1] * 5 + idx[3]]);
         }
         let mut scalar_out = vec![0.0f32; 7];
         expand(&[2.5], &[], &[7], &mut scalar_out);
