@@ -10,8 +10,11 @@
 //! NaN for every element of both softmax and log_softmax.
 
 use crate::reduce::for_each_block;
-use crate::reduce::kernels::{multiversion, pick_max, row_dot, row_max, row_sum, row_sum_map};
-use crate::Element;
+use crate::reduce::kernels::{multiversion, pick_max, row_dot, row_max, row_sum};
+use crate::{math, Element};
+
+/// Elements per stack buffer of exponentials in log-softmax rows.
+const EXP_CHUNK: usize = 256;
 
 fn check(n: usize, outer: usize, len: usize, inner: usize, what: &str) {
     assert_eq!(n, outer * len * inner, "internal invariant: {what} length vs ({outer}, {len}, {inner})");
@@ -75,19 +78,24 @@ pub fn log_softmax_backward<T: Element>(
 }
 
 multiversion! {
-    /// Contiguous rows of `len`: one fused pass per row.
+    /// Contiguous rows of `len`: max, shifted values, their exponentials (vectorised) and sum.
     fn softmax_rows<T: Element>(x: &[T], len: usize, y: &mut [T], log: bool) {
+        let mut buf = [T::ZERO; EXP_CHUNK];
         for (xr, yr) in x.chunks_exact(len).zip(y.chunks_exact_mut(len)) {
             let m = row_max(xr);
+            yr.iter_mut().zip(xr).for_each(|(o, &v)| *o = v - m);
             if log {
-                let lse = row_sum_map(xr, |v| (v - m).exp()).ln();
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - m) - lse;
+                // Σ e^(x − m) through a stack buffer: y keeps x − m.
+                let mut sum = T::ZERO;
+                for c in yr.chunks(EXP_CHUNK) {
+                    let e = &mut buf[..c.len()];
+                    math::exp(c, e);
+                    sum += row_sum(e);
                 }
+                let lse = sum.ln();
+                yr.iter_mut().for_each(|o| *o -= lse);
             } else {
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - m).exp();
-                }
+                math::exp_inplace(yr);
                 let inv = T::ONE / row_sum(yr);
                 yr.iter_mut().for_each(|o| *o *= inv);
             }
@@ -96,30 +104,36 @@ multiversion! {
 }
 
 multiversion! {
-    /// `len × inner` blocks: column max, exponentials and column sums accumulated row by row.
+    /// `len × inner` blocks: column max, shifted values, their exponentials (vectorised over
+    /// the block) and column sums.
     fn softmax_strided<T: Element>(x: &[T], len: usize, inner: usize, y: &mut [T], log: bool) {
         let mut m = vec![T::ZERO; inner];
         let mut s = vec![T::ZERO; inner];
+        let mut e = if log { vec![T::ZERO; len * inner] } else { Vec::new() };
         for (xb, yb) in x.chunks_exact(len * inner).zip(y.chunks_exact_mut(len * inner)) {
             m.fill(T::NEG_INFINITY);
             for xr in xb.chunks_exact(inner) {
                 m.iter_mut().zip(xr).for_each(|(m, &v)| *m = pick_max(*m, v));
             }
-            s.fill(T::ZERO);
             for (xr, yr) in xb.chunks_exact(inner).zip(yb.chunks_exact_mut(inner)) {
-                for (((o, acc), &v), &m) in yr.iter_mut().zip(s.iter_mut()).zip(xr).zip(&m) {
-                    let e = (v - m).exp();
-                    *acc += e;
-                    *o = e;
-                }
+                yr.iter_mut().zip(xr).zip(&m).for_each(|((o, &v), &m)| *o = v - m);
+            }
+            // e^(x − m): into y for softmax, beside it for log-softmax (y keeps x − m).
+            let exps: &[T] = if log {
+                math::exp(yb, &mut e);
+                &e
+            } else {
+                math::exp_inplace(yb);
+                yb
+            };
+            s.fill(T::ZERO);
+            for er in exps.chunks_exact(inner) {
+                s.iter_mut().zip(er).for_each(|(acc, &v)| *acc += v);
             }
             if log {
-                // y = (x − m) − ln s; reuse `s` for ln s.
                 s.iter_mut().for_each(|v| *v = v.ln());
-                for (xr, yr) in xb.chunks_exact(inner).zip(yb.chunks_exact_mut(inner)) {
-                    for (((o, &v), &m), &l) in yr.iter_mut().zip(xr).zip(&m).zip(&s) {
-                        *o = (v - m) - l;
-                    }
+                for yr in yb.chunks_exact_mut(inner) {
+                    yr.iter_mut().zip(&s).for_each(|(o, &l)| *o -= l);
                 }
             } else {
                 s.iter_mut().for_each(|v| *v = T::ONE / *v);
@@ -140,9 +154,8 @@ multiversion! {
             for ((yr, dyr), dxr) in y.chunks_exact(len).zip(dy.chunks_exact(len)).zip(dx.chunks_exact_mut(len)) {
                 if log {
                     let r = row_sum(dyr);
-                    for ((o, &y), &g) in dxr.iter_mut().zip(yr).zip(dyr) {
-                        *o = g - y.exp() * r;
-                    }
+                    math::exp(yr, dxr);
+                    dxr.iter_mut().zip(dyr).for_each(|(o, &g)| *o = g - *o * r);
                 } else {
                     let r = row_dot(dyr, yr);
                     for ((o, &y), &g) in dxr.iter_mut().zip(yr).zip(dyr) {
@@ -162,9 +175,12 @@ multiversion! {
                     r.iter_mut().zip(gr).zip(yr).for_each(|((r, &g), &y)| *r += g * y);
                 }
             }
+            if log {
+                math::exp(yb, dxb);
+            }
             for ((yr, gr), or) in yb.chunks_exact(inner).zip(dyb.chunks_exact(inner)).zip(dxb.chunks_exact_mut(inner)) {
                 for (((o, &y), &g), &r) in or.iter_mut().zip(yr).zip(gr).zip(&r) {
-                    *o = if log { g - y.exp() * r } else { y * (g - r) };
+                    *o = if log { g - *o * r } else { y * (g - r) };
                 }
             }
         }
