@@ -11,7 +11,7 @@ use graphgrad_ops::binary::{self, BinaryOp};
 use graphgrad_ops::unary::{self, UnaryOp};
 use graphgrad_ops::{broadcast_shapes, numel, Shape};
 use smallvec::smallvec;
-use std::f64::consts::{PI, SQRT_2};
+use std::f64::consts::PI;
 
 pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> crate::buffer::Buffer {
     let dtype = inputs[0].buf.dtype();
@@ -81,11 +81,12 @@ fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> 
         UnaryOp::Sigmoid => g.mul(&y.mul(&y.neg().add_scalar(1.0))?),
         // d/dx tanh x = 1 − tanh² x
         UnaryOp::Tanh => g.mul(&y.square().neg().add_scalar(1.0)),
-        // d/dx xΦ(x) = Φ(x) + x·φ(x)
-        UnaryOp::Gelu => {
-            let cdf = x.mul_scalar(1.0 / SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
+        // d/dx xΦ(x) = Φ(x) + x·φ(x), one fused pass
+        UnaryOp::Gelu => g.mul(&x.unary(UnaryOp::GeluGrad)),
+        // d/dx (Φ(x) + x·φ(x)) = 2φ(x) + x·φ'(x) = φ(x)·(2 − x²)
+        UnaryOp::GeluGrad => {
             let pdf = x.square().mul_scalar(-0.5).exp().mul_scalar(1.0 / (2.0 * PI).sqrt());
-            g.mul(&cdf.add(&x.mul(&pdf)?)?)
+            g.mul(&pdf.mul(&x.square().neg().add_scalar(2.0))?)
         }
         // d/dx erf x = 2/√π · e^{−x²}
         UnaryOp::Erf => g.mul(&x.square().neg().exp().mul_scalar(2.0 / PI.sqrt())),

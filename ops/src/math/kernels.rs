@@ -11,6 +11,8 @@ use std::f64::consts::{FRAC_1_SQRT_2, LOG2_E, SQRT_2};
 
 /// `2/√π`, the leading coefficient of erf's series.
 const TWO_OVER_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
+/// `1/√(2π)`, the standard normal density at 0.
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// Splits `x` (already clamped) as `x = k·ln2 + r`, `|r| <= ln2/2`; returns `(k, expm1(r))`.
 #[inline(always)]
@@ -135,6 +137,18 @@ pub(crate) fn erf<V: Lanes>(x: V) -> V {
 pub(crate) fn gelu<V: Lanes>(x: V) -> V {
     let e = erf(x.mul(V::splat(FRAC_1_SQRT_2)));
     x.mul(V::splat(0.5)).mul(V::splat(1.0).add(e))
+}
+
+/// GELU's derivative: `Φ(x) + x·φ(x) = ½·(1 + erf(x/√2)) + x·e^(−x²/2)/√(2π)`. The `x·φ(x)`
+/// term is 0 from |x| = 40 on (so ±∞ give 1 and 0, not ∞·0).
+#[inline(always)]
+pub(crate) fn gelu_grad<V: Lanes>(x: V) -> V {
+    let half = V::splat(0.5);
+    let cdf = half.mul(V::splat(1.0).add(erf(x.mul(V::splat(FRAC_1_SQRT_2)))));
+    let xc = x.max(V::splat(-40.0)).min(V::splat(40.0));
+    let pdf = exp(V::splat(0.0).sub(half.mul(xc.mul(xc)))).mul(V::splat(FRAC_1_SQRT_2PI));
+    let y = xc.fma(pdf, cdf);
+    V::select(x.is_nan(), x, y)
 }
 
 /// `ln(1 + e^x)`, stable: `max(x, 0) + ln(1 + e^−|x|)`.

@@ -53,6 +53,7 @@ enum Func {
     Sigmoid,
     Erf,
     Gelu,
+    GeluGrad,
     Softplus,
 }
 
@@ -115,6 +116,7 @@ macro_rules! run_kernel {
             Func::Sigmoid => map($src, $dst, $n, |v: $v| kernels::sigmoid(v)),
             Func::Erf => map($src, $dst, $n, |v: $v| kernels::erf(v)),
             Func::Gelu => map($src, $dst, $n, |v: $v| kernels::gelu(v)),
+            Func::GeluGrad => map($src, $dst, $n, |v: $v| kernels::gelu_grad(v)),
             Func::Softplus => map($src, $dst, $n, |v: $v| kernels::softplus(v)),
         }
     };
@@ -208,6 +210,7 @@ public_math! {
     sigmoid, sigmoid_inplace, Sigmoid, "1 / (1 + e^−x[i])";
     erf, erf_inplace, Erf, "erf x[i]";
     gelu, gelu_inplace, Gelu, "x[i]·Φ(x[i]) = ½·x[i]·(1 + erf(x[i]/√2))";
+    gelu_grad, gelu_grad_inplace, GeluGrad, "Φ(x[i]) + x[i]·φ(x[i])` (GELU's derivative: Φ, φ the normal cdf and density)`";
     softplus, softplus_inplace, Softplus, "ln(1 + e^x[i]) (stable for large |x[i]|)";
 }
 

@@ -84,6 +84,10 @@ fn gelu_ref(x: f64) -> f64 {
     0.5 * x * (1.0 + erf_ref(x / std::f64::consts::SQRT_2))
 }
 
+fn gelu_grad_ref(x: f64) -> f64 {
+    0.5 * (1.0 + erf_ref(x / std::f64::consts::SQRT_2)) + x * (-0.5 * x * x).exp() / (2.0 * PI).sqrt()
+}
+
 fn softplus_ref(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
@@ -296,6 +300,12 @@ fn accuracy_gelu() {
 }
 
 #[test]
+fn accuracy_gelu_grad() {
+    let d = [Uniform(-10.0, 10.0), Uniform(-3.0, 3.0), Uniform(-60.0, 60.0)];
+    check(Func::GeluGrad, &d, &d, gelu_grad_ref, (0.0, 0.0), Some((3e-7, 2e-15)), 0.0);
+}
+
+#[test]
 #[allow(clippy::excessive_precision)] // tabulated to 20 digits on purpose
 fn reference_erf_agrees_with_known_values() {
     // erf(0.5), erf(1), erf(2), erf(3), erf(5): 20-digit tabulated values.
@@ -340,6 +350,8 @@ fn special_values() {
         (Func::Erf, 30.0, 1.0), (Func::Erf, nan, nan),
         (Func::Gelu, inf, inf), (Func::Gelu, 0.0, 0.0), (Func::Gelu, 50.0, 50.0),
         (Func::Gelu, nan, nan),
+        (Func::GeluGrad, inf, 1.0), (Func::GeluGrad, -inf, 0.0), (Func::GeluGrad, 0.0, 0.5),
+        (Func::GeluGrad, 50.0, 1.0), (Func::GeluGrad, nan, nan),
         (Func::Softplus, inf, inf), (Func::Softplus, -inf, 0.0), (Func::Softplus, 1e5, 1e5),
         (Func::Softplus, nan, nan),
     ];
@@ -368,7 +380,7 @@ fn special_values() {
 
 #[test]
 fn result_does_not_depend_on_position_or_aliasing() {
-    for func in [Func::Exp, Func::Ln, Func::Tanh, Func::Sigmoid, Func::Erf, Func::Gelu] {
+    for func in [Func::Exp, Func::Ln, Func::Tanh, Func::Sigmoid, Func::Erf, Func::Gelu, Func::GeluGrad] {
         for len in [0, 1, 7, 17, 65, 129] {
             let x: Vec<f32> =
                 crate::testing::random_vec::<f32>(len, 9).iter().map(|v| v * 3.0 + 1.5).collect();

@@ -38,6 +38,9 @@ pub enum UnaryOp {
     Tanh,
     /// x·Φ(x) = 0.5·x·(1 + erf(x/√2))
     Gelu,
+    /// Φ(x) + x·φ(x), the derivative of [`UnaryOp::Gelu`] (Φ, φ: the standard normal cdf and
+    /// density): one pass in GELU's backward.
+    GeluGrad,
     /// The error function.
     Erf,
     /// ln(1 + e^x), computed stably.
@@ -93,6 +96,11 @@ impl UnaryOp {
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Gelu => 0.5 * x * (1.0 + math::erf_f64(x / std::f64::consts::SQRT_2)),
+            UnaryOp::GeluGrad => {
+                let x_pdf = if x.is_infinite() { 0.0 } else { x * (-0.5 * x * x).exp() };
+                0.5 * (1.0 + math::erf_f64(x / std::f64::consts::SQRT_2))
+                    + x_pdf / (2.0 * std::f64::consts::PI).sqrt()
+            }
             UnaryOp::Erf => math::erf_f64(x),
             UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             UnaryOp::LeakyRelu(s) => {
@@ -125,6 +133,7 @@ impl UnaryOp {
                 | UnaryOp::Sigmoid
                 | UnaryOp::Tanh
                 | UnaryOp::Gelu
+                | UnaryOp::GeluGrad
                 | UnaryOp::Erf
                 | UnaryOp::Softplus
                 | UnaryOp::Elu(_)
@@ -147,6 +156,7 @@ fn clamp<T: Element>(x: T, lo: T, hi: T) -> T {
 impl fmt::Display for UnaryOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            UnaryOp::GeluGrad => f.write_str("gelu_grad"),
             UnaryOp::LeakyRelu(s) => write!(f, "leaky_relu({s})"),
             UnaryOp::Elu(a) => write!(f, "elu({a})"),
             UnaryOp::AddScalar(c) => write!(f, "add({c})"),
@@ -251,6 +261,7 @@ fn apply<T: Element>(op: UnaryOp, io: Io<'_, T>) {
         UnaryOp::Sigmoid => io.math(math::sigmoid, math::sigmoid_inplace),
         UnaryOp::Tanh => io.math(math::tanh, math::tanh_inplace),
         UnaryOp::Gelu => io.math(math::gelu, math::gelu_inplace),
+        UnaryOp::GeluGrad => io.math(math::gelu_grad, math::gelu_grad_inplace),
         UnaryOp::Erf => io.math(math::erf, math::erf_inplace),
         UnaryOp::Softplus => io.math(math::softplus, math::softplus_inplace),
         UnaryOp::LeakyRelu(s) => {

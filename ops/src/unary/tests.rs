@@ -5,7 +5,7 @@
 use super::*;
 use crate::testing::{assert_close, random_vec};
 
-const ALL_OPS: [UnaryOp; 24] = [
+const ALL_OPS: [UnaryOp; 25] = [
     UnaryOp::Neg,
     UnaryOp::Abs,
     UnaryOp::Sign,
@@ -18,6 +18,7 @@ const ALL_OPS: [UnaryOp; 24] = [
     UnaryOp::Sigmoid,
     UnaryOp::Tanh,
     UnaryOp::Gelu,
+    UnaryOp::GeluGrad,
     UnaryOp::Erf,
     UnaryOp::Softplus,
     UnaryOp::LeakyRelu(0.01),
@@ -133,6 +134,7 @@ fn deterministic_across_thread_counts() {
 fn names_follow_pytorch() {
     assert_eq!(UnaryOp::Neg.to_string(), "neg");
     assert_eq!(UnaryOp::Softplus.to_string(), "softplus");
+    assert_eq!(UnaryOp::GeluGrad.to_string(), "gelu_grad");
     assert_eq!(UnaryOp::LeakyRelu(0.01).to_string(), "leaky_relu(0.01)");
     assert_eq!(UnaryOp::Clamp { min: -1.0, max: 1.0 }.to_string(), "clamp(-1, 1)");
 }
