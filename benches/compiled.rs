@@ -5,7 +5,7 @@
 //! it uses the harness's `time` and `report`. Each step is traced and compiled on the warm-up
 //! call, so the timings are of replays.
 
-use super::{report, time};
+use super::{report, time, STEP_REPS};
 use graphgrad::autodiff::compile::{compile, constant_indices, Step};
 use graphgrad::autodiff::{grad, DType, Result, Tensor, Var};
 use graphgrad::nn::Module;
@@ -73,7 +73,7 @@ fn w2_mlp_train() {
         row[rng.gen_range(0..10)] = 1.0;
     }
     let target = Tensor::from_vec(onehot, &[BATCH, 10]).expect("shape");
-    let t = time(20, || {
+    let t = time(STEP_REPS, || {
         step.call(&[x.clone(), target.clone()]).expect("compiled W2 step");
     });
     report("W2-mlp-train", "graphgrad-compiled", "b128", &t, 1.0 / t.median_s, "steps/s");
@@ -99,7 +99,7 @@ fn w3_cnn_train() {
         Ok(Step::new(outputs))
     });
     let mut opt = Sgd::new(params.clone(), SgdConfig::new(0.01)).expect("config");
-    let t = time(30, || {
+    let t = time(STEP_REPS, || {
         let outputs = program.call(&[x.clone(), one_hot.clone()]).expect("replay");
         for ((_, var), g) in params.iter().zip(&outputs[1..]) {
             var.set_grad(Some(g)).expect("shapes");
@@ -130,7 +130,7 @@ fn w4_transformer_train() {
         Ok(Step::new(outputs))
     });
     let mut opt = Adam::new(w.params.clone(), AdamConfig::new(1e-3)).expect("config");
-    let t = time(20, || {
+    let t = time(STEP_REPS, || {
         let outputs = program.call(std::slice::from_ref(&one_hot)).expect("replay");
         for ((_, var), g) in w.params.iter().zip(&outputs[1..]) {
             var.set_grad(Some(g)).expect("shapes");

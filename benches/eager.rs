@@ -8,7 +8,7 @@
 //! GELU, no positional encoding, no final norm) between the token embedding and the head,
 //! without an attention mask, trained with Adam (lr 1e-3) to predict random tokens.
 
-use crate::{report, time};
+use crate::{report, time, STEP_REPS};
 use graphgrad::autodiff::{DType, Tensor, Var};
 use graphgrad::nn::layers::{
     AttentionMasks, FeedForwardActivation, TransformerEncoderLayer, TransformerEncoderLayerConfig,
@@ -62,7 +62,7 @@ fn w2_mlp_train() {
     let y = labels(BATCH, 10, &mut rng);
     let config = SgdConfig::new(0.01).momentum(0.9);
     let mut opt = Sgd::new(model.named_parameters(), config).expect("config");
-    report_steps("W2-mlp-train", BATCH, 30, || {
+    report_steps("W2-mlp-train", BATCH, STEP_REPS, || {
         opt.zero_grad();
         let logits = model.forward(&x).expect("shapes");
         cross_entropy(&logits, &y, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
@@ -98,7 +98,7 @@ pub(crate) const W3_BATCH: usize = 32;
 fn w3_cnn_train() {
     let (model, x, y) = w3_setup();
     let mut opt = Sgd::new(model.named_parameters(), SgdConfig::new(0.01)).expect("config");
-    report_steps("W3-cnn-train", W3_BATCH, 30, || {
+    report_steps("W3-cnn-train", W3_BATCH, STEP_REPS, || {
         opt.zero_grad();
         let logits = model.forward(&x).expect("shapes");
         cross_entropy(&logits, &y, Reduction::Mean).and_then(|l| l.backward()).expect("backward");
@@ -156,7 +156,7 @@ pub(crate) fn w4_logits(w: &W4) -> graphgrad::autodiff::Result<Tensor> {
 fn w4_transformer_train() {
     let w = w4_setup();
     let mut opt = Adam::new(w.params.clone(), AdamConfig::new(1e-3)).expect("config");
-    report_steps("W4-transformer-train", W4_BATCH, 20, || {
+    report_steps("W4-transformer-train", W4_BATCH, STEP_REPS, || {
         opt.zero_grad();
         let logits = w4_logits(&w).expect("shapes");
         cross_entropy(&logits, &w.targets, Reduction::Mean).and_then(|l| l.backward()).expect("backward");

@@ -28,8 +28,13 @@ def peak_rss_mb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+# Timed repetitions of one training step (the same count in workloads.rs).
+STEP_REPS = 100
+
+
 def timed(fn, reps):
-    fn()
+    for _ in range(3):
+        fn()
     samples = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -216,7 +221,7 @@ def w2():
                 torch.nn.Linear(512, 10))
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             return model, opt, torch.from_numpy(x_np), torch.from_numpy(y_np)
-        report_torch_steps("W2-mlp-train", batch, 30, build)
+        report_torch_steps("W2-mlp-train", batch, STEP_REPS, build)
     if jax is not None:
         import jax.numpy as jnp
         keys = jax.random.split(jax.random.PRNGKey(2), 6)
@@ -235,7 +240,7 @@ def w2():
         # The first step's buffer is g (PyTorch); starting at 0 changes no cost.
         buf = jax.tree_util.tree_map(jnp.zeros_like, params)
         step = jax_sgd_step(loss_fn, 0.01, 0.9)
-        report_jax_steps("W2-mlp-train", batch, 30, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
+        report_jax_steps("W2-mlp-train", batch, STEP_REPS, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
 
 
 def w3():
@@ -253,7 +258,7 @@ def w3():
                 nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
             opt = torch.optim.SGD(model.parameters(), lr=0.01)
             return model, opt, torch.from_numpy(x_np), torch.from_numpy(y_np)
-        report_torch_steps("W3-cnn-train", batch, 30, build)
+        report_torch_steps("W3-cnn-train", batch, STEP_REPS, build)
     if jax is not None:
         import jax.numpy as jnp
         k = jax.random.split(jax.random.PRNGKey(3), 6)
@@ -277,7 +282,7 @@ def w3():
 
         buf = jax.tree_util.tree_map(jnp.zeros_like, params)
         step = jax_sgd_step(loss_fn, 0.01, 0.0)
-        report_jax_steps("W3-cnn-train", batch, 30, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
+        report_jax_steps("W3-cnn-train", batch, STEP_REPS, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
 
 
 def w4():
@@ -303,7 +308,7 @@ def w4():
             model = Model()
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             return model, opt, torch.from_numpy(tokens_np), torch.from_numpy(targets_np)
-        report_torch_steps("W4-transformer-train", batch, 20, build)
+        report_torch_steps("W4-transformer-train", batch, STEP_REPS, build)
     if jax is not None:
         import jax.numpy as jnp
         k = jax.random.split(jax.random.PRNGKey(4), 8)
@@ -352,7 +357,7 @@ def w4():
 
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
         state = (params, zeros, zeros, jnp.float32(0), jnp.asarray(tokens_np), jnp.asarray(targets_np))
-        report_jax_steps("W4-transformer-train", batch, 20, step, state)
+        report_jax_steps("W4-transformer-train", batch, STEP_REPS, step, state)
 
 
 WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6}

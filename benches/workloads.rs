@@ -24,9 +24,15 @@ struct Timing {
     min_s: f64,
 }
 
-/// Runs `f` once to warm up, then `reps` timed times.
+/// Timed repetitions of one training step (the same count in `reference.py`): enough for a
+/// stable median on a shared machine.
+const STEP_REPS: usize = 100;
+
+/// Times `reps` calls of `f` after three warm-up calls.
 fn time<F: FnMut()>(reps: usize, mut f: F) -> Timing {
-    f();
+    for _ in 0..3 {
+        f();
+    }
     let mut samples: Vec<f64> = (0..reps)
         .map(|_| {
             let start = Instant::now();
