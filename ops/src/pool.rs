@@ -95,11 +95,14 @@ impl Pool2dGeometry {
     fn parallel(&self) -> bool {
         self.batch * self.channels > 1 && self.output_len() * self.kernel.0 * self.kernel.1 >= PAR_MIN_WORK
     }
-    fn rows(&self, oh: usize) -> Span {
-        span(oh, self.in_h, self.kernel.0, self.stride.0, self.padding.0)
-    }
-    fn cols(&self, ow: usize) -> Span {
-        span(ow, self.in_w, self.kernel.1, self.stride.1, self.padding.1)
+    /// The windows' row spans (one per output row) and column spans (one per output column),
+    /// computed once per call rather than per output.
+    fn spans(&self) -> (Vec<Span>, Vec<Span>) {
+        let rows =
+            (0..self.out_h()).map(|o| span(o, self.in_h, self.kernel.0, self.stride.0, self.padding.0));
+        let cols =
+            (0..self.out_w()).map(|o| span(o, self.in_w, self.kernel.1, self.stride.1, self.padding.1));
+        (rows.collect(), cols.collect())
     }
 }
 
@@ -115,6 +118,24 @@ fn for_each_plane<U: Send>(out: &mut [U], plane: usize, par: bool, f: impl Fn(us
     }
 }
 
+/// The maximum of one window of a plane `in_w` wide and the flat index of the first cell
+/// (row-major) holding it; a NaN wins. `(−∞, usize::MAX)` for a window wholly in the padding.
+fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize) {
+    let (mut best, mut arg) = (T::NEG_INFINITY, usize::MAX);
+    if r.lo < r.hi && c.lo < c.hi {
+        arg = r.lo * in_w + c.lo;
+    }
+    for ih in r.lo..r.hi {
+        for iw in c.lo..c.hi {
+            let v = x[ih * in_w + iw];
+            if v > best || v.is_nan() {
+                (best, arg) = (v, ih * in_w + iw);
+            }
+        }
+    }
+    (best, arg)
+}
+
 /// Max pooling. `argmax[i]` is the flat index within its `(n, c)` input plane of the cell that
 /// gave `y[i]` (`usize::MAX`, with `y[i] = −∞`, for a window lying wholly in the padding).
 pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: &mut [usize]) {
@@ -124,23 +145,49 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
     if y.is_empty() {
         return;
     }
+    let (rows, cols) = g.spans();
+    // Columns whose windows lie wholly inside the input form one run; there a window's cells
+    // sit at fixed offsets, so whole output rows are done with straight loops.
+    let inside = |c: &Span| c.hi - c.lo == g.kernel.1;
+    let ow_lo = cols.iter().position(inside).unwrap_or(out_w);
+    let ow_hi = cols.iter().rposition(inside).map_or(ow_lo, |p| p + 1);
     let plane = |i: usize, y: &mut [T], argmax: &mut [usize]| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
-        for (o, (yv, am)) in y.iter_mut().zip(argmax.iter_mut()).enumerate() {
-            let (r, c) = (g.rows(o / out_w), g.cols(o % out_w));
-            let (mut best, mut arg) = (T::NEG_INFINITY, usize::MAX);
-            if r.lo < r.hi && c.lo < c.hi {
-                arg = r.lo * g.in_w + c.lo;
+        // NaN (which wins) is rare: such planes take the per-window path throughout. (A fold,
+        // not `any`: without the early exit the scan vectorises.)
+        let has_nan = x.iter().fold(false, |seen, v| seen | v.is_nan());
+        let interior = if has_nan { 0..0 } else { ow_lo..ow_hi };
+        let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
+        for (r, (y_row, arg_row)) in rows.iter().zip(out_rows) {
+            for ow in (0..interior.start).chain(interior.end..out_w) {
+                (y_row[ow], arg_row[ow]) = window_max(x, g.in_w, r, &cols[ow]);
             }
+            if interior.is_empty() {
+                continue;
+            }
+            let (best, arg) = (&mut y_row[interior.clone()], &mut arg_row[interior.clone()]);
+            let (first_col, step) = (cols[interior.start].lo, g.stride.1);
+            // The maximum, then the first cell (row-major) holding it: a backward scan of
+            // masked selects. No branch depends on the data, which random inputs would make
+            // mispredict half the time.
+            best.fill(T::NEG_INFINITY);
             for ih in r.lo..r.hi {
-                for iw in c.lo..c.hi {
-                    let v = x[ih * g.in_w + iw];
-                    if v > best || v.is_nan() {
-                        (best, arg) = (v, ih * g.in_w + iw);
+                for kw in 0..g.kernel.1 {
+                    let start = ih * g.in_w + first_col + kw;
+                    best.iter_mut().enumerate().for_each(|(k, b)| *b = b.max(x[start + k * step]));
+                }
+            }
+            arg.fill(usize::MAX);
+            for ih in (r.lo..r.hi).rev() {
+                for kw in (0..g.kernel.1).rev() {
+                    let start = ih * g.in_w + first_col + kw;
+                    for (k, (a, &b)) in arg.iter_mut().zip(best.iter()).enumerate() {
+                        let i = start + k * step;
+                        let hit = usize::from(x[i] == b).wrapping_neg();
+                        *a = (*a & !hit) | (i & hit);
                     }
                 }
             }
-            (*yv, *am) = (best, arg);
         }
     };
     if g.parallel() {
@@ -179,15 +226,17 @@ pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], argmax: &[u
 pub fn avg_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
     g.check(x.len(), y.len());
     let (out_w, in_plane, out_plane) = (g.out_w(), g.in_h * g.in_w, g.out_h() * g.out_w());
+    let (rows, cols) = g.spans();
     for_each_plane(y, out_plane, g.parallel(), |i, out| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
-        for (o, yv) in out.iter_mut().enumerate() {
-            let (r, c) = (g.rows(o / out_w), g.cols(o % out_w));
-            let mut sum = T::ZERO;
-            for ih in r.lo..r.hi {
-                sum += x[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter().copied().sum::<T>();
+        for (r, out_row) in rows.iter().zip(out.chunks_exact_mut(out_w)) {
+            for (c, yv) in cols.iter().zip(out_row) {
+                let mut sum = T::ZERO;
+                for ih in r.lo..r.hi {
+                    sum += x[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter().copied().sum::<T>();
+                }
+                *yv = sum / T::from_usize(r.padded * c.padded);
             }
-            *yv = sum / T::from_usize(r.padded * c.padded);
         }
     });
 }
@@ -201,12 +250,15 @@ pub fn avg_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], dx: &mut [T
     if out_plane == 0 {
         return;
     }
+    let (rows, cols) = g.spans();
     for_each_plane(dx, in_plane, g.parallel(), |i, dx| {
-        for (o, &d) in dy[i * out_plane..(i + 1) * out_plane].iter().enumerate() {
-            let (r, c) = (g.rows(o / out_w), g.cols(o % out_w));
-            let share = d / T::from_usize(r.padded * c.padded);
-            for ih in r.lo..r.hi {
-                dx[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter_mut().for_each(|v| *v += share);
+        let dy_plane = &dy[i * out_plane..(i + 1) * out_plane];
+        for (r, dy_row) in rows.iter().zip(dy_plane.chunks_exact(out_w)) {
+            for (c, &d) in cols.iter().zip(dy_row) {
+                let share = d / T::from_usize(r.padded * c.padded);
+                for ih in r.lo..r.hi {
+                    dx[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter_mut().for_each(|v| *v += share);
+                }
             }
         }
     });
@@ -252,7 +304,8 @@ mod tests {
         for_each_cell(g, |plane, o, cell| {
             if let Some(c) = cell {
                 let v = x[plane * in_plane + c].to_f64();
-                if v > y_max[o] {
+                // The first cell, then any greater one; a NaN wins (the last one, as in PyTorch).
+                if arg[o] == usize::MAX || v > y_max[o] || v.is_nan() {
                     (y_max[o], arg[o]) = (v, c);
                 }
                 // Floor mode keeps every window inside the padded input: the divisor is the window.
@@ -271,7 +324,8 @@ mod tests {
 
         let (mut y, mut am) = (vec![T::from_f64(f64::NAN); n_out], vec![7; n_out]);
         max_pool2d(g, x, &mut y, &mut am);
-        assert_eq!(y.iter().map(|v| v.to_f64()).collect::<Vec<_>>(), y_max, "{g:?}");
+        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        assert!(y.iter().zip(&y_max).all(|(a, &b)| same(a.to_f64(), b)), "{g:?}");
         assert_eq!(am, arg, "{g:?}");
         let mut dx = vec![T::from_f64(f64::NAN); x.len()];
         max_pool2d_backward(g, &dy, &am, &mut dx);
@@ -367,6 +421,20 @@ mod tests {
         let (mut y, mut am) = (vec![0.0; 2], vec![0; 2]);
         max_pool2d(&g, &[2.0, 2.0, 1.0, 2.0], &mut y, &mut am);
         assert_eq!((y, am), (vec![2.0, 2.0], vec![0, 1]));
+    }
+
+    #[test]
+    fn max_pool_nan_wins_and_negative_infinity_is_an_ordinary_value() {
+        // Some planes hold a NaN (they take the per-window path), others only −∞ and ties.
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        for g in fixed_geometries() {
+            let mut x: Vec<f64> = (0..g.input_len()).map(|_| rng.gen_range(0..3) as f64).collect();
+            for _ in 0..x.len() / 50 + 1 {
+                let i = rng.gen_range(0..x.len());
+                x[i] = if rng.gen_bool(0.5) { f64::NAN } else { f64::NEG_INFINITY };
+            }
+            check::<f64>(&g, &x, 6);
+        }
     }
 
     #[test]
