@@ -190,7 +190,10 @@ fn add_bias<T: Element>(y: &mut [T], plane: usize, bias: Option<&[T]>) {
 }
 
 /// Runs `f(image, out_image, scratch)` over the images of `out` (whole images of
-/// `out_img` elements), in parallel when `par`, each worker with its own scratch of `scratch` elements.
+/// `out_img` elements), in parallel when `par`. The images are cut into one run per thread,
+/// each with one scratch buffer of `scratch` elements (a buffer per image, or per rayon split,
+/// cost an allocation and page faults each). Every image is computed the same way whatever the
+/// cut, so results do not depend on the thread count.
 fn for_each_image<T: Element>(
     out: &mut [T],
     out_img: usize,
@@ -198,15 +201,18 @@ fn for_each_image<T: Element>(
     par: bool,
     f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
 ) {
-    if par {
-        out.par_chunks_mut(out_img)
-            .enumerate()
-            .for_each_init(|| vec![T::ZERO; scratch], |col, (i, o)| f(i, o, col));
-    } else {
+    let run = |first: usize, out: &mut [T]| {
         let mut col = vec![T::ZERO; scratch];
         for (i, o) in out.chunks_mut(out_img).enumerate() {
-            f(i, o, &mut col);
+            f(first + i, o, &mut col);
         }
+    };
+    let images = out.len() / out_img.max(1);
+    let per_run = images.div_ceil(if par { rayon::current_num_threads() } else { 1 }).max(1);
+    if par && images > per_run {
+        out.par_chunks_mut(per_run * out_img).enumerate().for_each(|(r, o)| run(r * per_run, o));
+    } else {
+        run(0, out);
     }
 }
 
