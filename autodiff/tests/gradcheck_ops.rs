@@ -187,6 +187,15 @@ fn table() -> Vec<Row> {
         row("layer_norm_2d", vec![signed(&[2, 2, 3], 106)], true, |x| {
             x[0].layer_norm(&[2, 3], None, None, 1e-3)
         }),
+        // A nonlinearity after each: the gradient reaching the fused backward ops then depends
+        // on the input, so gradgradcheck also checks their derivative in that gradient.
+        row("softmax_squared", vec![signed(&[3, 4], 108)], true, |x| x[0].softmax(1)?.square().pipe(Ok)),
+        row("log_softmax_squared", vec![signed(&[3, 4], 109)], true, |x| {
+            x[0].log_softmax(0)?.square().pipe(Ok)
+        }),
+        row("layer_norm_squared", vec![signed(&[3, 5], 110)], true, |x| {
+            x[0].layer_norm(&[5], None, None, 1e-5)?.square().pipe(Ok)
+        }),
         row("dropout", vec![signed(&[4, 5], 107)], true, |x| {
             let mut rng = ChaCha8Rng::seed_from_u64(7);
             x[0].dropout(0.3, true, &mut rng)
@@ -276,6 +285,9 @@ fn covered_name(op: &Op) -> String {
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
+        | Op::SoftmaxBackward { .. }
+        | Op::LogSoftmaxBackward { .. }
+        | Op::LayerNormBackward { .. }
         | Op::Conv2d(_)
         | Op::Conv2dBackwardInput(_)
         | Op::Conv2dBackwardWeight(_)
@@ -387,6 +399,9 @@ fn every_op_has_a_row() {
         "softmax",
         "log_softmax",
         "layer_norm",
+        "softmax_backward",
+        "log_softmax_backward",
+        "layer_norm_backward",
         "conv2d",
         "conv2d_backward_input",
         "conv2d_backward_weight",

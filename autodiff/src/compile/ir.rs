@@ -96,6 +96,9 @@ impl IrOp {
             IrOp::Op(Op::Where) => 3,
             IrOp::Op(Op::Cat { .. }) => return None,
             IrOp::Op(Op::Conv2d(_) | Op::Conv2dBackwardInput(_) | Op::Conv2dBackwardWeight(_)) => 2,
+            IrOp::Op(
+                Op::SoftmaxBackward { .. } | Op::LogSoftmaxBackward { .. } | Op::LayerNormBackward { .. },
+            ) => 2,
             IrOp::Op(Op::Leaf) => 0,
             IrOp::Op(_) => 1,
         })

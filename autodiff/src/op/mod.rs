@@ -132,6 +132,24 @@ pub enum Op {
         /// Added to the variance.
         eps: f64,
     },
+    /// Softmax's backward in one pass, `y ⊙ (g − Σ g⊙y)` along `axis`; inputs (y, g).
+    SoftmaxBackward {
+        /// The axis.
+        axis: usize,
+    },
+    /// Log-softmax's backward in one pass, `g − e^y·Σ g` along `axis`; inputs (y, g).
+    LogSoftmaxBackward {
+        /// The axis.
+        axis: usize,
+    },
+    /// Layer norm's backward in one pass, `rstd·(g − mean g − x̂·mean(g⊙x̂))` over the last
+    /// `cols` elements; inputs (x, g).
+    LayerNormBackward {
+        /// Elements per normalised group.
+        cols: usize,
+        /// Added to the variance.
+        eps: f64,
+    },
     /// 2-d convolution; inputs (x, weight).
     Conv2d(Conv2dGeometry),
     /// The input gradient of a convolution, also the transposed convolution; inputs (dy, weight).
@@ -187,6 +205,9 @@ impl Op {
             Op::ScatterAdd { .. } => "scatter_add",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
+            Op::SoftmaxBackward { .. } => "softmax_backward",
+            Op::LogSoftmaxBackward { .. } => "log_softmax_backward",
+            Op::LayerNormBackward { .. } => "layer_norm_backward",
             Op::LayerNorm { .. } => "layer_norm",
             Op::Conv2d(_) => "conv2d",
             Op::Conv2dBackwardInput(_) => "conv2d_backward_input",
@@ -229,7 +250,12 @@ pub(crate) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
         Op::IndexSelect { .. } | Op::IndexAdd { .. } | Op::Gather { .. } | Op::ScatterAdd { .. } => {
             index::forward(op, inputs, shape)
         }
-        Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::LayerNorm { .. } => norm::forward(op, inputs, shape),
+        Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::LayerNorm { .. }
+        | Op::SoftmaxBackward { .. }
+        | Op::LogSoftmaxBackward { .. }
+        | Op::LayerNormBackward { .. } => norm::forward(op, inputs, shape),
         Op::Conv2d(_)
         | Op::Conv2dBackwardInput(_)
         | Op::Conv2dBackwardWeight(_)
@@ -256,7 +282,12 @@ pub(crate) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
         Op::IndexSelect { .. } | Op::IndexAdd { .. } | Op::Gather { .. } | Op::ScatterAdd { .. } => {
             index::vjp(node, g)
         }
-        Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::LayerNorm { .. } => norm::vjp(node, g),
+        Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::LayerNorm { .. }
+        | Op::SoftmaxBackward { .. }
+        | Op::LogSoftmaxBackward { .. }
+        | Op::LayerNormBackward { .. } => norm::vjp(node, g),
         Op::Conv2d(_)
         | Op::Conv2dBackwardInput(_)
         | Op::Conv2dBackwardWeight(_)

@@ -1,8 +1,9 @@
-//! Normalising ops: softmax, log-softmax and layer norm (fused kernels forward), plus dropout.
+//! Normalising ops: softmax, log-softmax and layer norm, plus dropout.
 //!
-//! Backward rules are written with tensor ops (so they differentiate again):
+//! Each runs a fused kernel forward, and its backward is one more fused op:
 //! softmax: dx = y ⊙ (g − Σ g⊙y); log-softmax: dx = g − e^y Σ g;
-//! layer norm (x̂ = y): dx = rstd·(g − mean g − x̂·mean(g⊙x̂)).
+//! layer norm: dx = rstd·(g − mean g − x̂·mean(g⊙x̂)).
+//! Those backward ops have VJPs written with tensor ops, so everything differentiates again.
 
 use super::movement::normalize_axis;
 use super::{Arg, InputGrads, Op};
@@ -30,36 +31,84 @@ pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
                 let eps = T::from_f64(*eps);
                 norm::layer_norm(x.data::<T>(), rows, *cols, None, None, eps, &mut out, &mut mean, &mut rstd)
             }
+            Op::SoftmaxBackward { axis } | Op::LogSoftmaxBackward { axis } => {
+                let (y, g) = (x.data::<T>(), inputs[1].data::<T>());
+                let (outer, len, inner) = split_at_axis(shape, *axis);
+                if matches!(op, Op::SoftmaxBackward { .. }) {
+                    softmax::softmax_backward(y, g, outer, len, inner, &mut out)
+                } else {
+                    softmax::log_softmax_backward(y, g, outer, len, inner, &mut out)
+                }
+            }
+            Op::LayerNormBackward { cols, eps } => {
+                let rows = numel(shape).checked_div(*cols).unwrap_or(0);
+                let (mut mean, mut rstd) = (vec![T::ZERO; rows], vec![T::ZERO; rows]);
+                let (x, g, eps) = (x.data::<T>(), inputs[1].data::<T>(), T::from_f64(*eps));
+                // The statistics again (the normalised values land in `out`, overwritten next).
+                norm::layer_norm(x, rows, *cols, None, None, eps, &mut out, &mut mean, &mut rstd);
+                norm::layer_norm_backward(g, x, &mean, &rstd, None, rows, *cols, &mut out, None, None)
+            }
             _ => unreachable!("internal invariant: {op} is not a normalising op"),
         }
     })
 }
 
 pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-    let x = &node.inputs()[0];
-    let y = node;
-    let grad = match *node.op() {
-        // dx = y ⊙ (g − Σ g⊙y)
-        Op::Softmax { axis } => {
-            let dot = g.mul(y)?.sum(&[axis as isize], true)?;
-            y.mul(&g.sub(&dot)?)?
-        }
-        // dx = g − e^y Σ g
-        Op::LogSoftmax { axis } => g.sub(&y.exp().mul(&g.sum(&[axis as isize], true)?)?)?,
-        // dx = rstd·(g − mean g − x̂·mean(g⊙x̂)), rstd recomputed from x so it differentiates
+    let inputs = node.inputs();
+    let x = &inputs[0];
+    let sum = |t: &Tensor, axis: usize| t.sum(&[axis as isize], true);
+    let grads = match *node.op() {
+        Op::Softmax { axis } => smallvec![Some(fused_backward(Op::SoftmaxBackward { axis }, node, g))],
+        Op::LogSoftmax { axis } => smallvec![Some(fused_backward(Op::LogSoftmaxBackward { axis }, node, g))],
         Op::LayerNorm { cols, eps } => {
+            smallvec![Some(fused_backward(Op::LayerNormBackward { cols, eps }, x, g))]
+        }
+        // dx = y ⊙ (gy − r), r = Σ gy⊙y: the map gy → dx is the op itself (symmetric), and
+        // d⟨g, dx⟩/dy = g ⊙ (gy − r) − gy·Σ g⊙y
+        Op::SoftmaxBackward { axis } => {
+            let (y, gy) = (x, &inputs[1]);
+            let r = sum(&gy.mul(y)?, axis)?;
+            let s = sum(&g.mul(y)?, axis)?;
+            let dy = g.mul(&gy.sub(&r)?)?.sub(&gy.mul(&s)?)?;
+            smallvec![Some(dy), Some(fused_backward(Op::SoftmaxBackward { axis }, y, g))]
+        }
+        // dx = gy − e^y Σ gy: d⟨g, dx⟩/dgy = g − Σ g⊙e^y, d⟨g, dx⟩/dy = −g ⊙ e^y Σ gy
+        Op::LogSoftmaxBackward { axis } => {
+            let (y, gy) = (x, &inputs[1]);
+            let e = y.exp();
+            let dy = g.mul(&e)?.mul(&sum(gy, axis)?)?.neg();
+            let dgy = g.sub(&sum(&g.mul(&e)?, axis)?)?;
+            smallvec![Some(dy), Some(dgy)]
+        }
+        // dx = r·P(gy) with P(u) = u − ū − x̂·mean(u⊙x̂), an orthogonal projection, so
+        // d⟨g, dx⟩/dgy = r·P(g), the op itself. With c_u = mean(u⊙x̂):
+        // d⟨g, dx⟩/dx = r²·(x̂·(3·c_gy·c_g − mean(g⊙gy) + ḡ·ḡy) − c_g·(gy − ḡy) − c_gy·(g − ḡ))
+        Op::LayerNormBackward { cols, eps } => {
+            let gy = &inputs[1];
             let rows = x.numel().checked_div(cols).unwrap_or(0);
-            let x2 = x.reshape(&[rows, cols])?;
-            let centered = x2.sub(&x2.mean(&[-1], true)?)?;
-            let rstd = centered.square().mean(&[-1], true)?.add_scalar(eps).pow_scalar(-0.5);
-            let (g2, y2) = (g.reshape(&[rows, cols])?, y.reshape(&[rows, cols])?);
-            let projection = y2.mul(&g2.mul(&y2)?.mean(&[-1], true)?)?;
-            let inner = g2.sub(&g2.mean(&[-1], true)?)?.sub(&projection)?;
-            rstd.mul(&inner)?.reshape(x.shape())?
+            let flat = |t: &Tensor| t.reshape(&[rows, cols]);
+            let mean = |t: &Tensor| t.mean(&[-1], true);
+            let (x2, gy2, g2) = (flat(x)?, flat(gy)?, flat(g)?);
+            let centered = x2.sub(&mean(&x2)?)?;
+            let var_eps = mean(&centered.square())?.add_scalar(eps);
+            let x_hat = centered.mul(&var_eps.pow_scalar(-0.5))?;
+            let (gy_bar, g_bar) = (mean(&gy2)?, mean(&g2)?);
+            let (c_gy, c_g) = (mean(&gy2.mul(&x_hat)?)?, mean(&g2.mul(&x_hat)?)?);
+            let coeff =
+                c_gy.mul(&c_g)?.mul_scalar(3.0).sub(&mean(&g2.mul(&gy2)?)?)?.add(&g_bar.mul(&gy_bar)?)?;
+            let inner =
+                x_hat.mul(&coeff)?.sub(&c_g.mul(&gy2.sub(&gy_bar)?)?)?.sub(&c_gy.mul(&g2.sub(&g_bar)?)?)?;
+            let dx = var_eps.recip().mul(&inner)?.reshape(x.shape())?;
+            smallvec![Some(dx), Some(fused_backward(Op::LayerNormBackward { cols, eps }, x, g))]
         }
         ref other => unreachable!("internal invariant: {other} is not a normalising op"),
     };
-    Ok(smallvec![Some(grad)])
+    Ok(grads)
+}
+
+/// Records a fused backward op on (saved tensor, incoming gradient), of the gradient's shape.
+fn fused_backward(op: Op, saved: &Tensor, g: &Tensor) -> Tensor {
+    Tensor::record(op, &[saved, g], g.shape().into())
 }
 
 impl Tensor {
