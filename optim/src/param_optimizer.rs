@@ -11,6 +11,7 @@ use crate::optimizer::{GroupState, OptimizerState, ParamState};
 use crate::saved::{SavedData, SavedTensor};
 use crate::{Error, Optimizer, Result};
 use graphgrad_autodiff::{Buffer, DType, Elem, Var};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 ///
 /// Implement it to add an element-wise optimiser: [`ParamOptimizer`] does the rest (groups,
 /// state, checkpoints). Flags are exposed to [`UpdateRule::hyper`] as 0 or 1.
-pub trait UpdateRule: Clone + std::fmt::Debug {
+pub trait UpdateRule: Clone + std::fmt::Debug + Sync {
     /// The optimiser's name, as stored in its saved state (`"Adam"`).
     const NAME: &'static str;
     /// Names of the per-parameter state buffers, in the order `update` receives them.
@@ -153,12 +154,45 @@ fn apply<R: UpdateRule>(
 ) -> bool {
     match (param, grad) {
         (Buffer::F32(p), Buffer::F32(g)) => typed_slots::<f32>(slots)
-            .map(|mut s| rule.update(step, Arc::make_mut(p).as_mut_slice(), g, &mut s)),
+            .map(|s| update_in_chunks(rule, step, Arc::make_mut(p).as_mut_slice(), g, s)),
         (Buffer::F64(p), Buffer::F64(g)) => typed_slots::<f64>(slots)
-            .map(|mut s| rule.update(step, Arc::make_mut(p).as_mut_slice(), g, &mut s)),
+            .map(|s| update_in_chunks(rule, step, Arc::make_mut(p).as_mut_slice(), g, s)),
         _ => None,
     }
     .is_some()
+}
+
+/// Elements per parallel task of an update.
+const UPDATE_CHUNK: usize = 1 << 15;
+
+/// Runs `rule` over large parameters in chunks on the thread pool. Every rule is elementwise,
+/// so the chunking never changes a result.
+fn update_in_chunks<R: UpdateRule, T: Elem>(
+    rule: &R,
+    step: u64,
+    param: &mut [T],
+    grad: &[T],
+    slots: Vec<&mut [T]>,
+) {
+    if param.len() <= UPDATE_CHUNK || rayon::current_num_threads() == 1 {
+        let mut slots = slots;
+        return rule.update(step, param, grad, &mut slots);
+    }
+    let chunks = param.len().div_ceil(UPDATE_CHUNK);
+    let mut slot_chunks: Vec<Vec<&mut [T]>> = (0..chunks).map(|_| Vec::with_capacity(slots.len())).collect();
+    for slot in slots {
+        if slot.is_empty() {
+            // a slot the rule does not use stays empty in every chunk
+            slot_chunks.iter_mut().for_each(|c| c.push(Default::default()));
+        } else {
+            slot_chunks.iter_mut().zip(slot.chunks_mut(UPDATE_CHUNK)).for_each(|(c, part)| c.push(part));
+        }
+    }
+    param
+        .par_chunks_mut(UPDATE_CHUNK)
+        .zip(grad.par_chunks(UPDATE_CHUNK))
+        .zip(slot_chunks)
+        .for_each(|((p, g), mut s)| rule.update(step, p, g, &mut s));
 }
 
 fn new_slots<R: UpdateRule>(rule: &R, dtype: DType, len: usize) -> Slots {
@@ -392,5 +426,47 @@ impl<R: UpdateRule> ParamOptimizer<R> {
             config.validate()?;
         }
         Ok((configs, slots))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AdamConfig, SgdConfig};
+
+    /// Runs `steps` updates of `rule` on a parameter longer than several chunks, once through
+    /// the chunked path and once in one call, and returns both parameters and the start.
+    fn chunked_and_whole<R: UpdateRule>(rule: &R, slots: usize, steps: u64) -> [Vec<f32>; 3] {
+        let n = 3 * UPDATE_CHUNK + 17;
+        let start: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let grad: Vec<f32> = (0..n).map(|i| ((i * 53) % 97) as f32 / 40.0 - 1.2).collect();
+        let slot_len = |i: usize| if rule.uses_slot(i) { n } else { 0 };
+        let (mut a, mut b) = (start.clone(), start.clone());
+        let mut slots_a: Vec<Vec<f32>> = (0..slots).map(|i| vec![0.0; slot_len(i)]).collect();
+        let mut slots_b = slots_a.clone();
+        for step in 1..=steps {
+            update_in_chunks(
+                rule,
+                step,
+                &mut a,
+                &grad,
+                slots_a.iter_mut().map(|s| s.as_mut_slice()).collect(),
+            );
+            let mut whole: Vec<&mut [f32]> = slots_b.iter_mut().map(|s| s.as_mut_slice()).collect();
+            rule.update(step, &mut b, &grad, &mut whole);
+        }
+        [a, b, start]
+    }
+
+    #[test]
+    fn chunked_updates_equal_one_whole_update() {
+        let adam = chunked_and_whole(&AdamConfig::new(1e-2), AdamConfig::SLOTS.len(), 3);
+        let momentum = chunked_and_whole(&SgdConfig::new(0.1).momentum(0.9), SgdConfig::SLOTS.len(), 3);
+        // plain SGD leaves its momentum slot empty
+        let plain = chunked_and_whole(&SgdConfig::new(0.1), SgdConfig::SLOTS.len(), 2);
+        for [chunked, whole, start] in [adam, momentum, plain] {
+            assert_eq!(chunked, whole);
+            assert_ne!(chunked, start, "the parameter moved");
+        }
     }
 }
