@@ -1,7 +1,7 @@
 //! Typed storage behind a tensor and the bridge from generic kernels to it.
 
 use graphgrad_ops::{DType, Element};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// A contiguous, row-major buffer of one element type.
 ///
@@ -18,19 +18,19 @@ pub enum Buffer {
 impl Default for Buffer {
     /// An empty f32 buffer.
     fn default() -> Buffer {
-        Buffer::from(Vec::<f32>::new())
+        Buffer::empty()
     }
 }
 
 impl From<Vec<f32>> for Buffer {
     fn from(v: Vec<f32>) -> Buffer {
-        Buffer::F32(Arc::new(v))
+        Buffer::F32(crate::pool::share(v))
     }
 }
 
 impl From<Vec<f64>> for Buffer {
     fn from(v: Vec<f64>) -> Buffer {
-        Buffer::F64(Arc::new(v))
+        Buffer::F64(crate::pool::share(v))
     }
 }
 
@@ -54,6 +54,12 @@ impl Buffer {
     /// True when there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// An empty f32 buffer; all of them share one allocation, so placeholders cost none.
+    pub(crate) fn empty() -> Buffer {
+        static EMPTY: LazyLock<Arc<Vec<f32>>> = LazyLock::new(|| Arc::new(Vec::new()));
+        Buffer::F32(Arc::clone(&EMPTY))
     }
 
     /// A copy that shares no storage with `self`.

@@ -17,10 +17,16 @@ const MIN_POOLED_BYTES: usize = 16 * 1024;
 /// Upper bound on the bytes a thread keeps for reuse.
 const MAX_POOLED_BYTES: usize = 256 * 1024 * 1024;
 
+/// Empty shared buffers kept for reuse, per element type: a buffer is an `Arc` around its
+/// vector, and reusing the `Arc` saves an allocation and a free per op on small tensors.
+const MAX_SHELLS: usize = 1024;
+
 #[derive(Default)]
 pub(crate) struct Pool {
     f32: HashMap<usize, Vec<Vec<f32>>>,
     f64: HashMap<usize, Vec<Vec<f64>>>,
+    f32_shells: Vec<Arc<Vec<f32>>>,
+    f64_shells: Vec<Arc<Vec<f64>>>,
     bytes: usize,
 }
 
@@ -31,17 +37,36 @@ thread_local! {
 /// Element types with a free list in the pool.
 pub(crate) trait Pooled: Elem {
     fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<Self>>>;
+    fn shells(pool: &mut Pool) -> &mut Vec<Arc<Vec<Self>>>;
 }
 
 impl Pooled for f32 {
     fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<f32>>> {
         &mut pool.f32
     }
+    fn shells(pool: &mut Pool) -> &mut Vec<Arc<Vec<f32>>> {
+        &mut pool.f32_shells
+    }
 }
 
 impl Pooled for f64 {
     fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<f64>>> {
         &mut pool.f64
+    }
+    fn shells(pool: &mut Pool) -> &mut Vec<Arc<Vec<f64>>> {
+        &mut pool.f64_shells
+    }
+}
+
+/// `data` in a shared buffer, reusing a kept `Arc` when there is one.
+pub(crate) fn share<T: Pooled>(data: Vec<T>) -> Arc<Vec<T>> {
+    let shell = POOL.try_with(|p| T::shells(&mut p.borrow_mut()).pop()).ok().flatten();
+    match shell {
+        Some(mut shell) => {
+            *Arc::get_mut(&mut shell).expect("internal invariant: kept shells are unshared") = data;
+            shell
+        }
+        None => Arc::new(data),
     }
 }
 
@@ -99,12 +124,25 @@ fn give<T: Pooled>(v: Vec<T>) {
     });
 }
 
-/// Takes back the storage of a dropped tensor, unless another tensor still shares it.
+/// Takes back the storage of a dropped tensor, unless another tensor still shares it, leaving
+/// an empty buffer in its place.
 pub(crate) fn recycle(buffer: &mut Buffer) {
-    match buffer {
-        Buffer::F32(v) => Arc::get_mut(v).map(std::mem::take).map(give),
-        Buffer::F64(v) => Arc::get_mut(v).map(std::mem::take).map(give),
-    };
+    match std::mem::take(buffer) {
+        Buffer::F32(v) => keep(v),
+        Buffer::F64(v) => keep(v),
+    }
+}
+
+fn keep<T: Pooled>(mut shared: Arc<Vec<T>>) {
+    let Some(data) = Arc::get_mut(&mut shared) else { return };
+    give(std::mem::take(data));
+    let _ = POOL.try_with(|p| {
+        let mut pool = p.borrow_mut();
+        let shells = T::shells(&mut pool);
+        if shells.len() < MAX_SHELLS {
+            shells.push(shared);
+        }
+    });
 }
 
 /// Frees every buffer this thread keeps for reuse (memory is otherwise held, up to 256 MiB per
