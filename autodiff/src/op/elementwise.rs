@@ -78,9 +78,13 @@ fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> 
         // d/dx relu(x) = [x > 0]
         UnaryOp::Relu => g.mul(&x.gt_scalar(0.0)),
         // d/dx σ(x) = σ(x)(1 − σ(x))
-        UnaryOp::Sigmoid => g.mul(&y.mul(&y.neg().add_scalar(1.0))?),
+        UnaryOp::Sigmoid => g.mul(&y.unary(UnaryOp::SigmoidGrad)),
+        // d/dy y(1 − y) = 1 − 2y
+        UnaryOp::SigmoidGrad => g.mul(&x.mul_scalar(-2.0).add_scalar(1.0)),
         // d/dx tanh x = 1 − tanh² x
-        UnaryOp::Tanh => g.mul(&y.square().neg().add_scalar(1.0)),
+        UnaryOp::Tanh => g.mul(&y.unary(UnaryOp::TanhGrad)),
+        // d/dy (1 − y²) = −2y
+        UnaryOp::TanhGrad => g.mul(&x.mul_scalar(-2.0)),
         // d/dx xΦ(x) = Φ(x) + x·φ(x), one fused pass
         UnaryOp::Gelu => g.mul(&x.unary(UnaryOp::GeluGrad)),
         // d/dx (Φ(x) + x·φ(x)) = 2φ(x) + x·φ'(x) = φ(x)·(2 − x²)

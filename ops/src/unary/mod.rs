@@ -34,8 +34,12 @@ pub enum UnaryOp {
     Relu,
     /// 1 / (1 + e^-x)
     Sigmoid,
+    /// x·(1 − x): the sigmoid's derivative written in its output, one pass in its backward.
+    SigmoidGrad,
     /// tanh x
     Tanh,
+    /// 1 − x²: tanh's derivative written in its output, one pass in its backward.
+    TanhGrad,
     /// x·Φ(x) = 0.5·x·(1 + erf(x/√2))
     Gelu,
     /// Φ(x) + x·φ(x), the derivative of [`UnaryOp::Gelu`] (Φ, φ: the standard normal cdf and
@@ -94,7 +98,9 @@ impl UnaryOp {
                 }
             }
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::SigmoidGrad => x * (1.0 - x),
             UnaryOp::Tanh => x.tanh(),
+            UnaryOp::TanhGrad => 1.0 - x * x,
             UnaryOp::Gelu => 0.5 * x * (1.0 + math::erf_f64(x / std::f64::consts::SQRT_2)),
             UnaryOp::GeluGrad => {
                 let x_pdf = if x.is_infinite() { 0.0 } else { x * (-0.5 * x * x).exp() };
@@ -157,6 +163,8 @@ impl fmt::Display for UnaryOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UnaryOp::GeluGrad => f.write_str("gelu_grad"),
+            UnaryOp::SigmoidGrad => f.write_str("sigmoid_grad"),
+            UnaryOp::TanhGrad => f.write_str("tanh_grad"),
             UnaryOp::LeakyRelu(s) => write!(f, "leaky_relu({s})"),
             UnaryOp::Elu(a) => write!(f, "elu({a})"),
             UnaryOp::AddScalar(c) => write!(f, "add({c})"),
@@ -259,7 +267,9 @@ fn apply<T: Element>(op: UnaryOp, io: Io<'_, T>) {
         UnaryOp::Square => io.map(|v| v * v),
         UnaryOp::Relu => io.map(|v| if v < zero { zero } else { v }),
         UnaryOp::Sigmoid => io.math(math::sigmoid, math::sigmoid_inplace),
+        UnaryOp::SigmoidGrad => io.map(|v| v * (one - v)),
         UnaryOp::Tanh => io.math(math::tanh, math::tanh_inplace),
+        UnaryOp::TanhGrad => io.map(|v| one - v * v),
         UnaryOp::Gelu => io.math(math::gelu, math::gelu_inplace),
         UnaryOp::GeluGrad => io.math(math::gelu_grad, math::gelu_grad_inplace),
         UnaryOp::Erf => io.math(math::erf, math::erf_inplace),

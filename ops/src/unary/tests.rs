@@ -5,7 +5,7 @@
 use super::*;
 use crate::testing::{assert_close, random_vec};
 
-const ALL_OPS: [UnaryOp; 25] = [
+const ALL_OPS: [UnaryOp; 27] = [
     UnaryOp::Neg,
     UnaryOp::Abs,
     UnaryOp::Sign,
@@ -16,7 +16,9 @@ const ALL_OPS: [UnaryOp; 25] = [
     UnaryOp::Square,
     UnaryOp::Relu,
     UnaryOp::Sigmoid,
+    UnaryOp::SigmoidGrad,
     UnaryOp::Tanh,
+    UnaryOp::TanhGrad,
     UnaryOp::Gelu,
     UnaryOp::GeluGrad,
     UnaryOp::Erf,
@@ -135,6 +137,7 @@ fn names_follow_pytorch() {
     assert_eq!(UnaryOp::Neg.to_string(), "neg");
     assert_eq!(UnaryOp::Softplus.to_string(), "softplus");
     assert_eq!(UnaryOp::GeluGrad.to_string(), "gelu_grad");
+    assert_eq!(UnaryOp::TanhGrad.to_string(), "tanh_grad");
     assert_eq!(UnaryOp::LeakyRelu(0.01).to_string(), "leaky_relu(0.01)");
     assert_eq!(UnaryOp::Clamp { min: -1.0, max: 1.0 }.to_string(), "clamp(-1, 1)");
 }
