@@ -12,7 +12,8 @@ use std::sync::Once;
 /// Makes the program's main thread worker 0 of rayon's global pool, so kernels called from it
 /// compute a share of their work on it. Only the first call counts, and it acts only when made
 /// from the main thread before the global pool exists: an application that configured the pool
-/// keeps its configuration, and other threads use the pool as before. Cheap after the first call.
+/// keeps its configuration, and other threads use the pool as before (while the main thread is
+/// busy outside a kernel, theirs run on the other workers). Cheap after the first call.
 pub fn adopt_main_thread() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
