@@ -136,6 +136,28 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
     (best, arg)
 }
 
+/// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding: the
+/// usual CNN pool. The maximum, then the first cell holding it by masked selects: no branch
+/// depends on the data, which on real inputs would be mispredicted half the time.
+fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, y: &mut [T], argmax: &mut [usize]) {
+    let out_w = in_w / 2;
+    let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
+    for (oh, (y_row, arg_row)) in out_rows.enumerate() {
+        let top = 2 * oh * in_w;
+        for (ow, (yv, am)) in y_row.iter_mut().zip(arg_row).enumerate() {
+            let (a, b) = (top + 2 * ow, top + in_w + 2 * ow);
+            let cells = [a, a + 1, b, b + 1];
+            let best = x[a].max(x[a + 1]).max(x[b].max(x[b + 1]));
+            let mut arg = cells[3];
+            for &c in cells[..3].iter().rev() {
+                let hit = usize::from(x[c] == best).wrapping_neg();
+                arg = (arg & !hit) | (c & hit);
+            }
+            (*yv, *am) = (best, arg);
+        }
+    }
+}
+
 /// Max pooling. `argmax[i]` is the flat index within its `(n, c)` input plane of the cell that
 /// gave `y[i]` (`usize::MAX`, with `y[i] = −∞`, for a window lying wholly in the padding).
 pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: &mut [usize]) {
@@ -146,66 +168,18 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
         return;
     }
     let (rows, cols) = g.spans();
-    // Columns whose windows lie wholly inside the input form one run; there a window's cells
-    // sit at fixed offsets, so whole output rows are done with straight loops.
-    let inside = |c: &Span| c.hi - c.lo == g.kernel.1;
-    let ow_lo = cols.iter().position(inside).unwrap_or(out_w);
-    let ow_hi = cols.iter().rposition(inside).map_or(ow_lo, |p| p + 1);
+    let two_by_two = (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0));
     let plane = |i: usize, y: &mut [T], argmax: &mut [usize]| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
-        // NaN (which wins) is rare: such planes take the per-window path throughout. (A fold,
-        // not `any`: without the early exit the scan vectorises.)
-        let has_nan = x.iter().fold(false, |seen, v| seen | v.is_nan());
-        let interior = if has_nan { 0..0 } else { ow_lo..ow_hi };
-        let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
-        if !has_nan && (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0)) {
-            // The usual CNN pool, whose rows are too short for the loops below to pay off:
-            // each output reads two cells of two input rows.
-            for (oh, (y_row, arg_row)) in out_rows.enumerate() {
-                let top = 2 * oh * g.in_w;
-                for (ow, (yv, am)) in y_row.iter_mut().zip(arg_row).enumerate() {
-                    let (a, b) = (top + 2 * ow, top + g.in_w + 2 * ow);
-                    let cells = [a, a + 1, b, b + 1];
-                    let best = x[a].max(x[a + 1]).max(x[b].max(x[b + 1]));
-                    let mut arg = cells[3];
-                    for &c in cells[..3].iter().rev() {
-                        let hit = usize::from(x[c] == best).wrapping_neg();
-                        arg = (arg & !hit) | (c & hit);
-                    }
-                    (*yv, *am) = (best, arg);
-                }
-            }
-            return;
+        // NaN (which wins) is rare: such planes take the general path. (A fold, not `any`:
+        // without the early exit the scan vectorises.)
+        if two_by_two && !x.iter().fold(false, |seen, v| seen | v.is_nan()) {
+            return max_pool_2x2(x, g.in_w, y, argmax);
         }
+        let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
         for (r, (y_row, arg_row)) in rows.iter().zip(out_rows) {
-            for ow in (0..interior.start).chain(interior.end..out_w) {
-                (y_row[ow], arg_row[ow]) = window_max(x, g.in_w, r, &cols[ow]);
-            }
-            if interior.is_empty() {
-                continue;
-            }
-            let (best, arg) = (&mut y_row[interior.clone()], &mut arg_row[interior.clone()]);
-            let (first_col, step) = (cols[interior.start].lo, g.stride.1);
-            // The maximum, then the first cell (row-major) holding it: a backward scan of
-            // masked selects. No branch depends on the data, which random inputs would make
-            // mispredict half the time.
-            best.fill(T::NEG_INFINITY);
-            for ih in r.lo..r.hi {
-                for kw in 0..g.kernel.1 {
-                    let start = ih * g.in_w + first_col + kw;
-                    best.iter_mut().enumerate().for_each(|(k, b)| *b = b.max(x[start + k * step]));
-                }
-            }
-            arg.fill(usize::MAX);
-            for ih in (r.lo..r.hi).rev() {
-                for kw in (0..g.kernel.1).rev() {
-                    let start = ih * g.in_w + first_col + kw;
-                    for (k, (a, &b)) in arg.iter_mut().zip(best.iter()).enumerate() {
-                        let i = start + k * step;
-                        let hit = usize::from(x[i] == b).wrapping_neg();
-                        *a = (*a & !hit) | (i & hit);
-                    }
-                }
+            for ((c, yv), am) in cols.iter().zip(y_row).zip(arg_row) {
+                (*yv, *am) = window_max(x, g.in_w, r, c);
             }
         }
     };
