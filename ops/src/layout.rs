@@ -4,6 +4,7 @@
 //! contiguous; every function writes a fresh contiguous output.
 
 use crate::{broadcast_strides, contiguous_strides, numel, Element};
+use rayon::prelude::*;
 
 /// Visits every multi-index of `shape` in row-major order, calling `f(linear_out, offset)` where
 /// `offset = Σ index[d] · strides[d]`. The innermost dimension is walked in a tight loop.
@@ -91,7 +92,6 @@ fn gather_strided<T: Element>(x: &[T], shape: &[usize], strides: &[usize], out: 
     };
     let per = (GATHER_PIECE / inner).max(1) * inner;
     if out.len() > per && rayon::current_num_threads() > 1 {
-        use rayon::prelude::*;
         out.par_chunks_mut(per).enumerate().for_each(|(i, o)| rows(i * per / inner, o));
     } else {
         rows(0, out);
