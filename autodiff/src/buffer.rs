@@ -62,6 +62,15 @@ impl Buffer {
         Buffer::F32(Arc::clone(&EMPTY))
     }
 
+    /// Gives the storage back to this thread's buffer pool, unless another buffer still
+    /// shares it, leaving an empty buffer in its place (a dropped tensor's value).
+    pub(crate) fn recycle(&mut self) {
+        match std::mem::take(self) {
+            Buffer::F32(v) => crate::pool::keep(v),
+            Buffer::F64(v) => crate::pool::keep(v),
+        }
+    }
+
     /// A copy that shares no storage with `self`.
     pub fn unshared(&self) -> Buffer {
         match self {
@@ -170,24 +179,3 @@ macro_rules! with_dtype {
     };
 }
 pub(crate) use with_dtype;
-
-/// Takes a buffer of `$len` elements of `$dtype` as `$out: Vec<$T>`, runs `$body`, which must
-/// write every element, and wraps the result in a [`Buffer`]. `compute!(zeroed ...)` starts
-/// from zeros, for kernels that add into their output.
-macro_rules! compute {
-    (@ $alloc:ident, $dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
-        $crate::buffer::with_dtype!($dtype, $T => {
-            #[allow(unused_mut)]
-            let mut $out: Vec<$T> = $crate::pool::$alloc($len);
-            $body;
-            <$T as $crate::buffer::Elem>::wrap($out)
-        })
-    };
-    (zeroed $dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
-        $crate::buffer::compute!(@ zeros, $dtype, $len, |$T, $out| $body)
-    };
-    ($dtype:expr, $len:expr, |$T:ident, $out:ident| $body:block) => {
-        $crate::buffer::compute!(@ take, $dtype, $len, |$T, $out| $body)
-    };
-}
-pub(crate) use compute;

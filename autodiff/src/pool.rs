@@ -2,12 +2,12 @@
 //!
 //! Each eager op allocates its output. Buffers above glibc's mmap threshold (128 KiB) would go
 //! back to the OS when a step's graph drops and be page-faulted in again by the next step, which
-//! dominated conv and transformer steps. Dropped nodes return their buffers here instead, and
-//! new outputs of the same length reuse them. Most kernels overwrite their whole output, so a
-//! reused buffer is handed out as it is ([`take`]); kernels that add into their output ask for
-//! [`zeros`].
+//! dominated conv and transformer steps. Dropped nodes return their buffers here instead
+//! (`Buffer::recycle`), and new outputs of the same length reuse them, handed out as they are
+//! ([`take`]): every op's forward overwrites or clears its output. The pool knows vectors
+//! only, not `Buffer`s, which build on it.
 
-use crate::buffer::{Buffer, Elem};
+use graphgrad_ops::Element;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ thread_local! {
 }
 
 /// Element types with a free list in the pool.
-pub(crate) trait Pooled: Elem {
+pub(crate) trait Pooled: Element {
     fn lists(pool: &mut Pool) -> &mut HashMap<usize, Vec<Vec<Self>>>;
     fn shells(pool: &mut Pool) -> &mut Vec<Arc<Vec<Self>>>;
 }
@@ -81,17 +81,6 @@ pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
     v
 }
 
-/// `len` zeros, reusing a freed buffer of that length when there is one.
-pub(crate) fn zeros<T: Pooled>(len: usize) -> Vec<T> {
-    match reuse(len) {
-        Some(mut v) => {
-            v.fill(T::ZERO);
-            v
-        }
-        None => vec![T::ZERO; len],
-    }
-}
-
 /// A freed buffer of exactly `len` elements, with stale contents.
 fn reuse<T: Pooled>(len: usize) -> Option<Vec<T>> {
     if len * std::mem::size_of::<T>() < MIN_POOLED_BYTES {
@@ -124,16 +113,8 @@ fn give<T: Pooled>(v: Vec<T>) {
     });
 }
 
-/// Takes back the storage of a dropped tensor, unless another tensor still shares it, leaving
-/// an empty buffer in its place.
-pub(crate) fn recycle(buffer: &mut Buffer) {
-    match std::mem::take(buffer) {
-        Buffer::F32(v) => keep(v),
-        Buffer::F64(v) => keep(v),
-    }
-}
-
-fn keep<T: Pooled>(mut shared: Arc<Vec<T>>) {
+/// Takes back the storage of a dropped buffer unless it is still shared, and keeps its `Arc`.
+pub(crate) fn keep<T: Pooled>(mut shared: Arc<Vec<T>>) {
     let Some(data) = Arc::get_mut(&mut shared) else { return };
     give(std::mem::take(data));
     let _ = POOL.try_with(|p| {

@@ -7,7 +7,7 @@
 //! handle of a deep graph frees it iteratively (see `Drop for Node`).
 
 use crate::buffer::{with_dtype, Buffer, Elem};
-use crate::op::{self, Op};
+use crate::op::{self, Op, ValueInfo};
 use crate::{grad_enabled, Error, Result};
 use graphgrad_ops::{numel, random, DType, Element, Shape};
 use rand_chacha::ChaCha8Rng;
@@ -32,7 +32,7 @@ pub(crate) struct Node {
 impl Drop for Node {
     /// Frees the input chain with an explicit stack: recursion would overflow on deep graphs.
     fn drop(&mut self) {
-        crate::pool::recycle(self.value.get_mut().unwrap_or_else(|e| e.into_inner()));
+        self.value.get_mut().unwrap_or_else(|e| e.into_inner()).recycle();
         let mut stack: Vec<Tensor> = std::mem::take(&mut self.inputs).into_vec();
         while let Some(t) = stack.pop() {
             if let Ok(mut node) = Arc::try_unwrap(t.0) {
@@ -84,33 +84,25 @@ impl Tensor {
         }))
     }
 
-    /// Records `op` applied to `inputs` with the inferred output `shape`, evaluating it now.
-    /// Callers have checked shapes and dtypes.
-    pub(crate) fn record(op: Op, inputs: &[&Tensor], shape: Shape) -> Tensor {
+    /// Records `op` applied to `inputs`: runs the op's shape rule (the error names the op and
+    /// the shapes), then its kernel, now.
+    pub(crate) fn record(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        let infos: SmallVec<[ValueInfo; 3]> = inputs.iter().map(|t| t.info()).collect();
+        let out = op.infer(&infos)?;
         let value = {
             let guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> =
                 inputs.iter().map(|t| t.read()).collect();
             let args: SmallVec<[op::Arg<'_>; 3]> =
                 guards.iter().zip(inputs).map(|(g, t)| op::Arg { buf: g, shape: t.shape() }).collect();
-            op::forward(&op, &args, &shape)
+            op.evaluate(&args, &out)
         };
-        Tensor::record_value(op, inputs, shape, value)
-    }
-
-    /// Records `op` whose output `value` the caller computed (ops whose kernel also produces
-    /// data the op keeps, such as max-pooling's argmax).
-    pub(crate) fn record_value(op: Op, inputs: &[&Tensor], shape: Shape, value: Buffer) -> Tensor {
         let requires_grad =
             grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
         // While `compile` traces, every op keeps its inputs (comparison masks, ops on data
         // that needs no gradient) so the trace holds the whole dataflow.
         let keep = requires_grad || crate::mode::tracing();
         let recorded = if keep { inputs.iter().map(|&t| t.clone()).collect() } else { Inputs::new() };
-        let t = Tensor::new_node(op, recorded, shape, value, requires_grad);
-        if crate::mode::tracing() {
-            crate::compile::note_traced(&t);
-        }
-        t
+        Ok(Tensor::new_node(op, recorded, out.shape, value, requires_grad))
     }
 
     /// A tensor from row-major data and a shape.
@@ -191,10 +183,15 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        Tensor::record(Op::Cast(dtype), &[self], self.0.shape.clone())
+        Tensor::record(Op::Cast(dtype), &[self]).expect("internal invariant: any tensor can be cast")
     }
 
     // ---- inspection ----
+
+    /// Shape and dtype.
+    pub fn info(&self) -> ValueInfo {
+        ValueInfo { shape: self.0.shape.clone(), dtype: self.0.dtype }
+    }
 
     /// Dimension sizes, outermost first.
     pub fn shape(&self) -> &[usize] {

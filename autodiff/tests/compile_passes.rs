@@ -270,3 +270,34 @@ fn mismatched_inputs_and_parameters_as_inputs_are_errors() {
     // the parameter is intact after the refused call
     assert_eq!(w.to_vec::<f32>().unwrap(), data(&[2], 1).to_vec::<f32>().unwrap());
 }
+
+#[test]
+fn silu_log_sigmoid_and_hardtanh_fuse_with_their_backward() {
+    // y = Σ hardtanh(log_sigmoid(silu(x))·w) and dy/dw, dy/dx: the forward and backward chains
+    // become fused kernels, and every value equals the eager step's.
+    let w = Var::new("w", &data(&[4096], 7));
+    let step = {
+        let w = w.clone();
+        move |io: &[Tensor]| {
+            let h = io[0].silu().log_sigmoid().mul(&w)?.hardtanh(-0.5, 0.25)?;
+            let y = h.sum_all()?;
+            let g = grad(std::slice::from_ref(&y), &[io[0].clone(), w.tensor().clone()], false)?;
+            Ok(Step::new(vec![y, g[0].clone(), g[1].clone()]))
+        }
+    };
+    let x = data(&[4096], 8).requires_grad_();
+    let eager = step(std::slice::from_ref(&x)).unwrap().outputs;
+    let mut f = compile_with(step, only(CompileOptions::default()));
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    for (got, want) in out.iter().zip(&eager) {
+        assert_close(&got.to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    let p = f.program(std::slice::from_ref(&x)).unwrap();
+    let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
+    assert!(
+        ops.iter()
+            .all(|o| !o.starts_with("silu") && !o.starts_with("log_sigmoid") && !o.starts_with("hardtanh")),
+        "unfused: {ops:?}"
+    );
+    assert!(ops.iter().filter(|o| o.starts_with("fused")).count() <= 3, "{ops:?}\n{}", p.log());
+}

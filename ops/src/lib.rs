@@ -22,6 +22,7 @@
 pub mod binary;
 pub mod conv;
 mod element;
+pub mod facts;
 pub mod gemm;
 pub mod index;
 pub mod layout;

@@ -139,7 +139,7 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
 /// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding: the
 /// usual CNN pool. The maximum, then the first cell holding it by masked selects: no branch
 /// depends on the data, which on real inputs would be mispredicted half the time.
-fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, y: &mut [T], argmax: &mut [usize]) {
+fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, y: &mut [T], argmax: &mut [T]) {
     let out_w = in_w / 2;
     let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
     for (oh, (y_row, arg_row)) in out_rows.enumerate() {
@@ -153,14 +153,15 @@ fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, y: &mut [T], argmax: &mut [usi
                 let hit = usize::from(x[c] == best).wrapping_neg();
                 arg = (arg & !hit) | (c & hit);
             }
-            (*yv, *am) = (best, arg);
+            (*yv, *am) = (best, T::from_usize(arg));
         }
     }
 }
 
 /// Max pooling. `argmax[i]` is the flat index within its `(n, c)` input plane of the cell that
-/// gave `y[i]` (`usize::MAX`, with `y[i] = −∞`, for a window lying wholly in the padding).
-pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: &mut [usize]) {
+/// gave `y[i]`, stored as a number of the element type (exact: the caller keeps planes within
+/// the type's integers), and −1, with `y[i] = −∞`, for a window lying wholly in the padding.
+pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: &mut [T]) {
     g.check(x.len(), y.len());
     assert!(argmax.len() == y.len(), "internal invariant: argmax has one index per output");
     let (out_w, in_plane, out_plane) = (g.out_w(), g.in_h * g.in_w, g.out_h() * g.out_w());
@@ -169,7 +170,7 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
     }
     let (rows, cols) = g.spans();
     let two_by_two = (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0));
-    let plane = |i: usize, y: &mut [T], argmax: &mut [usize]| {
+    let plane = |i: usize, y: &mut [T], argmax: &mut [T]| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
         // NaN (which wins) is rare: such planes take the general path. (A fold, not `any`:
         // without the early exit the scan vectorises.)
@@ -179,7 +180,8 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
         let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
         for (r, (y_row, arg_row)) in rows.iter().zip(out_rows) {
             for ((c, yv), am) in cols.iter().zip(y_row).zip(arg_row) {
-                (*yv, *am) = window_max(x, g.in_w, r, c);
+                let (best, arg) = window_max(x, g.in_w, r, c);
+                (*yv, *am) = (best, if arg == usize::MAX { -T::ONE } else { T::from_usize(arg) });
             }
         }
     };
@@ -195,9 +197,23 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
     }
 }
 
+/// The values of [`max_pool2d`] from its `argmax`: `y[i]` is the input at `argmax[i]` in its
+/// plane (−∞ where the index is −1). Also the adjoint of [`max_pool2d_backward`].
+pub fn max_pool2d_gather<T: Element>(g: &Pool2dGeometry, x: &[T], argmax: &[T], y: &mut [T]) {
+    g.check(x.len(), y.len());
+    assert!(argmax.len() == y.len(), "internal invariant: argmax has one index per output");
+    let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h() * g.out_w());
+    for_each_plane(y, out_plane, g.parallel(), |i, y| {
+        let x = &x[i * in_plane..(i + 1) * in_plane];
+        for (yv, &a) in y.iter_mut().zip(&argmax[i * out_plane..(i + 1) * out_plane]) {
+            *yv = if a < T::ZERO { T::NEG_INFINITY } else { x[a.to_f64() as usize] };
+        }
+    });
+}
+
 /// The input gradient of [`max_pool2d`]: `dx` is zeroed, then each `dy[i]` is added at its
 /// recorded `argmax[i]` (overlapping windows accumulate).
-pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], argmax: &[usize], dx: &mut [T]) {
+pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], argmax: &[T], dx: &mut [T]) {
     g.check(dx.len(), dy.len());
     assert!(argmax.len() == dy.len(), "internal invariant: argmax has one index per output");
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h() * g.out_w());
@@ -208,8 +224,8 @@ pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], argmax: &[u
     for_each_plane(dx, in_plane, g.parallel(), |i, dx| {
         let range = i * out_plane..(i + 1) * out_plane;
         for (&d, &a) in dy[range.clone()].iter().zip(&argmax[range]) {
-            if a != usize::MAX {
-                dx[a] += d;
+            if a >= T::ZERO {
+                dx[a.to_f64() as usize] += d;
             }
         }
     });
@@ -315,11 +331,15 @@ mod tests {
         let t = |v: &[f64]| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>();
         let (atol, rtol) = if T::DTYPE == crate::DType::F32 { (1e-6, 1e-5) } else { (1e-14, 1e-12) };
 
-        let (mut y, mut am) = (vec![T::from_f64(f64::NAN); n_out], vec![7; n_out]);
+        let (mut y, mut am) = (vec![T::from_f64(f64::NAN); n_out], vec![T::from_f64(7.0); n_out]);
         max_pool2d(g, x, &mut y, &mut am);
         let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
         assert!(y.iter().zip(&y_max).all(|(a, &b)| same(a.to_f64(), b)), "{g:?}");
-        assert_eq!(am, arg, "{g:?}");
+        let arg_as_t: Vec<f64> = arg.iter().map(|&a| if a == usize::MAX { -1.0 } else { a as f64 }).collect();
+        assert_eq!(am.iter().map(|a| a.to_f64()).collect::<Vec<_>>(), arg_as_t, "{g:?}");
+        let mut gathered = vec![T::from_f64(f64::NAN); n_out];
+        max_pool2d_gather(g, x, &am, &mut gathered);
+        assert!(gathered.iter().zip(&y_max).all(|(a, &b)| same(a.to_f64(), b)), "gather {g:?}");
         let mut dx = vec![T::from_f64(f64::NAN); x.len()];
         max_pool2d_backward(g, &dy, &am, &mut dx);
         assert_close(&dx, &t(&dx_max), atol, rtol);
@@ -413,9 +433,9 @@ mod tests {
             stride: (1, 1),
             padding: (0, 0),
         };
-        let (mut y, mut am) = (vec![0.0; 2], vec![0; 2]);
+        let (mut y, mut am) = (vec![0.0; 2], vec![0.0; 2]);
         max_pool2d(&g, &[2.0, 2.0, 1.0, 2.0], &mut y, &mut am);
-        assert_eq!((y, am), (vec![2.0, 2.0], vec![0, 1]));
+        assert_eq!((y, am), (vec![2.0, 2.0], vec![0.0, 1.0]));
     }
 
     #[test]
@@ -445,10 +465,10 @@ mod tests {
             padding: (1, 1),
         };
         let x: Vec<f64> = random_vec::<f64>(g.input_len(), 3).iter().map(|v| v.abs() - 2.0).collect();
-        let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0; g.output_len()]);
+        let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
         max_pool2d(&g, &x, &mut y, &mut am);
         assert!(y.iter().all(|&v| v < -1.0));
-        assert!(am.iter().all(|&a| a < 25));
+        assert!(am.iter().all(|&a| (0.0..25.0).contains(&a)));
         check::<f64>(&g, &x, 4);
     }
 
@@ -484,7 +504,7 @@ mod tests {
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
-                let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0; g.output_len()]);
+                let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
                 max_pool2d(&g, &x, &mut y, &mut am);
                 let mut dx = vec![0.0; g.input_len()];
                 max_pool2d_backward(&g, &dy, &am, &mut dx);
@@ -493,7 +513,7 @@ mod tests {
                 let mut dxa = vec![0.0; g.input_len()];
                 avg_pool2d_backward(&g, &dy, &mut dxa);
                 let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-                (bits(y), am, bits(dx), bits(ya), bits(dxa))
+                (bits(y), bits(am), bits(dx), bits(ya), bits(dxa))
             })
         };
         let one = run(1);

@@ -20,7 +20,8 @@ pub(crate) mod kernels;
 #[cfg(test)]
 mod tests;
 
-use crate::{numel, split_at_axis, Element};
+use crate::facts::fact::DIFFERENTIABLE;
+use crate::{numel, op_facts, split_at_axis, Element};
 use kernels::{
     col_extreme, col_sum, lse_finish, pick_max, pick_min, reduce_rows, sum_exp_slice, sum_slice, ColPairwise,
     Pairwise, Stage, BLOCK, ROW_LEAF,
@@ -51,15 +52,17 @@ pub enum ReduceOp {
     LogSumExp,
 }
 
+op_facts! { ReduceOp;
+    Sum => "sum", DIFFERENTIABLE;
+    Mean => "mean", DIFFERENTIABLE;
+    Max => "max", DIFFERENTIABLE;
+    Min => "min", DIFFERENTIABLE;
+    LogSumExp => "logsumexp", DIFFERENTIABLE;
+}
+
 impl fmt::Display for ReduceOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReduceOp::Sum => "sum",
-            ReduceOp::Mean => "mean",
-            ReduceOp::Max => "max",
-            ReduceOp::Min => "min",
-            ReduceOp::LogSumExp => "logsumexp",
-        })
+        f.write_str(self.name())
     }
 }
 

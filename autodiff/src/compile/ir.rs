@@ -7,15 +7,15 @@
 //!
 //! Invariants (checked by [`Graph::verify`] after every pass in debug builds): the graph is
 //! acyclic; a node's incoming edges fill slots `0..n` exactly once, with `n` what the op
-//! takes; every port exists; every output and update names an existing value; elementwise ops
-//! and fused kernels agree with their operands' shapes.
+//! takes; every port exists; every output and update names an existing value; every op's
+//! output is what its shape rule (`Op::infer`, the rule eager mode uses) gives for its
+//! operands, and fused kernels and matmul epilogues agree with their operands' shapes.
 
 use crate::compile::kernel::FusedKernel;
-use crate::op::Op;
+use crate::op::{Arity, Op};
 use crate::Buffer;
 use graphgrad_ops::gemm::Activation;
-use graphgrad_ops::pool::Pool2dGeometry;
-use graphgrad_ops::{broadcast_shapes, numel, DType, Shape};
+use graphgrad_ops::{broadcast_shapes, DType, Shape};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -58,11 +58,8 @@ pub enum IrOp {
     Param(usize),
     /// A constant captured by the trace.
     Const(Arc<Buffer>),
-    /// A recorded autodiff op, run by its own kernel (`op::forward`).
+    /// A recorded autodiff op, run by its own kernel (`Op::forward`).
     Op(Op),
-    /// Max-pool's backward: scatter-add `g` (flattened `[planes, out_h·out_w]`) at the argmax of
-    /// `x`, recomputed from `x` at each call; inputs `(g, x)`.
-    MaxPoolBackward(Pool2dGeometry),
     /// A matrix product of two rank-2 operands with a fused epilogue
     /// `activation(a·b + bias)`; inputs `(a, b[, bias])`.
     MatMulEpilogue {
@@ -85,23 +82,14 @@ impl IrOp {
         matches!(self, IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_))
     }
 
-    /// How many operands the op takes, when fixed by the op itself.
-    fn arity(&self) -> Option<usize> {
-        Some(match self {
-            IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => 0,
-            IrOp::MaxPoolBackward(_) => 2,
-            IrOp::MatMulEpilogue { bias, .. } => 2 + usize::from(*bias),
-            IrOp::Fused(k) => k.inputs.len(),
-            IrOp::Op(Op::Binary(_) | Op::MatMul { .. }) => 2,
-            IrOp::Op(Op::Where) => 3,
-            IrOp::Op(Op::Cat { .. }) => return None,
-            IrOp::Op(Op::Conv2d(_) | Op::Conv2dBackwardInput(_) | Op::Conv2dBackwardWeight(_)) => 2,
-            IrOp::Op(
-                Op::SoftmaxBackward { .. } | Op::LogSoftmaxBackward { .. } | Op::LayerNormBackward { .. },
-            ) => 2,
-            IrOp::Op(Op::Leaf) => 0,
-            IrOp::Op(_) => 1,
-        })
+    /// How many operands the op takes.
+    pub fn arity(&self) -> Arity {
+        match self {
+            IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => Arity::Exactly(0),
+            IrOp::MatMulEpilogue { bias, .. } => Arity::Exactly(2 + usize::from(*bias)),
+            IrOp::Fused(k) => Arity::Exactly(k.inputs.len()),
+            IrOp::Op(op) => op.arity(),
+        }
     }
 }
 
@@ -113,7 +101,6 @@ impl fmt::Display for IrOp {
             IrOp::Const(b) if b.len() == 1 => write!(f, "const({})", b.to_f64_vec()[0]),
             IrOp::Const(b) => write!(f, "const[{}]", b.len()),
             IrOp::Op(op) => write!(f, "{op}"),
-            IrOp::MaxPoolBackward(_) => f.write_str("max_pool2d_backward"),
             IrOp::MatMulEpilogue { bias, activation, .. } => {
                 write!(f, "matmul+{}{:?}", if *bias { "bias+" } else { "" }, activation)
             }
@@ -122,21 +109,7 @@ impl fmt::Display for IrOp {
     }
 }
 
-/// Shape and element type of one value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValueInfo {
-    /// Dimension sizes.
-    pub shape: Shape,
-    /// Element type.
-    pub dtype: DType,
-}
-
-impl ValueInfo {
-    /// Bytes the value occupies.
-    pub fn bytes(&self) -> usize {
-        numel(&self.shape) * self.dtype.size()
-    }
-}
+pub use crate::op::ValueInfo;
 
 /// A node: an op and the values it produces.
 #[derive(Clone, Debug)]
@@ -276,15 +249,14 @@ impl Graph {
                     node.op
                 ));
             }
-            if let Some(arity) = node.op.arity() {
-                if arity != slots.len() {
-                    return Err(format!(
-                        "node {} ({}): {} operands, expected {arity}",
-                        n.index(),
-                        node.op,
-                        slots.len()
-                    ));
-                }
+            if !node.op.arity().admits(slots.len()) {
+                return Err(format!(
+                    "node {} ({}): {} operands, expected {:?}",
+                    n.index(),
+                    node.op,
+                    slots.len(),
+                    node.op.arity()
+                ));
             }
             if node.outs.is_empty() {
                 return Err(format!("node {} ({}): no outputs", n.index(), node.op));
@@ -309,41 +281,53 @@ impl Graph {
         Ok(())
     }
 
+    /// Every op's output against its shape rule (`Op::infer`); fused kernels and epilogues
+    /// against their operands.
     fn verify_shapes(&self, n: NodeIndex) -> Result<(), String> {
         let node = &self.g[n];
         let ins = self.inputs(n);
         let out = &node.outs[0];
         let bad = |what: &str| Err(format!("node {} ({}): {what}", n.index(), node.op));
-        if ins.iter().any(|&v| self.info(v).dtype != out.dtype) && !matches!(node.op, IrOp::Op(Op::Cast(_))) {
-            return bad("operand dtypes differ from the output's");
-        }
         match &node.op {
-            IrOp::Op(Op::Unary(_)) if self.info(ins[0]).shape != out.shape => bad("unary changes the shape"),
-            IrOp::Op(Op::Binary(_) | Op::Where) => {
-                let mut s: Shape = Shape::new();
-                for &v in &ins {
-                    s = broadcast_shapes(&s, &self.info(v).shape).unwrap_or_else(|| smallvec![usize::MAX]);
+            IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => Ok(()),
+            IrOp::Op(op) => {
+                let infos: Vec<ValueInfo> = ins.iter().map(|&v| self.info(v).clone()).collect();
+                match op.infer(&infos) {
+                    Ok(expected) if expected == *out => Ok(()),
+                    Ok(expected) => {
+                        bad(&format!("the shape rule gives {expected:?}, the node holds {out:?}"))
+                    }
+                    Err(e) => bad(&e.to_string()),
                 }
-                if s != out.shape {
-                    return bad("operands do not broadcast to the output shape");
+            }
+            IrOp::MatMulEpilogue { trans_a, trans_b, bias, .. } => {
+                let (a, b) = (self.info(ins[0]), self.info(ins[1]));
+                let product =
+                    Op::MatMul { trans_a: *trans_a, trans_b: *trans_b }.infer(&[a.clone(), b.clone()]);
+                match product {
+                    Ok(p) if p == *out && a.shape.len() == 2 => {}
+                    Ok(p) => return bad(&format!("the product gives {p:?}, the node holds {out:?}")),
+                    Err(e) => return bad(&e.to_string()),
+                }
+                if *bias && self.info(ins[2]).shape.as_slice() != [out.shape[1]] {
+                    return bad("the bias is not one value per column");
                 }
                 Ok(())
-            }
-            IrOp::Op(Op::Reshape) if numel(&self.info(ins[0]).shape) != numel(&out.shape) => {
-                bad("reshape changes the element count")
             }
             IrOp::Fused(k) => {
                 if k.outputs.len() != node.outs.len() {
                     return bad("kernel and node disagree on outputs");
                 }
                 for (i, &v) in ins.iter().enumerate() {
+                    if self.info(v).dtype != k.dtype {
+                        return bad(&format!("operand {i} has another element type"));
+                    }
                     if broadcast_shapes(&self.info(v).shape, &k.shape).as_deref() != Some(&k.shape[..]) {
                         return bad(&format!("operand {i} does not broadcast to the iteration shape"));
                     }
                 }
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 }

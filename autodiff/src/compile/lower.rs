@@ -7,38 +7,15 @@
 //! each call), every other leaf, and any node recorded outside the trace without inputs, a
 //! [`IrOp::Const`].
 //!
-//! Data-dependent payloads: `MaxPool2d` recomputes its argmax in its kernel, and the
-//! `ScatterAdd` of max-pool's backward (recognised by sharing the argmax `Arc`) becomes
-//! [`IrOp::MaxPoolBackward`], which recomputes the argmax from the pooled input at each
-//! call. Any other use of an argmax (a gather of second-order gradients) is rejected.
-//! Index lists given by the user (`gather`, `index_select`, embedding ids) are constants of
+//! Every recorded op lowers to itself ([`IrOp::Op`]): data-dependent values such as max-pool's
+//! indices are ordinary outputs of their own ops. Index lists given by the user (`gather`, `index_select`, embedding ids) are constants of
 //! the trace, like `jax.jit`'s static arguments: pass data that changes per call as tensors.
 
 use super::ir::{Graph, IrOp, Value};
-use crate::op::Op;
 use crate::{Error, Result, Tensor};
 use petgraph::stable_graph::NodeIndex;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-thread_local! {
-    /// Max-pool nodes recorded by the running trace: their argmax payloads are recognised
-    /// in the backward's scatter.
-    static POOLS: RefCell<Vec<Tensor>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Called by `Tensor::record_value` for every node recorded while tracing.
-pub(crate) fn note_traced(t: &Tensor) {
-    if matches!(t.op(), Op::MaxPool2d { .. }) {
-        POOLS.with(|p| p.borrow_mut().push(t.clone()));
-    }
-}
-
-/// Clears the max-pool log (at the start and end of a trace).
-pub(crate) fn take_pools() -> Vec<Tensor> {
-    POOLS.with(|p| std::mem::take(&mut *p.borrow_mut()))
-}
 
 fn compile_error(reason: String) -> Error {
     Error::InvalidArgument { op: "compile", reason }
@@ -49,16 +26,8 @@ pub(crate) fn lower(
     inputs: &[Tensor],
     outputs: &[Tensor],
     updates: &[(Tensor, Tensor)],
-    pools: &[Tensor],
 ) -> Result<(Graph, Vec<Tensor>)> {
     let input_ids: HashMap<usize, usize> = inputs.iter().enumerate().map(|(i, t)| (t.id(), i)).collect();
-    let argmax_of: HashMap<usize, &Tensor> = pools
-        .iter()
-        .filter_map(|p| match p.op() {
-            Op::MaxPool2d { argmax, .. } => Some((argmax.as_ptr() as usize, p)),
-            _ => None,
-        })
-        .collect();
     let mut state: Vec<Tensor> = Vec::new();
     let mut state_ids: HashMap<usize, usize> = HashMap::new();
     for (i, (target, value)) in updates.iter().enumerate() {
@@ -88,7 +57,7 @@ pub(crate) fn lower(
         if lowered.contains_key(&t.id()) {
             continue;
         }
-        let operands = operands_of(&t, &input_ids, &argmax_of)?;
+        let operands = operands_of(&t, &input_ids);
         if !expanded {
             stack.push((t.clone(), true));
             for o in operands.iter().rev() {
@@ -112,15 +81,7 @@ pub(crate) fn lower(
                 IrOp::Const(Arc::new(t.read().clone()))
             }
         } else {
-            match t.op() {
-                Op::ScatterAdd { index, .. } if argmax_of.contains_key(&(index.as_ptr() as usize)) => {
-                    let Op::MaxPool2d { geometry, .. } = argmax_of[&(index.as_ptr() as usize)].op() else {
-                        unreachable!("internal invariant: the argmax map holds max-pool nodes")
-                    };
-                    IrOp::MaxPoolBackward(*geometry)
-                }
-                op => IrOp::Op(op.clone()),
-            }
+            IrOp::Op(t.op().clone())
         };
         let n = graph.add(op, t.shape().into(), t.dtype(), &ins);
         lowered.insert(t.id(), n);
@@ -131,31 +92,9 @@ pub(crate) fn lower(
 }
 
 /// The tensors a node is computed from in the IR (empty for sources).
-fn operands_of(
-    t: &Tensor,
-    input_ids: &HashMap<usize, usize>,
-    argmax_of: &HashMap<usize, &Tensor>,
-) -> Result<Vec<Tensor>> {
-    if input_ids.contains_key(&t.id()) || t.inputs().is_empty() {
-        return Ok(Vec::new());
+fn operands_of(t: &Tensor, input_ids: &HashMap<usize, usize>) -> Vec<Tensor> {
+    if input_ids.contains_key(&t.id()) {
+        return Vec::new();
     }
-    match t.op() {
-        Op::ScatterAdd { index, .. } => match argmax_of.get(&(index.as_ptr() as usize)) {
-            // max-pool backward: (g, the pooled input)
-            Some(pool) => Ok(vec![t.inputs()[0].clone(), pool.inputs()[0].clone()]),
-            None => Ok(t.inputs().to_vec()),
-        },
-        Op::Gather { index, .. }
-        | Op::IndexSelect { indices: index, .. }
-        | Op::IndexAdd { indices: index, .. }
-            if argmax_of.contains_key(&(index.as_ptr() as usize)) =>
-        {
-            Err(compile_error(
-                "an index computed by max_pool2d is used outside its backward (second-order \
-                 gradients through max-pooling cannot be compiled: the argmax changes with the input)"
-                    .into(),
-            ))
-        }
-        _ => Ok(t.inputs().to_vec()),
-    }
+    t.inputs().to_vec()
 }

@@ -20,7 +20,6 @@
 //! bytes.
 
 use super::ir::{Graph, IrOp, Value};
-use crate::op::Op;
 use crate::{Error, Result};
 use graphgrad_ops::DType;
 use petgraph::stable_graph::NodeIndex;
@@ -89,7 +88,7 @@ pub struct MemoryPlan {
 }
 
 fn is_view(graph: &Graph, n: NodeIndex) -> bool {
-    matches!(graph.g[n].op, IrOp::Op(Op::Reshape))
+    matches!(&graph.g[n].op, IrOp::Op(op) if op.is_view())
 }
 
 /// Plans `graph` (see the module docs). `allow_inplace` enables in-place updates of state

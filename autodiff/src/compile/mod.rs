@@ -39,9 +39,9 @@
 //! `index_select`, `embedding` or a loss as `&[usize]` would be constants of the program, so
 //! tracing them is an error unless they are wrapped in [`constant_indices`]; pass class
 //! targets as a one-hot tensor input when they change per call. Leaves other than the inputs and
-//! parameters are constants. Max-pooling recomputes its argmax from the new input at each
-//! call; training-mode dropout is rejected while tracing (its mask would be frozen); second
-//! derivatives through max-pooling are rejected. To differentiate with respect to an input,
+//! parameters are constants. Max-pooling's indices are an output of their own op, computed from
+//! the new input at each call; training-mode dropout is rejected while tracing (its mask would
+//! be frozen). To differentiate with respect to an input,
 //! pass an input that requires grad: the traced input does too.
 
 pub mod dot;
@@ -51,8 +51,6 @@ mod lower;
 pub mod memory;
 pub mod passes;
 mod replay;
-
-pub(crate) use lower::note_traced;
 
 use crate::mode::TracingGuard;
 use crate::{DType, Error, Result, Tensor};
@@ -175,14 +173,11 @@ impl Program {
             .iter()
             .map(|t| Tensor::leaf(t.read().clone(), t.shape(), t.requires_grad()))
             .collect::<Result<_>>()?;
-        lower::take_pools();
-        let result = {
+        let step = {
             let _tracing = TracingGuard::new();
             step(&traced)
-        };
-        let pools = lower::take_pools();
-        let step = result?;
-        let (mut graph, state) = lower::lower(&traced, &step.outputs, &step.updates, &pools)?;
+        }?;
+        let (mut graph, state) = lower::lower(&traced, &step.outputs, &step.updates)?;
         drop(step);
         let traced_nodes = graph.node_count();
         let mut reports = passes::run_pipeline(&mut graph, &passes::pipeline(options), options.verify)?;

@@ -7,9 +7,8 @@
 //! later call once the caller has dropped the tensor), writes back the updates that were not done in place, and moves the state
 //! buffers back (also when a kernel panics).
 //!
-//! Kernels: fused kernels, matmul epilogues, matmuls, reductions, softmax and max-pool
-//! backward write straight into their planned slot; every other op runs its own eager kernel
-//! (`op::forward`) and its result is copied into the slot.
+//! Kernels: every op runs the same forward as in eager mode (`Op::forward`), writing straight
+//! into its planned slot; fused kernels and matmul epilogues, the compiler's own, do the same.
 //!
 //! Slot invariant: a slot's vector always has its planned capacity, all of it initialised
 //! (allocated zeroed), and its length is the length of the value living in it, so kernels
@@ -19,11 +18,10 @@ use super::ir::{Graph, IrOp, Value};
 use super::kernel::FusedKernel;
 use super::memory::{MemoryPlan, Place};
 use crate::buffer::{with_dtype, Elem};
-use crate::op::{self, Arg, Op};
+use crate::op::{Arg, Op};
 use crate::{Buffer, Result, Tensor};
-use graphgrad_ops::gemm::{batched_gemm, gemm_with_epilogue, Activation, Epilogue, Gemm};
-use graphgrad_ops::pool::{self, Pool2dGeometry};
-use graphgrad_ops::{numel, reduce, softmax, split_at_axis, Element, Shape};
+use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
+use graphgrad_ops::{numel, Shape};
 use std::sync::Arc;
 
 /// What a step runs.
@@ -32,7 +30,6 @@ enum Kernel {
     Op(Op),
     Fused(Arc<FusedKernel>),
     Epilogue { trans_a: bool, trans_b: bool, activation: Activation },
-    MaxPoolBackward(Pool2dGeometry),
 }
 
 /// Where an operand is read from.
@@ -103,8 +100,9 @@ impl Executor {
                     IrOp::MatMulEpilogue { trans_a, trans_b, activation, .. } => {
                         Kernel::Epilogue { trans_a: *trans_a, trans_b: *trans_b, activation: *activation }
                     }
-                    IrOp::MaxPoolBackward(g) => Kernel::MaxPoolBackward(*g),
-                    other => unreachable!("internal invariant: {other} is not scheduled"),
+                    IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => {
+                        unreachable!("internal invariant: sources are not scheduled")
+                    }
                 };
                 let ins = graph
                     .inputs(n)
@@ -307,57 +305,10 @@ fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], sl
                 &Epilogue { bias, activation: *activation },
             );
         }
-        Kernel::MaxPoolBackward(geo) => {
-            let x = in_slice(1);
-            let mut pooled = vec![T::ZERO; geo.output_len()];
-            let mut argmax = vec![0usize; geo.output_len()];
-            pool::max_pool2d(geo, x, &mut pooled, &mut argmax);
-            pool::max_pool2d_backward(geo, in_slice(0), &argmax, out(0));
-        }
         Kernel::Op(op) => {
-            if !run_direct::<T>(op, step, &in_slice, out(0)) {
-                let args: Vec<Arg<'_>> =
-                    (0..step.ins.len()).map(|i| Arg { buf: in_ref(i), shape: &step.ins[i].1 }).collect();
-                let value = op::forward(op, &args, &step.outs[0].1);
-                out(0).copy_from_slice(crate::buffer::typed::<T>(&value));
-            }
+            let args: Vec<Arg<'_>> =
+                (0..step.ins.len()).map(|i| Arg { buf: in_ref(i), shape: &step.ins[i].1 }).collect();
+            op.forward::<T>(&args, &step.outs[0].1, out(0));
         }
-    }
-}
-
-/// Ops whose kernel writes straight into the slot; false when `op` is not one of them.
-fn run_direct<'a, T: Element>(op: &Op, step: &Step, x: &dyn Fn(usize) -> &'a [T], out: &mut [T]) -> bool {
-    let shape = |i: usize| -> &[usize] { &step.ins[i].1 };
-    match op {
-        Op::MatMul { trans_a, trans_b } => {
-            let (a, b, o) = (shape(0), shape(1), &step.outs[0].1);
-            let ra = a.len();
-            let (m, k) = if *trans_a { (a[ra - 1], a[ra - 2]) } else { (a[ra - 2], a[ra - 1]) };
-            let n = o[o.len() - 1];
-            let batch = numel(&o[..o.len() - 2]);
-            let stride = |s: &[usize]| match numel(&s[..s.len() - 2]) {
-                1 => Some(0),
-                b if b == batch => Some(numel(&s[s.len() - 2..])),
-                _ => None,
-            };
-            let (Some(sa), Some(sb)) = (stride(a), stride(b)) else { return false };
-            let g = Gemm { m, n, k, trans_a: *trans_a, trans_b: *trans_b, accumulate: false };
-            batched_gemm(&g, batch, x(0), sa, x(1), sb, out);
-            true
-        }
-        Op::Reduce { op, axes, .. } => {
-            reduce::reduce(*op, x(0), shape(0), axes, out);
-            true
-        }
-        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
-            let (outer, len, inner) = split_at_axis(shape(0), *axis);
-            if matches!(op, Op::Softmax { .. }) {
-                softmax::softmax(x(0), outer, len, inner, out);
-            } else {
-                softmax::log_softmax(x(0), outer, len, inner, out);
-            }
-            true
-        }
-        _ => false,
     }
 }

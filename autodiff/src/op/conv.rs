@@ -1,18 +1,16 @@
-//! Convolution and pooling: conv1d/conv2d, transposed conv2d, max and average pooling.
+//! Convolution: conv1d/conv2d and transposed conv2d.
 //!
 //! Three primitives cover convolution: `Conv2d(x, w)`, its input adjoint
 //! `Conv2dBackwardInput(dy, w)` (which is also the transposed convolution) and its weight
 //! adjoint `Conv2dBackwardWeight(x, dy)`. The three are bilinear and each one's VJP is made of
-//! the other two, so convolutions differentiate to any order. Max-pool's backward is a
-//! scatter-add at the recorded argmax (whose adjoint is a gather); average pooling pairs with
-//! its adjoint.
+//! the other two, so convolutions differentiate to any order.
 
 use super::{Arg, InputGrads, Op};
-use crate::buffer::{compute, Buffer};
+use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::conv::{self, Conv2dGeometry};
-use graphgrad_ops::pool::{self, Pool2dGeometry};
-use graphgrad_ops::{numel, Shape};
+use graphgrad_ops::facts::fact::DIFFERENTIABLE;
+use graphgrad_ops::{op_facts, Shape};
 use smallvec::smallvec;
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's defaults: 1, 0, 1, 1).
@@ -44,71 +42,89 @@ pub struct ConvTranspose2dOptions {
     pub output_padding: (usize, usize),
 }
 
-pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
-    let (a, b) = (inputs[0], inputs.get(1).copied());
-    compute!(a.buf.dtype(), numel(shape), |T, out| {
-        match op {
-            Op::Conv2d(geo) => {
-                conv::conv2d(geo, a.data::<T>(), b.map(|w| w.data::<T>()).unwrap_or_default(), None, &mut out)
-            }
-            Op::Conv2dBackwardInput(geo) => conv::conv2d_backward_input(
-                geo,
-                a.data::<T>(),
-                b.map(|w| w.data::<T>()).unwrap_or_default(),
-                &mut out,
-            ),
-            Op::Conv2dBackwardWeight(geo) => conv::conv2d_backward_weight(
-                geo,
-                a.data::<T>(),
-                b.map(|d| d.data::<T>()).unwrap_or_default(),
-                &mut out,
-            ),
-            Op::MaxPool2d { geometry, .. } => {
-                let mut argmax = vec![0usize; numel(shape)];
-                pool::max_pool2d(geometry, a.data::<T>(), &mut out, &mut argmax)
-            }
-            Op::AvgPool2d(geo) => pool::avg_pool2d(geo, a.data::<T>(), &mut out),
-            Op::AvgPool2dBackward(geo) => pool::avg_pool2d_backward(geo, a.data::<T>(), &mut out),
-            _ => unreachable!("internal invariant: {op} is not a convolution or pooling op"),
-        }
-    })
+/// Convolution and its two adjoints; each one's VJP is made of the other two.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ConvOp {
+    /// 2-d convolution; inputs (x, weight).
+    Conv2d(Conv2dGeometry),
+    /// The input gradient of a convolution, also the transposed convolution; inputs (dy, weight).
+    Conv2dBackwardInput(Conv2dGeometry),
+    /// The weight gradient of a convolution; inputs (x, dy).
+    Conv2dBackwardWeight(Conv2dGeometry),
 }
 
-pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-    let inputs = node.inputs();
-    let wants = |i: usize| inputs[i].requires_grad();
-    Ok(match *node.op() {
-        // y = conv(x, w): dx = conv_bi(g, w), dw = conv_bw(x, g)
-        Op::Conv2d(geo) => {
-            let (x, w) = (&inputs[0], &inputs[1]);
-            smallvec![wants(0).then(|| conv_bi(geo, g, w)), wants(1).then(|| conv_bw(geo, x, g)),]
+op_facts! { ConvOp;
+    Conv2d(EXAMPLE) => "conv2d", DIFFERENTIABLE;
+    Conv2dBackwardInput(EXAMPLE) => "conv2d_backward_input", DIFFERENTIABLE;
+    Conv2dBackwardWeight(EXAMPLE) => "conv2d_backward_weight", DIFFERENTIABLE;
+}
+
+/// The geometry in the facts table: a 3×3 kernel over a 1×1×4×4 input.
+const EXAMPLE: Conv2dGeometry = Conv2dGeometry {
+    batch: 1,
+    in_channels: 1,
+    out_channels: 1,
+    in_h: 4,
+    in_w: 4,
+    kernel_h: 3,
+    kernel_w: 3,
+    stride: (1, 1),
+    padding: (0, 0),
+    dilation: (1, 1),
+    groups: 1,
+};
+
+impl ConvOp {
+    /// Both operands must have the shapes the geometry names.
+    pub(super) fn infer(&self, a: &[usize], b: &[usize]) -> Result<Shape> {
+        let (expect_a, expect_b, out) = match self {
+            ConvOp::Conv2d(geo) => (x_shape(geo), w_shape(geo), y_shape(geo)),
+            ConvOp::Conv2dBackwardInput(geo) => (y_shape(geo), w_shape(geo), x_shape(geo)),
+            ConvOp::Conv2dBackwardWeight(geo) => (x_shape(geo), y_shape(geo), w_shape(geo)),
+        };
+        if a != expect_a.as_slice() || b != expect_b.as_slice() {
+            return Err(Error::ShapeMismatch { op: self.name(), lhs: a.into(), rhs: b.into() });
         }
-        // y = conv_bi(dy, w) = conv(·, w)ᵀ dy: d dy = conv(g, w), dw = conv_bw(g, dy)
-        Op::Conv2dBackwardInput(geo) => {
-            let (dy, w) = (&inputs[0], &inputs[1]);
-            smallvec![wants(0).then(|| conv_fwd(geo, g, w)), wants(1).then(|| conv_bw(geo, g, dy)),]
+        Ok(out)
+    }
+
+    pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], out: &mut [T]) {
+        let (a, b) = (ins[0].data::<T>(), ins[1].data::<T>());
+        match self {
+            ConvOp::Conv2d(geo) => conv::conv2d(geo, a, b, None, out),
+            ConvOp::Conv2dBackwardInput(geo) => conv::conv2d_backward_input(geo, a, b, out),
+            ConvOp::Conv2dBackwardWeight(geo) => conv::conv2d_backward_weight(geo, a, b, out),
         }
-        // y = conv_bw(x, dy): dx = conv_bi(dy, g), d dy = conv(x, g)
-        Op::Conv2dBackwardWeight(geo) => {
-            let (x, dy) = (&inputs[0], &inputs[1]);
-            smallvec![wants(0).then(|| conv_bi(geo, dy, g)), wants(1).then(|| conv_fwd(geo, x, g)),]
-        }
-        // scatter the gradient back to each window's argmax
-        Op::MaxPool2d { geometry: geo, ref argmax } => {
-            let planes = geo.batch * geo.channels;
-            let flat = g.reshape(&[planes, geo.out_h() * geo.out_w()])?;
-            let spread = flat.scatter_add_into(1, argmax.clone(), &[planes, geo.in_h * geo.in_w]);
-            smallvec![Some(spread.reshape(inputs[0].shape())?)]
-        }
-        // average pooling and its adjoint are each other's VJP
-        Op::AvgPool2d(geo) => {
-            smallvec![Some(Tensor::record(Op::AvgPool2dBackward(geo), &[g], inputs[0].shape().into()))]
-        }
-        Op::AvgPool2dBackward(geo) => {
-            smallvec![Some(Tensor::record(Op::AvgPool2d(geo), &[g], inputs[0].shape().into()))]
-        }
-        ref other => unreachable!("internal invariant: {other} is not a convolution or pooling op"),
-    })
+    }
+
+    pub(super) fn vjp(&self, node: &Tensor, g: &Tensor) -> Result<InputGrads> {
+        let inputs = node.inputs();
+        let wants = |i: usize| inputs[i].requires_grad();
+        let (a, b) = (&inputs[0], &inputs[1]);
+        Ok(match *self {
+            // y = conv(x, w): dx = conv_bi(g, w), dw = conv_bw(x, g)
+            ConvOp::Conv2d(geo) => {
+                smallvec![
+                    wants(0).then(|| conv_bi(geo, g, b)).transpose()?,
+                    wants(1).then(|| conv_bw(geo, a, g)).transpose()?
+                ]
+            }
+            // y = conv_bi(dy, w) = conv(·, w)ᵀ dy: d dy = conv(g, w), dw = conv_bw(g, dy)
+            ConvOp::Conv2dBackwardInput(geo) => {
+                smallvec![
+                    wants(0).then(|| conv_fwd(geo, g, b)).transpose()?,
+                    wants(1).then(|| conv_bw(geo, g, a)).transpose()?
+                ]
+            }
+            // y = conv_bw(x, dy): dx = conv_bi(dy, g), d dy = conv(x, g)
+            ConvOp::Conv2dBackwardWeight(geo) => {
+                smallvec![
+                    wants(0).then(|| conv_bi(geo, b, g)).transpose()?,
+                    wants(1).then(|| conv_fwd(geo, a, g)).transpose()?
+                ]
+            }
+        })
+    }
 }
 
 fn x_shape(geo: &Conv2dGeometry) -> Shape {
@@ -123,16 +139,16 @@ fn y_shape(geo: &Conv2dGeometry) -> Shape {
     smallvec![geo.batch, geo.out_channels, geo.out_h(), geo.out_w()]
 }
 
-fn conv_fwd(geo: Conv2dGeometry, x: &Tensor, w: &Tensor) -> Tensor {
-    Tensor::record(Op::Conv2d(geo), &[x, w], y_shape(&geo))
+fn conv_fwd(geo: Conv2dGeometry, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Tensor::record(Op::Conv(ConvOp::Conv2d(geo)), &[x, w])
 }
 
-fn conv_bi(geo: Conv2dGeometry, dy: &Tensor, w: &Tensor) -> Tensor {
-    Tensor::record(Op::Conv2dBackwardInput(geo), &[dy, w], x_shape(&geo))
+fn conv_bi(geo: Conv2dGeometry, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Tensor::record(Op::Conv(ConvOp::Conv2dBackwardInput(geo)), &[dy, w])
 }
 
-fn conv_bw(geo: Conv2dGeometry, x: &Tensor, dy: &Tensor) -> Tensor {
-    Tensor::record(Op::Conv2dBackwardWeight(geo), &[x, dy], w_shape(&geo))
+fn conv_bw(geo: Conv2dGeometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    Tensor::record(Op::Conv(ConvOp::Conv2dBackwardWeight(geo)), &[x, dy])
 }
 
 /// Checks a convolution's operands and returns its geometry. `in_hw` is the spatial input size
@@ -223,7 +239,7 @@ impl Tensor {
                 rhs: weight.shape().into(),
             });
         }
-        add_channel_bias(conv_fwd(geo, self, weight), bias, "conv2d", 2)
+        add_channel_bias(conv_fwd(geo, self, weight)?, bias, "conv2d", 2)
     }
 
     /// 1-d convolution of `[N, C, L]` by `weight` `[O, C/groups, k]`, plus `bias` `[O]`
@@ -296,61 +312,6 @@ impl Tensor {
         if geo.out_h() != h || geo.out_w() != w || (h == 0 || w == 0) {
             return Err(mismatch());
         }
-        add_channel_bias(conv_bi(geo, self, weight), bias, "conv_transpose2d", 2)
-    }
-
-    fn pool_geometry(
-        &self,
-        op: &'static str,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Result<Pool2dGeometry> {
-        if self.rank() != 4 {
-            crate::bail!(op, "expects [N, C, H, W], got {:?}", self.shape());
-        }
-        if kernel.0 == 0 || kernel.1 == 0 || stride.0 == 0 || stride.1 == 0 {
-            crate::bail!(op, "kernel {kernel:?} and stride {stride:?} must be positive");
-        }
-        if 2 * padding.0 > kernel.0 || 2 * padding.1 > kernel.1 {
-            crate::bail!(op, "padding {padding:?} must be at most half the kernel {kernel:?}");
-        }
-        let s = self.shape();
-        if s[2] + 2 * padding.0 < kernel.0 || s[3] + 2 * padding.1 < kernel.1 {
-            crate::bail!(op, "kernel {kernel:?} is larger than the padded input {:?}", &s[2..]);
-        }
-        Ok(Pool2dGeometry { batch: s[0], channels: s[1], in_h: s[2], in_w: s[3], kernel, stride, padding })
-    }
-
-    /// Max pooling over `kernel` windows of `[N, C, H, W]` (padding acts as −∞).
-    pub fn max_pool2d(
-        &self,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Result<Tensor> {
-        let geo = self.pool_geometry("max_pool2d", kernel, stride, padding)?;
-        let shape: Shape = smallvec![geo.batch, geo.channels, geo.out_h(), geo.out_w()];
-        let mut argmax = vec![0usize; numel(&shape)];
-        let value = {
-            let x = self.read();
-            compute!(self.dtype(), numel(&shape), |T, out| {
-                pool::max_pool2d(&geo, crate::buffer::typed::<T>(&x), &mut out, &mut argmax)
-            })
-        };
-        let op = Op::MaxPool2d { geometry: geo, argmax: argmax.into() };
-        Ok(Tensor::record_value(op, &[self], shape, value))
-    }
-
-    /// Average pooling over `kernel` windows of `[N, C, H, W]` (padding counts as zeros).
-    pub fn avg_pool2d(
-        &self,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Result<Tensor> {
-        let geo = self.pool_geometry("avg_pool2d", kernel, stride, padding)?;
-        let shape: Shape = smallvec![geo.batch, geo.channels, geo.out_h(), geo.out_w()];
-        Ok(Tensor::record(Op::AvgPool2d(geo), &[self], shape))
+        add_channel_bias(conv_bi(geo, self, weight)?, bias, "conv_transpose2d", 2)
     }
 }

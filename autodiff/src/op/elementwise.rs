@@ -4,60 +4,52 @@
 //! each input's shape (`sum_to_shape`) where the input was broadcast.
 
 use super::movement::sum_to_shape;
-use super::{Arg, InputGrads, Op};
-use crate::buffer::compute;
+use super::{Arg, InputGrads, Op, ValueInfo};
+use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::binary::{self, BinaryOp};
 use graphgrad_ops::unary::{self, UnaryOp};
-use graphgrad_ops::{broadcast_shapes, numel, Shape};
+use graphgrad_ops::{broadcast_shapes, Shape};
 use smallvec::smallvec;
 use std::f64::consts::PI;
 
-pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> crate::buffer::Buffer {
-    let dtype = inputs[0].buf.dtype();
-    compute!(dtype, numel(shape), |T, out| {
-        match op {
-            Op::Unary(u) => unary::unary(*u, inputs[0].data::<T>(), &mut out),
-            Op::Binary(b) => {
-                let (x, y) = (inputs[0], inputs[1]);
-                binary::binary(*b, x.data::<T>(), x.shape, y.data::<T>(), y.shape, &mut out, shape)
-            }
-            Op::Where => {
-                let (c, a, b) = (inputs[0], inputs[1], inputs[2]);
-                binary::where_select(
-                    c.data::<T>(),
-                    c.shape,
-                    a.data::<T>(),
-                    a.shape,
-                    b.data::<T>(),
-                    b.shape,
-                    &mut out,
-                    shape,
-                )
-            }
-            _ => unreachable!("internal invariant: {op} is not elementwise"),
-        }
-    })
-}
-
-pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-    let inputs = node.inputs();
-    match node.op() {
-        Op::Unary(u) => Ok(smallvec![Some(unary_vjp(*u, &inputs[0], node, g)?)]),
-        Op::Binary(b) => binary_vjp(*b, &inputs[0], &inputs[1], node, g),
-        Op::Where => {
-            let (cond, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
-            let zero = Tensor::full(&[], 0.0, g.dtype());
-            // d/da where(c, a, b) = [c], d/db = [!c]
-            let ga = Tensor::where_(cond, g, &zero)?;
-            let gb = Tensor::where_(cond, &zero, g)?;
-            Ok(smallvec![None, Some(sum_to_shape(&ga, a.shape())?), Some(sum_to_shape(&gb, b.shape())?)])
-        }
-        other => unreachable!("internal invariant: {other} is not elementwise"),
+/// NumPy broadcasting of every operand (binary ops and `where`).
+pub(super) fn infer_broadcast(op: &'static str, ins: &[ValueInfo]) -> Result<Shape> {
+    let mut shape = Shape::new();
+    for v in ins {
+        shape = broadcast_shapes(&shape, &v.shape).ok_or_else(|| Error::ShapeMismatch {
+            op,
+            lhs: shape.to_vec(),
+            rhs: v.shape.to_vec(),
+        })?;
     }
+    Ok(shape)
 }
 
-fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+pub(super) fn unary_forward<T: Elem>(op: UnaryOp, ins: &[Arg<'_>], out: &mut [T]) {
+    unary::unary(op, ins[0].data::<T>(), out)
+}
+
+pub(super) fn binary_forward<T: Elem>(op: BinaryOp, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+    let (x, y) = (ins[0], ins[1]);
+    binary::binary(op, x.data::<T>(), x.shape, y.data::<T>(), y.shape, out, shape)
+}
+
+pub(super) fn where_forward<T: Elem>(ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+    let (c, a, b) = (ins[0], ins[1], ins[2]);
+    binary::where_select(c.data::<T>(), c.shape, a.data::<T>(), a.shape, b.data::<T>(), b.shape, out, shape)
+}
+
+/// d/da where(c, a, b) = [c], d/db = [!c]; the condition gets none.
+pub(super) fn where_vjp(inputs: &[Tensor], g: &Tensor) -> Result<InputGrads> {
+    let (cond, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
+    let zero = Tensor::full(&[], 0.0, g.dtype());
+    let ga = Tensor::where_(cond, g, &zero)?;
+    let gb = Tensor::where_(cond, &zero, g)?;
+    Ok(smallvec![None, Some(sum_to_shape(&ga, a.shape())?), Some(sum_to_shape(&gb, b.shape())?)])
+}
+
+pub(super) fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
     match op {
         // d/dx -x = -1
         UnaryOp::Neg => Ok(g.neg()),
@@ -96,6 +88,13 @@ fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> 
         UnaryOp::Erf => g.mul(&x.square().neg().exp().mul_scalar(2.0 / PI.sqrt())),
         // d/dx ln(1 + e^x) = σ(x)
         UnaryOp::Softplus => g.mul(&x.sigmoid()),
+        // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
+        UnaryOp::Silu => {
+            let s = x.sigmoid();
+            g.mul(&s.mul(&x.mul(&s.neg().add_scalar(1.0))?.add_scalar(1.0))?)
+        }
+        // d/dx ln σ(x) = 1 − σ(x) = σ(−x)
+        UnaryOp::LogSigmoid => g.mul(&x.neg().sigmoid()),
         // d/dx leaky_relu(x) = 1 for x > 0, slope otherwise
         UnaryOp::LeakyRelu(slope) => g.mul(&x.gt_scalar(0.0).mul_scalar(1.0 - slope).add_scalar(slope)),
         // d/dx elu(x) = 1 for x > 0, elu(x) + α otherwise
@@ -111,10 +110,12 @@ fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> 
         UnaryOp::PowScalar(p) => g.mul(&x.pow_scalar(p - 1.0).mul_scalar(p)),
         // d/dx clamp(x) = [min ≤ x ≤ max]
         UnaryOp::Clamp { min, max } => g.mul(&x.ge_scalar(min).mul(&x.le_scalar(max))?),
+        // d/dx hardtanh(x) = [min < x < max]
+        UnaryOp::Hardtanh { min, max } => g.mul(&x.gt_scalar(min).mul(&x.lt_scalar(max))?),
     }
 }
 
-fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &Tensor) -> Result<InputGrads> {
+pub(super) fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &Tensor) -> Result<InputGrads> {
     // Each closure is evaluated only for an input that wants a gradient.
     let (ga, gb): (Option<Tensor>, Option<Tensor>) = match op {
         // d(a + b) = da + db
@@ -144,8 +145,9 @@ fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &Tensor) -> R
             let gb = g.mul(&share_a.neg().add_scalar(1.0))?;
             (Some(ga), Some(gb))
         }
+        // comparisons are piecewise constant (and never recorded with a gradient)
         BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-            unreachable!("internal invariant: comparisons are not recorded")
+            (None, None)
         }
     };
     let reduce = |grad: Option<Tensor>, input: &Tensor| -> Result<Option<Tensor>> {
@@ -199,6 +201,10 @@ unary_methods! {
     erf => UnaryOp::Erf;
     /// ln(1 + e^x)
     softplus => UnaryOp::Softplus;
+    /// x·σ(x), the SiLU (swish).
+    silu => UnaryOp::Silu;
+    /// ln σ(x), computed stably.
+    log_sigmoid => UnaryOp::LogSigmoid;
 }
 
 macro_rules! binary_methods {
@@ -243,19 +249,12 @@ binary_methods! {
 impl Tensor {
     /// Applies an elementwise function.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        Tensor::record(Op::Unary(op), &[self], self.shape().into())
+        Tensor::record(Op::Unary(op), &[self]).expect("internal invariant: a unary op accepts any tensor")
     }
 
     /// Applies an elementwise function of two broadcast operands.
     pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
-        let name = op.name();
-        self.same_dtype(other, name)?;
-        let shape = broadcast_shapes(self.shape(), other.shape()).ok_or_else(|| Error::ShapeMismatch {
-            op: name,
-            lhs: self.shape().into(),
-            rhs: other.shape().into(),
-        })?;
-        Ok(Tensor::record(Op::Binary(op), &[self, other], shape))
+        Tensor::record(Op::Binary(op), &[self, other])
     }
 
     /// a + b, broadcasting.
@@ -316,18 +315,18 @@ impl Tensor {
         Ok(self.unary(UnaryOp::Clamp { min, max }))
     }
 
+    /// Values limited to `[min, max]` with PyTorch's `hardtanh` gradient: zero at the bounds
+    /// and beyond (errors when min > max).
+    pub fn hardtanh(&self, min: f64, max: f64) -> Result<Tensor> {
+        if min > max || min.is_nan() || max.is_nan() {
+            crate::bail!("hardtanh", "min {min} must not exceed max {max}");
+        }
+        Ok(self.unary(UnaryOp::Hardtanh { min, max }))
+    }
+
     /// `cond != 0 ? a : b` elementwise, all three broadcast together (like `torch.where`).
     pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        cond.same_dtype(a, "where")?;
-        a.same_dtype(b, "where")?;
-        let mismatch = |l: &Tensor, r: &Tensor| Error::ShapeMismatch {
-            op: "where",
-            lhs: l.shape().into(),
-            rhs: r.shape().into(),
-        };
-        let ab = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| mismatch(a, b))?;
-        let shape = broadcast_shapes(cond.shape(), &ab).ok_or_else(|| mismatch(cond, a))?;
-        Ok(Tensor::record(Op::Where, &[cond, a, b], shape))
+        Tensor::record(Op::Where, &[cond, a, b])
     }
 
     /// `value` where `mask != 0`, else `self` (like `masked_fill`).

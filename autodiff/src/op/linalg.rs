@@ -6,7 +6,7 @@
 
 use super::movement::sum_to_shape;
 use super::{Arg, InputGrads, Op};
-use crate::buffer::{compute, Buffer};
+use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::gemm::{batched_gemm, Gemm};
 use graphgrad_ops::{broadcast_shapes, layout, numel, Shape};
@@ -46,25 +46,42 @@ fn batch_operand<'a, T: crate::Elem>(
     }
 }
 
-pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
-    let Op::MatMul { trans_a, trans_b } = *op else { unreachable!("internal invariant: not a matmul") };
-    let (a, b) = (inputs[0], inputs[1]);
+/// `[.., m, k]·[.., k, n] → [.., m, n]` (after the transpose flags), batch axes broadcast.
+pub(super) fn infer(trans_a: bool, trans_b: bool, a: &[usize], b: &[usize]) -> Result<Shape> {
+    let mismatch = || Error::ShapeMismatch { op: "matmul", lhs: a.into(), rhs: b.into() };
+    if a.len() < 2 || b.len() < 2 {
+        return Err(mismatch());
+    }
+    let (m, k) = dims(a, trans_a);
+    let (k2, n) = dims(b, trans_b);
+    if k != k2 {
+        return Err(mismatch());
+    }
+    let mut shape = broadcast_shapes(&a[..a.len() - 2], &b[..b.len() - 2]).ok_or_else(mismatch)?;
+    shape.extend_from_slice(&[m, n]);
+    Ok(shape)
+}
+
+pub(super) fn forward<T: Elem>(
+    trans_a: bool,
+    trans_b: bool,
+    ins: &[Arg<'_>],
+    shape: &[usize],
+    out: &mut [T],
+) {
+    let (a, b) = (ins[0], ins[1]);
     let (m, k) = dims(a.shape, trans_a);
     let n = dims(b.shape, trans_b).1;
     let out_batch = &shape[..shape.len() - 2];
     let g = Gemm { m, n, k, trans_a, trans_b, accumulate: false };
-    compute!(a.buf.dtype(), numel(shape), |T, out| {
-        let (mut a_owned, mut b_owned) = (Vec::new(), Vec::new());
-        let (a_data, a_stride) = batch_operand::<T>(a, out_batch, &mut a_owned);
-        let (b_data, b_stride) = batch_operand::<T>(b, out_batch, &mut b_owned);
-        batched_gemm(&g, numel(out_batch), a_data, a_stride, b_data, b_stride, &mut out);
-    })
+    let (mut a_owned, mut b_owned) = (Vec::new(), Vec::new());
+    let (a_data, a_stride) = batch_operand::<T>(a, out_batch, &mut a_owned);
+    let (b_data, b_stride) = batch_operand::<T>(b, out_batch, &mut b_owned);
+    batched_gemm(&g, numel(out_batch), a_data, a_stride, b_data, b_stride, out);
 }
 
-pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-    let Op::MatMul { trans_a, trans_b } = *node.op() else {
-        unreachable!("internal invariant: not a matmul")
-    };
+/// Backward of C = op(A)·op(B).
+pub(super) fn vjp(trans_a: bool, trans_b: bool, node: &Tensor, g: &Tensor) -> Result<InputGrads> {
     let (a, b) = (&node.inputs()[0], &node.inputs()[1]);
     let ga = if a.requires_grad() {
         // dA = g·op(B)ᵀ, or its transpose op(B)·gᵀ when A is stored transposed
@@ -105,29 +122,14 @@ impl Tensor {
     /// `op(self)·op(other)` for operands of rank ≥ 2, where `op` transposes the last two axes
     /// of an operand whose flag is set (without copying it).
     pub fn matmul_with(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        self.same_dtype(other, "matmul")?;
-        let mismatch =
-            || Error::ShapeMismatch { op: "matmul", lhs: self.shape().into(), rhs: other.shape().into() };
-        if self.rank() < 2 || other.rank() < 2 {
-            return Err(mismatch());
-        }
-        let (m, k) = dims(self.shape(), trans_a);
-        let (k2, n) = dims(other.shape(), trans_b);
-        if k != k2 {
-            return Err(mismatch());
-        }
+        let shape = Op::MatMul { trans_a, trans_b }.infer(&[self.info(), other.info()])?.shape;
         if other.rank() == 2 && self.rank() > 2 && !trans_a {
             // [..., m, k]·[k, n]: fold the batch into the rows, so the product (and the weight
             // gradient) is one large GEMM instead of a batch of small ones and a sum.
+            let k = self.shape()[self.rank() - 1];
             let rows = self.numel() / k.max(1);
-            let mut shape: Shape = self.shape()[..self.rank() - 1].into();
-            shape.push(n);
             return self.reshape(&[rows, k])?.matmul_with(other, false, trans_b)?.reshape(&shape);
         }
-        let batch = broadcast_shapes(&self.shape()[..self.rank() - 2], &other.shape()[..other.rank() - 2])
-            .ok_or_else(mismatch)?;
-        let mut shape = batch;
-        shape.extend_from_slice(&[m, n]);
-        Ok(Tensor::record(Op::MatMul { trans_a, trans_b }, &[self, other], shape))
+        Tensor::record(Op::MatMul { trans_a, trans_b }, &[self, other])
     }
 }

@@ -1,9 +1,16 @@
-//! The op catalogue: one plain-data enum, with each family's shape rules, kernel dispatch and
-//! vector-Jacobian products in its own file. This file only dispatches, with exhaustive
-//! matches, so a new variant that lacks a forward or backward rule does not compile.
+//! The op catalogue: one plain-data enum whose families are enums of their own, each defined in
+//! one file with its four rules side by side:
 //!
-//! Adding an op: a variant here, its rule in the family file, its kernel in `graphgrad-ops`,
-//! and a row in the gradcheck table (`tests/gradcheck_ops.rs`).
+//! - `infer`: the shape rule (operand shapes → output shape, or an error naming the op and the
+//!   shapes), used when an op is recorded and by the IR verifier after every compiler pass;
+//! - `forward`: the kernel call, writing into an output buffer the caller provides (the buffer
+//!   pool in eager mode, a planned slot in a compiled program);
+//! - `vjp`: the vector-Jacobian product, written with tensor ops so it differentiates again;
+//! - its facts table (`op_facts!`): names, flags and `all()`.
+//!
+//! This file only dispatches, and every match here and in the family files is exhaustive: a new
+//! variant is a compile error wherever it must be handled. Every op except `Cast` keeps one
+//! element type, checked here before the family's shape rule runs.
 
 mod conv;
 mod elementwise;
@@ -11,24 +18,61 @@ mod index;
 mod linalg;
 mod movement;
 mod norm;
+mod pool;
 mod reduce;
 
-pub use conv::{Conv2dOptions, ConvTranspose2dOptions};
+pub use conv::{Conv2dOptions, ConvOp, ConvTranspose2dOptions};
+pub use index::IndexOp;
+pub use movement::MovementOp;
+pub use norm::NormOp;
+pub use pool::PoolOp;
 
 use crate::buffer::{Buffer, Elem};
-use crate::{Result, Tensor};
+use crate::{Error, Result, Tensor};
 use graphgrad_ops::binary::BinaryOp;
-use graphgrad_ops::conv::Conv2dGeometry;
-use graphgrad_ops::pool::Pool2dGeometry;
 use graphgrad_ops::reduce::ReduceOp;
 use graphgrad_ops::unary::UnaryOp;
-use graphgrad_ops::{DType, Shape};
+use graphgrad_ops::{numel, DType, Element, Shape};
 use smallvec::SmallVec;
 use std::fmt;
-use std::sync::Arc;
 
 /// Gradients for each input of a node, in input order (`None`: no gradient flows).
 pub(crate) type InputGrads = SmallVec<[Option<Tensor>; 3]>;
+
+/// Shape and element type of one value: what a shape rule takes and returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueInfo {
+    /// Dimension sizes.
+    pub shape: Shape,
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl ValueInfo {
+    /// Bytes the value occupies.
+    pub fn bytes(&self) -> usize {
+        numel(&self.shape) * self.dtype.size()
+    }
+}
+
+/// How many operands an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exactly(usize),
+    /// This many or more (`cat`).
+    AtLeast(usize),
+}
+
+impl Arity {
+    /// Whether `n` operands fit.
+    pub fn admits(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+        }
+    }
+}
 
 /// What produced a tensor. Arguments are inline plain data; index lists are shared slices.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,208 +104,161 @@ pub enum Op {
         /// The second operand is stored transposed.
         trans_b: bool,
     },
-    /// Same data, new shape.
-    Reshape,
-    /// Axes reordered: output axis `i` is input axis `perm[i]`.
-    Permute(Shape),
-    /// Broadcast to the output shape.
-    Expand,
-    /// Concatenation along an axis.
-    Cat {
-        /// The axis.
-        axis: usize,
-    },
-    /// The slice `start..start + len` along an axis.
-    Narrow {
-        /// The axis.
-        axis: usize,
-        /// First index kept.
-        start: usize,
-        /// Number of indices kept.
-        len: usize,
-    },
-    /// Constant padding, `(before, after)` per axis.
-    Pad {
-        /// Padding per axis.
-        pads: SmallVec<[(usize, usize); 6]>,
-        /// The fill value.
-        value: f64,
-    },
-    /// Rows `indices` along `axis`.
-    IndexSelect {
-        /// The axis.
-        axis: usize,
-        /// The selected indices.
-        indices: Arc<[usize]>,
-    },
-    /// Adjoint of `IndexSelect`: zeros of the output shape with input slices added at `indices`.
-    IndexAdd {
-        /// The axis.
-        axis: usize,
-        /// Target indices, one per input slice.
-        indices: Arc<[usize]>,
-    },
-    /// `torch.gather` along `axis`; the index has the output's shape.
-    Gather {
-        /// The axis.
-        axis: usize,
-        /// Flat index values.
-        index: Arc<[usize]>,
-    },
-    /// Adjoint of `Gather`: zeros of the output shape with the input scattered and added.
-    ScatterAdd {
-        /// The axis.
-        axis: usize,
-        /// Flat index values, of the input's shape.
-        index: Arc<[usize]>,
-    },
-    /// Softmax along an axis.
-    Softmax {
-        /// The axis.
-        axis: usize,
-    },
-    /// Log-softmax along an axis.
-    LogSoftmax {
-        /// The axis.
-        axis: usize,
-    },
-    /// Normalisation over the last `cols` elements (no affine part).
-    LayerNorm {
-        /// Elements per normalised group.
-        cols: usize,
-        /// Added to the variance.
-        eps: f64,
-    },
-    /// Softmax's backward in one pass, `y ⊙ (g − Σ g⊙y)` along `axis`; inputs (y, g).
-    SoftmaxBackward {
-        /// The axis.
-        axis: usize,
-    },
-    /// Log-softmax's backward in one pass, `g − e^y·Σ g` along `axis`; inputs (y, g).
-    LogSoftmaxBackward {
-        /// The axis.
-        axis: usize,
-    },
-    /// Layer norm's backward in one pass, `rstd·(g − mean g − x̂·mean(g⊙x̂))` over the last
-    /// `cols` elements; inputs (x, g).
-    LayerNormBackward {
-        /// Elements per normalised group.
-        cols: usize,
-        /// Added to the variance.
-        eps: f64,
-    },
-    /// 2-d convolution; inputs (x, weight).
-    Conv2d(Conv2dGeometry),
-    /// The input gradient of a convolution, also the transposed convolution; inputs (dy, weight).
-    Conv2dBackwardInput(Conv2dGeometry),
-    /// The weight gradient of a convolution; inputs (x, dy).
-    Conv2dBackwardWeight(Conv2dGeometry),
-    /// Max pooling; `argmax` holds the winning input position within each (n, c) plane.
-    MaxPool2d {
-        /// Window geometry.
-        geometry: Pool2dGeometry,
-        /// Argmax per output element.
-        argmax: Arc<[usize]>,
-    },
-    /// Average pooling (padding counted).
-    AvgPool2d(Pool2dGeometry),
-    /// The adjoint of average pooling.
-    AvgPool2dBackward(Pool2dGeometry),
+    /// Data movement: reshape, permute, expand, cat, narrow, pad.
+    Movement(MovementOp),
+    /// Indexing by index lists: index_select, gather and their adjoints.
+    Index(IndexOp),
+    /// Softmax, log-softmax, layer norm and their fused backward ops.
+    Norm(NormOp),
+    /// Convolution and its two adjoints.
+    Conv(ConvOp),
+    /// Max and average pooling and their adjoints.
+    Pool(PoolOp),
 }
 
 impl Op {
-    /// False for ops whose output carries no gradient (comparisons): their outputs never
-    /// require grad.
-    pub fn is_differentiable(&self) -> bool {
-        !matches!(
-            self,
-            Op::Leaf
-                | Op::Binary(
-                    BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
-                )
-                | Op::Unary(UnaryOp::Sign)
-        )
-    }
-
-    /// The op's family name, used by coverage tests and the compiler's logs.
-    pub fn kind(&self) -> &'static str {
+    /// The op's name, as errors, logs and the coverage tests call it.
+    pub fn name(&self) -> &'static str {
         match self {
             Op::Leaf => "leaf",
             Op::Cast(_) => "cast",
-            Op::Unary(_) => "unary",
-            Op::Binary(_) => "binary",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
             Op::Where => "where",
-            Op::Reduce { .. } => "reduce",
+            Op::Reduce { op, .. } => op.name(),
             Op::MatMul { .. } => "matmul",
-            Op::Reshape => "reshape",
-            Op::Permute(_) => "permute",
-            Op::Expand => "expand",
-            Op::Cat { .. } => "cat",
-            Op::Narrow { .. } => "narrow",
-            Op::Pad { .. } => "pad",
-            Op::IndexSelect { .. } => "index_select",
-            Op::IndexAdd { .. } => "index_add",
-            Op::Gather { .. } => "gather",
-            Op::ScatterAdd { .. } => "scatter_add",
-            Op::Softmax { .. } => "softmax",
-            Op::LogSoftmax { .. } => "log_softmax",
-            Op::SoftmaxBackward { .. } => "softmax_backward",
-            Op::LogSoftmaxBackward { .. } => "log_softmax_backward",
-            Op::LayerNormBackward { .. } => "layer_norm_backward",
-            Op::LayerNorm { .. } => "layer_norm",
-            Op::Conv2d(_) => "conv2d",
-            Op::Conv2dBackwardInput(_) => "conv2d_backward_input",
-            Op::Conv2dBackwardWeight(_) => "conv2d_backward_weight",
-            Op::MaxPool2d { .. } => "max_pool2d",
-            Op::AvgPool2d(_) => "avg_pool2d",
-            Op::AvgPool2dBackward(_) => "avg_pool2d_backward",
+            Op::Movement(m) => m.name(),
+            Op::Index(i) => i.name(),
+            Op::Norm(n) => n.name(),
+            Op::Conv(c) => c.name(),
+            Op::Pool(p) => p.name(),
         }
     }
-}
 
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// False for ops whose output carries no gradient (leaves, comparisons, `sign`, max-pool's
+    /// indices): their outputs never require grad.
+    pub fn is_differentiable(&self) -> bool {
         match self {
-            Op::Unary(u) => write!(f, "{u}"),
-            Op::Binary(b) => write!(f, "{b}"),
-            Op::Cast(d) => write!(f, "cast({d})"),
-            Op::Reduce { op, axes, .. } => write!(f, "{op}{axes:?}"),
-            Op::MatMul { trans_a, trans_b } => {
-                write!(f, "matmul{}{}", if *trans_a { "_ta" } else { "" }, if *trans_b { "_tb" } else { "" })
-            }
-            Op::Permute(p) => write!(f, "permute{p:?}"),
-            Op::Narrow { axis, start, len } => write!(f, "narrow({axis}, {start}, {len})"),
-            other => f.write_str(other.kind()),
+            Op::Leaf => false,
+            Op::Unary(u) => u.is_differentiable(),
+            Op::Binary(b) => b.is_differentiable(),
+            Op::Pool(p) => p.is_differentiable(),
+            Op::Cast(_)
+            | Op::Where
+            | Op::Reduce { .. }
+            | Op::MatMul { .. }
+            | Op::Movement(_)
+            | Op::Index(_)
+            | Op::Norm(_)
+            | Op::Conv(_) => true,
         }
     }
-}
 
-/// Evaluates `op` on input buffers (dtypes and shapes already checked) into a new buffer.
-pub(crate) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
-    match op {
-        Op::Leaf => unreachable!("internal invariant: leaves are not evaluated"),
-        Op::Cast(dtype) => Buffer::from_f64(*dtype, &inputs[0].buf.to_f64_vec()),
-        Op::Unary(_) | Op::Binary(_) | Op::Where => elementwise::forward(op, inputs, shape),
-        Op::Reduce { .. } => reduce::forward(op, inputs, shape),
-        Op::MatMul { .. } => linalg::forward(op, inputs, shape),
-        Op::Reshape | Op::Permute(_) | Op::Expand | Op::Cat { .. } | Op::Narrow { .. } | Op::Pad { .. } => {
-            movement::forward(op, inputs, shape)
+    /// True for ops whose output is their operand's storage under another shape (`reshape`):
+    /// eager mode shares the buffer and the memory planner gives it the operand's place.
+    pub fn is_view(&self) -> bool {
+        matches!(self, Op::Movement(MovementOp::Reshape(_)))
+    }
+
+    /// How many operands the op takes.
+    pub fn arity(&self) -> Arity {
+        match self {
+            Op::Leaf => Arity::Exactly(0),
+            Op::Cast(_) | Op::Unary(_) | Op::Reduce { .. } => Arity::Exactly(1),
+            Op::Binary(_) | Op::MatMul { .. } => Arity::Exactly(2),
+            Op::Where => Arity::Exactly(3),
+            Op::Movement(m) => m.arity(),
+            Op::Index(_) => Arity::Exactly(1),
+            Op::Norm(n) => n.arity(),
+            Op::Conv(_) => Arity::Exactly(2),
+            Op::Pool(p) => p.arity(),
         }
-        Op::IndexSelect { .. } | Op::IndexAdd { .. } | Op::Gather { .. } | Op::ScatterAdd { .. } => {
-            index::forward(op, inputs, shape)
+    }
+
+    /// The shape-and-dtype rule: the output of this op on operands `ins`, or an error naming
+    /// the op and the offending shapes.
+    pub fn infer(&self, ins: &[ValueInfo]) -> Result<ValueInfo> {
+        let name = self.name();
+        if !self.arity().admits(ins.len()) {
+            crate::bail!(name, "takes {:?} operands, got {}", self.arity(), ins.len());
         }
-        Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. }
-        | Op::SoftmaxBackward { .. }
-        | Op::LogSoftmaxBackward { .. }
-        | Op::LayerNormBackward { .. } => norm::forward(op, inputs, shape),
-        Op::Conv2d(_)
-        | Op::Conv2dBackwardInput(_)
-        | Op::Conv2dBackwardWeight(_)
-        | Op::MaxPool2d { .. }
-        | Op::AvgPool2d(_)
-        | Op::AvgPool2dBackward(_) => conv::forward(op, inputs, shape),
+        if let Op::Cast(dtype) = self {
+            return Ok(ValueInfo { shape: ins[0].shape.clone(), dtype: *dtype });
+        }
+        let Some(first) = ins.first() else { crate::bail!(name, "a leaf is not computed from operands") };
+        if let Some(other) = ins.iter().find(|v| v.dtype != first.dtype) {
+            return Err(Error::DTypeMismatch { op: name, lhs: first.dtype, rhs: other.dtype });
+        }
+        let shape = match self {
+            Op::Leaf | Op::Cast(_) => first.shape.clone(),
+            Op::Unary(_) => first.shape.clone(),
+            Op::Binary(_) | Op::Where => elementwise::infer_broadcast(name, ins)?,
+            Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, &first.shape)?,
+            Op::MatMul { trans_a, trans_b } => {
+                linalg::infer(*trans_a, *trans_b, &ins[0].shape, &ins[1].shape)?
+            }
+            Op::Movement(m) => m.infer(ins)?,
+            Op::Index(i) => i.infer(&first.shape)?,
+            Op::Norm(n) => n.infer(ins)?,
+            Op::Conv(c) => c.infer(&ins[0].shape, &ins[1].shape)?,
+            Op::Pool(p) => p.infer(ins)?,
+        };
+        Ok(ValueInfo { shape, dtype: first.dtype })
+    }
+
+    /// Evaluates the op on checked operands into `out`, the output of `shape`, which may hold
+    /// stale values (every kernel overwrites or clears it).
+    pub(crate) fn forward<T: Elem>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+        match self {
+            Op::Leaf => {}
+            Op::Cast(_) => crate::buffer::with_dtype!(ins[0].buf.dtype(), S => {
+                for (o, &x) in out.iter_mut().zip(ins[0].data::<S>()) {
+                    *o = T::from_f64(x.to_f64());
+                }
+            }),
+            Op::Unary(u) => elementwise::unary_forward(*u, ins, out),
+            Op::Binary(b) => elementwise::binary_forward(*b, ins, shape, out),
+            Op::Where => elementwise::where_forward(ins, shape, out),
+            Op::Reduce { op, axes, .. } => reduce::forward(*op, axes, ins, out),
+            Op::MatMul { trans_a, trans_b } => linalg::forward(*trans_a, *trans_b, ins, shape, out),
+            Op::Movement(m) => m.forward(ins, shape, out),
+            Op::Index(i) => i.forward(ins, shape, out),
+            Op::Norm(n) => n.forward(ins, shape, out),
+            Op::Conv(c) => c.forward(ins, out),
+            Op::Pool(p) => p.forward(ins, out),
+        }
+    }
+
+    /// Evaluates the op into a new buffer of `out`'s shape and dtype (views share their
+    /// operand's storage).
+    pub(crate) fn evaluate(&self, ins: &[Arg<'_>], out: &ValueInfo) -> Buffer {
+        if self.is_view() {
+            return ins[0].buf.clone();
+        }
+        crate::buffer::with_dtype!(out.dtype, T => {
+            let mut values: Vec<T> = crate::pool::take(numel(&out.shape));
+            self.forward(ins, &out.shape, &mut values);
+            T::wrap(values)
+        })
+    }
+
+    /// Every op once, each family's variants with its table's example parameters.
+    pub fn all() -> Vec<Op> {
+        let mut all =
+            vec![Op::Leaf, Op::Cast(DType::F64), Op::Where, Op::MatMul { trans_a: false, trans_b: false }];
+        all.extend(UnaryOp::all().into_iter().map(Op::Unary));
+        all.extend(BinaryOp::all().into_iter().map(Op::Binary));
+        all.extend(ReduceOp::all().into_iter().map(|op| Op::Reduce {
+            op,
+            axes: Shape::new(),
+            keepdim: false,
+        }));
+        all.extend(MovementOp::all().into_iter().map(Op::Movement));
+        all.extend(IndexOp::all().into_iter().map(Op::Index));
+        all.extend(NormOp::all().into_iter().map(Op::Norm));
+        all.extend(ConvOp::all().into_iter().map(Op::Conv));
+        all.extend(PoolOp::all().into_iter().map(Op::Pool));
+        all
     }
 }
 
@@ -273,27 +270,34 @@ pub(crate) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
         Op::Leaf => Ok(InputGrads::new()),
         // d/dx cast(x) = cast back
         Op::Cast(_) => Ok(smallvec::smallvec![Some(g.to_dtype(inputs[0].dtype()))]),
-        Op::Unary(_) | Op::Binary(_) | Op::Where => elementwise::vjp(node, g),
-        Op::Reduce { .. } => reduce::vjp(node, g),
-        Op::MatMul { .. } => linalg::vjp(node, g),
-        Op::Reshape | Op::Permute(_) | Op::Expand | Op::Cat { .. } | Op::Narrow { .. } | Op::Pad { .. } => {
-            movement::vjp(node, g)
+        Op::Unary(u) => Ok(smallvec::smallvec![Some(elementwise::unary_vjp(*u, &inputs[0], node, g)?)]),
+        Op::Binary(b) => elementwise::binary_vjp(*b, &inputs[0], &inputs[1], node, g),
+        Op::Where => elementwise::where_vjp(inputs, g),
+        Op::Reduce { op, axes, .. } => reduce::vjp(*op, axes, node, g),
+        Op::MatMul { trans_a, trans_b } => linalg::vjp(*trans_a, *trans_b, node, g),
+        Op::Movement(m) => m.vjp(node, g),
+        Op::Index(i) => i.vjp(node, g),
+        Op::Norm(n) => n.vjp(node, g),
+        Op::Conv(c) => c.vjp(node, g),
+        Op::Pool(p) => p.vjp(node, g),
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Unary(u) => write!(f, "{u}"),
+            Op::Cast(d) => write!(f, "cast({d})"),
+            Op::Reduce { op, axes, .. } => write!(f, "{op}{axes:?}"),
+            Op::MatMul { trans_a, trans_b } => {
+                write!(f, "matmul{}{}", if *trans_a { "_ta" } else { "" }, if *trans_b { "_tb" } else { "" })
+            }
+            Op::Movement(MovementOp::Permute(p)) => write!(f, "permute{p:?}"),
+            Op::Movement(MovementOp::Narrow { axis, start, len }) => {
+                write!(f, "narrow({axis}, {start}, {len})")
+            }
+            other => f.write_str(other.name()),
         }
-        Op::IndexSelect { .. } | Op::IndexAdd { .. } | Op::Gather { .. } | Op::ScatterAdd { .. } => {
-            index::vjp(node, g)
-        }
-        Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. }
-        | Op::SoftmaxBackward { .. }
-        | Op::LogSoftmaxBackward { .. }
-        | Op::LayerNormBackward { .. } => norm::vjp(node, g),
-        Op::Conv2d(_)
-        | Op::Conv2dBackwardInput(_)
-        | Op::Conv2dBackwardWeight(_)
-        | Op::MaxPool2d { .. }
-        | Op::AvgPool2d(_)
-        | Op::AvgPool2dBackward(_) => conv::vjp(node, g),
     }
 }
 

@@ -4,12 +4,54 @@
 //! Each primitive's backward is another movement (or a sum, for expand): reshape ↔ reshape,
 //! permute ↔ inverse permute, narrow ↔ pad, cat → narrows, expand → sum.
 
-use super::{Arg, InputGrads, Op};
-use crate::buffer::{compute, Buffer};
+use super::{Arg, Arity, InputGrads, Op, ValueInfo};
+use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
+use graphgrad_ops::facts::fact::DIFFERENTIABLE;
 use graphgrad_ops::reduce::ReduceOp;
-use graphgrad_ops::{layout, numel, split_at_axis, Element, Shape};
+use graphgrad_ops::{layout, numel, op_facts, split_at_axis, Shape};
 use smallvec::{smallvec, SmallVec};
+
+/// Data movement; reshape and expand name their target shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MovementOp {
+    /// Same data, this shape (same element count).
+    Reshape(Shape),
+    /// Axes reordered: output axis `i` is input axis `perm[i]`.
+    Permute(Shape),
+    /// Broadcast to this shape (NumPy rules).
+    Expand(Shape),
+    /// Concatenation along an axis.
+    Cat {
+        /// The axis.
+        axis: usize,
+    },
+    /// The slice `start..start + len` along an axis.
+    Narrow {
+        /// The axis.
+        axis: usize,
+        /// First index kept.
+        start: usize,
+        /// Number of indices kept.
+        len: usize,
+    },
+    /// Constant padding, `(before, after)` per axis.
+    Pad {
+        /// Padding per axis.
+        pads: SmallVec<[(usize, usize); 6]>,
+        /// The fill value.
+        value: f64,
+    },
+}
+
+op_facts! { MovementOp;
+    Reshape(smallvec![6]) => "reshape", DIFFERENTIABLE;
+    Permute(smallvec![1, 0]) => "permute", DIFFERENTIABLE;
+    Expand(smallvec![2, 3]) => "expand", DIFFERENTIABLE;
+    Cat { axis: 0 } => "cat", DIFFERENTIABLE;
+    Narrow { axis: 0, start: 0, len: 1 } => "narrow", DIFFERENTIABLE;
+    Pad { pads: smallvec![(1, 0)], value: 0.0 } => "pad", DIFFERENTIABLE;
+}
 
 /// Resolves a possibly negative axis against `rank`.
 pub(crate) fn normalize_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
@@ -33,80 +75,156 @@ pub(crate) fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     g.reduce(ReduceOp::Sum, &axes, true)?.reshape(shape)
 }
 
-pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
-    let dtype = inputs[0].buf.dtype();
-    if let Op::Reshape = op {
-        return inputs[0].buf.clone();
+impl MovementOp {
+    pub(super) fn arity(&self) -> Arity {
+        match self {
+            MovementOp::Cat { .. } => Arity::AtLeast(1),
+            MovementOp::Reshape(_)
+            | MovementOp::Permute(_)
+            | MovementOp::Expand(_)
+            | MovementOp::Narrow { .. }
+            | MovementOp::Pad { .. } => Arity::Exactly(1),
+        }
     }
-    compute!(dtype, numel(shape), |T, out| {
-        let x = inputs[0];
-        match op {
-            Op::Permute(perm) => layout::permute(x.data::<T>(), x.shape, perm, &mut out),
-            Op::Expand => layout::expand(x.data::<T>(), x.shape, shape, &mut out),
-            Op::Cat { axis } => {
+
+    pub(super) fn infer(&self, ins: &[ValueInfo]) -> Result<Shape> {
+        let name = self.name();
+        let x = &ins[0].shape;
+        let mismatch = |rhs: &[usize]| Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: rhs.into() };
+        match self {
+            MovementOp::Reshape(shape) => {
+                if numel(shape) != numel(x) {
+                    return Err(mismatch(shape));
+                }
+                Ok(shape.clone())
+            }
+            MovementOp::Permute(perm) => {
+                let mut seen = vec![false; x.len()];
+                let valid = perm.len() == x.len()
+                    && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
+                if !valid {
+                    crate::bail!(name, "{perm:?} is not a permutation of the axes of shape {x:?}");
+                }
+                Ok(perm.iter().map(|&p| x[p]).collect())
+            }
+            MovementOp::Expand(shape) => {
+                let ok = graphgrad_ops::broadcast_shapes(x, shape).is_some_and(|s| s == *shape);
+                if !ok {
+                    return Err(mismatch(shape));
+                }
+                Ok(shape.clone())
+            }
+            MovementOp::Cat { axis } => {
+                if *axis >= x.len() {
+                    return Err(Error::AxisOutOfRange { op: name, axis: *axis as isize, shape: x.to_vec() });
+                }
+                let mut shape = x.clone();
+                shape[*axis] = 0;
+                for part in ins {
+                    let s = &part.shape;
+                    let agrees = s.len() == x.len()
+                        && s.iter().zip(x).enumerate().all(|(d, (a, b))| d == *axis || a == b);
+                    if !agrees {
+                        return Err(mismatch(s));
+                    }
+                    shape[*axis] += s[*axis];
+                }
+                Ok(shape)
+            }
+            MovementOp::Narrow { axis, start, len } => {
+                let fits = *axis < x.len() && start.checked_add(*len).is_some_and(|end| end <= x[*axis]);
+                if !fits {
+                    let end = start.checked_add(*len).map_or(format!("{start}+{len}"), |e| e.to_string());
+                    crate::bail!(name, "range {start}..{end} exceeds axis {axis} of shape {x:?}");
+                }
+                let mut shape = x.clone();
+                shape[*axis] = *len;
+                Ok(shape)
+            }
+            MovementOp::Pad { pads, .. } => {
+                if pads.len() != x.len() {
+                    crate::bail!(name, "{} (before, after) pairs given for shape {x:?}", pads.len());
+                }
+                x.iter()
+                    .zip(pads)
+                    .map(|(&s, &(b, a))| s.checked_add(b).and_then(|v| v.checked_add(a)))
+                    .collect::<Option<Shape>>()
+                    .ok_or_else(|| Error::InvalidArgument {
+                        op: name,
+                        reason: format!("padding {pads:?} overflows shape {x:?}"),
+                    })
+            }
+        }
+    }
+
+    pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+        let x = ins[0];
+        match self {
+            MovementOp::Reshape(_) => out.copy_from_slice(x.data::<T>()),
+            MovementOp::Permute(perm) => layout::permute(x.data::<T>(), x.shape, perm, out),
+            MovementOp::Expand(_) => layout::expand(x.data::<T>(), x.shape, shape, out),
+            MovementOp::Cat { axis } => {
                 let (outer, total, inner) = split_at_axis(shape, *axis);
                 let mut start = 0;
-                for part in inputs {
+                for part in ins {
                     let n = part.shape[*axis];
-                    layout::write_slab(part.data::<T>(), (outer, total, inner), start, n, &mut out);
+                    layout::write_slab(part.data::<T>(), (outer, total, inner), start, n, out);
                     start += n;
                 }
             }
-            Op::Narrow { axis, start, len } => {
+            MovementOp::Narrow { axis, start, len } => {
                 let dims = split_at_axis(x.shape, *axis);
-                layout::narrow(x.data::<T>(), dims, *start, *len, &mut out)
+                layout::narrow(x.data::<T>(), dims, *start, *len, out)
             }
-            Op::Pad { pads, value } => {
-                layout::pad(x.data::<T>(), x.shape, pads, T::from_f64(*value), &mut out)
+            MovementOp::Pad { pads, value } => {
+                layout::pad(x.data::<T>(), x.shape, pads, T::from_f64(*value), out)
             }
-            _ => unreachable!("internal invariant: {op} is not a movement op"),
         }
-    })
-}
+    }
 
-pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-    let inputs = node.inputs();
-    let x = &inputs[0];
-    Ok(match node.op() {
-        // reshape back
-        Op::Reshape => smallvec![Some(g.reshape(x.shape())?)],
-        // apply the inverse permutation
-        Op::Permute(perm) => {
-            let mut inverse: SmallVec<[usize; 6]> = smallvec![0; perm.len()];
-            for (i, &p) in perm.iter().enumerate() {
-                inverse[p] = i;
+    pub(super) fn vjp(&self, node: &Tensor, g: &Tensor) -> Result<InputGrads> {
+        let inputs = node.inputs();
+        let x = &inputs[0];
+        Ok(match self {
+            // reshape back
+            MovementOp::Reshape(_) => smallvec![Some(g.reshape(x.shape())?)],
+            // apply the inverse permutation
+            MovementOp::Permute(perm) => {
+                let mut inverse: SmallVec<[usize; 6]> = smallvec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                smallvec![Some(g.permute(&inverse)?)]
             }
-            smallvec![Some(g.permute(&inverse)?)]
-        }
-        // broadcasting's adjoint is a sum
-        Op::Expand => smallvec![Some(sum_to_shape(g, x.shape())?)],
-        // each input gets its slab back
-        Op::Cat { axis } => {
-            let mut start = 0;
-            let mut grads = InputGrads::new();
-            for part in inputs {
-                let n = part.shape()[*axis];
-                grads.push(Some(g.narrow(*axis as isize, start, n)?));
-                start += n;
+            // broadcasting's adjoint is a sum
+            MovementOp::Expand(_) => smallvec![Some(sum_to_shape(g, x.shape())?)],
+            // each input gets its slab back
+            MovementOp::Cat { axis } => {
+                let mut start = 0;
+                let mut grads = InputGrads::new();
+                for part in inputs {
+                    let n = part.shape()[*axis];
+                    grads.push(Some(g.narrow(*axis as isize, start, n)?));
+                    start += n;
+                }
+                grads
             }
-            grads
-        }
-        // zeros outside the slab
-        Op::Narrow { axis, start, len } => {
-            let mut pads: SmallVec<[(usize, usize); 6]> = smallvec![(0, 0); x.rank()];
-            pads[*axis] = (*start, x.shape()[*axis] - start - len);
-            smallvec![Some(g.pad(&pads, 0.0)?)]
-        }
-        // the inner block
-        Op::Pad { pads, .. } => {
-            let mut inner = g.clone();
-            for (axis, &(before, _)) in pads.iter().enumerate() {
-                inner = inner.narrow(axis as isize, before, x.shape()[axis])?;
+            // zeros outside the slab
+            MovementOp::Narrow { axis, start, len } => {
+                let mut pads: SmallVec<[(usize, usize); 6]> = smallvec![(0, 0); x.rank()];
+                pads[*axis] = (*start, x.shape()[*axis] - start - len);
+                smallvec![Some(g.pad(&pads, 0.0)?)]
             }
-            smallvec![Some(inner)]
-        }
-        other => unreachable!("internal invariant: {other} is not a movement op"),
-    })
+            // the inner block
+            MovementOp::Pad { pads, .. } => {
+                let mut inner = g.clone();
+                for (axis, &(before, _)) in pads.iter().enumerate() {
+                    inner = inner.narrow(axis as isize, before, x.shape()[axis])?;
+                }
+                smallvec![Some(inner)]
+            }
+        })
+    }
 }
 
 impl Tensor {
@@ -133,13 +251,10 @@ impl Tensor {
 
     /// Same data, new shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
-            return Err(Error::ShapeMismatch { op: "reshape", lhs: self.shape().into(), rhs: shape.into() });
-        }
         if shape == self.shape() {
             return Ok(self.clone());
         }
-        Ok(Tensor::record(Op::Reshape, &[self], shape.into()))
+        Tensor::record(Op::Movement(MovementOp::Reshape(shape.into())), &[self])
     }
 
     /// Collapses all dimensions from `start` on into one (like `torch.flatten(x, start)`).
@@ -158,17 +273,10 @@ impl Tensor {
 
     /// Reorders axes: output axis `i` is input axis `perm[i]`.
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
-        let mut seen = vec![false; self.rank()];
-        let valid = perm.len() == self.rank()
-            && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
-        if !valid {
-            crate::bail!("permute", "{perm:?} is not a permutation of the axes of shape {:?}", self.shape());
-        }
-        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        if perm.len() == self.rank() && perm.iter().enumerate().all(|(i, &p)| i == p) {
             return Ok(self.clone());
         }
-        let shape: Shape = perm.iter().map(|&p| self.shape()[p]).collect();
-        Ok(Tensor::record(Op::Permute(perm.into()), &[self], shape))
+        Tensor::record(Op::Movement(MovementOp::Permute(perm.into())), &[self])
     }
 
     /// Swaps two axes (negative axes count from the end).
@@ -210,37 +318,18 @@ impl Tensor {
 
     /// Broadcasts to `shape` (NumPy rules).
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor> {
-        let ok = graphgrad_ops::broadcast_shapes(self.shape(), shape).is_some_and(|s| s.as_slice() == shape);
-        if !ok {
-            return Err(Error::ShapeMismatch { op: "expand", lhs: self.shape().into(), rhs: shape.into() });
-        }
         if shape == self.shape() {
             return Ok(self.clone());
         }
-        Ok(Tensor::record(Op::Expand, &[self], shape.into()))
+        Tensor::record(Op::Movement(MovementOp::Expand(shape.into())), &[self])
     }
 
     /// Joins tensors along an existing axis; all other dimensions must agree.
     pub fn cat(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
         let Some(first) = tensors.first() else { crate::bail!("cat", "needs at least one tensor") };
-        let a = normalize_axis("cat", axis, first.shape())?;
-        let mut shape: Shape = first.shape().into();
-        shape[a] = 0;
-        for t in tensors {
-            first.same_dtype(t, "cat")?;
-            let agrees = t.rank() == first.rank()
-                && t.shape().iter().zip(first.shape()).enumerate().all(|(d, (x, y))| d == a || x == y);
-            if !agrees {
-                return Err(Error::ShapeMismatch {
-                    op: "cat",
-                    lhs: first.shape().into(),
-                    rhs: t.shape().into(),
-                });
-            }
-            shape[a] += t.shape()[a];
-        }
+        let axis = normalize_axis("cat", axis, first.shape())?;
         let refs: Vec<&Tensor> = tensors.iter().collect();
-        Ok(Tensor::record(Op::Cat { axis: a }, &refs, shape))
+        Tensor::record(Op::Movement(MovementOp::Cat { axis }), &refs)
     }
 
     /// Joins same-shaped tensors along a new axis.
@@ -251,21 +340,11 @@ impl Tensor {
 
     /// The slice `start..start + len` along `axis`.
     pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor> {
-        let a = normalize_axis("narrow", axis, self.shape())?;
-        if start + len > self.shape()[a] {
-            crate::bail!(
-                "narrow",
-                "range {start}..{} exceeds axis {a} of shape {:?}",
-                start + len,
-                self.shape()
-            );
-        }
-        if len == self.shape()[a] {
+        let axis = normalize_axis("narrow", axis, self.shape())?;
+        if start == 0 && len == self.shape()[axis] {
             return Ok(self.clone());
         }
-        let mut shape: Shape = self.shape().into();
-        shape[a] = len;
-        Ok(Tensor::record(Op::Narrow { axis: a, start, len }, &[self], shape))
+        Tensor::record(Op::Movement(MovementOp::Narrow { axis, start, len }), &[self])
     }
 
     /// Splits into consecutive pieces of `size` along `axis` (the last may be smaller).
@@ -280,13 +359,9 @@ impl Tensor {
 
     /// Pads with `value`: `pads[d] = (before, after)` for each axis `d`.
     pub fn pad(&self, pads: &[(usize, usize)], value: f64) -> Result<Tensor> {
-        if pads.len() != self.rank() {
-            crate::bail!("pad", "{} (before, after) pairs given for shape {:?}", pads.len(), self.shape());
-        }
-        if pads.iter().all(|&p| p == (0, 0)) {
+        if pads.iter().all(|&p| p == (0, 0)) && pads.len() == self.rank() {
             return Ok(self.clone());
         }
-        let shape: Shape = self.shape().iter().zip(pads).map(|(&s, &(b, a))| s + b + a).collect();
-        Ok(Tensor::record(Op::Pad { pads: pads.into(), value }, &[self], shape))
+        Tensor::record(Op::Movement(MovementOp::Pad { pads: pads.into(), value }), &[self])
     }
 }

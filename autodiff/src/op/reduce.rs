@@ -5,18 +5,26 @@
 
 use super::movement::normalize_axis;
 use super::{Arg, InputGrads, Op};
-use crate::buffer::{compute, with_dtype, Buffer};
+use crate::buffer::{with_dtype, Elem};
 use crate::{Result, Tensor};
 use graphgrad_ops::reduce::{self, ReduceOp};
-use graphgrad_ops::{numel, Shape};
+use graphgrad_ops::Shape;
 use smallvec::smallvec;
 
-pub(super) fn forward(op: &Op, inputs: &[Arg<'_>], shape: &Shape) -> Buffer {
-    let Op::Reduce { op: r, axes, .. } = op else { unreachable!("internal invariant: not a reduction") };
-    let x = inputs[0];
-    compute!(x.buf.dtype(), numel(shape), |T, out| {
-        reduce::reduce(*r, x.data::<T>(), x.shape, axes, &mut out)
+/// The reduced shape: `axes` (sorted, distinct) dropped, or kept as size 1 with `keepdim`.
+pub(super) fn infer(axes: &[usize], keepdim: bool, x: &[usize]) -> Result<Shape> {
+    if axes.iter().any(|&a| a >= x.len()) || axes.windows(2).any(|w| w[0] >= w[1]) {
+        crate::bail!("reduce", "axes {axes:?} are not sorted, distinct axes of shape {x:?}");
+    }
+    Ok(if keepdim {
+        keepdim_shape(x, axes)
+    } else {
+        x.iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &s)| s).collect()
     })
+}
+
+pub(super) fn forward<T: Elem>(op: ReduceOp, axes: &[usize], ins: &[Arg<'_>], out: &mut [T]) {
+    reduce::reduce(op, ins[0].data::<T>(), ins[0].shape, axes, out)
 }
 
 /// The shape `x` has with `axes` kept as size 1.
@@ -24,8 +32,7 @@ fn keepdim_shape(x: &[usize], axes: &[usize]) -> Shape {
     x.iter().enumerate().map(|(d, &s)| if axes.contains(&d) { 1 } else { s }).collect()
 }
 
-pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-    let Op::Reduce { op, axes, .. } = node.op() else { unreachable!("internal invariant: not a reduction") };
+pub(super) fn vjp(op: ReduceOp, axes: &[usize], node: &Tensor, g: &Tensor) -> Result<InputGrads> {
     let x = &node.inputs()[0];
     let kept = keepdim_shape(x.shape(), axes);
     let g = g.reshape(&kept)?;
@@ -51,12 +58,7 @@ pub(super) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
 impl Tensor {
     /// Reduces over `axes` (sorted, distinct, in range: the public wrappers check).
     pub(crate) fn reduce(&self, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
-        let shape: Shape = if keepdim {
-            keepdim_shape(self.shape(), axes)
-        } else {
-            self.shape().iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &s)| s).collect()
-        };
-        Ok(Tensor::record(Op::Reduce { op, axes: axes.into(), keepdim }, &[self], shape))
+        Tensor::record(Op::Reduce { op, axes: axes.into(), keepdim }, &[self])
     }
 
     fn reduce_axes(&self, op: ReduceOp, name: &'static str, axes: &[isize], keepdim: bool) -> Result<Tensor> {

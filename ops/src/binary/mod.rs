@@ -14,7 +14,8 @@
 //! element is computed by the same scalar expression whichever chunk it falls in, so results
 //! are bit-identical for any thread count.
 
-use crate::{broadcast_strides, numel, Element, Shape};
+use crate::facts::fact::{DIFFERENTIABLE, NONE};
+use crate::{broadcast_strides, numel, op_facts, Element, Shape};
 use rayon::prelude::*;
 use std::fmt;
 
@@ -80,24 +81,26 @@ impl BinaryOp {
     }
 }
 
+op_facts! { BinaryOp;
+    Add => "add", DIFFERENTIABLE;
+    Sub => "sub", DIFFERENTIABLE;
+    Mul => "mul", DIFFERENTIABLE;
+    Div => "div", DIFFERENTIABLE;
+    Pow => "pow", DIFFERENTIABLE;
+    Maximum => "maximum", DIFFERENTIABLE;
+    Minimum => "minimum", DIFFERENTIABLE;
+    Eq => "eq", NONE;
+    Ne => "ne", NONE;
+    Lt => "lt", NONE;
+    Le => "le", NONE;
+    Gt => "gt", NONE;
+    Ge => "ge", NONE;
+}
+
 impl BinaryOp {
-    /// PyTorch's name of the op (`add`, `maximum`, `ge`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Pow => "pow",
-            BinaryOp::Maximum => "maximum",
-            BinaryOp::Minimum => "minimum",
-            BinaryOp::Eq => "eq",
-            BinaryOp::Ne => "ne",
-            BinaryOp::Lt => "lt",
-            BinaryOp::Le => "le",
-            BinaryOp::Gt => "gt",
-            BinaryOp::Ge => "ge",
-        }
+    /// Whether the op carries a gradient (comparisons do not).
+    pub const fn is_differentiable(self) -> bool {
+        self.facts() & DIFFERENTIABLE != 0
     }
 }
 

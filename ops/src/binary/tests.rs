@@ -6,22 +6,6 @@ use super::*;
 use crate::testing::{assert_close, random_vec};
 use crate::{broadcast_shapes, contiguous_strides};
 
-const ALL_OPS: [BinaryOp; 13] = [
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Pow,
-    BinaryOp::Maximum,
-    BinaryOp::Minimum,
-    BinaryOp::Eq,
-    BinaryOp::Ne,
-    BinaryOp::Lt,
-    BinaryOp::Le,
-    BinaryOp::Gt,
-    BinaryOp::Ge,
-];
-
 /// Values on a coarse grid (so comparisons see ties), some NaN / inf / zero.
 fn values<T: Element>(len: usize, seed: u64) -> Vec<T> {
     let mut v: Vec<T> =
@@ -89,7 +73,7 @@ fn check<T: Element>(rtol: f64) {
         let a = values::<T>(numel(&a_shape), 2 * seed as u64);
         let b = values::<T>(numel(&b_shape), 2 * seed as u64 + 1);
         let all = coords(&out_shape);
-        for op in ALL_OPS {
+        for op in BinaryOp::all() {
             let want: Vec<T> = all
                 .iter()
                 .map(|c| {
@@ -198,7 +182,7 @@ fn layout_merges_what_it_can() {
 
 #[test]
 fn names_follow_pytorch() {
-    let names: Vec<String> = ALL_OPS.iter().map(|op| op.to_string()).collect();
+    let names: Vec<String> = BinaryOp::all().iter().map(|op| op.to_string()).collect();
     assert_eq!(
         names,
         ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"]

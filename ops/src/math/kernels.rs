@@ -159,3 +159,17 @@ pub(crate) fn softplus<V: Lanes>(x: V) -> V {
     let y = x.max(zero).add(ln_1p(e));
     V::select(x.is_nan(), x, y)
 }
+
+/// SiLU (swish), `x·σ(x)`.
+#[inline(always)]
+pub(crate) fn silu<V: Lanes>(x: V) -> V {
+    x.mul(sigmoid(x))
+}
+
+/// `ln σ(x) = min(x, 0) − ln(1 + e^−|x|)`, stable at both ends.
+#[inline(always)]
+pub(crate) fn log_sigmoid<V: Lanes>(x: V) -> V {
+    let zero = V::splat(0.0);
+    let y = x.min(zero).sub(ln_1p(exp(zero.sub(x.abs()))));
+    V::select(x.is_nan(), x, y)
+}

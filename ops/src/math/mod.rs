@@ -55,6 +55,8 @@ enum Func {
     Gelu,
     GeluGrad,
     Softplus,
+    Silu,
+    LogSigmoid,
 }
 
 /// A lane type's choice of SIMD pack.
@@ -118,6 +120,8 @@ macro_rules! run_kernel {
             Func::Gelu => map($src, $dst, $n, |v: $v| kernels::gelu(v)),
             Func::GeluGrad => map($src, $dst, $n, |v: $v| kernels::gelu_grad(v)),
             Func::Softplus => map($src, $dst, $n, |v: $v| kernels::softplus(v)),
+            Func::Silu => map($src, $dst, $n, |v: $v| kernels::silu(v)),
+            Func::LogSigmoid => map($src, $dst, $n, |v: $v| kernels::log_sigmoid(v)),
         }
     };
 }
@@ -212,6 +216,8 @@ public_math! {
     gelu, gelu_inplace, Gelu, "x[i]·Φ(x[i]) = ½·x[i]·(1 + erf(x[i]/√2))";
     gelu_grad, gelu_grad_inplace, GeluGrad, "Φ(x[i]) + x[i]·φ(x[i])` (GELU's derivative: Φ, φ the normal cdf and density)`";
     softplus, softplus_inplace, Softplus, "ln(1 + e^x[i]) (stable for large |x[i]|)";
+    silu, silu_inplace, Silu, "x[i]·σ(x[i])";
+    log_sigmoid, log_sigmoid_inplace, LogSigmoid, "ln σ(x[i]) = −softplus(−x[i])";
 }
 
 /// erf of one `f64`, through the portable kernel (std has no erf). Used by

@@ -7,7 +7,8 @@
 //! the slice is cut into fixed-size chunks run on rayon; no element's result depends on the
 //! chunking, so the output is bit-identical for any thread count.
 
-use crate::{math, Element};
+use crate::facts::fact::{DIFFERENTIABLE, NONE, TRANSCENDENTAL};
+use crate::{math, op_facts, Element};
 use rayon::prelude::*;
 use std::fmt;
 
@@ -49,6 +50,10 @@ pub enum UnaryOp {
     Erf,
     /// ln(1 + e^x), computed stably.
     Softplus,
+    /// x·σ(x) (SiLU, swish).
+    Silu,
+    /// ln σ(x) = −softplus(−x), computed stably.
+    LogSigmoid,
     /// x for x > 0, slope·x otherwise.
     LeakyRelu(f64),
     /// x for x > 0, alpha·(e^x − 1) otherwise.
@@ -66,6 +71,43 @@ pub enum UnaryOp {
         /// Upper bound.
         max: f64,
     },
+    /// min(max(x, min), max), with PyTorch's gradient: 0 at and beyond the bounds (`clamp`'s
+    /// passes through at the bounds).
+    Hardtanh {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+    },
+}
+
+op_facts! { UnaryOp;
+    Neg => "neg", DIFFERENTIABLE;
+    Abs => "abs", DIFFERENTIABLE;
+    Sign => "sign", NONE;
+    Exp => "exp", DIFFERENTIABLE | TRANSCENDENTAL;
+    Log => "log", DIFFERENTIABLE | TRANSCENDENTAL;
+    Sqrt => "sqrt", DIFFERENTIABLE;
+    Recip => "recip", DIFFERENTIABLE;
+    Square => "square", DIFFERENTIABLE;
+    Relu => "relu", DIFFERENTIABLE;
+    Sigmoid => "sigmoid", DIFFERENTIABLE | TRANSCENDENTAL;
+    SigmoidGrad => "sigmoid_grad", DIFFERENTIABLE;
+    Tanh => "tanh", DIFFERENTIABLE | TRANSCENDENTAL;
+    TanhGrad => "tanh_grad", DIFFERENTIABLE;
+    Gelu => "gelu", DIFFERENTIABLE | TRANSCENDENTAL;
+    GeluGrad => "gelu_grad", DIFFERENTIABLE | TRANSCENDENTAL;
+    Erf => "erf", DIFFERENTIABLE | TRANSCENDENTAL;
+    Softplus => "softplus", DIFFERENTIABLE | TRANSCENDENTAL;
+    Silu => "silu", DIFFERENTIABLE | TRANSCENDENTAL;
+    LogSigmoid => "log_sigmoid", DIFFERENTIABLE | TRANSCENDENTAL;
+    LeakyRelu(0.01) => "leaky_relu", DIFFERENTIABLE;
+    Elu(1.5) => "elu", DIFFERENTIABLE | TRANSCENDENTAL;
+    AddScalar(2.5) => "add_scalar", DIFFERENTIABLE;
+    MulScalar(-3.0) => "mul_scalar", DIFFERENTIABLE;
+    PowScalar(1.5) => "pow_scalar", DIFFERENTIABLE | TRANSCENDENTAL;
+    Clamp { min: -0.5, max: 0.75 } => "clamp", DIFFERENTIABLE;
+    Hardtanh { min: -0.5, max: 0.75 } => "hardtanh", DIFFERENTIABLE;
 }
 
 impl UnaryOp {
@@ -109,6 +151,8 @@ impl UnaryOp {
             }
             UnaryOp::Erf => math::erf_f64(x),
             UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
+            UnaryOp::LogSigmoid => x.min(0.0) - (-x.abs()).exp().ln_1p(),
             UnaryOp::LeakyRelu(s) => {
                 if x > 0.0 {
                     x
@@ -126,25 +170,18 @@ impl UnaryOp {
             UnaryOp::AddScalar(c) => x + c,
             UnaryOp::MulScalar(c) => x * c,
             UnaryOp::PowScalar(p) => x.powf(p),
-            UnaryOp::Clamp { min, max } => clamp(x, min, max),
+            UnaryOp::Clamp { min, max } | UnaryOp::Hardtanh { min, max } => clamp(x, min, max),
         }
+    }
+
+    /// Whether the op carries a gradient (comparisons' and `sign`'s outputs do not).
+    pub const fn is_differentiable(self) -> bool {
+        self.facts() & DIFFERENTIABLE != 0
     }
 
     /// True for the ops that run a vectorised transcendental kernel (worth threads sooner).
     fn is_transcendental(self) -> bool {
-        matches!(
-            self,
-            UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Sigmoid
-                | UnaryOp::Tanh
-                | UnaryOp::Gelu
-                | UnaryOp::GeluGrad
-                | UnaryOp::Erf
-                | UnaryOp::Softplus
-                | UnaryOp::Elu(_)
-                | UnaryOp::PowScalar(_)
-        )
+        self.facts() & TRANSCENDENTAL != 0
     }
 }
 
@@ -162,16 +199,15 @@ fn clamp<T: Element>(x: T, lo: T, hi: T) -> T {
 impl fmt::Display for UnaryOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UnaryOp::GeluGrad => f.write_str("gelu_grad"),
-            UnaryOp::SigmoidGrad => f.write_str("sigmoid_grad"),
-            UnaryOp::TanhGrad => f.write_str("tanh_grad"),
-            UnaryOp::LeakyRelu(s) => write!(f, "leaky_relu({s})"),
-            UnaryOp::Elu(a) => write!(f, "elu({a})"),
+            UnaryOp::LeakyRelu(c) | UnaryOp::Elu(c) | UnaryOp::PowScalar(c) => {
+                write!(f, "{}({c})", self.name())
+            }
             UnaryOp::AddScalar(c) => write!(f, "add({c})"),
             UnaryOp::MulScalar(c) => write!(f, "mul({c})"),
-            UnaryOp::PowScalar(p) => write!(f, "pow({p})"),
-            UnaryOp::Clamp { min, max } => write!(f, "clamp({min}, {max})"),
-            other => f.write_str(&format!("{other:?}").to_lowercase()),
+            UnaryOp::Clamp { min, max } | UnaryOp::Hardtanh { min, max } => {
+                write!(f, "{}({min}, {max})", self.name())
+            }
+            other => f.write_str(other.name()),
         }
     }
 }
@@ -274,6 +310,8 @@ fn apply<T: Element>(op: UnaryOp, io: Io<'_, T>) {
         UnaryOp::GeluGrad => io.math(math::gelu_grad, math::gelu_grad_inplace),
         UnaryOp::Erf => io.math(math::erf, math::erf_inplace),
         UnaryOp::Softplus => io.math(math::softplus, math::softplus_inplace),
+        UnaryOp::Silu => io.math(math::silu, math::silu_inplace),
+        UnaryOp::LogSigmoid => io.math(math::log_sigmoid, math::log_sigmoid_inplace),
         UnaryOp::LeakyRelu(s) => {
             let s = T::from_f64(s);
             io.map(|v| if v > zero { v } else { s * v })
@@ -288,7 +326,7 @@ fn apply<T: Element>(op: UnaryOp, io: Io<'_, T>) {
             io.map(|v| v * c)
         }
         UnaryOp::PowScalar(p) => pow_scalar(p, io),
-        UnaryOp::Clamp { min, max } => {
+        UnaryOp::Clamp { min, max } | UnaryOp::Hardtanh { min, max } => {
             let (lo, hi) = (T::from_f64(min), T::from_f64(max));
             io.map(|v| clamp(v, lo, hi))
         }

@@ -5,35 +5,12 @@
 use super::*;
 use crate::testing::{assert_close, random_vec};
 
-const ALL_OPS: [UnaryOp; 27] = [
-    UnaryOp::Neg,
-    UnaryOp::Abs,
-    UnaryOp::Sign,
-    UnaryOp::Exp,
-    UnaryOp::Log,
-    UnaryOp::Sqrt,
-    UnaryOp::Recip,
-    UnaryOp::Square,
-    UnaryOp::Relu,
-    UnaryOp::Sigmoid,
-    UnaryOp::SigmoidGrad,
-    UnaryOp::Tanh,
-    UnaryOp::TanhGrad,
-    UnaryOp::Gelu,
-    UnaryOp::GeluGrad,
-    UnaryOp::Erf,
-    UnaryOp::Softplus,
-    UnaryOp::LeakyRelu(0.01),
-    UnaryOp::Elu(1.5),
-    UnaryOp::AddScalar(2.5),
-    UnaryOp::MulScalar(-3.0),
-    UnaryOp::PowScalar(1.5),
-    UnaryOp::PowScalar(0.5),
-    UnaryOp::PowScalar(2.0),
-    UnaryOp::PowScalar(-1.0),
-    UnaryOp::PowScalar(0.0),
-    UnaryOp::Clamp { min: -0.5, max: 0.75 },
-];
+/// Every op, plus the exponents that `pow_scalar` computes by a shortcut.
+fn all_ops() -> Vec<UnaryOp> {
+    let mut ops = UnaryOp::all();
+    ops.extend([0.5, 2.0, -1.0, 0.0].map(UnaryOp::PowScalar));
+    ops
+}
 
 /// Inputs over [-6, 6) plus the special values every op must handle.
 fn inputs<T: Element>(len: usize, seed: u64) -> Vec<T> {
@@ -50,7 +27,7 @@ fn reference<T: Element>(op: UnaryOp, x: &[T]) -> Vec<T> {
 }
 
 fn check_all<T: Element>(atol: f64, rtol: f64) {
-    for op in ALL_OPS {
+    for op in all_ops() {
         for (seed, len) in [0, 1, 7, 17, 65, 129, 1000, 70_000].into_iter().enumerate() {
             let x = inputs::<T>(len, seed as u64);
             let want = reference(op, &x);
@@ -87,6 +64,9 @@ fn special_values() {
         (UnaryOp::Erf, -7.0, -1.0), (UnaryOp::Gelu, -40.0, 0.0), (UnaryOp::Gelu, 40.0, 40.0),
         (UnaryOp::Log, 0.0, -inf), (UnaryOp::Log, -1.0, nan), (UnaryOp::Exp, 1000.0, inf),
         (UnaryOp::Elu(1.0), -inf, -1.0), (UnaryOp::PowScalar(0.5), -inf, inf), (UnaryOp::PowScalar(0.0), nan, 1.0),
+        (UnaryOp::Silu, 800.0, 800.0), (UnaryOp::Silu, -800.0, 0.0), (UnaryOp::Silu, nan, nan),
+        (UnaryOp::LogSigmoid, 800.0, 0.0), (UnaryOp::LogSigmoid, -800.0, -800.0), (UnaryOp::LogSigmoid, nan, nan),
+        (UnaryOp::LogSigmoid, 50.0, -(-50f64).exp()), (UnaryOp::Hardtanh { min: -1.0, max: 1.0 }, nan, nan),
     ];
     for &(op, x, want) in cases {
         let close = |got: f64| {

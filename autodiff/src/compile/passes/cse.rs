@@ -4,7 +4,7 @@
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
-use crate::op::Op;
+use crate::op::{IndexOp, Op};
 use crate::{Buffer, Result};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -75,14 +75,18 @@ fn node_key(graph: &Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Strin
 /// The op with index payloads named by address (their contents can be large).
 fn op_key(op: &Op, key: &mut String) {
     let _ = match op {
-        Op::IndexSelect { axis, indices: i } | Op::IndexAdd { axis, indices: i } => {
-            write!(key, "{} {axis} @{:p}", op.kind(), i.as_ptr())
+        Op::Index(IndexOp::IndexSelect { axis, indices: i }) => {
+            write!(key, "index_select {axis} @{:p}", i.as_ptr())
         }
-        Op::Gather { axis, index: i } | Op::ScatterAdd { axis, index: i } => {
-            write!(key, "{} {axis} @{:p}", op.kind(), i.as_ptr())
+        Op::Index(IndexOp::IndexAdd { axis, indices: i, len }) => {
+            write!(key, "index_add {axis} {len} @{:p}", i.as_ptr())
         }
-        // The argmax is recomputed from the input, so it is not part of the identity.
-        Op::MaxPool2d { geometry, .. } => write!(key, "max_pool2d {geometry:?}"),
+        Op::Index(IndexOp::Gather { axis, index: i, shape }) => {
+            write!(key, "gather {axis} {shape:?} @{:p}", i.as_ptr())
+        }
+        Op::Index(IndexOp::ScatterAdd { axis, index: i, shape }) => {
+            write!(key, "scatter_add {axis} {shape:?} @{:p}", i.as_ptr())
+        }
         other => write!(key, "{other:?}"),
     };
 }

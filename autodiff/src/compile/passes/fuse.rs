@@ -15,9 +15,11 @@
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value, ValueInfo};
 use crate::compile::kernel::{FusedKernel, FusedOutput, Instr, Reg};
-use crate::op::Op;
+use crate::op::{MovementOp, Op};
 use crate::Result;
+use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::reduce::ReduceOp;
+use graphgrad_ops::unary::UnaryOp;
 use graphgrad_ops::{numel, DType, Shape};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::Direction;
@@ -39,15 +41,39 @@ impl Pass for FuseElementwise {
     }
 }
 
-fn is_elementwise(op: &IrOp) -> bool {
-    matches!(op, IrOp::Op(Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Expand))
+/// The per-element instruction of an op the fuser takes (`Broadcast`: an expand, which is a
+/// load with other strides); `None` for every other op.
+enum Elementwise {
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    Where,
+    Broadcast,
 }
 
-fn fusible_reduce(op: &IrOp) -> bool {
-    matches!(
-        op,
-        IrOp::Op(Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min, .. })
-    )
+fn elementwise(op: &IrOp) -> Option<Elementwise> {
+    match op {
+        IrOp::Op(Op::Unary(u)) => Some(Elementwise::Unary(*u)),
+        IrOp::Op(Op::Binary(b)) => Some(Elementwise::Binary(*b)),
+        IrOp::Op(Op::Where) => Some(Elementwise::Where),
+        IrOp::Op(Op::Movement(MovementOp::Expand(_))) => Some(Elementwise::Broadcast),
+        _ => None,
+    }
+}
+
+fn is_elementwise(op: &IrOp) -> bool {
+    elementwise(op).is_some()
+}
+
+/// The reduction of a node the fuser can fold into a kernel's output.
+fn fusible_reduce(op: &IrOp) -> Option<(ReduceOp, &Shape)> {
+    match op {
+        IrOp::Op(Op::Reduce {
+            op: r @ (ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min),
+            axes,
+            ..
+        }) => Some((*r, axes)),
+        _ => None,
+    }
 }
 
 struct Group {
@@ -135,7 +161,7 @@ pub fn fuse_elementwise(graph: &mut Graph) {
     let mut reductions: Vec<(usize, NodeIndex)> = Vec::new();
     for &n in &order {
         let node = &grouping.graph.g[n];
-        if fusible_reduce(&node.op) {
+        if fusible_reduce(&node.op).is_some() {
             let input = grouping.graph.inputs(n)[0];
             if let Some(&g) = grouping.group_of.get(&input.node) {
                 reductions.push((g, n));
@@ -147,7 +173,7 @@ pub fn fuse_elementwise(graph: &mut Graph) {
         }
         let (shape, dtype) = (node.outs[0].shape.clone(), node.outs[0].dtype);
         let mut cands: Vec<usize> = Vec::new();
-        if !matches!(node.op, IrOp::Op(Op::Expand)) {
+        if !matches!(node.op, IrOp::Op(Op::Movement(MovementOp::Expand(_)))) {
             for v in grouping.graph.inputs(n) {
                 if let Some(&g) = grouping.group_of.get(&v.node) {
                     let grp =
@@ -213,12 +239,13 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
     for &m in &group.members {
         let ins: SmallVec<[Reg; 3]> =
             graph.inputs(m).into_iter().map(|v| operand(v, &mut instrs, &mut reg_of)).collect();
-        let reg = match &graph.g[m].op {
-            IrOp::Op(Op::Unary(u)) => push(&mut instrs, Instr::Unary(*u, ins[0])),
-            IrOp::Op(Op::Binary(b)) => push(&mut instrs, Instr::Binary(*b, ins[0], ins[1])),
-            IrOp::Op(Op::Where) => push(&mut instrs, Instr::Where(ins[0], ins[1], ins[2])),
-            IrOp::Op(Op::Expand) => ins[0],
-            other => unreachable!("internal invariant: {other} is not elementwise"),
+        let reg = match elementwise(&graph.g[m].op) {
+            Some(Elementwise::Unary(u)) => push(&mut instrs, Instr::Unary(u, ins[0])),
+            Some(Elementwise::Binary(b)) => push(&mut instrs, Instr::Binary(b, ins[0], ins[1])),
+            Some(Elementwise::Where) => push(&mut instrs, Instr::Where(ins[0], ins[1], ins[2])),
+            Some(Elementwise::Broadcast) => ins[0],
+            // grouping admits elementwise nodes only
+            None => continue,
         };
         reg_of.insert(Value::of(m), reg);
     }
@@ -235,11 +262,10 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
         }
     }
     for &r in reduces {
-        let IrOp::Op(Op::Reduce { op, axes, .. }) = &graph.g[r].op else {
-            unreachable!("internal invariant: fused reductions are reductions")
-        };
+        // grouping admits fusible reductions only
+        let Some((op, axes)) = fusible_reduce(&graph.g[r].op) else { continue };
         let input = graph.inputs(r)[0];
-        outputs.push(FusedOutput::Reduce { reg: reg_of[&input], op: *op, axes: axes.clone() });
+        outputs.push(FusedOutput::Reduce { reg: reg_of[&input], op, axes: axes.clone() });
         outs.push(graph.g[r].outs[0].clone());
         redirect.push((Value::of(r), outputs.len() - 1));
     }

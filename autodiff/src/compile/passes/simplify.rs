@@ -11,7 +11,7 @@
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
-use crate::op::Op;
+use crate::op::{MovementOp, Op};
 use crate::Result;
 use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::unary::UnaryOp;
@@ -63,7 +63,9 @@ pub fn simplify_algebra(graph: &mut Graph) {
 fn is_splat(graph: &Graph, v: Value, c: f64) -> bool {
     match &graph.g[v.node].op {
         IrOp::Const(b) => b.to_f64_vec().iter().all(|&x| x == c),
-        IrOp::Op(Op::Expand | Op::Reshape) => is_splat(graph, graph.inputs(v.node)[0], c),
+        IrOp::Op(Op::Movement(MovementOp::Expand(_) | MovementOp::Reshape(_))) => {
+            is_splat(graph, graph.inputs(v.node)[0], c)
+        }
         _ => false,
     }
 }
@@ -109,20 +111,24 @@ fn rewrite(graph: &Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Rewrit
                 None
             }
         }
-        Op::Reshape | Op::Expand | Op::Cast(_) if same(ins[0]) => Some(Rewrite::Forward(ins[0])),
-        Op::Reshape => match &graph.g[ins[0].node].op {
-            IrOp::Op(Op::Reshape) => Some(Rewrite::Replace(Op::Reshape, graph.inputs(ins[0].node)[0])),
+        Op::Movement(MovementOp::Reshape(_) | MovementOp::Expand(_)) | Op::Cast(_) if same(ins[0]) => {
+            Some(Rewrite::Forward(ins[0]))
+        }
+        Op::Movement(MovementOp::Reshape(_)) => match &graph.g[ins[0].node].op {
+            IrOp::Op(Op::Movement(MovementOp::Reshape(_))) => {
+                Some(Rewrite::Replace(op.clone(), graph.inputs(ins[0].node)[0]))
+            }
             _ => None,
         },
-        Op::Permute(outer) => match &graph.g[ins[0].node].op {
-            IrOp::Op(Op::Permute(inner)) => {
+        Op::Movement(MovementOp::Permute(outer)) => match &graph.g[ins[0].node].op {
+            IrOp::Op(Op::Movement(MovementOp::Permute(inner))) => {
                 // out axis i = mid axis outer[i] = src axis inner[outer[i]]
                 let composed: Shape = outer.iter().map(|&i| inner[i]).collect();
                 let src = graph.inputs(ins[0].node)[0];
                 if composed.iter().enumerate().all(|(i, &a)| i == a) {
                     Some(Rewrite::Forward(src))
                 } else {
-                    Some(Rewrite::Replace(Op::Permute(composed), src))
+                    Some(Rewrite::Replace(Op::Movement(MovementOp::Permute(composed)), src))
                 }
             }
             _ => None,

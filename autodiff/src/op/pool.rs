@@ -1,0 +1,214 @@
+//! Pooling: max pooling (its indices an output of their own, as PyTorch's
+//! `max_pool2d_with_indices`) and average pooling.
+//!
+//! Max pooling is two ops: `MaxPool2dIndices(x)` finds each window's winning cell, and
+//! `MaxPool2d(x, indices)` reads the values there. Its backward `MaxPool2dBackward(g, indices)`
+//! scatter-adds the gradient at the indices, and `MaxPool2d` and `MaxPool2dBackward` are each
+//! other's adjoint, so max pooling differentiates to any order and compiles like any other op.
+//! Average pooling pairs with its adjoint the same way.
+
+use super::{Arg, Arity, InputGrads, Op, ValueInfo};
+use crate::buffer::Elem;
+use crate::{Error, Result, Tensor};
+use graphgrad_ops::facts::fact::{DIFFERENTIABLE, NONE};
+use graphgrad_ops::pool::{self, Pool2dGeometry};
+use graphgrad_ops::{op_facts, DType, Shape};
+use smallvec::smallvec;
+
+/// Pooling ops over `[N, C, H, W]` windows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PoolOp {
+    /// The flat index within its `(n, c)` plane of each window's maximum (−1 for a window
+    /// wholly in the padding); no gradient.
+    MaxPool2dIndices(Pool2dGeometry),
+    /// Max pooling's values read at given indices; inputs (x, indices).
+    MaxPool2d(Pool2dGeometry),
+    /// Max pooling's backward: the gradient scatter-added at the indices; inputs (g, indices).
+    MaxPool2dBackward(Pool2dGeometry),
+    /// Average pooling (padding counted).
+    AvgPool2d(Pool2dGeometry),
+    /// The adjoint of average pooling.
+    AvgPool2dBackward(Pool2dGeometry),
+}
+
+op_facts! { PoolOp;
+    MaxPool2dIndices(EXAMPLE) => "max_pool2d_indices", NONE;
+    MaxPool2d(EXAMPLE) => "max_pool2d", DIFFERENTIABLE;
+    MaxPool2dBackward(EXAMPLE) => "max_pool2d_backward", DIFFERENTIABLE;
+    AvgPool2d(EXAMPLE) => "avg_pool2d", DIFFERENTIABLE;
+    AvgPool2dBackward(EXAMPLE) => "avg_pool2d_backward", DIFFERENTIABLE;
+}
+
+/// The geometry in the facts table: 2×2 windows with stride 2 over a 1×1×4×4 input.
+const EXAMPLE: Pool2dGeometry = Pool2dGeometry {
+    batch: 1,
+    channels: 1,
+    in_h: 4,
+    in_w: 4,
+    kernel: (2, 2),
+    stride: (2, 2),
+    padding: (0, 0),
+};
+
+/// The largest plane whose cell indices an f32 holds exactly.
+const F32_EXACT_INDICES: usize = 1 << 24;
+
+fn input_shape(geo: &Pool2dGeometry) -> Shape {
+    smallvec![geo.batch, geo.channels, geo.in_h, geo.in_w]
+}
+
+fn output_shape(geo: &Pool2dGeometry) -> Shape {
+    smallvec![geo.batch, geo.channels, geo.out_h(), geo.out_w()]
+}
+
+impl PoolOp {
+    pub(super) fn is_differentiable(&self) -> bool {
+        self.facts() & DIFFERENTIABLE != 0
+    }
+
+    pub(super) fn arity(&self) -> Arity {
+        match self {
+            PoolOp::MaxPool2dIndices(_) | PoolOp::AvgPool2d(_) | PoolOp::AvgPool2dBackward(_) => {
+                Arity::Exactly(1)
+            }
+            PoolOp::MaxPool2d(_) | PoolOp::MaxPool2dBackward(_) => Arity::Exactly(2),
+        }
+    }
+
+    /// Operands of the shapes the geometry names (indices: the output's shape).
+    pub(super) fn infer(&self, ins: &[ValueInfo]) -> Result<Shape> {
+        let name = self.name();
+        let (expected, out): (Shape, Shape) = match self {
+            PoolOp::MaxPool2dIndices(geo) | PoolOp::MaxPool2d(geo) | PoolOp::AvgPool2d(geo) => {
+                (input_shape(geo), output_shape(geo))
+            }
+            PoolOp::MaxPool2dBackward(geo) | PoolOp::AvgPool2dBackward(geo) => {
+                (output_shape(geo), input_shape(geo))
+            }
+        };
+        let x = &ins[0].shape;
+        if *x != expected {
+            return Err(Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: expected.to_vec() });
+        }
+        match self {
+            PoolOp::MaxPool2dIndices(geo) => {
+                if ins[0].dtype == DType::F32 && geo.in_h * geo.in_w > F32_EXACT_INDICES {
+                    crate::bail!(
+                        name,
+                        "a {}×{} plane has more cells than f32 indices hold exactly (2^24); pool in f64",
+                        geo.in_h,
+                        geo.in_w
+                    );
+                }
+            }
+            PoolOp::MaxPool2d(geo) | PoolOp::MaxPool2dBackward(geo) => {
+                let indices = output_shape(geo);
+                if ins[1].shape != indices {
+                    return Err(Error::ShapeMismatch {
+                        op: name,
+                        lhs: indices.to_vec(),
+                        rhs: ins[1].shape.to_vec(),
+                    });
+                }
+            }
+            PoolOp::AvgPool2d(_) | PoolOp::AvgPool2dBackward(_) => {}
+        }
+        Ok(out)
+    }
+
+    pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], out: &mut [T]) {
+        let x = ins[0].data::<T>();
+        match self {
+            PoolOp::MaxPool2dIndices(geo) => {
+                let mut values = vec![T::ZERO; out.len()];
+                pool::max_pool2d(geo, x, &mut values, out)
+            }
+            PoolOp::MaxPool2d(geo) => pool::max_pool2d_gather(geo, x, ins[1].data::<T>(), out),
+            PoolOp::MaxPool2dBackward(geo) => pool::max_pool2d_backward(geo, x, ins[1].data::<T>(), out),
+            PoolOp::AvgPool2d(geo) => pool::avg_pool2d(geo, x, out),
+            PoolOp::AvgPool2dBackward(geo) => pool::avg_pool2d_backward(geo, x, out),
+        }
+    }
+
+    pub(super) fn vjp(&self, node: &Tensor, g: &Tensor) -> Result<InputGrads> {
+        let inputs = node.inputs();
+        let pool = |op: PoolOp, ins: &[&Tensor]| Tensor::record(Op::Pool(op), ins);
+        Ok(match *self {
+            // the indices are piecewise constant
+            PoolOp::MaxPool2dIndices(_) => smallvec![None],
+            // scatter the gradient back to each window's winner
+            PoolOp::MaxPool2d(geo) => {
+                smallvec![Some(pool(PoolOp::MaxPool2dBackward(geo), &[g, &inputs[1]])?), None]
+            }
+            // the adjoint of the scatter is the gather at the same indices
+            PoolOp::MaxPool2dBackward(geo) => {
+                smallvec![Some(pool(PoolOp::MaxPool2d(geo), &[g, &inputs[1]])?), None]
+            }
+            // average pooling and its adjoint are each other's VJP
+            PoolOp::AvgPool2d(geo) => smallvec![Some(pool(PoolOp::AvgPool2dBackward(geo), &[g])?)],
+            PoolOp::AvgPool2dBackward(geo) => smallvec![Some(pool(PoolOp::AvgPool2d(geo), &[g])?)],
+        })
+    }
+}
+
+impl Tensor {
+    fn pool_geometry(
+        &self,
+        op: &'static str,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Pool2dGeometry> {
+        if self.rank() != 4 {
+            crate::bail!(op, "expects [N, C, H, W], got {:?}", self.shape());
+        }
+        if kernel.0 == 0 || kernel.1 == 0 || stride.0 == 0 || stride.1 == 0 {
+            crate::bail!(op, "kernel {kernel:?} and stride {stride:?} must be positive");
+        }
+        if 2 * padding.0 > kernel.0 || 2 * padding.1 > kernel.1 {
+            crate::bail!(op, "padding {padding:?} must be at most half the kernel {kernel:?}");
+        }
+        let s = self.shape();
+        if s[2] + 2 * padding.0 < kernel.0 || s[3] + 2 * padding.1 < kernel.1 {
+            crate::bail!(op, "kernel {kernel:?} is larger than the padded input {:?}", &s[2..]);
+        }
+        Ok(Pool2dGeometry { batch: s[0], channels: s[1], in_h: s[2], in_w: s[3], kernel, stride, padding })
+    }
+
+    /// Max pooling over `kernel` windows of `[N, C, H, W]` (padding acts as −∞).
+    pub fn max_pool2d(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        Ok(self.max_pool2d_with_indices(kernel, stride, padding)?.0)
+    }
+
+    /// Max pooling that also returns, for each output, the flat index within its `(n, c)` input
+    /// plane of the cell it took (like `torch.nn.functional.max_pool2d_with_indices`). The
+    /// indices have this tensor's element type (exact integers; in f32 a plane may hold at
+    /// most 2^24 cells) and carry no gradient.
+    pub fn max_pool2d_with_indices(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<(Tensor, Tensor)> {
+        let geo = self.pool_geometry("max_pool2d", kernel, stride, padding)?;
+        let indices = Tensor::record(Op::Pool(PoolOp::MaxPool2dIndices(geo)), &[self])?;
+        let values = Tensor::record(Op::Pool(PoolOp::MaxPool2d(geo)), &[self, &indices])?;
+        Ok((values, indices))
+    }
+
+    /// Average pooling over `kernel` windows of `[N, C, H, W]` (padding counts as zeros).
+    pub fn avg_pool2d(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        let geo = self.pool_geometry("avg_pool2d", kernel, stride, padding)?;
+        Tensor::record(Op::Pool(PoolOp::AvgPool2d(geo)), &[self])
+    }
+}
