@@ -197,6 +197,29 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
     }
 }
 
+/// The `argmax` of [`max_pool2d`] alone: runs it on groups of planes whose values go to a
+/// small scratch buffer (allocator-cheap, cache-resident) that is then dropped.
+pub fn max_pool2d_indices<T: Element>(g: &Pool2dGeometry, x: &[T], argmax: &mut [T]) {
+    const SCRATCH: usize = 8192;
+    let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h() * g.out_w());
+    g.check(x.len(), argmax.len());
+    if argmax.is_empty() {
+        return;
+    }
+    let planes = (SCRATCH / out_plane).max(1);
+    let group = |i: usize, argmax: &mut [T]| {
+        let n = argmax.len() / out_plane;
+        let sub = Pool2dGeometry { batch: 1, channels: n, ..*g };
+        let mut values = vec![T::ZERO; argmax.len()];
+        max_pool2d(&sub, &x[i * planes * in_plane..(i * planes + n) * in_plane], &mut values, argmax);
+    };
+    if g.parallel() {
+        argmax.par_chunks_mut(planes * out_plane).enumerate().for_each(|(i, a)| group(i, a));
+    } else {
+        argmax.chunks_mut(planes * out_plane).enumerate().for_each(|(i, a)| group(i, a));
+    }
+}
+
 /// The values of [`max_pool2d`] from its `argmax`: `y[i]` is the input at `argmax[i]` in its
 /// plane (−∞ where the index is −1). Also the adjoint of [`max_pool2d_backward`].
 pub fn max_pool2d_gather<T: Element>(g: &Pool2dGeometry, x: &[T], argmax: &[T], y: &mut [T]) {
@@ -274,6 +297,11 @@ pub fn avg_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], dx: &mut [T
 }
 
 #[cfg(test)]
+fn bits_of<T: Element>(v: &[T]) -> Vec<u64> {
+    v.iter().map(|a| a.to_f64().to_bits()).collect()
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{assert_close, random_vec};
@@ -337,6 +365,9 @@ mod tests {
         assert!(y.iter().zip(&y_max).all(|(a, &b)| same(a.to_f64(), b)), "{g:?}");
         let arg_as_t: Vec<f64> = arg.iter().map(|&a| if a == usize::MAX { -1.0 } else { a as f64 }).collect();
         assert_eq!(am.iter().map(|a| a.to_f64()).collect::<Vec<_>>(), arg_as_t, "{g:?}");
+        let mut only = vec![T::from_f64(7.0); n_out];
+        max_pool2d_indices(g, x, &mut only);
+        assert_eq!(bits_of(&only), bits_of(&am), "indices alone {g:?}");
         let mut gathered = vec![T::from_f64(f64::NAN); n_out];
         max_pool2d_gather(g, x, &am, &mut gathered);
         assert!(gathered.iter().zip(&y_max).all(|(a, &b)| same(a.to_f64(), b)), "gather {g:?}");

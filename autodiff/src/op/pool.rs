@@ -7,7 +7,7 @@
 //! other's adjoint, so max pooling differentiates to any order and compiles like any other op.
 //! Average pooling pairs with its adjoint the same way.
 
-use super::{Arg, Arity, InputGrads, Op, ValueInfo};
+use super::{Arg, Arity, InputGrads, Op, Operand};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::facts::fact::{DIFFERENTIABLE, NONE};
@@ -76,7 +76,7 @@ impl PoolOp {
     }
 
     /// Operands of the shapes the geometry names (indices: the output's shape).
-    pub(super) fn infer(&self, ins: &[ValueInfo]) -> Result<Shape> {
+    pub(super) fn infer(&self, ins: &[Operand<'_>]) -> Result<Shape> {
         let name = self.name();
         let (expected, out): (Shape, Shape) = match self {
             PoolOp::MaxPool2dIndices(geo) | PoolOp::MaxPool2d(geo) | PoolOp::AvgPool2d(geo) => {
@@ -86,8 +86,8 @@ impl PoolOp {
                 (output_shape(geo), input_shape(geo))
             }
         };
-        let x = &ins[0].shape;
-        if *x != expected {
+        let x = ins[0].shape;
+        if x != expected.as_slice() {
             return Err(Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: expected.to_vec() });
         }
         match self {
@@ -103,7 +103,7 @@ impl PoolOp {
             }
             PoolOp::MaxPool2d(geo) | PoolOp::MaxPool2dBackward(geo) => {
                 let indices = output_shape(geo);
-                if ins[1].shape != indices {
+                if ins[1].shape != indices.as_slice() {
                     return Err(Error::ShapeMismatch {
                         op: name,
                         lhs: indices.to_vec(),
@@ -119,10 +119,7 @@ impl PoolOp {
     pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], out: &mut [T]) {
         let x = ins[0].data::<T>();
         match self {
-            PoolOp::MaxPool2dIndices(geo) => {
-                let mut values = vec![T::ZERO; out.len()];
-                pool::max_pool2d(geo, x, &mut values, out)
-            }
+            PoolOp::MaxPool2dIndices(geo) => pool::max_pool2d_indices(geo, x, out),
             PoolOp::MaxPool2d(geo) => pool::max_pool2d_gather(geo, x, ins[1].data::<T>(), out),
             PoolOp::MaxPool2dBackward(geo) => pool::max_pool2d_backward(geo, x, ins[1].data::<T>(), out),
             PoolOp::AvgPool2d(geo) => pool::avg_pool2d(geo, x, out),
