@@ -7,7 +7,7 @@
 //! handle of a deep graph frees it iteratively (see `Drop for Node`).
 
 use crate::buffer::{with_dtype, Buffer, Elem};
-use crate::op::{self, Op, ValueInfo};
+use crate::op::{self, Op, Operand, ValueInfo};
 use crate::{grad_enabled, Error, Result};
 use graphgrad_ops::{numel, random, DType, Element, Shape};
 use rand_chacha::ChaCha8Rng;
@@ -87,8 +87,9 @@ impl Tensor {
     /// Records `op` applied to `inputs`: runs the op's shape rule (the error names the op and
     /// the shapes), then its kernel, now.
     pub(crate) fn record(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
-        let infos: SmallVec<[ValueInfo; 3]> = inputs.iter().map(|t| t.info()).collect();
-        let out = op.infer(&infos)?;
+        let operands: SmallVec<[Operand<'_>; 3]> =
+            inputs.iter().map(|t| Operand { shape: t.shape(), dtype: t.dtype() }).collect();
+        let out = op.infer(&operands)?;
         let value = {
             let guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> =
                 inputs.iter().map(|t| t.read()).collect();

@@ -291,8 +291,8 @@ impl Graph {
         match &node.op {
             IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => Ok(()),
             IrOp::Op(op) => {
-                let infos: Vec<ValueInfo> = ins.iter().map(|&v| self.info(v).clone()).collect();
-                match op.infer(&infos) {
+                let operands: Vec<_> = ins.iter().map(|&v| self.info(v).operand()).collect();
+                match op.infer(&operands) {
                     Ok(expected) if expected == *out => Ok(()),
                     Ok(expected) => {
                         bad(&format!("the shape rule gives {expected:?}, the node holds {out:?}"))
@@ -303,7 +303,7 @@ impl Graph {
             IrOp::MatMulEpilogue { trans_a, trans_b, bias, .. } => {
                 let (a, b) = (self.info(ins[0]), self.info(ins[1]));
                 let product =
-                    Op::MatMul { trans_a: *trans_a, trans_b: *trans_b }.infer(&[a.clone(), b.clone()]);
+                    Op::MatMul { trans_a: *trans_a, trans_b: *trans_b }.infer(&[a.operand(), b.operand()]);
                 match product {
                     Ok(p) if p == *out && a.shape.len() == 2 => {}
                     Ok(p) => return bad(&format!("the product gives {p:?}, the node holds {out:?}")),

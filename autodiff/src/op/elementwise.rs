@@ -4,7 +4,7 @@
 //! each input's shape (`sum_to_shape`) where the input was broadcast.
 
 use super::movement::sum_to_shape;
-use super::{Arg, InputGrads, Op, ValueInfo};
+use super::{Arg, InputGrads, Op, Operand};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::binary::{self, BinaryOp};
@@ -14,10 +14,13 @@ use smallvec::smallvec;
 use std::f64::consts::PI;
 
 /// NumPy broadcasting of every operand (binary ops and `where`).
-pub(super) fn infer_broadcast(op: &'static str, ins: &[ValueInfo]) -> Result<Shape> {
-    let mut shape = Shape::new();
-    for v in ins {
-        shape = broadcast_shapes(&shape, &v.shape).ok_or_else(|| Error::ShapeMismatch {
+pub(super) fn infer_broadcast(op: &'static str, ins: &[Operand<'_>]) -> Result<Shape> {
+    let mut shape: Shape = ins[0].shape.into();
+    for v in &ins[1..] {
+        if v.shape == shape.as_slice() {
+            continue;
+        }
+        shape = broadcast_shapes(&shape, v.shape).ok_or_else(|| Error::ShapeMismatch {
             op,
             lhs: shape.to_vec(),
             rhs: v.shape.to_vec(),

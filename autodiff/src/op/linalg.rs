@@ -122,7 +122,7 @@ impl Tensor {
     /// `op(self)·op(other)` for operands of rank ≥ 2, where `op` transposes the last two axes
     /// of an operand whose flag is set (without copying it).
     pub fn matmul_with(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        let shape = Op::MatMul { trans_a, trans_b }.infer(&[self.info(), other.info()])?.shape;
+        let shape = infer(trans_a, trans_b, self.shape(), other.shape())?;
         if other.rank() == 2 && self.rank() > 2 && !trans_a {
             // [..., m, k]·[k, n]: fold the batch into the rows, so the product (and the weight
             // gradient) is one large GEMM instead of a batch of small ones and a sum.

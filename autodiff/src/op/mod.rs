@@ -55,6 +55,22 @@ impl ValueInfo {
     }
 }
 
+/// An operand as a shape rule sees it: borrowed, so recording an op copies no shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Operand<'a> {
+    /// Dimension sizes.
+    pub shape: &'a [usize],
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl ValueInfo {
+    /// This value as an operand of a shape rule.
+    pub fn operand(&self) -> Operand<'_> {
+        Operand { shape: &self.shape, dtype: self.dtype }
+    }
+}
+
 /// How many operands an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -177,21 +193,20 @@ impl Op {
 
     /// The shape-and-dtype rule: the output of this op on operands `ins`, or an error naming
     /// the op and the offending shapes.
-    pub fn infer(&self, ins: &[ValueInfo]) -> Result<ValueInfo> {
+    pub fn infer(&self, ins: &[Operand<'_>]) -> Result<ValueInfo> {
         let name = self.name();
         if !self.arity().admits(ins.len()) {
             crate::bail!(name, "takes {:?} operands, got {}", self.arity(), ins.len());
         }
         if let Op::Cast(dtype) = self {
-            return Ok(ValueInfo { shape: ins[0].shape.clone(), dtype: *dtype });
+            return Ok(ValueInfo { shape: ins[0].shape.into(), dtype: *dtype });
         }
         let Some(first) = ins.first() else { crate::bail!(name, "a leaf is not computed from operands") };
         if let Some(other) = ins.iter().find(|v| v.dtype != first.dtype) {
             return Err(Error::DTypeMismatch { op: name, lhs: first.dtype, rhs: other.dtype });
         }
         let shape = match self {
-            Op::Leaf | Op::Cast(_) => first.shape.clone(),
-            Op::Unary(_) => first.shape.clone(),
+            Op::Leaf | Op::Cast(_) | Op::Unary(_) => first.shape.into(),
             Op::Binary(_) | Op::Where => elementwise::infer_broadcast(name, ins)?,
             Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, &first.shape)?,
             Op::MatMul { trans_a, trans_b } => {

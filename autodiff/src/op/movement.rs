@@ -4,7 +4,7 @@
 //! Each primitive's backward is another movement (or a sum, for expand): reshape ↔ reshape,
 //! permute ↔ inverse permute, narrow ↔ pad, cat → narrows, expand → sum.
 
-use super::{Arg, Arity, InputGrads, Op, ValueInfo};
+use super::{Arg, Arity, InputGrads, Op, Operand};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
@@ -87,9 +87,9 @@ impl MovementOp {
         }
     }
 
-    pub(super) fn infer(&self, ins: &[ValueInfo]) -> Result<Shape> {
+    pub(super) fn infer(&self, ins: &[Operand<'_>]) -> Result<Shape> {
         let name = self.name();
-        let x = &ins[0].shape;
+        let x = ins[0].shape;
         let mismatch = |rhs: &[usize]| Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: rhs.into() };
         match self {
             MovementOp::Reshape(shape) => {
@@ -118,10 +118,10 @@ impl MovementOp {
                 if *axis >= x.len() {
                     return Err(Error::AxisOutOfRange { op: name, axis: *axis as isize, shape: x.to_vec() });
                 }
-                let mut shape = x.clone();
+                let mut shape: Shape = x.into();
                 shape[*axis] = 0;
                 for part in ins {
-                    let s = &part.shape;
+                    let s = part.shape;
                     let agrees = s.len() == x.len()
                         && s.iter().zip(x).enumerate().all(|(d, (a, b))| d == *axis || a == b);
                     if !agrees {
@@ -137,7 +137,7 @@ impl MovementOp {
                     let end = start.checked_add(*len).map_or(format!("{start}+{len}"), |e| e.to_string());
                     crate::bail!(name, "range {start}..{end} exceeds axis {axis} of shape {x:?}");
                 }
-                let mut shape = x.clone();
+                let mut shape: Shape = x.into();
                 shape[*axis] = *len;
                 Ok(shape)
             }

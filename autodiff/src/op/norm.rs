@@ -6,7 +6,7 @@
 //! Those backward ops have VJPs written with tensor ops, so everything differentiates again.
 
 use super::movement::normalize_axis;
-use super::{Arg, Arity, InputGrads, Op, ValueInfo};
+use super::{Arg, Arity, InputGrads, Op, Operand};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
@@ -76,10 +76,10 @@ impl NormOp {
     }
 
     /// The output has the first operand's shape; the backward ops' two operands agree.
-    pub(super) fn infer(&self, ins: &[ValueInfo]) -> Result<Shape> {
+    pub(super) fn infer(&self, ins: &[Operand<'_>]) -> Result<Shape> {
         let name = self.name();
-        let x = &ins[0].shape;
-        if let Some(other) = ins.get(1).filter(|g| g.shape != *x) {
+        let x = ins[0].shape;
+        if let Some(other) = ins.get(1).filter(|g| g.shape != x) {
             return Err(Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: other.shape.to_vec() });
         }
         match self {
@@ -97,7 +97,7 @@ impl NormOp {
                 }
             }
         }
-        Ok(x.clone())
+        Ok(x.into())
     }
 
     pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
