@@ -181,6 +181,40 @@ impl LogSoftmax {
 }
 stateless_module!(LogSoftmax, |self, x| x.log_softmax(self.dim));
 
+/// x·σ(x), the SiLU or swish (PyTorch's `nn.SiLU`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SiLU;
+stateless_module!(SiLU, |self, x| Ok(x.silu()));
+
+/// ln σ(x), computed stably (PyTorch's `nn.LogSigmoid`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LogSigmoid;
+stateless_module!(LogSigmoid, |self, x| Ok(x.log_sigmoid()));
+
+/// x limited to `[min_val, max_val]` (default [−1, 1]), with gradient 0 at and beyond the
+/// bounds (PyTorch's `nn.Hardtanh`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hardtanh {
+    /// Lower bound.
+    pub min_val: f64,
+    /// Upper bound.
+    pub max_val: f64,
+}
+
+impl Hardtanh {
+    /// With the given bounds (checked when the module runs).
+    pub fn new(min_val: f64, max_val: f64) -> Hardtanh {
+        Hardtanh { min_val, max_val }
+    }
+}
+
+impl Default for Hardtanh {
+    fn default() -> Self {
+        Hardtanh { min_val: -1.0, max_val: 1.0 }
+    }
+}
+stateless_module!(Hardtanh, |self, x| x.hardtanh(self.min_val, self.max_val));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +246,9 @@ mod tests {
         check_elementwise(&ELU::new(0.5), |v| if v > 0.0 { v } else { 0.5 * (v.exp() - 1.0) });
         check_elementwise(&Sigmoid, |v| 1.0 / (1.0 + (-v).exp()));
         check_elementwise(&Tanh, f64::tanh);
+        check_elementwise(&SiLU, |v| v / (1.0 + (-v).exp()));
+        check_elementwise(&LogSigmoid, |v| -(1.0 + (-v).exp()).ln());
+        check_elementwise(&Hardtanh::new(-0.5, 1.0), |v| v.clamp(-0.5, 1.0));
         // GELU tanh form: 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
         let c = (2.0 / std::f64::consts::PI).sqrt();
         check_elementwise(&GELU::new(GeluApproximate::Tanh), |v| {

@@ -27,7 +27,8 @@ mod rnn;
 mod transformer;
 
 pub use activation::{
-    GeluApproximate, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh, ELU, GELU,
+    GeluApproximate, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus,
+    Tanh, ELU, GELU,
 };
 pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv1d::{Conv1d, Conv1dConfig};
