@@ -208,14 +208,12 @@ impl Op {
         let shape = match self {
             Op::Leaf | Op::Cast(_) | Op::Unary(_) => first.shape.into(),
             Op::Binary(_) | Op::Where => elementwise::infer_broadcast(name, ins)?,
-            Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, &first.shape)?,
-            Op::MatMul { trans_a, trans_b } => {
-                linalg::infer(*trans_a, *trans_b, &ins[0].shape, &ins[1].shape)?
-            }
+            Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, first.shape)?,
+            Op::MatMul { trans_a, trans_b } => linalg::infer(*trans_a, *trans_b, ins[0].shape, ins[1].shape)?,
             Op::Movement(m) => m.infer(ins)?,
-            Op::Index(i) => i.infer(&first.shape)?,
+            Op::Index(i) => i.infer(first.shape)?,
             Op::Norm(n) => n.infer(ins)?,
-            Op::Conv(c) => c.infer(&ins[0].shape, &ins[1].shape)?,
+            Op::Conv(c) => c.infer(ins[0].shape, ins[1].shape)?,
             Op::Pool(p) => p.infer(ins)?,
         };
         Ok(ValueInfo { shape, dtype: first.dtype })
