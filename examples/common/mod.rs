@@ -95,7 +95,97 @@ pub fn line_chart(
     y_label: &str,
     series: &[Series],
 ) -> AnyResult<()> {
-    let all = series.iter().flat_map(|s| s.points.iter());
+    lines_and_points(path, title, x_label, y_label, series, &[])
+}
+
+/// How a [`Line`] is drawn.
+#[derive(Clone, Copy)]
+pub struct Style {
+    /// Stroke colour.
+    pub color: RGBColor,
+    /// Stroke width in pixels.
+    pub width: u32,
+    /// Drawn dashed (so a line that another one covers stays visible).
+    pub dashed: bool,
+}
+
+/// A curve with a style of its own (see [`styled_chart`]).
+pub struct Line<'a> {
+    /// The curve; an empty label keeps it out of the legend.
+    pub series: Series<'a>,
+    /// Colour and width.
+    pub style: Style,
+}
+
+/// The `i`-th colour of the charts' palette.
+pub fn palette(i: usize) -> RGBColor {
+    let (r, g, b) = Palette99::pick(i).rgb();
+    RGBColor(r, g, b)
+}
+
+/// A tick label: integers without a decimal point ("10", not "10.0"), other values with at
+/// most three significant decimals.
+pub fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() <= 1e-9 * v.abs().max(1.0) {
+        format!("{:.0}", v.round())
+    } else {
+        let digits = (2 - v.abs().log10().floor() as i64).clamp(0, 6) as usize;
+        let text = format!("{v:.digits$}");
+        let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+        text.to_string()
+    }
+}
+
+/// Colours of the point series of a chart (data first), distinct from the line palette's
+/// first entries.
+const POINT_COLORS: [RGBColor; 4] =
+    [RGBColor(60, 110, 180), RGBColor(200, 30, 40), RGBColor(40, 150, 60), RGBColor(130, 60, 160)];
+
+/// Where a legend of `rows` entries, the longest `chars` characters, covers no curve or point:
+/// the corner of the plot area (in data coordinates `x`, `y`, plot `px` pixels) whose box
+/// holds none of `points`; `None` when every corner holds some.
+fn free_corner(
+    points: &[(f64, f64)],
+    (x, y): ((f64, f64), (f64, f64)),
+    px: (f64, f64),
+    rows: usize,
+    chars: usize,
+) -> Option<SeriesLabelPosition> {
+    // box in pixels, with the 10-px margin plotters keeps from the plot's edge
+    let (w, h) = (44.0 + 8.2 * chars as f64 + 10.0, 19.0 * rows as f64 + 14.0 + 10.0);
+    let (fw, fh) = ((w / px.0).min(1.0), (h / px.1).min(1.0));
+    let inside = |left: bool, top: bool| {
+        points.iter().any(|&(px_, py)| {
+            let (u, v) = ((px_ - x.0) / (x.1 - x.0), (py - y.0) / (y.1 - y.0)); // 0..1, v up
+            let in_x = if left { u <= fw } else { u >= 1.0 - fw };
+            let in_y = if top { v >= 1.0 - fh } else { v <= fh };
+            in_x && in_y
+        })
+    };
+    [
+        (false, true, SeriesLabelPosition::UpperRight),
+        (true, true, SeriesLabelPosition::UpperLeft),
+        (false, false, SeriesLabelPosition::LowerRight),
+        (true, false, SeriesLabelPosition::LowerLeft),
+    ]
+    .into_iter()
+    .find(|&(left, top, _)| !inside(left, top))
+    .map(|(_, _, corner)| corner)
+}
+
+/// Writes an SVG chart of styled `lines` and `points` (each series drawn as dots) on the same
+/// axes. The legend goes into a corner where it covers no curve or point; when there is none,
+/// the y range gets a band of head room above the data for it, so it never hides data.
+pub fn styled_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line],
+    points: &[Series],
+) -> AnyResult<()> {
+    const SIZE: (u32, u32) = (900, 520);
+    let all = lines.iter().map(|l| &l.series).chain(points).flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all.filter(|(x, y)| x.is_finite() && y.is_finite()) {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
@@ -103,24 +193,84 @@ pub fn line_chart(
     if x0 > x1 {
         return Err(format!("{title}: nothing to plot").into());
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    x1 = x1.max(x0 + 1e-9);
+    let span = (y1 - y0).max(1e-9);
+    let (y_lo, mut y_hi) = (y0 - 0.04 * span, y1 + 0.04 * span);
+    let labelled: Vec<&str> =
+        lines.iter().map(|l| &l.series).chain(points).map(|s| s.label).filter(|l| !l.is_empty()).collect();
+    let chars = labelled.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    // what the legend must not cover: every point, and each curve sampled along its segments
+    let mut covered: Vec<(f64, f64)> = points.iter().flat_map(|s| s.points.iter().copied()).collect();
+    for line in lines {
+        for pair in line.series.points.windows(2) {
+            let ((ax, ay), (bx, by)) = (pair[0], pair[1]);
+            covered.extend((0..=40).map(|i| {
+                let t = f64::from(i) / 40.0;
+                (ax + (bx - ax) * t, ay + (by - ay) * t)
+            }));
+        }
+        covered.extend(line.series.points.last().copied());
+    }
+    let plot_px = (f64::from(SIZE.0) - 100.0, f64::from(SIZE.1) - 115.0);
+    let corner = if labelled.is_empty() {
+        SeriesLabelPosition::UpperRight
+    } else {
+        match free_corner(&covered, ((x0, x1), (y_lo, y_hi)), plot_px, labelled.len(), chars) {
+            Some(corner) => corner,
+            None => {
+                let legend_px = 19.0 * labelled.len() as f64 + 34.0;
+                y_hi += (y_hi - y_lo) * legend_px / (plot_px.1 - legend_px).max(plot_px.1 / 3.0);
+                SeriesLabelPosition::UpperRight
+            }
+        }
+    };
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, ("sans-serif", 20))
         .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
-            .label(s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y_lo..y_hi)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()?;
+    for (i, s) in points.iter().enumerate() {
+        let color = POINT_COLORS[i % POINT_COLORS.len()].mix(0.75);
+        let drawn = chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        if !s.label.is_empty() {
+            drawn.label(s.label).legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+        }
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    for line in lines {
+        let style = ShapeStyle::from(&line.style.color).stroke_width(line.style.width);
+        let points = line.series.points.iter().copied();
+        let drawn = if line.style.dashed {
+            chart.draw_series(DashedLineSeries::new(points, 9, 6, style))?
+        } else {
+            chart.draw_series(LineSeries::new(points, style))?
+        };
+        if !line.series.label.is_empty() {
+            drawn
+                .label(line.series.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        }
+    }
+    if !labelled.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(corner)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+    }
     root.present()?;
     Ok(())
 }
@@ -270,8 +420,9 @@ fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Writes an SVG chart of `lines` (curves) and `points` (each series drawn as dots, e.g. data
-/// or marked events) on the same axes. Series with an empty label stay out of the legend.
+/// Writes an SVG chart of `lines` (curves, in the palette's colours) and `points` (each series
+/// drawn as dots, e.g. data or marked events) on the same axes. Series with an empty label
+/// stay out of the legend.
 pub fn lines_and_points(
     path: &Path,
     title: &str,
@@ -280,43 +431,15 @@ pub fn lines_and_points(
     lines: &[Series],
     points: &[Series],
 ) -> AnyResult<()> {
-    let all = lines.iter().chain(points).flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all.filter(|(x, y)| x.is_finite() && y.is_finite()) {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    if x0 > x1 {
-        return Err(format!("{title}: nothing to plot").into());
-    }
-    let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
-    for (i, s) in points.iter().enumerate() {
-        let color = Palette99::pick(lines.len() + i).to_rgba();
-        let drawn = chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-        if !s.label.is_empty() {
-            drawn.label(s.label).legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
-        }
-    }
-    for (i, s) in lines.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let drawn = chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?;
-        if !s.label.is_empty() {
-            drawn
-                .label(s.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        }
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-    root.present()?;
-    Ok(())
+    let styled: Vec<Line> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Line {
+            series: Series { label: s.label, points: s.points.clone() },
+            style: Style { color: palette(i), width: 2, dashed: false },
+        })
+        .collect();
+    styled_chart(path, title, x_label, y_label, &styled, points)
 }
 
 /// Mean cross-entropy, accuracy and predicted classes of a classifier on a whole labelled data
