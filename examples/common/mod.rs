@@ -117,10 +117,22 @@ pub struct Line<'a> {
     pub style: Style,
 }
 
-/// The `i`-th colour of the charts' palette.
+/// The `i`-th colour of the charts' palette (Tableau 10: distinct, and readable on white,
+/// unlike a pale yellow).
 pub fn palette(i: usize) -> RGBColor {
-    let (r, g, b) = Palette99::pick(i).rgb();
-    RGBColor(r, g, b)
+    const TABLEAU: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    TABLEAU[i % TABLEAU.len()]
 }
 
 /// A tick label: integers without a decimal point ("10", not "10.0"), other values with at
@@ -139,7 +151,7 @@ pub fn tick(v: &f64) -> String {
 /// Colours of the point series of a chart (data first), distinct from the line palette's
 /// first entries.
 const POINT_COLORS: [RGBColor; 4] =
-    [RGBColor(60, 110, 180), RGBColor(200, 30, 40), RGBColor(40, 150, 60), RGBColor(130, 60, 160)];
+    [RGBColor(90, 90, 90), RGBColor(170, 0, 120), RGBColor(0, 130, 130), RGBColor(110, 60, 160)];
 
 /// Where a legend of `rows` entries, the longest `chars` characters, covers no curve or point:
 /// the corner of the plot area (in data coordinates `x`, `y`, plot `px` pixels) whose box
@@ -344,24 +356,46 @@ pub struct HeatMap {
     pub values: Vec<Vec<f64>>,
 }
 
-/// Writes an SVG of heat maps side by side (white = the smallest value of each map, dark
-/// blue = the largest), with the value printed in each cell: e.g. attention weights.
+/// Width in pixels of `text` in a sans-serif font of `size` px (a generous estimate: about
+/// 0.6 em a character), for laying out SVG text that must not overlap.
+fn text_width(text: &str, size: usize) -> usize {
+    (text.chars().count() * size * 6).div_ceil(10)
+}
+
+/// Writes an SVG of heat maps in a grid (white = the smallest value of each map, dark blue =
+/// the largest), with the value printed in each cell: e.g. attention weights. Row labels get
+/// the width their longest label needs, cells the width of their longest column label, each
+/// map the width of its title; as many maps share a row as fit in about 1 300 px, and the
+/// figure is at least as wide as its title.
 pub fn heat_maps(path: &Path, title: &str, maps: &[HeatMap]) -> AnyResult<()> {
-    const CELL: usize = 34;
+    const CELL_H: usize = 34;
     const GAP: usize = 30;
-    const LABEL: usize = 90;
-    let widths: Vec<usize> = maps.iter().map(|m| LABEL + m.column_labels.len() * CELL + GAP).collect();
+    const ROW_WIDTH: usize = 1300;
+    // each map's geometry: (row-label width, cell width, whole width)
+    let geometry: Vec<(usize, usize, usize)> = maps
+        .iter()
+        .map(|m| {
+            let label = m.row_labels.iter().map(|l| text_width(l, 12)).max().unwrap_or(0) + 10;
+            let cell = m.column_labels.iter().map(|l| text_width(l, 12) + 8).max().unwrap_or(0).max(CELL_H);
+            let width = (label + m.column_labels.len() * cell).max(text_width(&m.title, 13)) + GAP;
+            (label, cell, width)
+        })
+        .collect();
+    let widest = geometry.iter().map(|g| g.2).max().unwrap_or(GAP);
+    let per_row = (ROW_WIDTH / widest).clamp(1, maps.len().max(1));
+    let grid_rows = maps.len().div_ceil(per_row).max(1);
+    let per_row = maps.len().div_ceil(grid_rows).max(1); // balance: 8 maps → 4 + 4, not 5 + 3
     let rows = maps.iter().map(|m| m.row_labels.len()).max().unwrap_or(0);
-    let svg_w = widths.iter().sum::<usize>() + GAP;
-    let svg_h = 70 + rows * CELL + 60;
+    let block_h = 40 + rows * CELL_H + 40; // map title, cells, column labels
+    let svg_w = (GAP + per_row * widest).max(text_width(title, 16) + 2 * GAP);
+    let svg_h = 40 + grid_rows * block_h + 10;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{svg_w}\" height=\"{svg_h}\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{GAP}\" y=\"24\" font-family=\"sans-serif\" font-size=\"16\">{}</text>\n",
         xml_escape(title)
     );
-    let mut x_base = GAP;
-    for (m, map) in maps.iter().enumerate() {
+    for (m, (map, &(label_w, cell_w, _))) in maps.iter().zip(&geometry).enumerate() {
         if map.values.len() != map.row_labels.len()
             || map.values.iter().any(|r| r.len() != map.column_labels.len())
         {
@@ -370,17 +404,21 @@ pub fn heat_maps(path: &Path, title: &str, maps: &[HeatMap]) -> AnyResult<()> {
         let (lo, hi) =
             map.values.iter().flatten().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let span = (hi - lo).max(1e-12);
-        let x0 = x_base + LABEL;
+        let x_base = GAP + (m % per_row) * widest;
+        let y_base = 40 + (m / per_row) * block_h;
+        let x0 = x_base + label_w;
+        let title_x = if text_width(&map.title, 13) > map.column_labels.len() * cell_w { x_base } else { x0 };
         svg += &format!(
-            "<text x=\"{x0}\" y=\"52\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n",
+            "<text x=\"{title_x}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n",
+            y_base + 22,
             xml_escape(&map.title)
         );
         for (r, row) in map.values.iter().enumerate() {
-            let y = 64 + r * CELL;
+            let y = y_base + 32 + r * CELL_H;
             svg += &format!(
                 "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"end\">{}</text>\n",
                 x0 - 6,
-                y + CELL / 2 + 4,
+                y + CELL_H / 2 + 4,
                 xml_escape(&map.row_labels[r])
             );
             for (c, &v) in row.iter().enumerate() {
@@ -391,24 +429,23 @@ pub fn heat_maps(path: &Path, title: &str, maps: &[HeatMap]) -> AnyResult<()> {
                     (255.0 - t * 105.0) as u8,
                 );
                 let ink = if t > 0.55 { "white" } else { "black" };
-                let x = x0 + c * CELL;
+                let x = x0 + c * cell_w;
                 svg += &format!(
-                    "<rect x=\"{x}\" y=\"{y}\" width=\"{CELL}\" height=\"{CELL}\" fill=\"rgb({red},{green},{blue})\" stroke=\"#ddd\"/>\n\
-                     <text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"9\" text-anchor=\"middle\" fill=\"{ink}\">{v:.2}</text>\n",
-                    x + CELL / 2,
-                    y + CELL / 2 + 3
+                    "<rect x=\"{x}\" y=\"{y}\" width=\"{cell_w}\" height=\"{CELL_H}\" fill=\"rgb({red},{green},{blue})\" stroke=\"#ddd\"/>\n\
+                     <text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"10\" text-anchor=\"middle\" fill=\"{ink}\">{v:.2}</text>\n",
+                    x + cell_w / 2,
+                    y + CELL_H / 2 + 4
                 );
             }
         }
-        let y = 64 + map.row_labels.len() * CELL + 16;
+        let y = y_base + 32 + map.row_labels.len() * CELL_H + 17;
         for (c, label) in map.column_labels.iter().enumerate() {
             svg += &format!(
                 "<text x=\"{}\" y=\"{y}\" font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n",
-                x0 + c * CELL + CELL / 2,
+                x0 + c * cell_w + cell_w / 2,
                 xml_escape(label)
             );
         }
-        x_base += widths[m];
     }
     svg += "</svg>\n";
     std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
