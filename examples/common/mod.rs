@@ -522,6 +522,11 @@ impl LearningCurves {
 
     /// Writes `learning_curves.svg` (loss) and `accuracy.svg` into `out`; returns their paths.
     pub fn write(&self, out: &Path, name: &str) -> AnyResult<(PathBuf, PathBuf)> {
+        self.write_with(out, name, "cross-entropy")
+    }
+
+    /// As [`LearningCurves::write`], with the loss axis named `loss_label`.
+    pub fn write_with(&self, out: &Path, name: &str, loss_label: &str) -> AnyResult<(PathBuf, PathBuf)> {
         let pair = |train: &[(f64, f64)], val: &[(f64, f64)]| {
             [
                 Series { label: "train", points: train.to_vec() },
@@ -530,7 +535,7 @@ impl LearningCurves {
         };
         let loss = out.join("learning_curves.svg");
         let title = format!("{name}: loss (a widening gap between the curves is over-fitting)");
-        line_chart(&loss, &title, "epoch", "cross-entropy", &pair(&self.train_loss, &self.val_loss))?;
+        line_chart(&loss, &title, "epoch", loss_label, &pair(&self.train_loss, &self.val_loss))?;
         let accuracy = out.join("accuracy.svg");
         let title = format!("{name}: accuracy");
         line_chart(&accuracy, &title, "epoch", "accuracy", &pair(&self.train_acc, &self.val_acc))?;
