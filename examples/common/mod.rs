@@ -185,6 +185,25 @@ fn free_corner(
     .map(|(_, _, corner)| corner)
 }
 
+/// One chart of a [`panels`] figure: styled curves and dotted series on shared axes.
+pub struct Panel<'a> {
+    /// Shown above the chart.
+    pub title: &'a str,
+    /// Axis names.
+    pub x_label: &'a str,
+    /// Axis names.
+    pub y_label: &'a str,
+    /// The curves.
+    pub lines: &'a [Line<'a>],
+    /// Series drawn as dots.
+    pub points: &'a [Series<'a>],
+    /// Tick labels of the x axis (e.g. `2^v` for an axis in log₂ units); [`tick`] by default.
+    pub x_ticks: fn(&f64) -> String,
+    /// The y range to show (before the legend's head room), e.g. to share one scale between
+    /// panels; `None` fits the data.
+    pub y_range: Option<(f64, f64)>,
+}
+
 /// Writes an SVG chart of styled `lines` and `points` (each series drawn as dots) on the same
 /// axes. The legend goes into a corner where it covers no curve or point; when there is none,
 /// the y range gets a band of head room above the data for it, so it never hides data.
@@ -197,6 +216,34 @@ pub fn styled_chart(
     points: &[Series],
 ) -> AnyResult<()> {
     const SIZE: (u32, u32) = (900, 520);
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    draw_panel(&root, SIZE, &Panel { title, x_label, y_label, lines, points, x_ticks: tick, y_range: None })?;
+    root.present()?;
+    Ok(())
+}
+
+/// Writes an SVG of `panels` side by side (each 720 × 520 px) under one `title`.
+pub fn panels(path: &Path, title: &str, panels: &[Panel]) -> AnyResult<()> {
+    const PANEL: (u32, u32) = (720, 520);
+    let size = (PANEL.0 * panels.len().max(1) as u32, PANEL.1 + 40);
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let body = root.titled(title, ("sans-serif", 22))?;
+    for (area, panel) in body.split_evenly((1, panels.len().max(1))).iter().zip(panels) {
+        draw_panel(area, PANEL, panel)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws one [`Panel`] into `area` (about `size` pixels), legend placed as [`styled_chart`] says.
+fn draw_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    size: (u32, u32),
+    panel: &Panel,
+) -> AnyResult<()> {
+    let Panel { title, x_label, y_label, lines, points, x_ticks, y_range } = *panel;
     let all = lines.iter().map(|l| &l.series).chain(points).flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all.filter(|(x, y)| x.is_finite() && y.is_finite()) {
@@ -207,7 +254,7 @@ pub fn styled_chart(
     }
     x1 = x1.max(x0 + 1e-9);
     let span = (y1 - y0).max(1e-9);
-    let (y_lo, mut y_hi) = (y0 - 0.04 * span, y1 + 0.04 * span);
+    let (y_lo, mut y_hi) = y_range.unwrap_or((y0 - 0.04 * span, y1 + 0.04 * span));
     let labelled: Vec<&str> =
         lines.iter().map(|l| &l.series).chain(points).map(|s| s.label).filter(|l| !l.is_empty()).collect();
     let chars = labelled.iter().map(|l| l.chars().count()).max().unwrap_or(0);
@@ -223,7 +270,7 @@ pub fn styled_chart(
         }
         covered.extend(line.series.points.last().copied());
     }
-    let plot_px = (f64::from(SIZE.0) - 100.0, f64::from(SIZE.1) - 115.0);
+    let plot_px = (f64::from(size.0) - 100.0, f64::from(size.1) - 115.0);
     let corner = if labelled.is_empty() {
         SeriesLabelPosition::UpperRight
     } else {
@@ -236,9 +283,7 @@ pub fn styled_chart(
             }
         }
     };
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
@@ -248,7 +293,7 @@ pub fn styled_chart(
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
-        .x_label_formatter(&tick)
+        .x_label_formatter(&x_ticks)
         .y_label_formatter(&tick)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))
@@ -283,7 +328,6 @@ pub fn styled_chart(
             .border_style(BLACK)
             .draw()?;
     }
-    root.present()?;
     Ok(())
 }
 
