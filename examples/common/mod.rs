@@ -189,9 +189,9 @@ fn free_corner(
 pub struct Panel<'a> {
     /// Shown above the chart.
     pub title: &'a str,
-    /// Axis names.
+    /// Name of the x axis.
     pub x_label: &'a str,
-    /// Axis names.
+    /// Name of the y axis.
     pub y_label: &'a str,
     /// The curves.
     pub lines: &'a [Line<'a>],
