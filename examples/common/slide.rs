@@ -196,7 +196,7 @@ pub fn fit_moments() -> (Moments, f64) {
     let (mut dx, mut dx2) = (7.0, 57.5);
     search((3.0 - dx, 3.0 + dx), (62.5 - dx2, 62.5 + dx2), 41, &mut best);
     for _ in 0..6 {
-        // zoom: ±2 grid cells of the previous grid around the best point
+        // zoom: a tenth of the previous half-width (1–2 cells of the previous grid) around the best point
         (dx, dx2) = (dx / 10.0, dx2 / 10.0);
         let (cx, cx2) = (best.0.mean_x, best.0.mean_x2);
         search((cx - dx, cx + dx), (cx2 - dx2, cx2 + dx2), 21, &mut best);
