@@ -28,7 +28,7 @@
 
 mod common;
 
-use common::{line_chart, output_dir, progress, AnyResult, Flags, Series};
+use common::{output_dir, palette, progress, styled_chart, AnyResult, Flags, Line, Series, Style};
 use graphgrad::autodiff::{no_grad, Tensor, Var};
 use graphgrad::nn::data::{load_digits, Dataset};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
@@ -327,15 +327,26 @@ fn run() -> AnyResult<()> {
     let curve = out.join("loss.svg");
     let mut resumed_curve = loss_b1;
     resumed_curve.extend(loss_b2);
-    line_chart(
+    // B is drawn dashed over a wider A, so both stay visible where they coincide.
+    styled_chart(
         &curve,
         "training loss: uninterrupted (A) and saved + resumed (B) runs coincide",
         "step",
         "cross-entropy (mini-batch)",
         &[
-            Series { label: "A: uninterrupted", points: loss_a },
-            Series { label: "B: resumed", points: resumed_curve },
+            Line {
+                series: Series { label: "A: uninterrupted", points: loss_a },
+                style: Style { color: palette(0), width: 4, dashed: false },
+            },
+            Line {
+                series: Series {
+                    label: "B: saved at the midpoint and resumed (dashed)",
+                    points: resumed_curve,
+                },
+                style: Style { color: palette(1), width: 1, dashed: true },
+            },
         ],
+        &[],
     )?;
     println!(
         "\nwrote {}, {}, {} and the damaged copies in {}",
