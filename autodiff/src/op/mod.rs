@@ -30,6 +30,7 @@ pub use pool::PoolOp;
 use crate::buffer::{Buffer, Elem};
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::binary::BinaryOp;
+use graphgrad_ops::facts::fact;
 use graphgrad_ops::reduce::ReduceOp;
 use graphgrad_ops::unary::UnaryOp;
 use graphgrad_ops::{numel, DType, Element, Shape};
@@ -53,6 +54,11 @@ impl ValueInfo {
     pub fn bytes(&self) -> usize {
         numel(&self.shape) * self.dtype.size()
     }
+
+    /// This value as an operand of a shape rule.
+    pub fn operand(&self) -> Operand<'_> {
+        Operand { shape: &self.shape, dtype: self.dtype }
+    }
 }
 
 /// An operand as a shape rule sees it: borrowed, so recording an op copies no shape.
@@ -62,13 +68,6 @@ pub struct Operand<'a> {
     pub shape: &'a [usize],
     /// Element type.
     pub dtype: DType,
-}
-
-impl ValueInfo {
-    /// This value as an operand of a shape rule.
-    pub fn operand(&self) -> Operand<'_> {
-        Operand { shape: &self.shape, dtype: self.dtype }
-    }
 }
 
 /// How many operands an op takes.
@@ -154,20 +153,19 @@ impl Op {
     /// False for ops whose output carries no gradient (leaves, comparisons, `sign`, max-pool's
     /// indices): their outputs never require grad.
     pub fn is_differentiable(&self) -> bool {
-        match self {
-            Op::Leaf => false,
-            Op::Unary(u) => u.is_differentiable(),
-            Op::Binary(b) => b.is_differentiable(),
-            Op::Pool(p) => p.is_differentiable(),
-            Op::Cast(_)
-            | Op::Where
-            | Op::Reduce { .. }
-            | Op::MatMul { .. }
-            | Op::Movement(_)
-            | Op::Index(_)
-            | Op::Norm(_)
-            | Op::Conv(_) => true,
-        }
+        let facts = match self {
+            Op::Leaf => fact::NONE,
+            Op::Cast(_) | Op::Where | Op::MatMul { .. } => fact::DIFFERENTIABLE,
+            Op::Unary(u) => u.facts(),
+            Op::Binary(b) => b.facts(),
+            Op::Reduce { op, .. } => op.facts(),
+            Op::Movement(m) => m.facts(),
+            Op::Index(i) => i.facts(),
+            Op::Norm(n) => n.facts(),
+            Op::Conv(c) => c.facts(),
+            Op::Pool(p) => p.facts(),
+        };
+        facts & fact::DIFFERENTIABLE != 0
     }
 
     /// True for ops whose output is their operand's storage under another shape (`reshape`):
@@ -194,29 +192,41 @@ impl Op {
     /// The shape-and-dtype rule: the output of this op on operands `ins`, or an error naming
     /// the op and the offending shapes.
     pub fn infer(&self, ins: &[Operand<'_>]) -> Result<ValueInfo> {
-        let name = self.name();
         if !self.arity().admits(ins.len()) {
-            crate::bail!(name, "takes {:?} operands, got {}", self.arity(), ins.len());
+            crate::bail!(self.name(), "takes {:?} operands, got {}", self.arity(), ins.len());
         }
-        if let Op::Cast(dtype) = self {
-            return Ok(ValueInfo { shape: ins[0].shape.into(), dtype: *dtype });
-        }
-        let Some(first) = ins.first() else { crate::bail!(name, "a leaf is not computed from operands") };
-        if let Some(other) = ins.iter().find(|v| v.dtype != first.dtype) {
-            return Err(Error::DTypeMismatch { op: name, lhs: first.dtype, rhs: other.dtype });
-        }
+        let Some(first) = ins.first() else {
+            crate::bail!(self.name(), "a leaf is not computed from operands")
+        };
         let shape = match self {
-            Op::Leaf | Op::Cast(_) | Op::Unary(_) => first.shape.into(),
-            Op::Binary(_) | Op::Where => elementwise::infer_broadcast(name, ins)?,
-            Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, first.shape)?,
-            Op::MatMul { trans_a, trans_b } => linalg::infer(*trans_a, *trans_b, ins[0].shape, ins[1].shape)?,
-            Op::Movement(m) => m.infer(ins)?,
-            Op::Index(i) => i.infer(first.shape)?,
-            Op::Norm(n) => n.infer(ins)?,
-            Op::Conv(c) => c.infer(ins[0].shape, ins[1].shape)?,
-            Op::Pool(p) => p.infer(ins)?,
+            // the one op that changes the element type
+            Op::Cast(dtype) => return Ok(ValueInfo { shape: Shape::from_slice(first.shape), dtype: *dtype }),
+            // one operand: nothing to compare
+            Op::Unary(_) => Shape::from_slice(first.shape),
+            _ => {
+                if let Some(other) = ins.iter().find(|v| v.dtype != first.dtype) {
+                    return Err(Error::DTypeMismatch { op: self.name(), lhs: first.dtype, rhs: other.dtype });
+                }
+                self.infer_shape(ins)?
+            }
         };
         Ok(ValueInfo { shape, dtype: first.dtype })
+    }
+
+    /// The family's shape rule, on operands of one element type.
+    fn infer_shape(&self, ins: &[Operand<'_>]) -> Result<Shape> {
+        let first = ins[0].shape;
+        Ok(match self {
+            Op::Leaf | Op::Cast(_) | Op::Unary(_) => Shape::from_slice(first),
+            Op::Binary(_) | Op::Where => elementwise::infer_broadcast(self.name(), ins)?,
+            Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, first)?,
+            Op::MatMul { trans_a, trans_b } => linalg::infer(*trans_a, *trans_b, first, ins[1].shape)?,
+            Op::Movement(m) => m.infer(ins)?,
+            Op::Index(i) => i.infer(first)?,
+            Op::Norm(n) => n.infer(ins)?,
+            Op::Conv(c) => c.infer(first, ins[1].shape)?,
+            Op::Pool(p) => p.infer(ins)?,
+        })
     }
 
     /// Evaluates the op on checked operands into `out`, the output of `shape`, which may hold

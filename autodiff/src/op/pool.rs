@@ -62,10 +62,6 @@ fn output_shape(geo: &Pool2dGeometry) -> Shape {
 }
 
 impl PoolOp {
-    pub(super) fn is_differentiable(&self) -> bool {
-        self.facts() & DIFFERENTIABLE != 0
-    }
-
     pub(super) fn arity(&self) -> Arity {
         match self {
             PoolOp::MaxPool2dIndices(_) | PoolOp::AvgPool2d(_) | PoolOp::AvgPool2dBackward(_) => {
