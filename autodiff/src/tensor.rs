@@ -7,7 +7,7 @@
 //! handle of a deep graph frees it iteratively (see `Drop for Node`).
 
 use crate::buffer::{with_dtype, Buffer, Elem};
-use crate::op::{self, Op, Operand, ValueInfo};
+use crate::op::{self, Op, Operand};
 use crate::{grad_enabled, Error, Result};
 use graphgrad_ops::{numel, random, DType, Element, Shape};
 use rand_chacha::ChaCha8Rng;
@@ -87,14 +87,21 @@ impl Tensor {
     /// Records `op` applied to `inputs`: runs the op's shape rule (the error names the op and
     /// the shapes), then its kernel, now.
     pub(crate) fn record(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
-        let operands: SmallVec<[Operand<'_>; 3]> =
-            inputs.iter().map(|t| Operand { shape: t.shape(), dtype: t.dtype() }).collect();
+        // Pushes, not `collect`: smallvec's `extend` is not inlined, and this runs per op.
+        let mut operands: SmallVec<[Operand<'_>; 3]> = SmallVec::new();
+        for t in inputs {
+            operands.push(Operand { shape: t.shape(), dtype: t.dtype() });
+        }
         let out = op.infer(&operands)?;
         let value = {
-            let guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> =
-                inputs.iter().map(|t| t.read()).collect();
-            let args: SmallVec<[op::Arg<'_>; 3]> =
-                guards.iter().zip(inputs).map(|(g, t)| op::Arg { buf: g, shape: t.shape() }).collect();
+            let mut guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> = SmallVec::new();
+            for t in inputs {
+                guards.push(t.read());
+            }
+            let mut args: SmallVec<[op::Arg<'_>; 3]> = SmallVec::new();
+            for (g, t) in guards.iter().zip(inputs) {
+                args.push(op::Arg { buf: g, shape: t.shape() });
+            }
             op.evaluate(&args, &out)
         };
         let requires_grad =
@@ -102,7 +109,12 @@ impl Tensor {
         // While `compile` traces, every op keeps its inputs (comparison masks, ops on data
         // that needs no gradient) so the trace holds the whole dataflow.
         let keep = requires_grad || crate::mode::tracing();
-        let recorded = if keep { inputs.iter().map(|&t| t.clone()).collect() } else { Inputs::new() };
+        let mut recorded = Inputs::new();
+        if keep {
+            for &t in inputs {
+                recorded.push(t.clone());
+            }
+        }
         Ok(Tensor::new_node(op, recorded, out.shape, value, requires_grad))
     }
 
@@ -188,11 +200,6 @@ impl Tensor {
     }
 
     // ---- inspection ----
-
-    /// Shape and dtype.
-    pub fn info(&self) -> ValueInfo {
-        ValueInfo { shape: self.0.shape.clone(), dtype: self.0.dtype }
-    }
 
     /// Dimension sizes, outermost first.
     pub fn shape(&self) -> &[usize] {

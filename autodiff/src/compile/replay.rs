@@ -22,6 +22,7 @@ use crate::op::{Arg, Op};
 use crate::{Buffer, Result, Tensor};
 use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
 use graphgrad_ops::{numel, Shape};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// What a step runs.
@@ -306,7 +307,7 @@ fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], sl
             );
         }
         Kernel::Op(op) => {
-            let args: Vec<Arg<'_>> =
+            let args: SmallVec<[Arg<'_>; 3]> =
                 (0..step.ins.len()).map(|i| Arg { buf: in_ref(i), shape: &step.ins[i].1 }).collect();
             op.forward::<T>(&args, &step.outs[0].1, out(0));
         }

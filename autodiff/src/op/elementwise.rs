@@ -15,7 +15,7 @@ use std::f64::consts::PI;
 
 /// NumPy broadcasting of every operand (binary ops and `where`).
 pub(super) fn infer_broadcast(op: &'static str, ins: &[Operand<'_>]) -> Result<Shape> {
-    let mut shape: Shape = ins[0].shape.into();
+    let mut shape = Shape::from_slice(ins[0].shape);
     for v in &ins[1..] {
         if v.shape == shape.as_slice() {
             continue;

@@ -73,7 +73,7 @@ impl IndexOp {
         match self {
             IndexOp::IndexSelect { indices, .. } => {
                 check_range(name, indices, x[axis])?;
-                let mut shape: Shape = x.into();
+                let mut shape = Shape::from_slice(x);
                 shape[axis] = indices.len();
                 Ok(shape)
             }
@@ -82,7 +82,7 @@ impl IndexOp {
                 if indices.len() != x[axis] {
                     crate::bail!(name, "{} indices for {} slices of shape {x:?}", indices.len(), x[axis]);
                 }
-                let mut shape: Shape = x.into();
+                let mut shape = Shape::from_slice(x);
                 shape[axis] = *len;
                 Ok(shape)
             }

@@ -118,7 +118,7 @@ impl MovementOp {
                 if *axis >= x.len() {
                     return Err(Error::AxisOutOfRange { op: name, axis: *axis as isize, shape: x.to_vec() });
                 }
-                let mut shape: Shape = x.into();
+                let mut shape = Shape::from_slice(x);
                 shape[*axis] = 0;
                 for part in ins {
                     let s = part.shape;
@@ -137,7 +137,7 @@ impl MovementOp {
                     let end = start.checked_add(*len).map_or(format!("{start}+{len}"), |e| e.to_string());
                     crate::bail!(name, "range {start}..{end} exceeds axis {axis} of shape {x:?}");
                 }
-                let mut shape: Shape = x.into();
+                let mut shape = Shape::from_slice(x);
                 shape[*axis] = *len;
                 Ok(shape)
             }
@@ -254,7 +254,7 @@ impl Tensor {
         if shape == self.shape() {
             return Ok(self.clone());
         }
-        Tensor::record(Op::Movement(MovementOp::Reshape(shape.into())), &[self])
+        Tensor::record(Op::Movement(MovementOp::Reshape(Shape::from_slice(shape))), &[self])
     }
 
     /// Collapses all dimensions from `start` on into one (like `torch.flatten(x, start)`).
