@@ -301,3 +301,33 @@ fn silu_log_sigmoid_and_hardtanh_fuse_with_their_backward() {
     );
     assert!(ops.iter().filter(|o| o.starts_with("fused")).count() <= 3, "{ops:?}\n{}", p.log());
 }
+
+#[test]
+fn second_derivatives_through_max_pooling_compile_and_match_eager() {
+    // y = Σ (dL/dx)² with L = Σ tanh(maxpool(x))·c: the backward of the pool's backward is
+    // the gather at its indices, so the compiled double backward equals the eager one, and
+    // a new input (other winners) gives new indices rather than the traced ones.
+    let c = data(&[2, 3, 3, 3], 11);
+    let step = move |io: &[Tensor]| {
+        let x = &io[0];
+        let loss = x.max_pool2d((2, 2), (2, 2), (0, 0))?.tanh().mul(&c)?.sum_all()?;
+        let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), true)?.remove(0);
+        let y = dx.square().sum_all()?;
+        let ddx = grad(std::slice::from_ref(&y), std::slice::from_ref(x), false)?.remove(0);
+        Ok(Step::new(vec![y, ddx]))
+    };
+    let mut f = compile_with(step.clone(), only(CompileOptions::default()));
+    for seed in [12, 13] {
+        let x = data(&[2, 3, 6, 6], seed).requires_grad_();
+        let eager = step(std::slice::from_ref(&x)).unwrap().outputs;
+        let out = f.call(std::slice::from_ref(&x)).unwrap();
+        for (got, want) in out.iter().zip(&eager) {
+            assert_close(&got.to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+        }
+        assert!(
+            eager[1].to_vec::<f32>().unwrap().iter().any(|&v| v != 0.0),
+            "the second derivative is not zero"
+        );
+    }
+    assert_eq!(f.trace_count(), 1);
+}
