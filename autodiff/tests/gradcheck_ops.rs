@@ -261,16 +261,11 @@ fn twice_differentiable_rows_pass_gradgradcheck() {
     }
 }
 
-/// The name an op is covered under: its family's variant name (`Op::name`).
-fn covered_name(op: &Op) -> String {
-    op.name().to_string()
-}
-
 fn collect(t: &Tensor, seen: &mut BTreeSet<String>, visited: &mut BTreeSet<usize>) {
     let mut stack = vec![t.clone()];
     while let Some(t) = stack.pop() {
         if visited.insert(t.id()) {
-            seen.insert(covered_name(t.op()));
+            seen.insert(t.op().name().to_string());
             stack.extend(t.inputs().iter().cloned());
         }
     }

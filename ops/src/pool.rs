@@ -297,13 +297,12 @@ pub fn avg_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], dx: &mut [T
 }
 
 #[cfg(test)]
-fn bits_of<T: Element>(v: &[T]) -> Vec<u64> {
-    v.iter().map(|a| a.to_f64().to_bits()).collect()
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bits_of<T: Element>(v: &[T]) -> Vec<u64> {
+        v.iter().map(|a| a.to_f64().to_bits()).collect()
+    }
     use crate::testing::{assert_close, random_vec};
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};

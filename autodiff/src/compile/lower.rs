@@ -8,8 +8,9 @@
 //! [`IrOp::Const`].
 //!
 //! Every recorded op lowers to itself ([`IrOp::Op`]): data-dependent values such as max-pool's
-//! indices are ordinary outputs of their own ops. Index lists given by the user (`gather`, `index_select`, embedding ids) are constants of
-//! the trace, like `jax.jit`'s static arguments: pass data that changes per call as tensors.
+//! indices are ordinary outputs of their own ops. Index lists given by the user (`gather`,
+//! `index_select`, embedding ids) are constants of the trace, like `jax.jit`'s static
+//! arguments: pass data that changes per call as tensors.
 
 use super::ir::{Graph, IrOp, Value};
 use crate::{Error, Result, Tensor};

@@ -41,8 +41,8 @@
 //! targets as a one-hot tensor input when they change per call. Leaves other than the inputs and
 //! parameters are constants. Max-pooling's indices are an output of their own op, computed from
 //! the new input at each call; training-mode dropout is rejected while tracing (its mask would
-//! be frozen). To differentiate with respect to an input,
-//! pass an input that requires grad: the traced input does too.
+//! be frozen). To differentiate with respect to an input, pass an input that requires grad:
+//! the traced input does too.
 
 pub mod dot;
 pub mod ir;
