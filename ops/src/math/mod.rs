@@ -42,23 +42,6 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// Which kernel to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Func {
-    Exp,
-    ExpM1,
-    Ln,
-    Ln1p,
-    Tanh,
-    Sigmoid,
-    Erf,
-    Gelu,
-    GeluGrad,
-    Softplus,
-    Silu,
-    LogSigmoid,
-}
-
 /// A lane type's choice of SIMD pack.
 trait Dispatch: Params + Lanes<Elem = Self> {
     /// The AVX2 pack of this element type.
@@ -105,25 +88,56 @@ unsafe fn map<V: Lanes>(src: *const V::Elem, dst: *mut V::Elem, n: usize, f: imp
     }
 }
 
-/// Runs kernel `func` through [`map`] with lanes `V`. The closures are created inside the
-/// caller so that they inherit its target features (and the kernels inline into them).
-macro_rules! run_kernel {
-    ($func:expr, $v:ty, $src:expr, $dst:expr, $n:expr) => {
-        match $func {
-            Func::Exp => map($src, $dst, $n, |v: $v| kernels::exp(v)),
-            Func::ExpM1 => map($src, $dst, $n, |v: $v| kernels::exp_m1(v)),
-            Func::Ln => map($src, $dst, $n, |v: $v| kernels::ln(v)),
-            Func::Ln1p => map($src, $dst, $n, |v: $v| kernels::ln_1p(v)),
-            Func::Tanh => map($src, $dst, $n, |v: $v| kernels::tanh(v)),
-            Func::Sigmoid => map($src, $dst, $n, |v: $v| kernels::sigmoid(v)),
-            Func::Erf => map($src, $dst, $n, |v: $v| kernels::erf(v)),
-            Func::Gelu => map($src, $dst, $n, |v: $v| kernels::gelu(v)),
-            Func::GeluGrad => map($src, $dst, $n, |v: $v| kernels::gelu_grad(v)),
-            Func::Softplus => map($src, $dst, $n, |v: $v| kernels::softplus(v)),
-            Func::Silu => map($src, $dst, $n, |v: $v| kernels::silu(v)),
-            Func::LogSigmoid => map($src, $dst, $n, |v: $v| kernels::log_sigmoid(v)),
+/// The kernel table: one row per function (public name, in-place name, `Func` variant, formula
+/// for the docs; the kernel in `kernels.rs` carries the public name). It declares `Func`, the
+/// `run_kernel!` dispatch both paths expand, and the public slice functions. (`$d` is a `$`
+/// passed in, so the generated macro can have variables of its own.)
+macro_rules! math_functions {
+    ($d:tt; $($name:ident, $inplace:ident, $func:ident, $what:literal;)*) => {
+        /// Which kernel to run.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Func {
+            $($func,)*
         }
+
+        /// Runs kernel `func` through [`map`] with lanes `V`. A macro, so the closures are
+        /// created inside each path and inherit its target features (and the kernels inline
+        /// into them).
+        macro_rules! run_kernel {
+            ($d func:expr, $d v:ty, $d src:expr, $d dst:expr, $d n:expr) => {
+                match $d func {
+                    $(Func::$func => map($d src, $d dst, $d n, |v: $d v| kernels::$name(v)),)*
+                }
+            };
+        }
+
+        $(
+            #[doc = concat!("`out[i] = ", $what, "` for every `i`; `x` and `out` have equal lengths.")]
+            pub fn $name<T: Element>(x: &[T], out: &mut [T]) {
+                apply(Func::$func, x, out, false)
+            }
+
+            #[doc = concat!("`x[i] = ", $what, "` in place.")]
+            pub fn $inplace<T: Element>(x: &mut [T]) {
+                apply_inplace(Func::$func, x)
+            }
+        )*
     };
+}
+
+math_functions! { $;
+    exp, exp_inplace, Exp, "e^x[i]";
+    exp_m1, exp_m1_inplace, ExpM1, "e^x[i] − 1 (accurate near 0)";
+    ln, ln_inplace, Ln, "ln x[i]";
+    ln_1p, ln_1p_inplace, Ln1p, "ln(1 + x[i]) (accurate near 0)";
+    tanh, tanh_inplace, Tanh, "tanh x[i]";
+    sigmoid, sigmoid_inplace, Sigmoid, "1 / (1 + e^−x[i])";
+    erf, erf_inplace, Erf, "erf x[i]";
+    gelu, gelu_inplace, Gelu, "x[i]·Φ(x[i]) = ½·x[i]·(1 + erf(x[i]/√2))";
+    gelu_grad, gelu_grad_inplace, GeluGrad, "Φ(x[i]) + x[i]·φ(x[i])` (GELU's derivative: Φ, φ the normal cdf and density)`";
+    softplus, softplus_inplace, Softplus, "ln(1 + e^x[i]) (stable for large |x[i]|)";
+    silu, silu_inplace, Silu, "x[i]·σ(x[i])";
+    log_sigmoid, log_sigmoid_inplace, LogSigmoid, "ln σ(x[i]) = −softplus(−x[i])";
 }
 
 /// The AVX2+FMA path: everything below is compiled with those features, so each pack method
@@ -189,35 +203,6 @@ fn apply_inplace<T: Element>(func: Func, x: &mut [T]) {
     // SAFETY: `p` is valid for reading and writing `x.len()` elements; source and destination
     // coincide exactly, which `map` allows.
     unsafe { run(func, p, p, x.len(), false) }
-}
-
-macro_rules! public_math {
-    ($($name:ident, $inplace:ident, $func:ident, $what:literal;)*) => {$(
-        #[doc = concat!("`out[i] = ", $what, "` for every `i`; `x` and `out` have equal lengths.")]
-        pub fn $name<T: Element>(x: &[T], out: &mut [T]) {
-            apply(Func::$func, x, out, false)
-        }
-
-        #[doc = concat!("`x[i] = ", $what, "` in place.")]
-        pub fn $inplace<T: Element>(x: &mut [T]) {
-            apply_inplace(Func::$func, x)
-        }
-    )*};
-}
-
-public_math! {
-    exp, exp_inplace, Exp, "e^x[i]";
-    exp_m1, exp_m1_inplace, ExpM1, "e^x[i] − 1 (accurate near 0)";
-    ln, ln_inplace, Ln, "ln x[i]";
-    ln_1p, ln_1p_inplace, Ln1p, "ln(1 + x[i]) (accurate near 0)";
-    tanh, tanh_inplace, Tanh, "tanh x[i]";
-    sigmoid, sigmoid_inplace, Sigmoid, "1 / (1 + e^−x[i])";
-    erf, erf_inplace, Erf, "erf x[i]";
-    gelu, gelu_inplace, Gelu, "x[i]·Φ(x[i]) = ½·x[i]·(1 + erf(x[i]/√2))";
-    gelu_grad, gelu_grad_inplace, GeluGrad, "Φ(x[i]) + x[i]·φ(x[i])` (GELU's derivative: Φ, φ the normal cdf and density)`";
-    softplus, softplus_inplace, Softplus, "ln(1 + e^x[i]) (stable for large |x[i]|)";
-    silu, silu_inplace, Silu, "x[i]·σ(x[i])";
-    log_sigmoid, log_sigmoid_inplace, LogSigmoid, "ln σ(x[i]) = −softplus(−x[i])";
 }
 
 /// erf of one `f64`, through the portable kernel (std has no erf). Used by
