@@ -249,7 +249,7 @@ fn run() -> AnyResult<()> {
     let grid = out.join("reconstructions.svg");
     let rows: Vec<ImageRow> =
         grid_rows.iter().map(|(label, images)| ImageRow { label, images: images.clone() }).collect();
-    image_grid(&grid, "test images (top) and their reconstructions", 8, 8, &rows)?;
+    image_grid(&grid, "test images (top) and their reconstructions", 8, 8, &rows, &[])?;
     let loss_chart = out.join("loss_curves.svg");
     let series: Vec<Series> =
         curves.iter().map(|(label, points)| Series { label, points: points.clone() }).collect();
@@ -270,6 +270,7 @@ fn run() -> AnyResult<()> {
                 ImageRow { label: "samples", images: images[..SHOWN].to_vec() },
                 ImageRow { label: "samples", images: images[SHOWN..].to_vec() },
             ],
+            &[],
         )?;
         written.push(sampled.display().to_string());
     }

@@ -268,7 +268,8 @@ fn run() -> AnyResult<()> {
         "log-power spectrograms (0–2 kHz up, time across) of one test clip per digit 0–9",
         shown_bins,
         frames,
-        &[ImageRow { label: "digits 0 … 9", images }],
+        &[ImageRow { label: "one test clip", images }],
+        &(0..10).map(|d| format!("digit {d}")).collect::<Vec<_>>(),
     )?;
     let (loss_chart, accuracy) = curves.write(&out, "sound: DTMF tones")?;
     println!("wrote {}, {} and {}", spectrograms.display(), loss_chart.display(), accuracy.display());

@@ -341,15 +341,24 @@ pub struct ImageRow<'a> {
 }
 
 /// Writes an SVG grid of grey-level images (one rectangle per pixel), one labelled row per
-/// entry of `rows`: e.g. originals above their reconstructions.
-pub fn image_grid(path: &Path, title: &str, height: usize, width: usize, rows: &[ImageRow]) -> AnyResult<()> {
+/// entry of `rows` (e.g. originals above their reconstructions) and, when given, one label
+/// under each column.
+pub fn image_grid(
+    path: &Path,
+    title: &str,
+    height: usize,
+    width: usize,
+    rows: &[ImageRow],
+    column_labels: &[String],
+) -> AnyResult<()> {
     const CELL: usize = 6; // pixels of the SVG per image pixel
     const GAP: usize = 8;
     const LABEL: usize = 120;
     let columns = rows.iter().map(|r| r.images.len()).max().unwrap_or(0);
     let (img_w, img_h) = (width * CELL, height * CELL);
     let svg_w = LABEL + columns * (img_w + GAP) + GAP;
-    let svg_h = 40 + rows.len() * (img_h + GAP) + GAP;
+    let labels_h = if column_labels.is_empty() { 0 } else { 20 };
+    let svg_h = 40 + rows.len() * (img_h + GAP) + labels_h + GAP;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{svg_w}\" height=\"{svg_h}\" shape-rendering=\"crispEdges\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -382,6 +391,14 @@ pub fn image_grid(path: &Path, title: &str, height: usize, width: usize, rows: &
                 "<rect x=\"{x0}\" y=\"{y0}\" width=\"{img_w}\" height=\"{img_h}\" fill=\"none\" stroke=\"#999\"/>\n"
             );
         }
+    }
+    let labels_y = 40 + rows.len() * (img_h + GAP) + 12;
+    for (c, label) in column_labels.iter().enumerate() {
+        svg += &format!(
+            "<text x=\"{}\" y=\"{labels_y}\" text-anchor=\"middle\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n",
+            LABEL + c * (img_w + GAP) + img_w / 2,
+            xml_escape(label)
+        );
     }
     svg += "</svg>\n";
     std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
