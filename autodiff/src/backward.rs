@@ -74,8 +74,24 @@ fn propagate(
     create_graph: bool,
     keep: impl Fn(&Tensor) -> bool,
 ) -> Result<Vec<(Tensor, Tensor)>> {
+    crate::trace::backward(|| propagate_now(roots, seeds, create_graph, keep))
+}
+
+fn propagate_now(
+    roots: &[Tensor],
+    seeds: Vec<Tensor>,
+    create_graph: bool,
+    keep: impl Fn(&Tensor) -> bool,
+) -> Result<Vec<(Tensor, Tensor)>> {
     let _mode = GradModeGuard::new(create_graph);
     let order = topological_order(roots);
+    // Only nodes on a path to a kept node need a gradient (inputs come before users in `order`).
+    let mut needed = IdSet::default();
+    for node in &order {
+        if keep(node) || node.inputs().iter().any(|i| needed.contains(&i.id())) {
+            needed.insert(node.id());
+        }
+    }
     let mut pending: IdMap<Option<Tensor>> = IdMap::default();
     for (root, seed) in roots.iter().zip(seeds) {
         accumulate(pending.entry(root.id()).or_default(), seed)?;
@@ -83,11 +99,14 @@ fn propagate(
     let mut kept = Vec::new();
     for node in order.iter().rev() {
         let Some(g) = pending.remove(&node.id()).flatten() else { continue };
+        if !needed.contains(&node.id()) {
+            continue;
+        }
         // (Nodes recorded while tracing keep inputs even when no gradient flows through them.)
         if node.requires_grad() && !node.inputs().is_empty() {
             let grads = crate::op::vjp(node, &g)?;
             for (input, grad) in node.inputs().iter().zip(grads) {
-                if let (true, Some(grad)) = (input.requires_grad(), grad) {
+                if let (true, Some(grad)) = (input.requires_grad() && needed.contains(&input.id()), grad) {
                     accumulate(pending.entry(input.id()).or_default(), grad)?;
                 }
             }

@@ -13,6 +13,8 @@ pub enum Buffer {
     F32(Arc<Vec<f32>>),
     /// 64-bit floats.
     F64(Arc<Vec<f64>>),
+    /// 64-bit integers (labels, token ids, indices).
+    I64(Arc<Vec<i64>>),
 }
 
 impl Default for Buffer {
@@ -34,12 +36,19 @@ impl From<Vec<f64>> for Buffer {
     }
 }
 
+impl From<Vec<i64>> for Buffer {
+    fn from(v: Vec<i64>) -> Buffer {
+        Buffer::I64(Arc::new(v))
+    }
+}
+
 impl Buffer {
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             Buffer::F32(_) => DType::F32,
             Buffer::F64(_) => DType::F64,
+            Buffer::I64(_) => DType::I64,
         }
     }
 
@@ -48,6 +57,7 @@ impl Buffer {
         match self {
             Buffer::F32(v) => v.len(),
             Buffer::F64(v) => v.len(),
+            Buffer::I64(v) => v.len(),
         }
     }
 
@@ -68,6 +78,7 @@ impl Buffer {
         match std::mem::take(self) {
             Buffer::F32(v) => crate::pool::keep(v),
             Buffer::F64(v) => crate::pool::keep(v),
+            Buffer::I64(_) => {}
         }
     }
 
@@ -76,6 +87,7 @@ impl Buffer {
         match self {
             Buffer::F32(v) => Buffer::from(v.to_vec()),
             Buffer::F64(v) => Buffer::from(v.to_vec()),
+            Buffer::I64(v) => Buffer::from(v.to_vec()),
         }
     }
 
@@ -84,6 +96,7 @@ impl Buffer {
         match self {
             Buffer::F32(v) => Arc::strong_count(v) == 1,
             Buffer::F64(v) => Arc::strong_count(v) == 1,
+            Buffer::I64(v) => Arc::strong_count(v) == 1,
         }
     }
 
@@ -92,6 +105,7 @@ impl Buffer {
         match dtype {
             DType::F32 => Buffer::from(vec![0.0f32; len]),
             DType::F64 => Buffer::from(vec![0.0f64; len]),
+            DType::I64 => Buffer::from(vec![0i64; len]),
         }
     }
 
@@ -100,70 +114,136 @@ impl Buffer {
         match self {
             Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
             Buffer::F64(v) => v.to_vec(),
+            Buffer::I64(v) => v.iter().map(|&x| x as f64).collect(),
         }
     }
 
-    /// Builds a buffer of `dtype` from f64 values (rounding for f32).
+    /// Builds a buffer of `dtype` from f64 values (rounding for f32, truncating toward zero
+    /// for i64).
     pub fn from_f64(dtype: DType, values: &[f64]) -> Buffer {
         match dtype {
             DType::F32 => Buffer::from(values.iter().map(|&x| x as f32).collect::<Vec<_>>()),
             DType::F64 => Buffer::from(values.to_vec()),
+            DType::I64 => Buffer::from(values.iter().map(|&x| x as i64).collect::<Vec<_>>()),
         }
     }
 }
 
-/// An element type that can live in a [`Buffer`]: lets generic code get typed slices back.
-pub trait Elem: Element {
+/// A type a [`Buffer`] can hold (`f32`, `f64`, `i64`): lets generic code get typed slices back.
+pub trait Storage: Copy + Send + Sync + 'static {
+    /// The buffer's element type for this Rust type.
+    const STORED: DType;
     /// Wraps a vector.
     fn wrap(v: Vec<Self>) -> Buffer;
     /// The typed slice, when the buffer holds this type.
     fn slice(b: &Buffer) -> Option<&[Self]>;
     /// The typed mutable slice, when the buffer holds this type.
     fn slice_mut(b: &mut Buffer) -> Option<&mut [Self]>;
+    /// Converts from f64 (rounding to nearest for floats, toward zero for integers).
+    fn cast_from_f64(v: f64) -> Self;
+    /// Converts to f64.
+    fn cast_to_f64(self) -> f64;
+    /// Converts from i64 (exact for i64, rounding for floats).
+    fn cast_from_i64(v: i64) -> Self;
 }
 
-impl Elem for f32 {
+/// A floating-point element that can live in a [`Buffer`]: what kernels compute on.
+pub trait Elem: Element + Storage {}
+
+impl Elem for f32 {}
+impl Elem for f64 {}
+
+impl Storage for i64 {
+    const STORED: DType = DType::I64;
+    fn cast_from_i64(v: i64) -> i64 {
+        v
+    }
+    fn cast_from_f64(v: f64) -> i64 {
+        v as i64
+    }
+    fn cast_to_f64(self) -> f64 {
+        self as f64
+    }
+    fn wrap(v: Vec<i64>) -> Buffer {
+        Buffer::from(v)
+    }
+    fn slice(b: &Buffer) -> Option<&[i64]> {
+        match b {
+            Buffer::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(b: &mut Buffer) -> Option<&mut [i64]> {
+        match b {
+            Buffer::I64(v) => Some(Arc::make_mut(v).as_mut_slice()),
+            _ => None,
+        }
+    }
+}
+
+impl Storage for f32 {
+    const STORED: DType = DType::F32;
+    fn cast_from_i64(v: i64) -> f32 {
+        v as f32
+    }
+    fn cast_from_f64(v: f64) -> f32 {
+        v as f32
+    }
+    fn cast_to_f64(self) -> f64 {
+        self as f64
+    }
     fn wrap(v: Vec<f32>) -> Buffer {
         Buffer::from(v)
     }
     fn slice(b: &Buffer) -> Option<&[f32]> {
         match b {
             Buffer::F32(v) => Some(v),
-            Buffer::F64(_) => None,
+            _ => None,
         }
     }
     fn slice_mut(b: &mut Buffer) -> Option<&mut [f32]> {
         match b {
             Buffer::F32(v) => Some(Arc::make_mut(v).as_mut_slice()),
-            Buffer::F64(_) => None,
+            _ => None,
         }
     }
 }
 
-impl Elem for f64 {
+impl Storage for f64 {
+    const STORED: DType = DType::F64;
+    fn cast_from_i64(v: i64) -> f64 {
+        v as f64
+    }
+    fn cast_from_f64(v: f64) -> f64 {
+        v
+    }
+    fn cast_to_f64(self) -> f64 {
+        self
+    }
     fn wrap(v: Vec<f64>) -> Buffer {
         Buffer::from(v)
     }
     fn slice(b: &Buffer) -> Option<&[f64]> {
         match b {
             Buffer::F64(v) => Some(v),
-            Buffer::F32(_) => None,
+            _ => None,
         }
     }
     fn slice_mut(b: &mut Buffer) -> Option<&mut [f64]> {
         match b {
             Buffer::F64(v) => Some(Arc::make_mut(v).as_mut_slice()),
-            Buffer::F32(_) => None,
+            _ => None,
         }
     }
 }
 
 /// Typed view of a buffer whose dtype was checked when the op was recorded.
-pub(crate) fn typed<T: Elem>(b: &Buffer) -> &[T] {
+pub(crate) fn typed<T: Storage>(b: &Buffer) -> &[T] {
     T::slice(b).expect("internal invariant: buffer dtype checked at op construction")
 }
 
-/// Runs a generic body with `$T` bound to the element type of `$dtype`.
+/// Runs a generic body with `$T` bound to the float element type of `$dtype`. Integer data is
+/// never computed on: shape rules refuse it before a kernel runs.
 macro_rules! with_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
         match $dtype {
@@ -175,7 +255,31 @@ macro_rules! with_dtype {
                 type $T = f64;
                 $body
             }
+            graphgrad_ops::DType::I64 => {
+                unreachable!("internal invariant: shape rules refuse float kernels on i64 data")
+            }
+        }
+    };
+}
+
+/// [`with_dtype!`] for bodies that only move data, which run on every element type.
+macro_rules! with_storage {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            graphgrad_ops::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            graphgrad_ops::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            graphgrad_ops::DType::I64 => {
+                type $T = i64;
+                $body
+            }
         }
     };
 }
 pub(crate) use with_dtype;
+pub(crate) use with_storage;

@@ -43,7 +43,7 @@ pub enum Error {
         /// The op that was called.
         op: &'static str,
         /// The offending index.
-        index: usize,
+        index: i64,
         /// The size of the indexed dimension.
         len: usize,
     },

@@ -23,6 +23,7 @@
 
 mod backward;
 mod buffer;
+mod checkpoint;
 pub mod compile;
 mod error;
 mod gradcheck;
@@ -31,17 +32,20 @@ pub mod op;
 mod pool;
 mod state;
 mod tensor;
+mod trace;
 mod var;
 
 pub use backward::{grad, grad_with_seeds};
-pub use buffer::{Buffer, Elem};
-pub use compile::{compile, compile_with, CompileOptions, Compiled, Program, Step};
+pub use buffer::{Buffer, Elem, Storage};
+pub use checkpoint::{checkpoint, Segment};
+pub use compile::{compile, compile_if, compile_with, CompileOptions, Compiled, IntoOutputs, Program};
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
 pub use graphgrad_ops::DType;
 pub use mode::{grad_enabled, no_grad, GradModeGuard};
-pub use op::{Conv2dOptions, ConvTranspose2dOptions, Op};
+pub use op::{Conv2dOptions, ConvTranspose2dOptions, Generator, IntoIndices, Op};
 pub use pool::clear_buffer_pool;
 pub use state::{load_state, state_of, StateDict};
 pub use tensor::Tensor;
+pub use trace::Flag;
 pub use var::Var;

@@ -6,9 +6,9 @@
 //! only where backward can reach; dropping the last
 //! handle of a deep graph frees it iteratively (see `Drop for Node`).
 
-use crate::buffer::{with_dtype, Buffer, Elem};
+use crate::buffer::{with_dtype, Buffer, Storage};
 use crate::op::{self, Op, Operand};
-use crate::{grad_enabled, Error, Result};
+use crate::{grad_enabled, trace, Error, Result};
 use graphgrad_ops::{numel, random, DType, Element, Shape};
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
@@ -24,6 +24,8 @@ pub(crate) struct Node {
     pub(crate) shape: Shape,
     pub(crate) dtype: DType,
     pub(crate) requires_grad: bool,
+    /// A leaf whose value may change between calls of a compiled step (`Tensor::variable`).
+    pub(crate) variable: bool,
     pub(crate) value: RwLock<Buffer>,
     /// Accumulated gradient of a leaf that requires one.
     pub(crate) grad: Mutex<Option<Tensor>>,
@@ -79,6 +81,7 @@ impl Tensor {
             shape,
             dtype: buffer.dtype(),
             requires_grad: rg,
+            variable: false,
             value: RwLock::new(buffer),
             grad: Mutex::new(None),
         }))
@@ -87,6 +90,26 @@ impl Tensor {
     /// Records `op` applied to `inputs`: runs the op's shape rule (the error names the op and
     /// the shapes), then its kernel, now.
     pub(crate) fn record(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        if crate::mode::tracing() {
+            return Tensor::record_traced(op, inputs);
+        }
+        Tensor::record_now(op, inputs)
+    }
+
+    /// [`Tensor::record`] inside a trace: operands assigned earlier in the step are read at
+    /// their new value, and results of checkpointed segments are marked.
+    fn record_traced(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        let mut operands: SmallVec<[Tensor; 3]> = SmallVec::new();
+        for &t in inputs {
+            operands.push(trace::current(t)?.unwrap_or_else(|| t.clone()));
+        }
+        let refs: SmallVec<[&Tensor; 3]> = operands.iter().collect();
+        let t = Tensor::record_now(op, &refs)?;
+        trace::made(&t);
+        Ok(t)
+    }
+
+    fn record_now(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
         // Pushes, not `collect`: smallvec's `extend` is not inlined, and this runs per op.
         let mut operands: SmallVec<[Operand<'_>; 3]> = SmallVec::new();
         for t in inputs {
@@ -101,6 +124,9 @@ impl Tensor {
             let mut args: SmallVec<[op::Arg<'_>; 3]> = SmallVec::new();
             for (g, t) in guards.iter().zip(inputs) {
                 args.push(op::Arg { buf: g, shape: t.shape() });
+            }
+            if op.checks_values() {
+                op.check_values(&args, &out.shape)?;
             }
             op.evaluate(&args, &out)
         };
@@ -118,24 +144,30 @@ impl Tensor {
         Ok(Tensor::new_node(op, recorded, out.shape, value, requires_grad))
     }
 
+    /// A node of `op` on `inputs` holding `value` (computed by the caller), that requires grad.
+    pub(crate) fn from_op(op: Op, inputs: Inputs, value: &Tensor) -> Tensor {
+        Tensor::new_node(op, inputs, value.0.shape.clone(), value.read().clone(), true)
+    }
+
     /// A tensor from row-major data and a shape.
-    pub fn from_vec<T: Elem>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+    pub fn from_vec<T: Storage>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         Tensor::leaf(T::wrap(data), shape, false)
     }
 
     /// A tensor copied from a slice.
-    pub fn from_slice<T: Elem>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+    pub fn from_slice<T: Storage>(data: &[T], shape: &[usize]) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape)
     }
 
     /// A rank-0 tensor.
-    pub fn scalar<T: Elem>(value: T) -> Tensor {
+    pub fn scalar<T: Storage>(value: T) -> Tensor {
         Tensor::new_node(Op::Leaf, Inputs::new(), Shape::new(), T::wrap(vec![value]), false)
     }
 
     /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let buffer = with_dtype!(dtype, T => T::wrap(vec![T::from_f64(value); numel(shape)]));
+        let buffer =
+            crate::buffer::with_storage!(dtype, T => T::wrap(vec![T::cast_from_f64(value); numel(shape)]));
         Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
     }
 
@@ -186,9 +218,78 @@ impl Tensor {
         Tensor::new_node(Op::Leaf, Inputs::new(), self.0.shape.clone(), self.read().clone(), true)
     }
 
-    /// A new leaf with this value, cut from the graph.
+    /// The same values, cut from the graph: no gradient flows through the result (like
+    /// PyTorch's `detach` and JAX's `stop_gradient`).
     pub fn detach(&self) -> Tensor {
+        if crate::mode::tracing() {
+            // inside a trace the value is still computed from the step's inputs at every call
+            return Tensor::record(Op::StopGradient, &[self])
+                .expect("internal invariant: any tensor can be detached");
+        }
         Tensor::new_node(Op::Leaf, Inputs::new(), self.0.shape.clone(), self.read().clone(), false)
+    }
+
+    /// A leaf holding a copy of `value` that may change between calls of a compiled step: a
+    /// learning rate, a step count, running statistics, a random generator's state. Compiled
+    /// programs read it at every call (other leaves that are neither inputs nor parameters are
+    /// constants of the program) and [`assign`](Tensor::assign) updates it.
+    ///
+    /// ```
+    /// use graphgrad_autodiff::{compile, DType, Tensor};
+    /// let scale = Tensor::variable(&Tensor::full(&[], 2.0, DType::F32));
+    /// let mut f = compile(|io: &[Tensor]| io[0].mul(&scale));
+    /// let x = Tensor::ones(&[2], DType::F32);
+    /// assert_eq!(f.call(&[x.clone()])?[0].to_vec::<f32>()?, [2.0, 2.0]);
+    /// scale.assign(&Tensor::full(&[], 3.0, DType::F32))?; // read again at the next call
+    /// assert_eq!(f.call(&[x])?[0].to_vec::<f32>()?, [3.0, 3.0]);
+    /// # Ok::<(), graphgrad_autodiff::Error>(())
+    /// ```
+    pub fn variable(value: &Tensor) -> Tensor {
+        let node = Node {
+            op: Op::Leaf,
+            inputs: Inputs::new(),
+            shape: value.0.shape.clone(),
+            dtype: value.dtype(),
+            requires_grad: false,
+            variable: true,
+            value: RwLock::new(value.read().clone()),
+            grad: Mutex::new(None),
+        };
+        Tensor(Arc::new(node))
+    }
+
+    /// Whether this is a [`variable`](Tensor::variable) leaf.
+    pub fn is_variable(&self) -> bool {
+        self.0.variable
+    }
+
+    /// Overwrites this leaf's value with `value` (same shape and dtype), keeping its identity
+    /// and gradient: how optimisers, running statistics and generators update state. Inside a
+    /// compiled step the write becomes an update of the program, applied at every call, and
+    /// later ops of the step read the new value.
+    pub fn assign(&self, value: &Tensor) -> Result<()> {
+        if !self.is_leaf() {
+            crate::bail!(
+                "assign",
+                "the target must be a leaf (a parameter or a variable), not the result of `{}`",
+                self.op()
+            );
+        }
+        if value.shape() != self.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "assign",
+                lhs: self.shape().into(),
+                rhs: value.shape().into(),
+            });
+        }
+        self.same_dtype(value, "assign")?;
+        if crate::mode::tracing() {
+            trace::assign(self, value);
+            return Ok(());
+        }
+        let new = value.read().clone();
+        *self.write() = new;
+        Ok(())
     }
 
     /// The same values converted to `dtype` (differentiable).
@@ -247,26 +348,41 @@ impl Tensor {
         Arc::as_ptr(&self.0) as usize
     }
 
-    /// The values as a vector of `T` (errors when `T` is not the tensor's dtype).
-    pub fn to_vec<T: Elem>(&self) -> Result<Vec<T>> {
+    /// The values as a vector of `T` (errors when `T` is not the tensor's dtype). Inside a
+    /// compiled step, reading a value computed from the step's inputs makes it a guard of the
+    /// program (see [`compile`](mod@crate::compile)).
+    #[track_caller]
+    pub fn to_vec<T: Storage>(&self) -> Result<Vec<T>> {
+        self.guard_read(std::panic::Location::caller());
         T::slice(&self.read()).map(<[T]>::to_vec).ok_or(Error::DTypeMismatch {
             op: "to_vec",
             lhs: self.dtype(),
-            rhs: T::DTYPE,
+            rhs: T::STORED,
         })
     }
 
-    /// The values converted to f64.
+    /// The values converted to f64 (a guard inside a compiled step, like [`Tensor::to_vec`]).
+    #[track_caller]
     pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.guard_read(std::panic::Location::caller());
         self.read().to_f64_vec()
     }
 
-    /// The single value of a one-element tensor, as f64.
+    /// The single value of a one-element tensor, as f64 (a guard inside a compiled step, like
+    /// [`Tensor::to_vec`]).
+    #[track_caller]
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {
             crate::bail!("item", "tensor of shape {:?} has {} elements, not 1", self.shape(), self.numel());
         }
-        Ok(self.to_f64_vec()[0])
+        self.guard_read(std::panic::Location::caller());
+        Ok(self.read().to_f64_vec()[0])
+    }
+
+    fn guard_read(&self, location: &'static std::panic::Location<'static>) {
+        if crate::mode::tracing() {
+            trace::read(self, location);
+        }
     }
 
     /// The accumulated gradient of a leaf after `backward`.
@@ -296,7 +412,16 @@ impl Tensor {
         Ok(())
     }
 
+    /// The gradient slot, as backward and the accessors use it (a trace records the use).
     pub(crate) fn grad_slot(&self) -> MutexGuard<'_, Option<Tensor>> {
+        if crate::mode::tracing() {
+            trace::touch_grad(self);
+        }
+        self.grad_lock()
+    }
+
+    /// The gradient slot itself.
+    pub(crate) fn grad_lock(&self) -> MutexGuard<'_, Option<Tensor>> {
         self.0.grad.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -305,8 +430,10 @@ impl Tensor {
         self.0.value.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Write access to the value buffer: in-place updates of parameters.
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Buffer> {
+    /// Write access to the value buffer, for kernels that update a leaf in place (optimisers).
+    /// Only a leaf's value may be written: an op's result must keep the value it was computed
+    /// with.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Buffer> {
         self.0.value.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -328,7 +455,8 @@ impl fmt::Display for Tensor {
     /// `Tensor[2, 3] f32 [0.1, 0.2, ...]` (at most 8 values shown) with the producing op.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 8;
-        let values = self.to_f64_vec();
+        // not a guard: printing steers no control flow
+        let values = self.read().to_f64_vec();
         write!(f, "Tensor{:?} {} [", self.shape(), self.dtype())?;
         for (i, v) in values.iter().take(SHOWN).enumerate() {
             if i > 0 {

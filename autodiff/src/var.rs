@@ -1,7 +1,7 @@
 //! `Var`: a named, persistent parameter whose value optimisers update in place.
 
 use crate::buffer::Buffer;
-use crate::{Error, Result, Tensor};
+use crate::{Result, Tensor};
 use std::ops::Deref;
 use std::sync::RwLockWriteGuard;
 
@@ -22,6 +22,12 @@ impl Var {
         Var { name: name.into(), tensor: value.requires_grad_() }
     }
 
+    /// A named buffer: state that is saved with the model but not trained (running
+    /// statistics), a [`Tensor::variable`] that requires no grad.
+    pub fn buffer(name: impl Into<String>, value: &Tensor) -> Var {
+        Var { name: name.into(), tensor: Tensor::variable(value) }
+    }
+
     /// The parameter's name (dotted paths like `encoder.0.weight` inside modules).
     pub fn name(&self) -> &str {
         &self.name
@@ -37,19 +43,10 @@ impl Var {
         &self.tensor
     }
 
-    /// Overwrites the value with `value` (same shape and dtype), keeping identity and gradient.
+    /// Overwrites the value with `value` (same shape and dtype), keeping identity and gradient
+    /// ([`Tensor::assign`]: inside a compiled step, an update of the program).
     pub fn set(&self, value: &Tensor) -> Result<()> {
-        if value.shape() != self.tensor.shape() {
-            return Err(Error::ShapeMismatch {
-                op: "Var::set",
-                lhs: self.shape().into(),
-                rhs: value.shape().into(),
-            });
-        }
-        self.tensor.same_dtype(value, "Var::set")?;
-        let new = value.read().clone();
-        *self.write() = new;
-        Ok(())
+        self.tensor.assign(value)
     }
 
     /// Write access to the value, for optimisers' fused in-place updates.
@@ -74,7 +71,7 @@ impl AsRef<Tensor> for Var {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Elem;
+    use crate::Storage;
 
     /// Reshapes share storage with their input; an in-place update must copy it first, so
     /// values computed before the update keep their numbers.

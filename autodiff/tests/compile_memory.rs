@@ -3,7 +3,7 @@
 //! share a byte, and the compiled step's peak heap is compared with the eager step's,
 //! measured by a counting allocator. (Alone in its test binary: the allocator is global.)
 
-use graphgrad_autodiff::compile::{compile, Step};
+use graphgrad_autodiff::compile::compile;
 use graphgrad_autodiff::{grad, no_grad, DType, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,12 +95,12 @@ fn compiled_step(m: &Mlp) -> impl FnMut(&Tensor, &Tensor) -> f64 {
         let l = loss(&params, &io[0], &io[1])?;
         let leaves: Vec<Tensor> = params.iter().map(|p| p.tensor().clone()).collect();
         let grads = grad(std::slice::from_ref(&l), &leaves, false)?;
-        let mut step = Step::new(vec![l]);
         for ((p, v), g) in params.iter().zip(&momenta).zip(&grads) {
             let v_new = v.mul_scalar(MU).add(g)?;
-            step = step.update(p, p.sub(&v_new.mul_scalar(LR))?).update(v, v_new);
+            p.set(&p.sub(&v_new.mul_scalar(LR))?)?;
+            v.assign(&v_new)?;
         }
-        Ok(step)
+        Ok::<_, graphgrad_autodiff::Error>(l)
     });
     move |x, t| f.call(&[x.clone(), t.clone()]).unwrap()[0].item().unwrap()
 }
@@ -125,16 +125,16 @@ fn no_two_live_buffers_overlap_in_a_training_step() {
     let (params, momenta) = (m.params.clone(), m.momenta.clone());
     let (x, t) = batch(2);
     let program = graphgrad_autodiff::Program::trace(
-        &|io: &[Tensor]| {
+        &mut |io: &[Tensor]| {
             let l = loss(&params, &io[0], &io[1])?;
             let leaves: Vec<Tensor> = params.iter().map(|p| p.tensor().clone()).collect();
             let grads = grad(std::slice::from_ref(&l), &leaves, false)?;
-            let mut step = Step::new(vec![l]);
             for ((p, v), g) in params.iter().zip(&momenta).zip(&grads) {
                 let v_new = v.mul_scalar(MU).add(g)?;
-                step = step.update(p, p.sub(&v_new.mul_scalar(LR))?).update(v, v_new);
+                p.set(&p.sub(&v_new.mul_scalar(LR))?)?;
+                v.assign(&v_new)?;
             }
-            Ok(step)
+            Ok::<_, graphgrad_autodiff::Error>(l)
         },
         &[x, t],
         &Default::default(),

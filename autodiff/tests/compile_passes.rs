@@ -2,8 +2,8 @@
 //! W5/W6 chains into one kernel with eager-equal results, recompilation on a new shape,
 //! state updates (momentum buffers), the dot export, the pass log and the errors.
 
-use graphgrad_autodiff::compile::{compile, compile_with, constant_indices, CompileOptions, Program, Step};
-use graphgrad_autodiff::{grad, no_grad, DType, Result, Tensor, Var};
+use graphgrad_autodiff::compile::{compile, compile_with, constant_indices, CompileOptions, Program};
+use graphgrad_autodiff::{grad, no_grad, DType, Error, Generator, Result, Tensor, Var};
 use graphgrad_ops::testing::assert_close;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +25,7 @@ fn cse_merges_equal_subexpressions() {
     // input, exp, exp, add -> input, exp, add
     let options =
         only(CompileOptions { eliminate_common_subexpressions: true, ..CompileOptions::unoptimized() });
-    let mut f = compile_with(|io: &[Tensor]| Ok(Step::new(vec![io[0].exp().add(&io[0].exp())?])), options);
+    let mut f = compile_with(|io: &[Tensor]| Ok::<_, Error>(vec![io[0].exp().add(&io[0].exp())?]), options);
     let x = data(&[5], 1);
     let out = f.call(std::slice::from_ref(&x)).unwrap();
     let p = f.program(std::slice::from_ref(&x)).unwrap();
@@ -47,7 +47,7 @@ fn simplify_and_dce_remove_identities() {
         |io: &[Tensor]| {
             let y = io[0].mul_scalar(1.0).add_scalar(0.0).transpose(0, 1)?.transpose(0, 1)?;
             let ones = Tensor::ones(&[2, 3], DType::F32);
-            Ok(Step::new(vec![y.mul(&ones)?.reshape(&[6])?.reshape(&[3, 2])?]))
+            Ok::<_, Error>(vec![y.mul(&ones)?.reshape(&[6])?.reshape(&[3, 2])?])
         },
         options,
     );
@@ -67,7 +67,7 @@ fn fold_evaluates_constant_subgraphs() {
     let options = only(CompileOptions { fold_constants: true, ..CompileOptions::unoptimized() });
     let mut f = compile_with(
         |io: &[Tensor]| {
-            Ok(Step::new(vec![Tensor::ones(&[3], DType::F32).mul_scalar(2.0).exp().add(&io[0])?]))
+            Ok::<_, Error>(vec![Tensor::ones(&[3], DType::F32).mul_scalar(2.0).exp().add(&io[0])?])
         },
         options,
     );
@@ -91,7 +91,7 @@ fn gelu_step(x: &Tensor) -> Result<Vec<Tensor>> {
 
 #[test]
 fn gelu_forward_backward_fuses_into_one_kernel() {
-    let mut f = compile(|io: &[Tensor]| Ok(Step::new(gelu_step(&io[0])?)));
+    let mut f = compile(|io: &[Tensor]| gelu_step(&io[0]));
     for seed in 0..2 {
         let x = data(&[100_003], 10 + seed).requires_grad_();
         let out = f.call(std::slice::from_ref(&x)).unwrap();
@@ -123,7 +123,7 @@ fn chain_step(x: &Tensor) -> Result<Vec<Tensor>> {
 
 #[test]
 fn long_elementwise_chain_fuses_and_matches_eager() {
-    let mut f = compile(|io: &[Tensor]| Ok(Step::new(chain_step(&io[0])?)));
+    let mut f = compile(|io: &[Tensor]| chain_step(&io[0]));
     let x = data(&[16], 5).requires_grad_();
     let out = f.call(std::slice::from_ref(&x)).unwrap();
     let eager = chain_step(&x).unwrap();
@@ -139,7 +139,7 @@ fn new_shapes_recompile_and_old_ones_hit_the_cache() {
     let w = Var::new("w", &data(&[3, 2], 6));
     let wc = w.clone();
     let mut f =
-        compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].matmul(&wc)?.relu().sum(&[1], false)?])));
+        compile(move |io: &[Tensor]| Ok::<_, Error>(vec![io[0].matmul(&wc)?.relu().sum(&[1], false)?]));
     for (rows, seed) in [(4, 1), (7, 2), (4, 3), (7, 4)] {
         let x = data(&[rows, 3], seed);
         let out = f.call(std::slice::from_ref(&x)).unwrap();
@@ -165,7 +165,9 @@ fn momentum_buffers_are_state_updated_in_place() {
         let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone()], false)?.remove(0);
         let v_new = v.mul_scalar(mu).add(&g)?;
         let w_new = w.sub(&v_new.mul_scalar(lr))?;
-        Ok(Step::new(vec![loss]).update(&v, v_new).update(&w, w_new))
+        v.assign(&v_new)?;
+        w.set(&w_new)?;
+        Ok::<_, Error>(loss)
     });
     let mut v_eager = v_e.clone();
     for seed in 0..4 {
@@ -193,7 +195,9 @@ fn log_and_dot_describe_the_program() {
     let mut f = compile(move |io: &[Tensor]| {
         let loss = io[0].matmul(&wc)?.add(&bc)?.tanh().square().mean_all()?;
         let g = grad(std::slice::from_ref(&loss), &[wc.tensor().clone(), bc.tensor().clone()], false)?;
-        Ok(Step::new(vec![loss]).update(&wc, wc.sub(&g[0].mul_scalar(0.1))?).update(&bc, bc.sub(&g[1])?))
+        wc.set(&wc.sub(&g[0].mul_scalar(0.1))?)?;
+        bc.set(&bc.sub(&g[1])?)?;
+        Ok::<_, Error>(loss)
     });
     let x = data(&[2, 3], 11);
     f.call(std::slice::from_ref(&x)).unwrap();
@@ -218,47 +222,51 @@ fn log_and_dot_describe_the_program() {
 fn index_lists_are_refused_unless_declared_constant() {
     // Labels as an index list would be frozen into the program: refused at trace time.
     let labels = vec![2usize, 0, 1];
-    let mut f = compile(|io: &[Tensor]| Ok(Step::new(vec![io[0].gather(1, &labels, &[3, 1])?])));
+    let mut f = compile(|io: &[Tensor]| Ok::<_, Error>(vec![io[0].gather(1, &labels, Some(&[3, 1]))?]));
     let err = f.call(&[data(&[3, 4], 1)]).unwrap_err().to_string();
-    assert!(err.contains("gather") && err.contains("one-hot"), "{err}");
+    assert!(err.contains("gather") && err.contains("i64 tensor input"), "{err}");
     // Declared constant, the same list compiles, replays on new data, and matches eager.
     let mut g = compile(|io: &[Tensor]| {
-        Ok(Step::new(vec![constant_indices(|| io[0].gather(1, &labels, &[3, 1]))?.square()]))
+        Ok::<_, Error>(vec![constant_indices(|| io[0].gather(1, &labels, Some(&[3, 1])))?.square()])
     });
     for seed in [1, 2] {
         let x = data(&[3, 4], seed);
-        let eager = x.gather(1, &labels, &[3, 1]).unwrap().square();
+        let eager = x.gather(1, &labels, Some(&[3, 1])).unwrap().square();
         assert_eq!(g.call(&[x]).unwrap()[0].to_vec::<f32>().unwrap(), eager.to_vec::<f32>().unwrap());
     }
 }
 
 #[test]
-fn training_mode_dropout_is_rejected_and_eval_mode_compiles() {
-    let rng = ChaCha8Rng::seed_from_u64(1);
-    let mut f =
-        compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].dropout(0.5, true, &mut rng.clone())?])));
-    let err = f.call(&[data(&[4], 1)]).unwrap_err().to_string();
-    assert!(err.contains("dropout") && err.contains("compiled"), "{err}");
-    let rng2 = ChaCha8Rng::seed_from_u64(1);
-    let mut g =
-        compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].dropout(0.5, false, &mut rng2.clone())?])));
+fn compiled_dropout_draws_the_eager_masks_and_eval_mode_is_the_identity() {
+    // The same seed eagerly and compiled: every call draws a new mask, the same as eager's.
+    let (eager, traced) = (Generator::new(1), Generator::new(1));
+    let mut f = compile(|io: &[Tensor]| io[0].dropout(0.5, true, &traced));
+    let x = Tensor::ones(&[64], DType::F32);
+    let mut masks = Vec::new();
+    for _ in 0..3 {
+        let want = x.dropout(0.5, true, &eager).unwrap().to_vec::<f32>().unwrap();
+        let got = f.call(std::slice::from_ref(&x)).unwrap()[0].to_vec::<f32>().unwrap();
+        assert_eq!(got, want);
+        assert!(got.iter().all(|&v| v == 0.0 || v == 2.0));
+        masks.push(got);
+    }
+    assert!(masks[0] != masks[1] && masks[1] != masks[2], "a fresh mask per call");
+    assert_eq!(f.trace_count(), 1);
+    let mut g = compile(|io: &[Tensor]| io[0].dropout(0.5, false, &traced));
     assert_eq!(
         g.call(&[data(&[4], 1)]).unwrap()[0].to_vec::<f32>().unwrap(),
         data(&[4], 1).to_vec::<f32>().unwrap()
     );
-    // eager dropout is unaffected once tracing is over
-    let mut r = ChaCha8Rng::seed_from_u64(2);
-    assert!(data(&[4], 1).dropout(0.5, true, &mut r).is_ok());
 }
 
 #[test]
 fn mismatched_inputs_and_parameters_as_inputs_are_errors() {
     let w = Var::new("w", &data(&[2], 1));
     let wc = w.clone();
-    let mut f = compile(move |io: &[Tensor]| Ok(Step::new(vec![io[0].mul(&wc)?])));
+    let mut f = compile(move |io: &[Tensor]| Ok::<_, Error>(vec![io[0].mul(&wc)?]));
     f.call(&[data(&[2], 2)]).unwrap();
     let mut p = Program::trace(
-        &|io: &[Tensor]| Ok(Step::new(vec![io[0].exp()])),
+        &mut |io: &[Tensor]| Ok::<_, Error>(vec![io[0].exp()]),
         &[data(&[2], 2)],
         &CompileOptions::default(),
     )
@@ -282,11 +290,11 @@ fn silu_log_sigmoid_and_hardtanh_fuse_with_their_backward() {
             let h = io[0].silu().log_sigmoid().mul(&w)?.hardtanh(-0.5, 0.25)?;
             let y = h.sum_all()?;
             let g = grad(std::slice::from_ref(&y), &[io[0].clone(), w.tensor().clone()], false)?;
-            Ok(Step::new(vec![y, g[0].clone(), g[1].clone()]))
+            Ok::<_, Error>(vec![y, g[0].clone(), g[1].clone()])
         }
     };
     let x = data(&[4096], 8).requires_grad_();
-    let eager = step(std::slice::from_ref(&x)).unwrap().outputs;
+    let eager = step(std::slice::from_ref(&x)).unwrap();
     let mut f = compile_with(step, only(CompileOptions::default()));
     let out = f.call(std::slice::from_ref(&x)).unwrap();
     for (got, want) in out.iter().zip(&eager) {
@@ -314,12 +322,12 @@ fn second_derivatives_through_max_pooling_compile_and_match_eager() {
         let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), true)?.remove(0);
         let y = dx.square().sum_all()?;
         let ddx = grad(std::slice::from_ref(&y), std::slice::from_ref(x), false)?.remove(0);
-        Ok(Step::new(vec![y, ddx]))
+        Ok::<_, Error>(vec![y, ddx])
     };
     let mut f = compile_with(step.clone(), only(CompileOptions::default()));
     for seed in [12, 13] {
         let x = data(&[2, 3, 6, 6], seed).requires_grad_();
-        let eager = step(std::slice::from_ref(&x)).unwrap().outputs;
+        let eager = step(std::slice::from_ref(&x)).unwrap();
         let out = f.call(std::slice::from_ref(&x)).unwrap();
         for (got, want) in out.iter().zip(&eager) {
             assert_close(&got.to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-5, 1e-5);

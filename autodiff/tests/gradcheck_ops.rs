@@ -169,13 +169,13 @@ fn table() -> Vec<Row> {
             x[0].index_add(0, &[2, 0, 2, 1], &x[1].square())
         }),
         row("gather", vec![signed(&[3, 4], 93)], true, |x| {
-            x[0].gather(1, &[0, 3, 3, 1, 2, 2], &[3, 2])?.square().pipe(Ok)
+            x[0].gather(1, &[0, 3, 3, 1, 2, 2], Some(&[3, 2]))?.square().pipe(Ok)
         }),
         row("scatter_add", vec![signed(&[3, 4], 94), signed(&[3, 2], 95)], true, |x| {
             x[0].scatter_add(1, &[0, 3, 3, 3, 2, 1], &x[1].square())
         }),
         row("embedding", vec![signed(&[5, 3], 96)], true, |x| {
-            x[0].embedding(&[4, 0, 4, 2], &[2, 2])?.tanh().pipe(Ok)
+            x[0].embedding(&Tensor::from_indices(&[4, 0, 4, 2], &[2, 2])?)?.tanh().pipe(Ok)
         }),
         // ---- normalisation ----
         row("softmax", vec![signed(&[3, 4], 100)], true, |x| x[0].softmax(1)),
@@ -196,9 +196,13 @@ fn table() -> Vec<Row> {
         row("layer_norm_squared", vec![signed(&[3, 5], 110)], true, |x| {
             x[0].layer_norm(&[5], None, None, 1e-5)?.square().pipe(Ok)
         }),
+        row("checkpoint", vec![signed(&[3, 4], 115), signed(&[4, 2], 116)], true, |x| {
+            let outs = graphgrad_autodiff::checkpoint(|v| Ok(vec![v[0].matmul(&v[1])?.tanh()]), x)?;
+            outs[0].square().pipe(Ok)
+        }),
         row("dropout", vec![signed(&[4, 5], 107)], true, |x| {
-            let mut rng = ChaCha8Rng::seed_from_u64(7);
-            x[0].dropout(0.3, true, &mut rng)
+            // a fresh generator per evaluation: the same mask at every point
+            x[0].dropout(0.3, true, &graphgrad_autodiff::Generator::new(7))
         }),
         // ---- convolution and pooling ----
         row(

@@ -1,7 +1,8 @@
-//! The element types kernels run on: `f32` and `f64`, behind one small sealed trait.
+//! The element types kernels run on: `f32` and `f64`, behind one small sealed trait, and the
+//! data types a buffer can hold: those two and `i64` (class labels, token ids, indices).
 //!
 //! Kernels are generic over [`Element`]; SIMD paths specialise on [`DType`] where the
-//! instruction sets differ.
+//! instruction sets differ. Integer data is never computed on, only moved and used to index.
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -14,6 +15,8 @@ pub enum DType {
     F32,
     /// 64-bit IEEE float: what gradient checking runs in.
     F64,
+    /// 64-bit signed integer: class labels, token ids and indices (like `torch.int64`).
+    I64,
 }
 
 impl DType {
@@ -21,8 +24,13 @@ impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
-            DType::F64 => 8,
+            DType::F64 | DType::I64 => 8,
         }
+    }
+
+    /// Whether this is a floating-point type (ops that compute need one).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
     }
 }
 
@@ -31,6 +39,7 @@ impl Display for DType {
         f.write_str(match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::I64 => "i64",
         })
     }
 }

@@ -18,7 +18,7 @@ fn check_indices(indices: &[usize], len: usize, what: &str) {
 
 /// `out[o, j, i] = x[o, indices[j], i]`: `x` is `(outer, len, inner)`, `out` is
 /// `(outer, indices.len(), inner)`; every index < `len`.
-pub fn index_select<T: Element>(
+pub fn index_select<T: Copy + Send + Sync>(
     x: &[T],
     outer: usize,
     len: usize,
@@ -108,7 +108,7 @@ fn axis_walk(data_shape: &[usize], axis: usize, index_shape: &[usize], what: &st
 
 /// torch.gather: `out[..., j, ...] = x[..., index[..., j, ...], ...]` along `axis`; `index`
 /// and `out` have `index_shape` (same rank as `x_shape`, no larger off the axis).
-pub fn gather<T: Element>(
+pub fn gather<T: Copy + Send + Sync>(
     x: &[T],
     x_shape: &[usize],
     axis: usize,

@@ -3,7 +3,7 @@
 //! These are the copies behind the tensor "movement" ops. Buffers stay row-major and
 //! contiguous; every function writes a fresh contiguous output.
 
-use crate::{broadcast_strides, contiguous_strides, numel, Element};
+use crate::{broadcast_strides, contiguous_strides, numel};
 use rayon::prelude::*;
 
 /// Visits every multi-index of `shape` in row-major order, calling `f(linear_out, offset)` where
@@ -46,7 +46,7 @@ fn for_each_strided(shape: &[usize], strides: &[usize], mut f: impl FnMut(usize,
 }
 
 /// out = x with its axes reordered: `out.shape[i] = shape[perm[i]]`. `perm` is a permutation.
-pub fn permute<T: Element>(x: &[T], shape: &[usize], perm: &[usize], out: &mut [T]) {
+pub fn permute<T: Copy + Send + Sync>(x: &[T], shape: &[usize], perm: &[usize], out: &mut [T]) {
     assert!(
         x.len() == numel(shape) && out.len() == x.len() && perm.len() == shape.len(),
         "internal invariant: permute lengths"
@@ -58,7 +58,7 @@ pub fn permute<T: Element>(x: &[T], shape: &[usize], perm: &[usize], out: &mut [
 }
 
 /// out = x broadcast to `out_shape` (NumPy rules; `shape` must broadcast to `out_shape`).
-pub fn expand<T: Element>(x: &[T], shape: &[usize], out_shape: &[usize], out: &mut [T]) {
+pub fn expand<T: Copy + Send + Sync>(x: &[T], shape: &[usize], out_shape: &[usize], out: &mut [T]) {
     assert!(x.len() == numel(shape) && out.len() == numel(out_shape), "internal invariant: expand lengths");
     let strides = broadcast_strides(shape, out_shape);
     gather_strided(x, out_shape, &strides, out);
@@ -71,7 +71,7 @@ const GATHER_PIECE: usize = 1 << 15;
 /// multi-index in row-major order: the copy behind permute (permuted strides) and expand
 /// (zero strides). Dimensions that stay adjacent in `x` are merged first, so the inner loop is
 /// a slice copy, a fill or a strided walk over as many elements as possible.
-fn gather_strided<T: Element>(x: &[T], shape: &[usize], strides: &[usize], out: &mut [T]) {
+fn gather_strided<T: Copy + Send + Sync>(x: &[T], shape: &[usize], strides: &[usize], out: &mut [T]) {
     let (shape, strides) = merge_dims(shape, strides);
     let inner = shape.last().copied().unwrap_or(1);
     if out.is_empty() || inner == 0 {
@@ -129,7 +129,7 @@ fn offset_of(mut linear: usize, shape: &[usize], strides: &[usize]) -> usize {
 
 /// Copies the slab `[.., start..start + n, ..]` of `x` laid out as (outer, len, inner) into `out`
 /// laid out as (outer, n, inner).
-pub fn narrow<T: Element>(
+pub fn narrow<T: Copy + Send + Sync>(
     x: &[T],
     (outer, len, inner): (usize, usize, usize),
     start: usize,
@@ -149,7 +149,7 @@ pub fn narrow<T: Element>(
 /// The adjoint of [`narrow`]: writes `src`, laid out as (outer, n, inner), into the slab
 /// `[.., start..start + n, ..]` of `out`, laid out as (outer, len, inner). Other elements are
 /// left as they are (so a sequence of calls concatenates).
-pub fn write_slab<T: Element>(
+pub fn write_slab<T: Copy + Send + Sync>(
     src: &[T],
     (outer, len, inner): (usize, usize, usize),
     start: usize,
@@ -167,7 +167,13 @@ pub fn write_slab<T: Element>(
 }
 
 /// Constant padding: `pads[d] = (before, after)` elements added on each side of axis `d`.
-pub fn pad<T: Element>(x: &[T], shape: &[usize], pads: &[(usize, usize)], value: T, out: &mut [T]) {
+pub fn pad<T: Copy + Send + Sync>(
+    x: &[T],
+    shape: &[usize],
+    pads: &[(usize, usize)],
+    value: T,
+    out: &mut [T],
+) {
     let out_shape: Vec<usize> = shape.iter().zip(pads).map(|(&s, &(b, a))| s + b + a).collect();
     assert!(
         pads.len() == shape.len() && x.len() == numel(shape) && out.len() == numel(&out_shape),

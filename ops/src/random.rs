@@ -47,6 +47,7 @@ fn next_below<T: Element>(h: T) -> T {
             };
             T::from_f64(f64::from_bits(down))
         }
+        DType::I64 => unreachable!("Element is sealed to f32 and f64"),
     }
 }
 
@@ -63,7 +64,7 @@ pub fn fill_uniform<T: Element>(rng: &mut ChaCha8Rng, out: &mut [T], low: T, hig
     for o in out.iter_mut() {
         let u = match T::DTYPE {
             DType::F32 => (rng.next_u32() >> 8) as f64 * (1.0 / (1u32 << 24) as f64),
-            DType::F64 => unit_f64(rng),
+            DType::F64 | DType::I64 => unit_f64(rng),
         };
         let v = T::from_f64(lo + span * u);
         *o = if v >= high { below } else { v };

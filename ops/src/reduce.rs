@@ -169,7 +169,11 @@ pub(crate) fn parallel(elements: usize) -> bool {
 /// Calls `f(start, chunk)` over `out` cut into chunks of whole `block`s (in parallel when
 /// large); `start` is the chunk's offset in `out`. A block is never split, so results do not
 /// depend on the chunking.
-pub(crate) fn for_each_block<T: Element>(out: &mut [T], block: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+pub(crate) fn for_each_block<T: Copy + Send>(
+    out: &mut [T],
+    block: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     if block == 0 || out.is_empty() {
         return;
     }

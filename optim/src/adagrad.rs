@@ -9,8 +9,8 @@
 //! ```
 
 use crate::error::check_range;
+use crate::Num;
 use crate::{ParamOptimizer, Result, UpdateRule};
-use graphgrad_autodiff::Elem;
 
 /// Hyper-parameters of [`Adagrad`] (PyTorch's defaults: lr 1e-2, ε 1e-10, the rest 0).
 ///
@@ -130,19 +130,18 @@ impl UpdateRule for AdagradConfig {
         self.initial_accumulator_value
     }
 
-    fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
+    /// `[−lr/(1 + (t − 1)·lr_decay)]`.
+    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
+        vec![lr.scale(-1.0).div(&t.shift(-1.0).scale(self.lr_decay).shift(1.0))]
+    }
+
+    #[inline(always)]
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+        let [neg_clr] = k else { panic!("internal invariant: Adagrad has one coefficient") };
         let [sum] = slots else { panic!("internal invariant: Adagrad has one slot") };
-        debug_assert_eq!(sum.len(), param.len());
-        let clr = self.lr / (1.0 + (step as f64 - 1.0) * self.lr_decay);
-        let neg_clr = T::from_f64(-clr);
-        let wd = T::from_f64(self.weight_decay);
-        let eps = T::from_f64(self.eps);
-        let decay = self.weight_decay != 0.0;
-        for ((p, &g), s) in param.iter_mut().zip(grad).zip(sum.iter_mut()) {
-            let g = if decay { g + wd * *p } else { g };
-            *s += g * g;
-            *p += neg_clr * g / (s.sqrt() + eps);
-        }
+        let g = if self.weight_decay != 0.0 { g.add(&p.scale(self.weight_decay)) } else { g.clone() };
+        *sum = sum.add(&g.mul(&g));
+        p.add(&neg_clr.mul(&g).div(&sum.sqrt().shift(self.eps)))
     }
 }
 

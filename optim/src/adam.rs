@@ -10,8 +10,8 @@
 //! ```
 
 use crate::error::check_range;
+use crate::Num;
 use crate::{ParamOptimizer, Result, UpdateRule};
-use graphgrad_autodiff::Elem;
 
 /// Hyper-parameters of [`Adam`] (PyTorch's defaults: lr 1e-3, β = (0.9, 0.999), ε = 1e-8).
 ///
@@ -113,47 +113,31 @@ impl AdamKernel {
         check_range(what, decay_name, self.l2 + self.decoupled, 0.0, f64::MAX)
     }
 
-    /// One fused pass over a parameter and its moments.
-    pub(crate) fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
-        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = slots else {
-            panic!("internal invariant: Adam has three slots")
+    /// `[−lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − lr·λ]`.
+    pub(crate) fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
+        let bias1 = t.exp_of(self.beta1).scale(-1.0).shift(1.0);
+        let bias2_sqrt = t.exp_of(self.beta2).scale(-1.0).shift(1.0).sqrt();
+        vec![lr.scale(-1.0).div(&bias1), bias2_sqrt, lr.scale(-self.decoupled).shift(1.0)]
+    }
+
+    /// One update of a parameter and its moments (see the module docs).
+    #[inline(always)]
+    pub(crate) fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+        let [neg_step_size, bias2_sqrt, keep] = k else {
+            panic!("internal invariant: Adam has three coefficients")
         };
-        debug_assert!(exp_avg.len() == param.len() && exp_avg_sq.len() == param.len());
-        let t = step as f64;
-        let bias1 = 1.0 - self.beta1.powf(t);
-        let bias2_sqrt = T::from_f64((1.0 - self.beta2.powf(t)).sqrt());
-        let neg_step_size = T::from_f64(-self.lr / bias1);
-        let one_minus_beta1 = T::from_f64(1.0 - self.beta1);
-        let beta2 = T::from_f64(self.beta2);
-        let one_minus_beta2 = T::from_f64(1.0 - self.beta2);
-        let eps = T::from_f64(self.eps);
-        let l2 = T::from_f64(self.l2);
-        let keep = T::from_f64(1.0 - self.lr * self.decoupled);
-        let (has_l2, has_decoupled) = (self.l2 != 0.0, self.decoupled != 0.0);
-        // Everything but the denominator's source: shared by both branches below.
-        let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
-            if has_decoupled {
-                *p *= keep;
-            }
-            let g = if has_l2 { g + l2 * *p } else { g };
-            *m += (g - *m) * one_minus_beta1;
-            *v = *v * beta2 + one_minus_beta2 * g * g;
-        };
-        let n = param.len();
-        let moved = param.iter_mut().zip(grad).zip(exp_avg.iter_mut()).zip(exp_avg_sq.iter_mut());
-        if self.amsgrad {
-            debug_assert_eq!(max_exp_avg_sq.len(), n);
-            for ((((p, &g), m), v), vmax) in moved.zip(max_exp_avg_sq.iter_mut()) {
-                moments(p, g, m, v);
-                *vmax = vmax.max(*v);
-                *p += neg_step_size * *m / (vmax.sqrt() / bias2_sqrt + eps);
-            }
+        let [m, v, v_max] = slots else { panic!("internal invariant: Adam has three slots") };
+        let p = if self.decoupled != 0.0 { p.mul(keep) } else { p.clone() };
+        let g = if self.l2 != 0.0 { g.add(&p.scale(self.l2)) } else { g.clone() };
+        *m = m.add(&g.sub(m).scale(1.0 - self.beta1));
+        *v = v.scale(self.beta2).add(&g.scale(1.0 - self.beta2).mul(&g));
+        let second = if self.amsgrad {
+            *v_max = v_max.max(v);
+            &*v_max
         } else {
-            for (((p, &g), m), v) in moved {
-                moments(p, g, m, v);
-                *p += neg_step_size * *m / (v.sqrt() / bias2_sqrt + eps);
-            }
-        }
+            &*v
+        };
+        p.add(&neg_step_size.mul(m).div(&second.sqrt().div(bias2_sqrt).shift(self.eps)))
     }
 }
 
@@ -215,8 +199,13 @@ impl UpdateRule for AdamConfig {
         slot < 2 || self.amsgrad
     }
 
-    fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
-        self.kernel().update(step, param, grad, slots)
+    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
+        self.kernel().coefficients(lr, t)
+    }
+
+    #[inline(always)]
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+        self.kernel().update(k, p, g, slots)
     }
 }
 

@@ -3,8 +3,7 @@
 //! The fused kernel is Adam's (see `adam.rs`).
 
 use crate::adam::{AdamKernel, ADAM_SLOTS};
-use crate::{ParamOptimizer, Result, UpdateRule};
-use graphgrad_autodiff::Elem;
+use crate::{Num, ParamOptimizer, Result, UpdateRule};
 
 /// Hyper-parameters of [`AdamW`] (PyTorch's defaults: lr 1e-3, β = (0.9, 0.999), ε = 1e-8,
 /// weight decay 1e-2).
@@ -138,8 +137,13 @@ impl UpdateRule for AdamWConfig {
         slot < 2 || self.amsgrad
     }
 
-    fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
-        self.kernel().update(step, param, grad, slots)
+    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
+        self.kernel().coefficients(lr, t)
+    }
+
+    #[inline(always)]
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+        self.kernel().update(k, p, g, slots)
     }
 }
 

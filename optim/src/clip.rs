@@ -1,18 +1,21 @@
 //! Gradient clipping, like `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_`.
 //!
+//! Both are tensor ops on the gradients, so they run eagerly and inside a compiled step alike.
 //! The global norm is accumulated in f64 whatever the parameters' element type (PyTorch
 //! accumulates in the parameters' type; f64 makes the returned norm independent of how the
 //! parameters are split into tensors). A non-finite norm is an error and leaves every gradient
-//! unchanged (PyTorch's `error_if_nonfinite=True`): a NaN must never reach the weights.
+//! unchanged (PyTorch's `error_if_nonfinite=True`): a NaN must never reach the weights. In a
+//! compiled step the finiteness check is a guard, so a call whose norm is not finite writes
+//! nothing and ends with the same error.
 
 use crate::error::invalid;
-use crate::grad::{replace_grad, sum_of_squares};
+use crate::grad::replace_grad;
 use crate::{Error, Result};
-use graphgrad_autodiff::{no_grad, Var};
+use graphgrad_autodiff::{DType, Tensor, Var};
 
 /// Scales all gradients by `max_norm / (‖g‖ + 1e-6)` when the global L2 norm `‖g‖` of every
-/// gradient taken together exceeds `max_norm`; returns `‖g‖` before clipping. Parameters
-/// without a gradient are ignored.
+/// gradient taken together exceeds `max_norm`; returns `‖g‖` before clipping, as an f64 scalar
+/// tensor (like PyTorch). Parameters without a gradient are ignored.
 ///
 /// ```
 /// use graphgrad_autodiff::{Tensor, Var};
@@ -20,36 +23,36 @@ use graphgrad_autodiff::{no_grad, Var};
 /// let w = Var::new("w", &Tensor::from_vec(vec![1.5f64, 2.0], &[2])?);
 /// w.mul(&w)?.sum_all()?.backward()?; // g = 2w = [3, 4], ‖g‖ = 5
 /// let norm = clip_grad_norm(&[("w".to_string(), w.clone())], 1.0)?;
-/// assert_eq!(norm, 5.0);
+/// assert_eq!(norm.item()?, 5.0);
 /// let g = w.grad().unwrap().to_vec::<f64>()?; // [3, 4]·1/(5 + 1e-6) ≈ [0.6, 0.8]
 /// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
 /// # Ok::<(), graphgrad_optim::Error>(())
 /// ```
-pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<f64> {
+pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<Tensor> {
     if !(max_norm.is_finite() && max_norm >= 0.0) {
         invalid!("clip_grad_norm", "max_norm must be finite and non-negative, got {max_norm}");
     }
-    let mut sum_sq = 0.0f64;
-    let mut first_bad = None;
-    for (name, var) in params {
-        let Some(grad) = var.grad() else { continue };
-        let part = sum_of_squares(&grad.read());
-        if !part.is_finite() && first_bad.is_none() {
-            first_bad = Some(name.clone());
-        }
-        sum_sq += part;
+    let grads: Vec<(&String, &Var, Tensor)> =
+        params.iter().filter_map(|(name, var)| var.grad().map(|g| (name, var, g))).collect();
+    let parts: Vec<Tensor> = grads
+        .iter()
+        .map(|(_, _, g)| g.to_dtype(DType::F64).square().sum_all())
+        .collect::<graphgrad_autodiff::Result<_>>()?;
+    let mut sum_sq = Tensor::scalar(0.0f64);
+    for part in &parts {
+        sum_sq = sum_sq.add(part)?;
     }
     let norm = sum_sq.sqrt();
-    if !norm.is_finite() {
-        return Err(Error::NonFiniteGradient { param: first_bad.unwrap_or_default(), norm });
+    // x − x is 0 exactly when x is finite
+    if norm.sub(&norm)?.eq_scalar(0.0).item()? != 1.0 {
+        let first_bad = grads.iter().zip(&parts).find(|(_, p)| !p.read().to_f64_vec()[0].is_finite());
+        let param = first_bad.map(|((name, _, _), _)| name.to_string()).unwrap_or_default();
+        return Err(Error::NonFiniteGradient { param, norm: norm.read().to_f64_vec()[0] });
     }
-    let coef = max_norm / (norm + 1e-6);
-    if coef < 1.0 {
-        for (_, var) in params {
-            if let Some(grad) = var.grad() {
-                replace_grad(var, &no_grad(|| grad.mul_scalar(coef)))?;
-            }
-        }
+    // min(1, max_norm / (‖g‖ + 1e-6)): multiplying by exactly 1 leaves small gradients alone
+    let coef = Tensor::scalar(max_norm).div(&norm.add_scalar(1e-6))?.minimum_scalar(1.0);
+    for (_, var, g) in &grads {
+        replace_grad(var, &g.mul(&coef.to_dtype(g.dtype()))?.detach())?;
     }
     Ok(norm)
 }
@@ -71,8 +74,7 @@ pub fn clip_grad_value(params: &[(String, Var)], clip_value: f64) -> Result<()> 
     }
     for (_, var) in params {
         if let Some(grad) = var.grad() {
-            let clamped = no_grad(|| grad.clamp(-clip_value, clip_value))?;
-            replace_grad(var, &clamped)?;
+            replace_grad(var, &grad.clamp(-clip_value, clip_value)?.detach())?;
         }
     }
     Ok(())
@@ -96,7 +98,7 @@ mod tests {
     #[test]
     fn norm_is_global_across_tensors_and_scaling_matches_pytorch() {
         let params = vec![var_with_grad("a", vec![3.0, 0.0]), var_with_grad("b", vec![0.0, 4.0])];
-        assert_eq!(clip_grad_norm(&params, 2.5).unwrap(), 5.0);
+        assert_eq!(clip_grad_norm(&params, 2.5).unwrap().item().unwrap(), 5.0);
         let coef = 2.5 / (5.0 + 1e-6);
         assert_eq!(params[0].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![3.0 * coef, 0.0]);
         assert_eq!(params[1].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![0.0, 4.0 * coef]);
@@ -105,7 +107,7 @@ mod tests {
     #[test]
     fn small_gradients_are_left_alone() {
         let params = vec![var_with_grad("a", vec![0.3, 0.4])];
-        assert!((clip_grad_norm(&params, 1.0).unwrap() - 0.5).abs() < 1e-15);
+        assert!((clip_grad_norm(&params, 1.0).unwrap().item().unwrap() - 0.5).abs() < 1e-15);
         assert_eq!(params[0].1.grad().unwrap().to_vec::<f64>().unwrap(), vec![0.3, 0.4]);
     }
 

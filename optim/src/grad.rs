@@ -1,22 +1,14 @@
-//! Replacing a parameter's accumulated gradient (what clipping needs), and small gradient
-//! scans.
+//! Replacing a parameter's accumulated gradient (what clipping needs), and a gradient scan.
 
 use crate::Result;
 use graphgrad_autodiff::{Buffer, Tensor, Var};
-
-/// Σ g² in f64, without copying the buffer.
-pub(crate) fn sum_of_squares(buffer: &Buffer) -> f64 {
-    match buffer {
-        Buffer::F32(v) => v.iter().map(|&g| f64::from(g) * f64::from(g)).sum(),
-        Buffer::F64(v) => v.iter().map(|&g| g * g).sum(),
-    }
-}
 
 /// True when no element is NaN or infinite.
 pub(crate) fn all_finite(buffer: &Buffer) -> bool {
     match buffer {
         Buffer::F32(v) => v.iter().all(|g| g.is_finite()),
         Buffer::F64(v) => v.iter().all(|g| g.is_finite()),
+        Buffer::I64(_) => true,
     }
 }
 

@@ -45,6 +45,7 @@ mod clip;
 mod early_stopping;
 mod error;
 mod grad;
+mod num;
 mod optimizer;
 mod param_optimizer;
 mod rmsprop;
@@ -63,6 +64,7 @@ pub use checkpoint::{write_atomic, Checkpoint, FORMAT_VERSION, HEADER_LEN, MAGIC
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use early_stopping::EarlyStopping;
 pub use error::{Error, FormatError, Result};
+pub use num::Num;
 pub use optimizer::{GroupState, Optimizer, OptimizerState, ParamState};
 pub use param_optimizer::{ParamGroup, ParamOptimizer, UpdateRule};
 pub use rmsprop::{RmsProp, RmsPropConfig};

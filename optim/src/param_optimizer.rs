@@ -1,19 +1,28 @@
 //! `ParamOptimizer<R>`: the one implementation of [`Optimizer`] shared by every element-wise
 //! rule (SGD, Adam, AdamW, RMSprop, Adagrad). It owns parameter groups and per-parameter
-//! state, and hands each parameter to its rule as raw slices: the rule updates the value and
-//! its state buffers in one fused pass, with no temporary tensors.
+//! state, and runs each rule's one definition ([`UpdateRule::update`], written in [`Num`]) in
+//! both modes:
+//!
+//! - eagerly, element by element over the raw slices of the parameter, its gradient and its
+//!   state buffers: one fused pass, no temporary tensors;
+//! - inside a step traced by `compile`, on whole tensors: the update is recorded (and fused by
+//!   the compiler into one kernel per parameter) and assigned to the parameter and its state,
+//!   so every call of the compiled step applies it. The learning rate of each group and the
+//!   step count of each parameter are variables ([`Tensor::variable`]) that the program reads
+//!   at every call: a schedule changes the rate without recompiling.
 //!
 //! Invariants: parameter names are unique across groups; a parameter's state buffers have its
-//! element type and element count (slots the configuration does not use are empty).
+//! element type and element count (slots the configuration does not use are empty); each
+//! group's learning-rate variable holds its configuration's rate.
 
 use crate::error::invalid;
+use crate::num::{Lanes, LANES};
 use crate::optimizer::{GroupState, OptimizerState, ParamState};
 use crate::saved::{SavedData, SavedTensor};
-use crate::{Error, Optimizer, Result};
-use graphgrad_autodiff::{Buffer, DType, Elem, Var};
+use crate::{Error, Num, Optimizer, Result};
+use graphgrad_autodiff::{Buffer, DType, Elem, Storage, Tensor, Var};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// The hyper-parameters of one parameter group together with the update they define.
 ///
@@ -36,6 +45,17 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Sync {
     /// Checks every hyper-parameter's range, with a message naming the bad one.
     fn validate(&self) -> Result<()>;
 
+    /// The per-step coefficients of the update from the learning rate and the step number
+    /// `t` (1 for the first update): computed once per parameter and step, in f64 eagerly and
+    /// as rank-0 tensors in a compiled step.
+    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S>;
+
+    /// One update: the new parameter from the parameter `p`, its gradient `g` and the
+    /// coefficients `k`, reading and writing the state `slots` (a slot the configuration does
+    /// not use holds zero and is not kept). Eagerly `X` is one element; compiled, the whole
+    /// tensor.
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X;
+
     /// Whether this configuration uses state slot `slot` (unused slots stay empty). A slot
     /// that becomes used after a parameter's first step (momentum switched on mid-run) starts
     /// from [`initial_slot_value`](Self::initial_slot_value), not from PyTorch's lazy copy of
@@ -47,10 +67,6 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Sync {
     fn initial_slot_value(&self, _slot: usize) -> f64 {
         0.0
     }
-
-    /// One fused update of `param` from `grad` at `step` (1 for the first update), reading and
-    /// writing the slots (`slots[i]` is empty when `uses_slot(i)` is false).
-    fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]);
 }
 
 /// Parameters that share hyper-parameters.
@@ -69,11 +85,26 @@ impl<C> ParamGroup<C> {
     }
 }
 
-/// One parameter's live state: its update count and its slot buffers.
+/// One parameter's live state: its update count (an f64 variable, exact to 2⁵³) and its slot
+/// buffers (variables).
 #[derive(Clone, Debug)]
 struct Slots {
-    step: u64,
-    buffers: Vec<Buffer>,
+    step: Tensor,
+    buffers: Vec<Tensor>,
+}
+
+impl Slots {
+    fn steps(&self) -> u64 {
+        self.step.read().to_f64_vec()[0] as u64
+    }
+}
+
+fn step_variable(step: u64) -> Tensor {
+    Tensor::variable(&Tensor::scalar(step as f64))
+}
+
+fn lr_variable(lr: f64) -> Tensor {
+    Tensor::variable(&Tensor::scalar(lr))
 }
 
 /// An optimiser that updates each parameter independently with rule `R` (see the aliases
@@ -82,6 +113,8 @@ struct Slots {
 #[derive(Clone, Debug)]
 pub struct ParamOptimizer<R: UpdateRule> {
     groups: Vec<ParamGroup<R>>,
+    /// Each group's learning rate as a variable, for compiled steps.
+    lrs: Vec<Tensor>,
     state: BTreeMap<String, Slots>,
 }
 
@@ -93,7 +126,7 @@ impl<R: UpdateRule> ParamOptimizer<R> {
 
     /// Several groups, each with its own hyper-parameters.
     pub fn with_groups(groups: Vec<ParamGroup<R>>) -> Result<Self> {
-        let mut optimizer = ParamOptimizer { groups: Vec::new(), state: BTreeMap::new() };
+        let mut optimizer = ParamOptimizer { groups: Vec::new(), lrs: Vec::new(), state: BTreeMap::new() };
         for group in groups {
             optimizer.add_param_group(group)?;
         }
@@ -109,8 +142,15 @@ impl<R: UpdateRule> ParamOptimizer<R> {
                 invalid!(R::NAME, "parameter name `{name}` appears more than once");
             }
         }
+        self.lrs.push(lr_variable(group.config.lr()));
         self.groups.push(group);
         Ok(())
+    }
+
+    /// Writes group `group`'s rate into its variable (read by compiled steps at every call).
+    fn sync_lr(&self, group: usize) -> Result<()> {
+        let lr = Tensor::scalar(self.groups[group].config.lr());
+        Ok(self.lrs[group].assign(&lr)?)
     }
 
     /// The parameter groups.
@@ -126,12 +166,12 @@ impl<R: UpdateRule> ParamOptimizer<R> {
             invalid!(R::NAME, "group {group} does not exist ({n} groups)");
         };
         g.config = config;
-        Ok(())
+        self.sync_lr(group)
     }
 
     /// How many updates the parameter `name` has received (0 before its first).
     pub fn step_count(&self, name: &str) -> u64 {
-        self.state.get(name).map_or(0, |s| s.step)
+        self.state.get(name).map_or(0, Slots::steps)
     }
 
     fn names(&self) -> impl Iterator<Item = &str> {
@@ -139,44 +179,25 @@ impl<R: UpdateRule> ParamOptimizer<R> {
     }
 }
 
-/// Typed views of every slot; `None` when a slot has another element type.
-fn typed_slots<T: Elem>(buffers: &mut [Buffer]) -> Option<Vec<&mut [T]>> {
-    buffers.iter_mut().map(|b| T::slice_mut(b)).collect()
-}
-
-/// Runs `rule` on one parameter, dispatching on its element type.
-fn apply<R: UpdateRule>(
-    rule: &R,
-    step: u64,
-    param: &mut Buffer,
-    grad: &Buffer,
-    slots: &mut [Buffer],
-) -> bool {
-    match (param, grad) {
-        (Buffer::F32(p), Buffer::F32(g)) => typed_slots::<f32>(slots)
-            .map(|s| update_in_chunks(rule, step, Arc::make_mut(p).as_mut_slice(), g, s)),
-        (Buffer::F64(p), Buffer::F64(g)) => typed_slots::<f64>(slots)
-            .map(|s| update_in_chunks(rule, step, Arc::make_mut(p).as_mut_slice(), g, s)),
-        _ => None,
-    }
-    .is_some()
-}
-
 /// Elements per parallel task of an update.
 const UPDATE_CHUNK: usize = 1 << 15;
 
-/// Runs `rule` over large parameters in chunks on the thread pool. Every rule is elementwise,
-/// so the chunking never changes a result.
+/// The most state slots, and per-step coefficients, a rule has.
+const MAX_SLOTS: usize = 3;
+const MAX_COEFFICIENTS: usize = 4;
+
+/// Runs `rule` over every element of one parameter, on the thread pool for large ones. Every
+/// rule is elementwise, so the chunking never changes a result.
 fn update_in_chunks<R: UpdateRule, T: Elem>(
     rule: &R,
-    step: u64,
+    k: &[T],
     param: &mut [T],
     grad: &[T],
     slots: Vec<&mut [T]>,
 ) {
     if param.len() <= UPDATE_CHUNK || rayon::current_num_threads() == 1 {
         let mut slots = slots;
-        return rule.update(step, param, grad, &mut slots);
+        return update_elements(rule, k, param, grad, &mut slots);
     }
     let chunks = param.len().div_ceil(UPDATE_CHUNK);
     let mut slot_chunks: Vec<Vec<&mut [T]>> = (0..chunks).map(|_| Vec::with_capacity(slots.len())).collect();
@@ -192,17 +213,116 @@ fn update_in_chunks<R: UpdateRule, T: Elem>(
         .par_chunks_mut(UPDATE_CHUNK)
         .zip(grad.par_chunks(UPDATE_CHUNK))
         .zip(slot_chunks)
-        .for_each(|((p, g), mut s)| rule.update(step, p, g, &mut s));
+        .for_each(|((p, g), mut s)| update_elements(rule, k, p, g, &mut s));
 }
 
-fn new_slots<R: UpdateRule>(rule: &R, dtype: DType, len: usize) -> Slots {
-    let buffers = (0..R::SLOTS.len())
-        .map(|i| {
-            let len = if rule.uses_slot(i) { len } else { 0 };
-            Buffer::from_f64(dtype, &vec![rule.initial_slot_value(i); len])
-        })
+/// The rule on each element: runs on [`Lanes`] of consecutive elements (the arithmetic of
+/// each op is a loop over the lanes, which compiles to vector code), with an unused (empty)
+/// slot reading as zero and not written back.
+fn update_elements<R: UpdateRule, T: Elem>(
+    rule: &R,
+    k: &[T],
+    param: &mut [T],
+    grad: &[T],
+    slots: &mut [&mut [T]],
+) {
+    let n = param.len();
+    assert!(
+        grad.len() == n && slots.iter().all(|s| s.is_empty() || s.len() == n),
+        "internal invariant: update operand lengths"
+    );
+    // On the stack, so the lanes stay in registers across the rule's ops.
+    assert!(k.len() <= MAX_COEFFICIENTS && slots.len() <= MAX_SLOTS, "internal invariant: rule sizes");
+    let kc: [Lanes<T>; MAX_COEFFICIENTS] =
+        std::array::from_fn(|i| Lanes([k.get(i).copied().unwrap_or(T::ZERO); LANES]));
+    let kc = &kc[..k.len()];
+    let mut staged = [Lanes([T::ZERO; LANES]); MAX_SLOTS];
+    let values = &mut staged[..slots.len()];
+    for (block, (p, g)) in param.chunks_mut(LANES).zip(grad.chunks(LANES)).enumerate() {
+        let range = block * LANES..block * LANES + p.len();
+        for (v, slot) in values.iter_mut().zip(slots.iter()) {
+            if !slot.is_empty() {
+                *v = Lanes::load(&slot[range.clone()]);
+            }
+        }
+        rule.update(kc, &Lanes::load(p), &Lanes::load(g), values).store(p);
+        for (v, slot) in values.iter().zip(slots.iter_mut()) {
+            if !slot.is_empty() {
+                v.store(&mut slot[range.clone()]);
+            }
+        }
+    }
+}
+
+fn new_slots<R: UpdateRule>(rule: &R, dtype: DType, shape: &[usize]) -> Slots {
+    Slots {
+        step: step_variable(0),
+        buffers: (0..R::SLOTS.len()).map(|i| new_slot(rule, i, dtype, shape)).collect(),
+    }
+}
+
+/// Slot `i` as a variable of the parameter's shape: its initial value if the configuration
+/// uses it, else empty.
+fn new_slot<R: UpdateRule>(rule: &R, i: usize, dtype: DType, shape: &[usize]) -> Tensor {
+    let value = if rule.uses_slot(i) {
+        rule.initial_slot_value(i)
+    } else {
+        return Tensor::variable(&Tensor::zeros(&[0], dtype));
+    };
+    Tensor::variable(&Tensor::full(shape, value, dtype))
+}
+
+/// One eager update of `var` (whose gradient is `grad`) with its slots, at step `t`.
+fn apply<R: UpdateRule>(rule: &R, lr: f64, var: &Var, grad: &Tensor, slots: &mut Slots) -> Result<()> {
+    let t = slots.steps() + 1;
+    slots.step.assign(&Tensor::scalar(t as f64))?;
+    let k64 = rule.coefficients(&lr, &(t as f64));
+    // A gradient sharing the parameter's storage would deadlock the write lock below; copy it
+    // first in that (pathological) case.
+    let g: Buffer = grad.read().clone();
+    let mut p = var.write();
+    let mut guards: Vec<_> = slots.buffers.iter().map(Tensor::write).collect();
+    fn typed<'a, T: Elem>(
+        guards: &'a mut [std::sync::RwLockWriteGuard<'_, Buffer>],
+    ) -> Option<Vec<&'a mut [T]>> {
+        guards.iter_mut().map(|b| T::slice_mut(b)).collect()
+    }
+    let done = match (&mut *p, &g) {
+        (Buffer::F32(_), Buffer::F32(g)) => typed::<f32>(&mut guards).map(|s| {
+            let k: Vec<f32> = k64.iter().map(|&c| c as f32).collect();
+            update_in_chunks(rule, &k, f32::slice_mut(&mut p).expect("f32"), g, s)
+        }),
+        (Buffer::F64(_), Buffer::F64(g)) => typed::<f64>(&mut guards)
+            .map(|s| update_in_chunks(rule, &k64, f64::slice_mut(&mut p).expect("f64"), g, s)),
+        _ => None,
+    };
+    if done.is_none() {
+        invalid!(R::NAME, "parameter `{}` and its state must be f32 or f64 of one type", var.name());
+    }
+    Ok(())
+}
+
+/// One traced update of `var`: the rule on whole tensors, assigned to the parameter and its
+/// state (see the module docs).
+fn apply_traced<R: UpdateRule>(rule: &R, lr: &Tensor, var: &Var, grad: &Tensor, slots: &Slots) -> Result<()> {
+    let dtype = var.dtype();
+    let t = slots.step.add_scalar(1.0);
+    let k: Vec<Tensor> = rule.coefficients(lr, &t).iter().map(|c| c.to_dtype(dtype)).collect();
+    let mut values: Vec<Tensor> = slots
+        .buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| if rule.uses_slot(i) { b.clone() } else { Tensor::zeros(&[], dtype) })
         .collect();
-    Slots { step: 0, buffers }
+    let p = rule.update(&k, var.tensor(), grad, &mut values);
+    var.set(&p)?;
+    for (i, (slot, value)) in slots.buffers.iter().zip(&values).enumerate() {
+        if rule.uses_slot(i) {
+            slot.assign(value)?;
+        }
+    }
+    slots.step.assign(&t)?;
+    Ok(())
 }
 
 fn check_lr(what: &'static str, lr: f64) -> Result<()> {
@@ -229,36 +349,27 @@ impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
                 }
             }
         }
-        for group in &self.groups {
+        let tracing = graphgrad_autodiff::compile::tracing();
+        for (group, lr) in self.groups.iter().zip(&self.lrs) {
             for (name, var) in &group.params {
                 let Some(grad) = var.grad() else { continue };
+                let numel = var.numel();
                 let slots = self
                     .state
                     .entry(name.clone())
-                    .or_insert_with(|| new_slots(&group.config, var.dtype(), var.numel()));
-                slots.step += 1;
+                    .or_insert_with(|| new_slots(&group.config, var.dtype(), var.shape()));
                 // A configuration changed since the state was made (amsgrad switched on, say)
                 // gets its newly used slots here, so kernels always see full-length slots.
                 for (i, buffer) in slots.buffers.iter_mut().enumerate() {
-                    let len = if group.config.uses_slot(i) { var.numel() } else { 0 };
-                    if buffer.len() != len {
-                        *buffer =
-                            Buffer::from_f64(var.dtype(), &vec![group.config.initial_slot_value(i); len]);
+                    let len = if group.config.uses_slot(i) { numel } else { 0 };
+                    if buffer.numel() != len {
+                        *buffer = new_slot(&group.config, i, var.dtype(), var.shape());
                     }
                 }
-                // A gradient sharing the parameter's storage would deadlock the write lock
-                // below; copy it first in that (pathological) case.
-                let (copy, guard);
-                let g: &Buffer = if grad.id() == var.id() {
-                    copy = grad.read().clone();
-                    &copy
+                if tracing {
+                    apply_traced(&group.config, lr, var, &grad, slots)?;
                 } else {
-                    guard = grad.read();
-                    &guard
-                };
-                let mut p = var.write();
-                if !apply(&group.config, slots.step, &mut p, g, &mut slots.buffers) {
-                    panic!("internal invariant: state of `{name}` has the parameter's element type");
+                    apply(&group.config, group.config.lr(), var, &grad, slots)?;
                 }
             }
         }
@@ -284,7 +395,7 @@ impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
             invalid!(R::NAME, "group {group} does not exist ({n} groups)");
         };
         g.config.set_lr(lr);
-        Ok(())
+        self.sync_lr(group)
     }
 
     fn named_parameters(&self) -> Vec<(String, Var)> {
@@ -318,11 +429,11 @@ impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
                     .map(|(_, (slot, b))| {
                         (
                             slot.to_string(),
-                            SavedTensor { shape: shape.to_vec(), data: SavedData::from_buffer(b) },
+                            SavedTensor { shape: shape.to_vec(), data: SavedData::from_buffer(&b.read()) },
                         )
                     })
                     .collect();
-                (name.clone(), ParamState { step: slots.step, slots: saved })
+                (name.clone(), ParamState { step: slots.steps(), slots: saved })
             })
             .collect();
         OptimizerState { kind: R::NAME.to_string(), groups, params }
@@ -333,7 +444,25 @@ impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
         for (group, config) in self.groups.iter_mut().zip(configs) {
             group.config = config;
         }
-        self.state = slots;
+        // Loaded into the existing variables, so compiled steps keep reading them.
+        for (name, loaded) in slots {
+            match self.state.get_mut(&name) {
+                Some(live)
+                    if live.buffers.iter().zip(&loaded.buffers).all(|(a, b)| a.numel() == b.numel()) =>
+                {
+                    live.step.assign(&loaded.step)?;
+                    for (a, b) in live.buffers.iter().zip(&loaded.buffers) {
+                        a.assign(b)?;
+                    }
+                }
+                _ => {
+                    self.state.insert(name, loaded);
+                }
+            }
+        }
+        for group in 0..self.groups.len() {
+            self.sync_lr(group)?;
+        }
         Ok(())
     }
 }
@@ -393,7 +522,7 @@ impl<R: UpdateRule> ParamOptimizer<R> {
                 let used = config.uses_slot(i);
                 match saved.slots.get(*slot) {
                     None if used => missing.push(format!("`{name}` slot `{slot}`")),
-                    None => buffers.push(Buffer::zeros(var.dtype(), 0)),
+                    None => buffers.push(Tensor::variable(&Tensor::zeros(&[0], var.dtype()))),
                     Some(t)
                         if t.shape != var.shape()
                             || t.dtype() != var.dtype()
@@ -411,13 +540,13 @@ impl<R: UpdateRule> ParamOptimizer<R> {
                     Some(_) if !used => {
                         unexpected.push(format!("`{name}` slot `{slot}` (unused by this configuration)"))
                     }
-                    Some(t) => buffers.push(t.data.to_buffer()),
+                    Some(t) => buffers.push(Tensor::variable(&t.to_tensor()?)),
                 }
             }
             for slot in saved.slots.keys().filter(|s| !R::SLOTS.contains(&s.as_str())) {
                 unexpected.push(format!("`{name}` slot `{slot}`"));
             }
-            slots.insert(name.clone(), Slots { step: saved.step, buffers });
+            slots.insert(name.clone(), Slots { step: step_variable(saved.step), buffers });
         }
         if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
             return Err(Error::StateMismatch { what, missing, unexpected, mismatched });
@@ -445,15 +574,11 @@ mod tests {
         let mut slots_a: Vec<Vec<f32>> = (0..slots).map(|i| vec![0.0; slot_len(i)]).collect();
         let mut slots_b = slots_a.clone();
         for step in 1..=steps {
-            update_in_chunks(
-                rule,
-                step,
-                &mut a,
-                &grad,
-                slots_a.iter_mut().map(|s| s.as_mut_slice()).collect(),
-            );
+            let k: Vec<f32> =
+                rule.coefficients(&rule.lr(), &(step as f64)).iter().map(|&c| c as f32).collect();
+            update_in_chunks(rule, &k, &mut a, &grad, slots_a.iter_mut().map(|s| s.as_mut_slice()).collect());
             let mut whole: Vec<&mut [f32]> = slots_b.iter_mut().map(|s| s.as_mut_slice()).collect();
-            rule.update(step, &mut b, &grad, &mut whole);
+            update_elements(rule, &k, &mut b, &grad, &mut whole);
         }
         [a, b, start]
     }

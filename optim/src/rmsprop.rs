@@ -11,8 +11,8 @@
 //! ```
 
 use crate::error::check_range;
+use crate::Num;
 use crate::{ParamOptimizer, Result, UpdateRule};
-use graphgrad_autodiff::Elem;
 
 /// Hyper-parameters of [`RmsProp`] (PyTorch's defaults: lr 1e-2, α 0.99, ε 1e-8).
 ///
@@ -146,61 +146,30 @@ impl UpdateRule for RmsPropConfig {
         }
     }
 
-    fn update<T: Elem>(&self, _step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
+    /// `[−lr]`.
+    fn coefficients<S: Num>(&self, lr: &S, _t: &S) -> Vec<S> {
+        vec![lr.scale(-1.0)]
+    }
+
+    #[inline(always)]
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+        let [neg_lr] = k else { panic!("internal invariant: RMSprop has one coefficient") };
         let [square_avg, momentum_buffer, grad_avg] = slots else {
             panic!("internal invariant: RMSprop has three slots")
         };
-        let n = param.len();
-        debug_assert!(grad.len() == n && square_avg.len() == n);
-        let alpha = T::from_f64(self.alpha);
-        let one_minus_alpha = T::from_f64(1.0 - self.alpha);
-        let eps = T::from_f64(self.eps);
-        let wd = T::from_f64(self.weight_decay);
-        let neg_lr = T::from_f64(-self.lr);
-        let mu = T::from_f64(self.momentum);
-        let decay = self.weight_decay != 0.0;
-        // The decayed gradient and the new square average, shared by the four variants.
-        let square = |p: &T, g: T, s: &mut T| {
-            let g = if decay { g + wd * *p } else { g };
-            *s = *s * alpha + one_minus_alpha * g * g;
-            g
+        let g = if self.weight_decay != 0.0 { g.add(&p.scale(self.weight_decay)) } else { g.clone() };
+        *square_avg = square_avg.scale(self.alpha).add(&g.scale(1.0 - self.alpha).mul(&g));
+        let denom = if self.centered {
+            *grad_avg = grad_avg.add(&g.sub(grad_avg).scale(1.0 - self.alpha));
+            square_avg.sub(&grad_avg.mul(grad_avg)).sqrt().shift(self.eps)
+        } else {
+            square_avg.sqrt().shift(self.eps)
         };
-        let centred = |s: T, ga: &mut T, g: T| {
-            *ga += (g - *ga) * one_minus_alpha;
-            (s - *ga * *ga).sqrt() + eps
-        };
-        let base = param.iter_mut().zip(grad).zip(square_avg.iter_mut());
-        // One loop per variant, so each is a plain zip over exactly the slots it uses.
-        match (self.centered, self.momentum > 0.0) {
-            (false, false) => {
-                for ((p, &g), s) in base {
-                    let g = square(p, g, s);
-                    *p += neg_lr * g / (s.sqrt() + eps);
-                }
-            }
-            (true, false) => {
-                debug_assert_eq!(grad_avg.len(), n);
-                for (((p, &g), s), ga) in base.zip(grad_avg.iter_mut()) {
-                    let g = square(p, g, s);
-                    *p += neg_lr * g / centred(*s, ga, g);
-                }
-            }
-            (false, true) => {
-                debug_assert_eq!(momentum_buffer.len(), n);
-                for (((p, &g), s), b) in base.zip(momentum_buffer.iter_mut()) {
-                    let g = square(p, g, s);
-                    *b = *b * mu + g / (s.sqrt() + eps);
-                    *p += neg_lr * *b;
-                }
-            }
-            (true, true) => {
-                debug_assert!(grad_avg.len() == n && momentum_buffer.len() == n);
-                for ((((p, &g), s), ga), b) in base.zip(grad_avg.iter_mut()).zip(momentum_buffer.iter_mut()) {
-                    let g = square(p, g, s);
-                    *b = *b * mu + g / centred(*s, ga, g);
-                    *p += neg_lr * *b;
-                }
-            }
+        if self.momentum > 0.0 {
+            *momentum_buffer = momentum_buffer.scale(self.momentum).add(&g.div(&denom));
+            p.add(&neg_lr.mul(momentum_buffer))
+        } else {
+            p.add(&neg_lr.mul(&g).div(&denom))
         }
     }
 }

@@ -41,6 +41,7 @@ fn to_bytes(tensor: &Tensor) -> Bytes {
     let (dtype, data) = match &*values {
         graphgrad_autodiff::Buffer::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         graphgrad_autodiff::Buffer::F64(v) => (Dtype::F64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        graphgrad_autodiff::Buffer::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
     };
     Bytes { dtype, shape: tensor.shape().to_vec(), data }
 }
@@ -69,7 +70,7 @@ pub fn to_safetensors_bytes(state: &StateDict) -> Result<Vec<u8>> {
         .map_err(|e| error(None, format!("cannot encode: {e}")))
 }
 
-/// Decodes a safetensors file's bytes into a state dict of F32/F64 tensors.
+/// Decodes a safetensors file's bytes into a state dict of F32, F64 and I64 tensors.
 pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<StateDict> {
     decode(bytes, None)
 }
@@ -90,10 +91,16 @@ fn decode(bytes: &[u8], path: Option<&Path>) -> Result<StateDict> {
                 data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
                 shape,
             ),
+            Dtype::I64 => Tensor::from_vec(
+                data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+                shape,
+            ),
             other => {
                 return Err(error(
                     path,
-                    format!("tensor `{name}` has element type {other:?}; only F32 and F64 can be imported"),
+                    format!(
+                        "tensor `{name}` has element type {other:?}; only F32, F64 and I64 can be imported"
+                    ),
                 ))
             }
         }

@@ -15,6 +15,8 @@ pub enum SavedData {
     F32(Vec<f32>),
     /// 64-bit floats.
     F64(Vec<f64>),
+    /// 64-bit integers.
+    I64(Vec<i64>),
 }
 
 impl SavedData {
@@ -23,6 +25,7 @@ impl SavedData {
         match self {
             SavedData::F32(v) => v.len(),
             SavedData::F64(v) => v.len(),
+            SavedData::I64(v) => v.len(),
         }
     }
 
@@ -36,6 +39,7 @@ impl SavedData {
         match self {
             SavedData::F32(_) => DType::F32,
             SavedData::F64(_) => DType::F64,
+            SavedData::I64(_) => DType::I64,
         }
     }
 
@@ -44,6 +48,7 @@ impl SavedData {
         match buffer {
             Buffer::F32(v) => SavedData::F32(v.to_vec()),
             Buffer::F64(v) => SavedData::F64(v.to_vec()),
+            Buffer::I64(v) => SavedData::I64(v.to_vec()),
         }
     }
 
@@ -52,6 +57,7 @@ impl SavedData {
         match self {
             SavedData::F32(v) => Buffer::from(v.clone()),
             SavedData::F64(v) => Buffer::from(v.clone()),
+            SavedData::I64(v) => Buffer::from(v.clone()),
         }
     }
 }
@@ -76,6 +82,7 @@ impl SavedTensor {
         let tensor = match &self.data {
             SavedData::F32(v) => Tensor::from_slice(v, &self.shape)?,
             SavedData::F64(v) => Tensor::from_slice(v, &self.shape)?,
+            SavedData::I64(v) => Tensor::from_slice(v, &self.shape)?,
         };
         Ok(tensor)
     }

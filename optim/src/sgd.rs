@@ -10,8 +10,8 @@
 //! ```
 
 use crate::error::{check_range, invalid};
+use crate::Num;
 use crate::{ParamOptimizer, Result, UpdateRule};
-use graphgrad_autodiff::Elem;
 
 /// Hyper-parameters of [`Sgd`] (PyTorch's defaults except `lr`, which has none).
 ///
@@ -137,28 +137,27 @@ impl UpdateRule for SgdConfig {
         self.momentum != 0.0
     }
 
-    fn update<T: Elem>(&self, step: u64, param: &mut [T], grad: &[T], slots: &mut [&mut [T]]) {
-        let neg_lr = T::from_f64(-self.lr);
-        let wd = T::from_f64(self.weight_decay);
-        let decay = self.weight_decay != 0.0;
+    /// `[−lr, a, b]` with the momentum update `buf = a·buf + b·d`: `a = 0, b = 1` at the
+    /// first step (the buffer starts as the gradient, as PyTorch), `a = μ, b = 1 − dampening`
+    /// after it. The first-step switch is arithmetic (`max(0, 2 − t)` is 1 at t = 1, else 0),
+    /// so a compiled step computes it from its step count.
+    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
+        let first = t.scale(-1.0).shift(2.0).max(&t.scale(0.0));
+        let later = first.scale(-1.0).shift(1.0);
+        vec![lr.scale(-1.0), later.scale(self.momentum), later.scale(-self.dampening).shift(1.0)]
+    }
+
+    #[inline(always)]
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+        let [neg_lr, a, b] = k else { panic!("internal invariant: SGD has three coefficients") };
+        let d = if self.weight_decay != 0.0 { g.add(&p.scale(self.weight_decay)) } else { g.clone() };
         if self.momentum == 0.0 {
-            for (p, &g) in param.iter_mut().zip(grad) {
-                let d = if decay { g + wd * *p } else { g };
-                *p += neg_lr * d;
-            }
-            return;
+            return p.add(&neg_lr.mul(&d));
         }
         let [buf] = slots else { panic!("internal invariant: SGD has one slot") };
-        debug_assert_eq!(buf.len(), param.len());
-        let mu = T::from_f64(self.momentum);
-        let keep = T::from_f64(1.0 - self.dampening);
-        let first = step == 1;
-        for ((p, &g), b) in param.iter_mut().zip(grad).zip(buf.iter_mut()) {
-            let d = if decay { g + wd * *p } else { g };
-            *b = if first { d } else { mu * *b + keep * d };
-            let d = if self.nesterov { d + mu * *b } else { *b };
-            *p += neg_lr * d;
-        }
+        *buf = a.mul(buf).add(&b.mul(&d));
+        let d = if self.nesterov { d.add(&buf.scale(self.momentum)) } else { buf.clone() };
+        p.add(&neg_lr.mul(&d))
     }
 }
 

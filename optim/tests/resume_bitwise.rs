@@ -74,7 +74,8 @@ impl Run {
         let idx: Vec<usize> = (0..BATCH).map(|_| self.rng.gen_range(0..64)).collect();
         let (xb, yb) = (x.index_select(0, &idx)?, y.index_select(0, &idx)?);
         let hidden = xb.matmul(self.param("w1"))?.add(self.param("b1"))?.tanh();
-        let hidden = hidden.dropout(0.1, true, &mut self.rng)?;
+        let hidden =
+            hidden.dropout(0.1, true, &graphgrad_autodiff::Generator::new(rand::Rng::gen(&mut self.rng)))?;
         let pred = hidden.matmul(self.param("w2"))?.add(self.param("b2"))?;
         let loss = pred.sub(&yb)?.square().mean_all()?;
         let value = loss.item()?;
@@ -154,6 +155,7 @@ fn bits(data: &SavedData) -> Vec<u64> {
     match data {
         SavedData::F32(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
         SavedData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
+        SavedData::I64(v) => v.iter().map(|&x| x as u64).collect(),
     }
 }
 

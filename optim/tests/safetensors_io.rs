@@ -24,6 +24,7 @@ fn bits(t: &Tensor) -> Vec<u64> {
     match t.dtype() {
         DType::F32 => t.to_vec::<f32>().unwrap().iter().map(|x| u64::from(x.to_bits())).collect(),
         DType::F64 => t.to_vec::<f64>().unwrap().iter().map(|x| x.to_bits()).collect(),
+        DType::I64 => t.to_vec::<i64>().unwrap().iter().map(|&x| x as u64).collect(),
     }
 }
 
@@ -77,7 +78,7 @@ fn other_element_types_are_rejected_naming_the_tensor() {
         let msg = err.to_string();
         assert!(
             msg.contains(&format!("tensor `w` has element type {dtype:?}"))
-                && msg.contains("only F32 and F64"),
+                && msg.contains("only F32, F64 and I64"),
             "{msg}"
         );
     }

@@ -129,6 +129,15 @@ pub struct Graph {
     pub outputs: Vec<Value>,
     /// `(state leaf index, new value)`: written back into the leaf after each call.
     pub updates: Vec<(usize, Value)>,
+    /// Nodes computed inside checkpointed segments, which the remat pass recomputes for their
+    /// readers outside the segments instead of keeping them alive (`segment_outputs` excepted).
+    pub recompute: std::collections::HashSet<NodeIndex>,
+    /// The outputs of checkpointed segments: kept.
+    pub segment_outputs: std::collections::HashSet<NodeIndex>,
+    /// Nodes recorded by a backward pass.
+    pub backward: std::collections::HashSet<NodeIndex>,
+    /// Recomputed values, which the scheduler runs as late as their first reader.
+    pub late: std::collections::HashSet<NodeIndex>,
 }
 
 impl Graph {

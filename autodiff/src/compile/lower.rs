@@ -1,11 +1,12 @@
 //! Tracing a step and lowering the recorded tensors into the IR.
 //!
 //! While tracing (`mode::TracingGuard`), every op keeps its inputs, so the outputs of a step
-//! reach the whole dataflow: forward, loss, the backward built by `grad`, the update. Leaves
-//! are classified: the step's inputs become [`IrOp::Input`], leaves that require grad
-//! (parameters, `Var`s) and update targets become [`IrOp::Param`] (read from the tensor at
-//! each call), every other leaf, and any node recorded outside the trace without inputs, a
-//! [`IrOp::Const`].
+//! reach the whole dataflow: forward, loss, the backward built by `backward` or `grad`, the
+//! update. Leaves are classified: the step's inputs become [`IrOp::Input`]; leaves that
+//! require grad (parameters, `Var`s), variables (`Tensor::variable`: learning rates, step
+//! counts, generator states), update targets and the state the trace registered (gradients
+//! present before the step) become [`IrOp::Param`] (read from the tensor at each call); every
+//! other leaf, and any node recorded outside the trace without inputs, is an [`IrOp::Const`].
 //!
 //! Every recorded op lowers to itself ([`IrOp::Op`]): data-dependent values such as max-pool's
 //! indices are ordinary outputs of their own ops. Index lists given by the user (`gather`,
@@ -15,7 +16,7 @@
 use super::ir::{Graph, IrOp, Value};
 use crate::{Error, Result, Tensor};
 use petgraph::stable_graph::NodeIndex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 fn compile_error(reason: String) -> Error {
@@ -27,7 +28,12 @@ pub(crate) fn lower(
     inputs: &[Tensor],
     outputs: &[Tensor],
     updates: &[(Tensor, Tensor)],
+    extra_state: &[Tensor],
+    segments: (&HashSet<usize>, &HashSet<usize>),
+    backward: &HashSet<usize>,
 ) -> Result<(Graph, Vec<Tensor>)> {
+    let (recompute, segment_outputs) = segments;
+    let extra: HashSet<usize> = extra_state.iter().map(Tensor::id).collect();
     let input_ids: HashMap<usize, usize> = inputs.iter().enumerate().map(|(i, t)| (t.id(), i)).collect();
     let mut state: Vec<Tensor> = Vec::new();
     let mut state_ids: HashMap<usize, usize> = HashMap::new();
@@ -74,7 +80,7 @@ pub(crate) fn lower(
         } else if t.inputs().is_empty() {
             if let Some(&j) = state_ids.get(&t.id()) {
                 IrOp::Param(j)
-            } else if t.is_leaf() && t.requires_grad() {
+            } else if t.is_leaf() && (t.requires_grad() || t.is_variable() || extra.contains(&t.id())) {
                 state_ids.insert(t.id(), state.len());
                 state.push(t.clone());
                 IrOp::Param(state.len() - 1)
@@ -85,6 +91,15 @@ pub(crate) fn lower(
             IrOp::Op(t.op().clone())
         };
         let n = graph.add(op, t.shape().into(), t.dtype(), &ins);
+        if recompute.contains(&t.id()) {
+            graph.recompute.insert(n);
+        }
+        if segment_outputs.contains(&t.id()) {
+            graph.segment_outputs.insert(n);
+        }
+        if backward.contains(&t.id()) {
+            graph.backward.insert(n);
+        }
         lowered.insert(t.id(), n);
     }
     graph.outputs = outputs.iter().map(|t| Value::of(lowered[&t.id()])).collect();

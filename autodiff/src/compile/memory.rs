@@ -91,11 +91,20 @@ fn is_view(graph: &Graph, n: NodeIndex) -> bool {
     matches!(&graph.g[n].op, IrOp::Op(op) if op.is_view())
 }
 
-/// Plans `graph` (see the module docs). `allow_inplace` enables in-place updates of state
-/// leaves and outputs that overwrite a dying operand.
-pub fn plan_memory(graph: &Graph, allow_inplace: bool) -> Result<MemoryPlan> {
+/// Plans `graph` (see the module docs). `allow_inplace` enables outputs that overwrite a dying
+/// operand and, with `allow_param_writes`, in-place updates of state leaves (off for programs
+/// that must be able to refuse a call's updates after running it: those with guards).
+pub fn plan_memory(graph: &Graph, allow_inplace: bool, allow_param_writes: bool) -> Result<MemoryPlan> {
     let topo = graph.topo_order();
-    let pos: HashMap<NodeIndex, usize> = topo.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut pos: HashMap<NodeIndex, usize> = topo.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // Recomputed values take the position of their first reader, so they run just before it.
+    for &n in topo.iter().rev() {
+        if graph.late.contains(&n) {
+            if let Some(first) = graph.users(n).iter().map(|u| pos[u]).min() {
+                pos.insert(n, first);
+            }
+        }
+    }
     // Storage root of every value: views resolve to their operand's root.
     let mut root: HashMap<Value, Value> = HashMap::new();
     for &n in &topo {
@@ -114,10 +123,11 @@ pub fn plan_memory(graph: &Graph, allow_inplace: bool) -> Result<MemoryPlan> {
     }
     let results: HashSet<Value> =
         graph.outputs.iter().chain(graph.updates.iter().map(|u| &u.1)).map(|v| root[v]).collect();
-    let param_writes = if allow_inplace { choose_param_writes(graph, &root) } else { HashMap::new() };
+    let param_writes =
+        if allow_inplace && allow_param_writes { choose_param_writes(graph, &root) } else { HashMap::new() };
     let order = match schedule(graph, &topo, &pos, &root, &readers, &results, &param_writes) {
         Some(order) => order,
-        None if !param_writes.is_empty() => return plan_memory(graph, false),
+        None if !param_writes.is_empty() => return plan_memory(graph, allow_inplace, false),
         None => {
             return Err(Error::InvalidArgument {
                 op: "compile",

@@ -17,11 +17,11 @@
 use super::ir::{Graph, IrOp, Value};
 use super::kernel::FusedKernel;
 use super::memory::{MemoryPlan, Place};
-use crate::buffer::{with_dtype, Elem};
+use crate::buffer::{with_dtype, Elem, Storage};
 use crate::op::{Arg, Op};
 use crate::{Buffer, Result, Tensor};
 use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
-use graphgrad_ops::{numel, Shape};
+use graphgrad_ops::{numel, DType, Shape};
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -150,8 +150,15 @@ impl Executor {
     }
 
     /// Runs the program. `inputs` were checked against the signature; `state` are the leaves
-    /// `Param(i)` reads and updates.
-    pub(crate) fn run(&mut self, inputs: &[Tensor], state: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// `Param(i)` reads and updates. When `accept` refuses the outputs (a guard failed), the
+    /// updates are not written back and `None` is returned: a program with guards is planned
+    /// without in-place updates, so the state is then as before the call.
+    pub(crate) fn run(
+        &mut self,
+        inputs: &[Tensor],
+        state: &[Tensor],
+        accept: impl FnOnce(&[Tensor]) -> bool,
+    ) -> Result<Option<Vec<Tensor>>> {
         let mut params = StateGuard {
             leaves: state,
             buffers: state.iter().map(|t| std::mem::take(&mut *t.write())).collect(),
@@ -159,7 +166,7 @@ impl Executor {
         let guards: Vec<_> = inputs.iter().map(Tensor::read).collect();
         let input_bufs: Vec<&Buffer> = guards.iter().map(|g| &**g).collect();
         for step in &self.steps {
-            run_step(step, &input_bufs, &mut params.buffers, &mut self.slots);
+            run_step(step, &input_bufs, &mut params.buffers, &mut self.slots)?;
         }
         let read = |src: &Src, params: &[Buffer], slots: &[Buffer]| -> Buffer {
             match src {
@@ -198,10 +205,13 @@ impl Executor {
             }
             outputs.push(t);
         }
+        if !accept(&outputs) {
+            return Ok(None);
+        }
         for (j, value) in values {
             params.buffers[j] = value;
         }
-        Ok(outputs)
+        Ok(Some(outputs))
     }
 }
 
@@ -235,6 +245,12 @@ fn set_len(b: &mut Buffer, len: usize) {
             // SAFETY: as above.
             unsafe { v.set_len(len) }
         }
+        Buffer::I64(v) => {
+            let v = Arc::get_mut(v).expect("internal invariant: slots are not shared");
+            assert!(len <= v.capacity(), "internal invariant: slot too small for its value");
+            // SAFETY: as above (i64 has no drop glue).
+            unsafe { v.set_len(len) }
+        }
     }
 }
 
@@ -242,18 +258,65 @@ fn buffer_ptr<T: Elem>(b: &Buffer) -> *const T {
     crate::buffer::typed::<T>(b).as_ptr()
 }
 
-fn run_step(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], slots: &mut [Buffer]) {
+fn run_step(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], slots: &mut [Buffer]) -> Result<()> {
     // Output lengths first, so every buffer has the length of the value it holds.
     for (dst, shape) in &step.outs {
         if let Dst::Slot(s) = dst {
             set_len(&mut slots[*s], numel(shape));
         }
     }
+    if let Kernel::Op(op) = &step.kernel {
+        if op.checks_values() {
+            let args: SmallVec<[Arg<'_>; 3]> = step
+                .ins
+                .iter()
+                .map(|(src, shape)| Arg { buf: operand(src, inputs, params, slots), shape })
+                .collect();
+            op.check_values(&args, &step.outs[0].1)?;
+        }
+    }
     let dtype = match step.outs[0].0 {
         Dst::Slot(s) => slots[s].dtype(),
         Dst::Param(j) => params[j].dtype(),
     };
-    with_dtype!(dtype, T => run_typed::<T>(step, inputs, params, slots))
+    if dtype == DType::I64 {
+        run_moves(step, inputs, params, slots);
+    } else {
+        with_dtype!(dtype, T => run_typed::<T>(step, inputs, params, slots));
+    }
+    Ok(())
+}
+
+fn operand<'a>(src: &'a Src, inputs: &[&'a Buffer], params: &'a [Buffer], slots: &'a [Buffer]) -> &'a Buffer {
+    match src {
+        Src::Input(i) => inputs[*i],
+        Src::Param(j) => &params[*j],
+        Src::Const(b) => b,
+        Src::Slot(s) => &slots[*s],
+    }
+}
+
+/// An op with an integer result: a cast or data movement, never in place.
+fn run_moves(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], slots: &mut [Buffer]) {
+    let Kernel::Op(op) = &step.kernel else { unreachable!("internal invariant: integers are not fused") };
+    let (dst, shape) = &step.outs[0];
+    let mut out = std::mem::take(match dst {
+        Dst::Slot(s) => &mut slots[*s],
+        Dst::Param(j) => &mut params[*j],
+    });
+    {
+        let args: SmallVec<[Arg<'_>; 3]> = step
+            .ins
+            .iter()
+            .map(|(src, shape)| Arg { buf: operand(src, inputs, params, slots), shape })
+            .collect();
+        let values = i64::slice_mut(&mut out).expect("internal invariant: planned dtype");
+        op.forward_moves::<i64>(&args, shape, &mut values[..numel(shape)]);
+    }
+    match dst {
+        Dst::Slot(s) => slots[*s] = out,
+        Dst::Param(j) => params[*j] = out,
+    }
 }
 
 fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], slots: &mut [Buffer]) {

@@ -6,7 +6,7 @@
 use super::movement::sum_to_shape;
 use super::{Arg, InputGrads, Op, Operand};
 use crate::buffer::Elem;
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 use graphgrad_ops::binary::{self, BinaryOp};
 use graphgrad_ops::unary::{self, UnaryOp};
 use graphgrad_ops::{broadcast_shapes, Shape};
@@ -222,8 +222,9 @@ macro_rules! binary_methods {
                 $(#[$doc])*
                 /// (`other` a scalar.)
                 pub fn $scalar(&self, other: f64) -> Tensor {
-                    let other = Tensor::full(&[], other, self.dtype());
-                    self.binary($op, &other).expect("internal invariant: a scalar broadcasts")
+                    let x = self.float_or_f32();
+                    let other = Tensor::full(&[], other, x.dtype());
+                    x.binary($op, &other).expect("internal invariant: a scalar broadcasts")
                 }
             )*
         }
@@ -250,9 +251,20 @@ binary_methods! {
 }
 
 impl Tensor {
-    /// Applies an elementwise function.
+    /// Applies an elementwise function. An integer tensor is converted to f32 first (as
+    /// PyTorch promotes integers to its default float type).
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        Tensor::record(Op::Unary(op), &[self]).expect("internal invariant: a unary op accepts any tensor")
+        Tensor::record(Op::Unary(op), &[&self.float_or_f32()])
+            .expect("internal invariant: a unary op accepts any float tensor")
+    }
+
+    /// This tensor, converted to f32 when it holds integers.
+    fn float_or_f32(&self) -> Tensor {
+        if self.dtype().is_float() {
+            self.clone()
+        } else {
+            self.to_dtype(DType::F32)
+        }
     }
 
     /// Applies an elementwise function of two broadcast operands.

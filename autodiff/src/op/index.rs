@@ -1,33 +1,31 @@
 //! Indexing: index_select / index_add and gather / scatter_add, each pair the other's adjoint.
 //!
-//! Index lists are validated here (in range, matching shapes) so kernels never see a bad index.
+//! The indices are an operand of the op, an `i64` tensor, so a compiled program reads new
+//! indices (labels, token ids) at every call. Their values are checked against the indexed
+//! axis before a kernel runs (`check_values`: when an op is recorded, and by a compiled program
+//! before each indexing step), so kernels never see a bad index.
 
 use super::movement::normalize_axis;
-use super::{Arg, InputGrads, Op};
-use crate::buffer::Elem;
-use crate::{Error, Result, Tensor};
+use super::{Arg, InputGrads, Op, Operand};
+use crate::buffer::{Elem, Storage};
+use crate::{DType, Error, Result, Tensor};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
-use graphgrad_ops::{index, numel, op_facts, split_at_axis, Shape};
+use graphgrad_ops::{index, op_facts, split_at_axis, Shape};
 use smallvec::smallvec;
-use std::sync::Arc;
 
-/// Indexing by an index list carried in the op; each pair is the other's adjoint.
+/// Indexing by an `i64` index tensor (the second operand); each pair is the other's adjoint.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexOp {
-    /// Rows `indices` along `axis`.
+    /// Slices at a 1-d list of indices along `axis`.
     IndexSelect {
         /// The axis.
         axis: usize,
-        /// The selected indices.
-        indices: Arc<[usize]>,
     },
     /// Adjoint of `IndexSelect`: zeros of length `len` along `axis` with the input's slices
-    /// added at `indices`.
+    /// added at the indices (one per input slice).
     IndexAdd {
         /// The axis.
         axis: usize,
-        /// Target indices, one per input slice.
-        indices: Arc<[usize]>,
         /// The output's size along `axis`.
         len: usize,
     },
@@ -35,86 +33,140 @@ pub enum IndexOp {
     Gather {
         /// The axis.
         axis: usize,
-        /// Flat index values.
-        index: Arc<[usize]>,
-        /// The output shape (the index's).
-        shape: Shape,
     },
-    /// Adjoint of `Gather`: zeros of `shape` with the input scattered and added along `axis`.
+    /// Adjoint of `Gather`: zeros of `shape` with the input scattered and added along `axis`
+    /// at the index (of the input's shape).
     ScatterAdd {
         /// The axis.
         axis: usize,
-        /// Flat index values, of the input's shape.
-        index: Arc<[usize]>,
         /// The output shape.
         shape: Shape,
     },
 }
 
 op_facts! { IndexOp;
-    IndexSelect { axis: 0, indices: Arc::from([0usize]) } => "index_select", DIFFERENTIABLE;
-    IndexAdd { axis: 0, indices: Arc::from([0usize]), len: 1 } => "index_add", DIFFERENTIABLE;
-    Gather { axis: 0, index: Arc::from([0usize]), shape: smallvec![1] } => "gather", DIFFERENTIABLE;
-    ScatterAdd { axis: 0, index: Arc::from([0usize]), shape: smallvec![1] } => "scatter_add", DIFFERENTIABLE;
+    IndexSelect { axis: 0 } => "index_select", DIFFERENTIABLE;
+    IndexAdd { axis: 0, len: 1 } => "index_add", DIFFERENTIABLE;
+    Gather { axis: 0 } => "gather", DIFFERENTIABLE;
+    ScatterAdd { axis: 0, shape: smallvec![1] } => "scatter_add", DIFFERENTIABLE;
+}
+
+/// `i64` index values as `usize`, once [`IndexOp::check_values`] has found them all in range
+/// (so none is negative).
+fn as_indices(values: &[i64]) -> &[usize] {
+    const _: () = assert!(std::mem::size_of::<usize>() == std::mem::size_of::<i64>());
+    // SAFETY: same size and alignment on the 64-bit targets this crate builds for (asserted
+    // above); every value was checked non-negative, so each reads back as the same number.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<usize>(), values.len()) }
 }
 
 impl IndexOp {
-    pub(super) fn infer(&self, x: &[usize]) -> Result<Shape> {
-        let name = self.name();
-        let axis = match self {
-            IndexOp::IndexSelect { axis, .. }
+    fn axis(&self) -> usize {
+        match self {
+            IndexOp::IndexSelect { axis }
             | IndexOp::IndexAdd { axis, .. }
-            | IndexOp::Gather { axis, .. }
+            | IndexOp::Gather { axis }
             | IndexOp::ScatterAdd { axis, .. } => *axis,
-        };
+        }
+    }
+
+    /// Whether the data operand may be an integer tensor (selecting labels by position).
+    fn moves_only(&self) -> bool {
+        matches!(self, IndexOp::IndexSelect { .. } | IndexOp::Gather { .. })
+    }
+
+    /// The output dtype and shape for data `x` and index `index`.
+    pub(super) fn infer(&self, x: Operand<'_>, index: Operand<'_>) -> Result<(DType, Shape)> {
+        let name = self.name();
+        if index.dtype != DType::I64 {
+            crate::bail!(
+                name,
+                "the index must be an i64 tensor, got {} of shape {:?}",
+                index.dtype,
+                index.shape
+            );
+        }
+        if !(x.dtype.is_float() || self.moves_only()) {
+            crate::bail!(name, "needs a float tensor, got {} of shape {:?}", x.dtype, x.shape);
+        }
+        let (dtype, x, idx) = (x.dtype, x.shape, index.shape);
+        let axis = self.axis();
         if axis >= x.len() {
             return Err(Error::AxisOutOfRange { op: name, axis: axis as isize, shape: x.into() });
         }
-        match self {
-            IndexOp::IndexSelect { indices, .. } => {
-                check_range(name, indices, x[axis])?;
-                let mut shape = Shape::from_slice(x);
-                shape[axis] = indices.len();
-                Ok(shape)
+        let shape = match self {
+            IndexOp::IndexSelect { .. } | IndexOp::IndexAdd { .. } if idx.len() != 1 => {
+                crate::bail!(name, "the indices must be 1-d, got shape {idx:?}")
             }
-            IndexOp::IndexAdd { indices, len, .. } => {
-                check_range(name, indices, *len)?;
-                if indices.len() != x[axis] {
-                    crate::bail!(name, "{} indices for {} slices of shape {x:?}", indices.len(), x[axis]);
+            IndexOp::IndexSelect { .. } => {
+                let mut shape = Shape::from_slice(x);
+                shape[axis] = idx[0];
+                shape
+            }
+            IndexOp::IndexAdd { len, .. } => {
+                if idx[0] != x[axis] {
+                    crate::bail!(name, "{} indices for {} slices of shape {x:?}", idx[0], x[axis]);
                 }
                 let mut shape = Shape::from_slice(x);
                 shape[axis] = *len;
-                Ok(shape)
+                shape
             }
             // the index has the output's shape and reads from `x`
-            IndexOp::Gather { index, shape, .. } => {
-                check_index_shape(name, axis, index, shape, x)?;
-                Ok(shape.clone())
+            IndexOp::Gather { .. } => {
+                check_index_shape(name, axis, idx, x)?;
+                Shape::from_slice(idx)
             }
             // the index has the input's shape and writes into the output
-            IndexOp::ScatterAdd { index, shape, .. } => {
-                check_index_shape(name, axis, index, x, shape)?;
-                Ok(shape.clone())
+            IndexOp::ScatterAdd { shape, .. } => {
+                if idx != x {
+                    return Err(Error::ShapeMismatch { op: name, lhs: x.into(), rhs: idx.into() });
+                }
+                check_index_shape(name, axis, x, shape)?;
+                shape.clone()
+            }
+        };
+        Ok((dtype, shape))
+    }
+
+    /// Every index value lies in the indexed axis: `0 <= i < len`.
+    pub(super) fn check_values(&self, ins: &[Arg<'_>], out_shape: &[usize]) -> Result<()> {
+        let axis = self.axis();
+        let len = match self {
+            IndexOp::IndexSelect { .. } | IndexOp::Gather { .. } => ins[0].shape[axis],
+            IndexOp::IndexAdd { len, .. } => *len,
+            IndexOp::ScatterAdd { .. } => out_shape[axis],
+        };
+        match ins[1].data::<i64>().iter().find(|&&i| i < 0 || i as u64 >= len as u64) {
+            Some(&index) => Err(Error::IndexOutOfRange { op: self.name(), index, len }),
+            None => Ok(()),
+        }
+    }
+
+    /// The kernels that only move data, for every element type.
+    pub(super) fn forward_moves<T: Storage>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+        let (x, index) = (ins[0], as_indices(ins[1].data::<i64>()));
+        match self {
+            IndexOp::IndexSelect { axis } => {
+                let (outer, len, inner) = split_at_axis(x.shape, *axis);
+                index::index_select(x.data::<T>(), outer, len, inner, index, out)
+            }
+            IndexOp::Gather { axis } => index::gather(x.data::<T>(), x.shape, *axis, index, shape, out),
+            IndexOp::IndexAdd { .. } | IndexOp::ScatterAdd { .. } => {
+                unreachable!("internal invariant: the shape rule refuses integer adds")
             }
         }
     }
 
     pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
-        let x = ins[0];
+        let (x, index) = (ins[0], as_indices(ins[1].data::<i64>()));
         match self {
-            IndexOp::IndexSelect { axis, indices } => {
-                let (outer, len, inner) = split_at_axis(x.shape, *axis);
-                index::index_select(x.data::<T>(), outer, len, inner, indices, out)
-            }
-            IndexOp::IndexAdd { axis, indices, .. } => {
+            IndexOp::IndexSelect { .. } | IndexOp::Gather { .. } => self.forward_moves(ins, shape, out),
+            IndexOp::IndexAdd { axis, .. } => {
                 out.fill(T::ZERO);
                 let (outer, len, inner) = split_at_axis(shape, *axis);
-                index::index_add(x.data::<T>(), outer, len, inner, indices, out)
+                index::index_add(x.data::<T>(), outer, len, inner, index, out)
             }
-            IndexOp::Gather { axis, index, .. } => {
-                index::gather(x.data::<T>(), x.shape, *axis, index, shape, out)
-            }
-            IndexOp::ScatterAdd { axis, index, .. } => {
+            IndexOp::ScatterAdd { axis, .. } => {
                 out.fill(T::ZERO);
                 index::scatter_add(out, shape, *axis, index, x.shape, x.data::<T>())
             }
@@ -122,83 +174,134 @@ impl IndexOp {
     }
 
     pub(super) fn vjp(&self, node: &Tensor, g: &Tensor) -> Result<InputGrads> {
-        let x = &node.inputs()[0];
+        let (x, index) = (&node.inputs()[0], &node.inputs()[1]);
         let grad = match self {
             // adjoint of selecting rows: add them back
-            IndexOp::IndexSelect { axis, indices } => {
-                g.index_add_into(*axis, indices.clone(), x.shape()[*axis])?
-            }
+            IndexOp::IndexSelect { axis } => g.index_add_into(*axis, index, x.shape()[*axis])?,
             // adjoint of adding rows: select them
-            IndexOp::IndexAdd { axis, indices, .. } => g.index_select_checked(*axis, indices.clone())?,
+            IndexOp::IndexAdd { axis, .. } => g.index_op(IndexOp::IndexSelect { axis: *axis }, index)?,
             // adjoint of gather: scatter-add
-            IndexOp::Gather { axis, index, .. } => g.scatter_add_into(*axis, index.clone(), x.shape())?,
+            IndexOp::Gather { axis } => g.scatter_add_into(*axis, index, x.shape())?,
             // adjoint of scatter-add: gather
-            IndexOp::ScatterAdd { axis, index, .. } => g.gather_checked(*axis, index.clone(), x.shape())?,
+            IndexOp::ScatterAdd { axis, .. } => g.index_op(IndexOp::Gather { axis: *axis }, index)?,
         };
-        Ok(smallvec![Some(grad)])
+        Ok(smallvec![Some(grad), None])
     }
 }
 
-/// `index` (of `index_shape`) addresses `data_shape` along `axis`: same rank, no larger on the
-/// other axes, every value in range.
+/// An index of `index_shape` addresses `data_shape` along `axis`: same rank, no larger on the
+/// other axes.
 fn check_index_shape(
     op: &'static str,
     axis: usize,
-    index: &[usize],
     index_shape: &[usize],
     data_shape: &[usize],
 ) -> Result<()> {
-    if numel(index_shape) != index.len() {
-        return Err(Error::DataLength { shape: index_shape.into(), len: index.len() });
-    }
     let fits = index_shape.len() == data_shape.len()
         && index_shape.iter().zip(data_shape).enumerate().all(|(d, (&i, &s))| d == axis || i <= s);
     if !fits {
         return Err(Error::ShapeMismatch { op, lhs: data_shape.into(), rhs: index_shape.into() });
     }
-    check_range(op, index, data_shape[axis])
-}
-
-/// Inside a compiled trace an index list would be frozen into the program and silently reused
-/// on every replay: refuse unless the caller declared it constant.
-fn check_traceable(op: &'static str) -> Result<()> {
-    if !crate::mode::index_lists_allowed() {
-        crate::bail!(
-            op,
-            "an index list inside a compiled step would be a constant of the program, reused on \
-             every call; pass class targets as a one-hot tensor input, or wrap indices that truly \
-             are constant in `compile::constant_indices`"
-        );
-    }
     Ok(())
 }
 
-fn check_range(op: &'static str, indices: &[usize], len: usize) -> Result<()> {
-    match indices.iter().find(|&&i| i >= len) {
-        Some(&index) => Err(Error::IndexOutOfRange { op, index, len }),
-        None => Ok(()),
+/// Index data given as a `usize` list or as an `i64` tensor: what every indexing op and loss
+/// accepts. A list becomes a tensor of the program inside a compiled step, so it is frozen
+/// into it and refused there, unless wrapped in [`compile::constant_indices`]
+/// (crate::compile::constant_indices); pass indices that change per call as a tensor input.
+pub trait IntoIndices {
+    /// The indices as an `i64` tensor of `shape` (`None`: 1-d), for the op `op`.
+    fn into_indices(self, op: &'static str, shape: Option<&[usize]>) -> Result<Tensor>;
+}
+
+impl IntoIndices for &Tensor {
+    fn into_indices(self, op: &'static str, shape: Option<&[usize]>) -> Result<Tensor> {
+        if self.dtype() != DType::I64 {
+            crate::bail!(
+                op,
+                "the indices must be an i64 tensor, got {} of shape {:?}",
+                self.dtype(),
+                self.shape()
+            );
+        }
+        match shape {
+            Some(s) if s != self.shape() => self.reshape(s),
+            _ => Ok(self.clone()),
+        }
+    }
+}
+
+impl IntoIndices for &[usize] {
+    fn into_indices(self, op: &'static str, shape: Option<&[usize]>) -> Result<Tensor> {
+        if !crate::mode::index_lists_allowed() {
+            crate::bail!(
+                op,
+                "an index list inside a compiled step would be a constant of the program, reused on \
+                 every call; pass the indices (class labels, token ids) as an i64 tensor input of the \
+                 step (`Tensor::from_indices`), or wrap indices that truly are constant in \
+                 `compile::constant_indices`"
+            );
+        }
+        Tensor::from_indices(self, shape.unwrap_or(&[self.len()]))
+    }
+}
+
+impl IntoIndices for &Vec<usize> {
+    fn into_indices(self, op: &'static str, shape: Option<&[usize]>) -> Result<Tensor> {
+        self.as_slice().into_indices(op, shape)
+    }
+}
+
+impl<const N: usize> IntoIndices for &[usize; N] {
+    fn into_indices(self, op: &'static str, shape: Option<&[usize]>) -> Result<Tensor> {
+        self.as_slice().into_indices(op, shape)
     }
 }
 
 impl Tensor {
-    /// Slices `indices` along `axis` (like `torch.index_select`).
-    pub fn index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor> {
-        check_traceable("index_select")?;
-        let a = normalize_axis("index_select", axis, self.shape())?;
-        self.index_select_checked(a, indices.into())
+    /// An `i64` tensor of indices (class labels, token ids) of `shape`.
+    ///
+    /// ```
+    /// use graphgrad_autodiff::{DType, Tensor};
+    /// let labels = Tensor::from_indices(&[3, 0, 7], &[3])?;
+    /// assert_eq!((labels.dtype(), labels.to_vec::<i64>()?), (DType::I64, vec![3, 0, 7]));
+    /// # Ok::<(), graphgrad_autodiff::Error>(())
+    /// ```
+    pub fn from_indices(indices: &[usize], shape: &[usize]) -> Result<Tensor> {
+        let values = indices
+            .iter()
+            .map(|&i| {
+                i64::try_from(i).map_err(|_| Error::InvalidArgument {
+                    op: "from_indices",
+                    reason: format!("index {i} does not fit in an i64"),
+                })
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        Tensor::from_vec(values, shape)
     }
 
-    fn index_select_checked(&self, axis: usize, indices: Arc<[usize]>) -> Result<Tensor> {
-        Tensor::record(Op::Index(IndexOp::IndexSelect { axis, indices }), &[self])
+    fn index_op(&self, op: IndexOp, index: &Tensor) -> Result<Tensor> {
+        Tensor::record(Op::Index(op), &[self, index])
+    }
+
+    /// Slices at `indices` along `axis` (like `torch.index_select`); `indices` is an `i64`
+    /// tensor or a `usize` list (see [`IntoIndices`]).
+    pub fn index_select(&self, axis: isize, indices: impl IntoIndices) -> Result<Tensor> {
+        let index = indices.into_indices("index_select", None)?;
+        let axis = normalize_axis("index_select", axis, self.shape())?;
+        self.index_op(IndexOp::IndexSelect { axis }, &index)
+    }
+
+    fn index_add_into(&self, axis: usize, index: &Tensor, len: usize) -> Result<Tensor> {
+        self.index_op(IndexOp::IndexAdd { axis, len }, index)
     }
 
     /// `self` plus `source` slices added at `indices` along `axis` (like `torch.index_add`).
-    pub fn index_add(&self, axis: isize, indices: &[usize], source: &Tensor) -> Result<Tensor> {
-        check_traceable("index_add")?;
+    pub fn index_add(&self, axis: isize, indices: impl IntoIndices, source: &Tensor) -> Result<Tensor> {
+        let index = indices.into_indices("index_add", None)?;
         let a = normalize_axis("index_add", axis, self.shape())?;
-        check_range("index_add", indices, self.shape()[a])?;
         let mut expected: Shape = self.shape().into();
-        expected[a] = indices.len();
+        expected[a] = index.numel();
         if source.shape() != expected.as_slice() {
             return Err(Error::ShapeMismatch {
                 op: "index_add",
@@ -206,48 +309,43 @@ impl Tensor {
                 rhs: source.shape().into(),
             });
         }
-        self.add(&source.index_add_into(a, indices.into(), self.shape()[a])?)
+        self.add(&source.index_add_into(a, &index, self.shape()[a])?)
     }
 
-    fn index_add_into(&self, axis: usize, indices: Arc<[usize]>, len: usize) -> Result<Tensor> {
-        Tensor::record(Op::Index(IndexOp::IndexAdd { axis, indices, len }), &[self])
-    }
-
-    /// Rows of this `[num, dim]` table for each index; the result has shape
-    /// `index_shape + [dim]` (an embedding lookup).
-    pub fn embedding(&self, indices: &[usize], index_shape: &[usize]) -> Result<Tensor> {
+    /// Rows of this `[num, dim]` table for each index; the result has the indices' shape
+    /// plus `[dim]` (an embedding lookup). A `usize` list is taken as 1-d.
+    pub fn embedding(&self, indices: impl IntoIndices) -> Result<Tensor> {
         if self.rank() != 2 {
             crate::bail!("embedding", "the table must be [num_embeddings, dim], got {:?}", self.shape());
         }
-        if numel(index_shape) != indices.len() {
-            return Err(Error::DataLength { shape: index_shape.into(), len: indices.len() });
-        }
-        let mut shape: Shape = index_shape.into();
+        let index = indices.into_indices("embedding", None)?;
+        let mut shape: Shape = index.shape().into();
         shape.push(self.shape()[1]);
-        self.index_select(0, indices)?.reshape(&shape)
+        self.index_select(0, &index.reshape(&[index.numel()])?)?.reshape(&shape)
     }
 
     /// `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `axis` (like `torch.gather`); the
-    /// output has `index_shape`.
-    pub fn gather(&self, axis: isize, index: &[usize], index_shape: &[usize]) -> Result<Tensor> {
-        check_traceable("gather")?;
-        let a = normalize_axis("gather", axis, self.shape())?;
-        self.gather_checked(a, index.into(), index_shape)
+    /// output has the index's shape (`index_shape` for a `usize` list).
+    pub fn gather(
+        &self,
+        axis: isize,
+        index: impl IntoIndices,
+        index_shape: Option<&[usize]>,
+    ) -> Result<Tensor> {
+        let index = index.into_indices("gather", index_shape)?;
+        let axis = normalize_axis("gather", axis, self.shape())?;
+        self.index_op(IndexOp::Gather { axis }, &index)
     }
 
-    fn gather_checked(&self, axis: usize, index: Arc<[usize]>, index_shape: &[usize]) -> Result<Tensor> {
-        Tensor::record(Op::Index(IndexOp::Gather { axis, index, shape: index_shape.into() }), &[self])
+    fn scatter_add_into(&self, axis: usize, index: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        self.index_op(IndexOp::ScatterAdd { axis, shape: shape.into() }, index)
     }
 
     /// `self` with `source` added at `index` along `axis` (like `torch.scatter_add`); `index`
     /// has the shape of `source`.
-    pub fn scatter_add(&self, axis: isize, index: &[usize], source: &Tensor) -> Result<Tensor> {
-        check_traceable("scatter_add")?;
+    pub fn scatter_add(&self, axis: isize, index: impl IntoIndices, source: &Tensor) -> Result<Tensor> {
+        let index = index.into_indices("scatter_add", Some(source.shape()))?;
         let a = normalize_axis("scatter_add", axis, self.shape())?;
-        self.add(&source.scatter_add_into(a, index.into(), self.shape())?)
-    }
-
-    fn scatter_add_into(&self, axis: usize, index: Arc<[usize]>, shape: &[usize]) -> Result<Tensor> {
-        Tensor::record(Op::Index(IndexOp::ScatterAdd { axis, index, shape: shape.into() }), &[self])
+        self.add(&source.scatter_add_into(a, &index, self.shape())?)
     }
 }

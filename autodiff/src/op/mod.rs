@@ -19,21 +19,23 @@ mod linalg;
 mod movement;
 mod norm;
 mod pool;
+mod random;
 mod reduce;
 
 pub use conv::{Conv2dOptions, ConvOp, ConvTranspose2dOptions};
-pub use index::IndexOp;
+pub use index::{IndexOp, IntoIndices};
 pub use movement::MovementOp;
 pub use norm::NormOp;
 pub use pool::PoolOp;
+pub use random::{Generator, RandomOp};
 
-use crate::buffer::{Buffer, Elem};
+use crate::buffer::{with_storage, Buffer, Elem, Storage};
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::facts::fact;
 use graphgrad_ops::reduce::ReduceOp;
 use graphgrad_ops::unary::UnaryOp;
-use graphgrad_ops::{numel, DType, Element, Shape};
+use graphgrad_ops::{numel, DType, Shape};
 use smallvec::SmallVec;
 use std::fmt;
 
@@ -96,6 +98,8 @@ pub enum Op {
     Leaf,
     /// Conversion to another element type.
     Cast(DType),
+    /// The operand's value with no gradient flowing back (`detach` inside a compiled step).
+    StopGradient,
     /// Elementwise function of one input.
     Unary(UnaryOp),
     /// Elementwise function of two inputs, with broadcasting.
@@ -129,6 +133,10 @@ pub enum Op {
     Conv(ConvOp),
     /// Max and average pooling and their adjoints.
     Pool(PoolOp),
+    /// Random samples from, and the advance of, a generator state.
+    Random(RandomOp),
+    /// One output of a checkpointed segment (`checkpoint`), recomputed by its gradient rule.
+    Checkpoint(crate::checkpoint::Segment),
 }
 
 impl Op {
@@ -137,6 +145,7 @@ impl Op {
         match self {
             Op::Leaf => "leaf",
             Op::Cast(_) => "cast",
+            Op::StopGradient => "stop_gradient",
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
             Op::Where => "where",
@@ -147,6 +156,8 @@ impl Op {
             Op::Norm(n) => n.name(),
             Op::Conv(c) => c.name(),
             Op::Pool(p) => p.name(),
+            Op::Random(r) => r.name(),
+            Op::Checkpoint(_) => "checkpoint",
         }
     }
 
@@ -154,8 +165,8 @@ impl Op {
     /// indices): their outputs never require grad.
     pub fn is_differentiable(&self) -> bool {
         let facts = match self {
-            Op::Leaf => fact::NONE,
-            Op::Cast(_) | Op::Where | Op::MatMul { .. } => fact::DIFFERENTIABLE,
+            Op::Leaf | Op::StopGradient => fact::NONE,
+            Op::Cast(_) | Op::Where | Op::MatMul { .. } | Op::Checkpoint(_) => fact::DIFFERENTIABLE,
             Op::Unary(u) => u.facts(),
             Op::Binary(b) => b.facts(),
             Op::Reduce { op, .. } => op.facts(),
@@ -164,6 +175,7 @@ impl Op {
             Op::Norm(n) => n.facts(),
             Op::Conv(c) => c.facts(),
             Op::Pool(p) => p.facts(),
+            Op::Random(r) => r.facts(),
         };
         facts & fact::DIFFERENTIABLE != 0
     }
@@ -171,21 +183,23 @@ impl Op {
     /// True for ops whose output is their operand's storage under another shape (`reshape`):
     /// eager mode shares the buffer and the memory planner gives it the operand's place.
     pub fn is_view(&self) -> bool {
-        matches!(self, Op::Movement(MovementOp::Reshape(_)))
+        matches!(self, Op::Movement(MovementOp::Reshape(_)) | Op::StopGradient)
     }
 
     /// How many operands the op takes.
     pub fn arity(&self) -> Arity {
         match self {
             Op::Leaf => Arity::Exactly(0),
-            Op::Cast(_) | Op::Unary(_) | Op::Reduce { .. } => Arity::Exactly(1),
+            Op::Cast(_) | Op::StopGradient | Op::Unary(_) | Op::Reduce { .. } => Arity::Exactly(1),
             Op::Binary(_) | Op::MatMul { .. } => Arity::Exactly(2),
             Op::Where => Arity::Exactly(3),
             Op::Movement(m) => m.arity(),
-            Op::Index(_) => Arity::Exactly(1),
+            Op::Index(_) => Arity::Exactly(2),
             Op::Norm(n) => n.arity(),
             Op::Conv(_) => Arity::Exactly(2),
             Op::Pool(p) => p.arity(),
+            Op::Random(_) => Arity::Exactly(1),
+            Op::Checkpoint(_) => Arity::AtLeast(0),
         }
     }
 
@@ -201,11 +215,34 @@ impl Op {
         let shape = match self {
             // the one op that changes the element type
             Op::Cast(dtype) => return Ok(ValueInfo { shape: Shape::from_slice(first.shape), dtype: *dtype }),
-            // one operand: nothing to compare
-            Op::Unary(_) => Shape::from_slice(first.shape),
+            Op::StopGradient => {
+                return Ok(ValueInfo { shape: Shape::from_slice(first.shape), dtype: first.dtype })
+            }
+            Op::Checkpoint(_) => {
+                crate::bail!("checkpoint", "a checkpointed output is made by `checkpoint`, not recorded")
+            }
+            // a generator state in, samples or a state out
+            Op::Random(r) => {
+                let (dtype, shape) = r.infer(ins[0])?;
+                return Ok(ValueInfo { shape, dtype });
+            }
+            // data and an i64 index
+            Op::Index(i) => {
+                let (dtype, shape) = i.infer(ins[0], ins[1])?;
+                return Ok(ValueInfo { shape, dtype });
+            }
             _ => {
                 if let Some(other) = ins.iter().find(|v| v.dtype != first.dtype) {
                     return Err(Error::DTypeMismatch { op: self.name(), lhs: first.dtype, rhs: other.dtype });
+                }
+                // integers are moved, never computed on
+                if !first.dtype.is_float() && !matches!(self, Op::Movement(_)) {
+                    crate::bail!(
+                        self.name(),
+                        "needs a float tensor, got {} of shape {:?} (convert it with `to_dtype`)",
+                        first.dtype,
+                        first.shape
+                    );
                 }
                 self.infer_shape(ins)?
             }
@@ -217,12 +254,14 @@ impl Op {
     fn infer_shape(&self, ins: &[Operand<'_>]) -> Result<Shape> {
         let first = ins[0].shape;
         Ok(match self {
-            Op::Leaf | Op::Cast(_) | Op::Unary(_) => Shape::from_slice(first),
+            Op::Leaf | Op::Cast(_) | Op::StopGradient | Op::Unary(_) => Shape::from_slice(first),
             Op::Binary(_) | Op::Where => elementwise::infer_broadcast(self.name(), ins)?,
             Op::Reduce { axes, keepdim, .. } => reduce::infer(axes, *keepdim, first)?,
             Op::MatMul { trans_a, trans_b } => linalg::infer(*trans_a, *trans_b, first, ins[1].shape)?,
             Op::Movement(m) => m.infer(ins)?,
-            Op::Index(i) => i.infer(first)?,
+            Op::Index(_) | Op::Random(_) | Op::Checkpoint(_) => {
+                unreachable!("internal invariant: index, random and checkpoint ops have their own rule")
+            }
             Op::Norm(n) => n.infer(ins)?,
             Op::Conv(c) => c.infer(first, ins[1].shape)?,
             Op::Pool(p) => p.infer(ins)?,
@@ -234,21 +273,50 @@ impl Op {
     pub(crate) fn forward<T: Elem>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
         match self {
             Op::Leaf => {}
-            Op::Cast(_) => crate::buffer::with_dtype!(ins[0].buf.dtype(), S => {
-                for (o, &x) in out.iter_mut().zip(ins[0].data::<S>()) {
-                    *o = T::from_f64(x.to_f64());
-                }
-            }),
+            Op::Cast(_) | Op::StopGradient | Op::Movement(_) => self.forward_moves(ins, shape, out),
             Op::Unary(u) => elementwise::unary_forward(*u, ins, out),
             Op::Binary(b) => elementwise::binary_forward(*b, ins, shape, out),
             Op::Where => elementwise::where_forward(ins, shape, out),
             Op::Reduce { op, axes, .. } => reduce::forward(*op, axes, ins, out),
             Op::MatMul { trans_a, trans_b } => linalg::forward(*trans_a, *trans_b, ins, shape, out),
-            Op::Movement(m) => m.forward(ins, shape, out),
             Op::Index(i) => i.forward(ins, shape, out),
             Op::Norm(n) => n.forward(ins, shape, out),
             Op::Conv(c) => c.forward(ins, out),
             Op::Pool(p) => p.forward(ins, out),
+            Op::Random(r) => r.forward(ins, out),
+            Op::Checkpoint(_) => {
+                unreachable!("internal invariant: a compiled step traces the segment itself")
+            }
+        }
+    }
+
+    /// The kernels that run on every element type (integers included): casts and data
+    /// movement.
+    pub(crate) fn forward_moves<T: Storage>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+        match self {
+            Op::Cast(_) => with_storage!(ins[0].buf.dtype(), S => {
+                for (o, &x) in out.iter_mut().zip(ins[0].data::<S>()) {
+                    *o = T::cast_from_f64(x.cast_to_f64());
+                }
+            }),
+            Op::StopGradient => out.copy_from_slice(ins[0].data::<T>()),
+            Op::Movement(m) => m.forward(ins, shape, out),
+            Op::Index(i) => i.forward_moves(ins, shape, out),
+            Op::Random(r) => r.forward_state(ins, out),
+            other => unreachable!("internal invariant: the shape rule refuses {other} on integers"),
+        }
+    }
+
+    /// Whether the op's operand values must be checked before its kernel runs (indices).
+    pub(crate) fn checks_values(&self) -> bool {
+        matches!(self, Op::Index(_))
+    }
+
+    /// Checks operand values the shape rule cannot see (every index within its axis).
+    pub(crate) fn check_values(&self, ins: &[Arg<'_>], out_shape: &[usize]) -> Result<()> {
+        match self {
+            Op::Index(i) => i.check_values(ins, out_shape),
+            _ => Ok(()),
         }
     }
 
@@ -257,6 +325,11 @@ impl Op {
     pub(crate) fn evaluate(&self, ins: &[Arg<'_>], out: &ValueInfo) -> Buffer {
         if self.is_view() {
             return ins[0].buf.clone();
+        }
+        if out.dtype == DType::I64 {
+            let mut values = vec![0i64; numel(&out.shape)];
+            self.forward_moves(ins, &out.shape, &mut values);
+            return Buffer::from(values);
         }
         crate::buffer::with_dtype!(out.dtype, T => {
             let mut values: Vec<T> = crate::pool::take(numel(&out.shape));
@@ -267,8 +340,13 @@ impl Op {
 
     /// Every op once, each family's variants with its table's example parameters.
     pub fn all() -> Vec<Op> {
-        let mut all =
-            vec![Op::Leaf, Op::Cast(DType::F64), Op::Where, Op::MatMul { trans_a: false, trans_b: false }];
+        let mut all = vec![
+            Op::Leaf,
+            Op::Cast(DType::F64),
+            Op::StopGradient,
+            Op::Where,
+            Op::MatMul { trans_a: false, trans_b: false },
+        ];
         all.extend(UnaryOp::all().into_iter().map(Op::Unary));
         all.extend(BinaryOp::all().into_iter().map(Op::Binary));
         all.extend(ReduceOp::all().into_iter().map(|op| Op::Reduce {
@@ -281,6 +359,8 @@ impl Op {
         all.extend(NormOp::all().into_iter().map(Op::Norm));
         all.extend(ConvOp::all().into_iter().map(Op::Conv));
         all.extend(PoolOp::all().into_iter().map(Op::Pool));
+        all.extend(RandomOp::all().into_iter().map(Op::Random));
+        all.push(Op::Checkpoint(crate::checkpoint::Segment::example()));
         all
     }
 }
@@ -291,6 +371,7 @@ pub(crate) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
     let inputs = node.inputs();
     match node.op() {
         Op::Leaf => Ok(InputGrads::new()),
+        Op::StopGradient => Ok(smallvec::smallvec![None]),
         // d/dx cast(x) = cast back
         Op::Cast(_) => Ok(smallvec::smallvec![Some(g.to_dtype(inputs[0].dtype()))]),
         Op::Unary(u) => Ok(smallvec::smallvec![Some(elementwise::unary_vjp(*u, &inputs[0], node, g)?)]),
@@ -303,6 +384,8 @@ pub(crate) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
         Op::Norm(n) => n.vjp(node, g),
         Op::Conv(c) => c.vjp(node, g),
         Op::Pool(p) => p.vjp(node, g),
+        Op::Random(_) => Ok(smallvec::smallvec![None]),
+        Op::Checkpoint(segment) => segment.vjp(node, g),
     }
 }
 
@@ -333,7 +416,7 @@ pub(crate) struct Arg<'a> {
 
 impl<'a> Arg<'a> {
     /// The typed slice (dtype checked when the op was recorded).
-    pub fn data<T: Elem>(&self) -> &'a [T] {
+    pub fn data<T: Storage>(&self) -> &'a [T] {
         crate::buffer::typed(self.buf)
     }
 }

@@ -5,7 +5,7 @@
 //! permute ↔ inverse permute, narrow ↔ pad, cat → narrows, expand → sum.
 
 use super::{Arg, Arity, InputGrads, Op, Operand};
-use crate::buffer::Elem;
+use crate::buffer::Storage;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
 use graphgrad_ops::reduce::ReduceOp;
@@ -157,7 +157,7 @@ impl MovementOp {
         }
     }
 
-    pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
+    pub(super) fn forward<T: Storage>(&self, ins: &[Arg<'_>], shape: &[usize], out: &mut [T]) {
         let x = ins[0];
         match self {
             MovementOp::Reshape(_) => out.copy_from_slice(x.data::<T>()),
@@ -177,7 +177,7 @@ impl MovementOp {
                 layout::narrow(x.data::<T>(), dims, *start, *len, out)
             }
             MovementOp::Pad { pads, value } => {
-                layout::pad(x.data::<T>(), x.shape, pads, T::from_f64(*value), out)
+                layout::pad(x.data::<T>(), x.shape, pads, T::cast_from_f64(*value), out)
             }
         }
     }

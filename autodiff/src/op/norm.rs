@@ -10,8 +10,7 @@ use super::{Arg, Arity, InputGrads, Op, Operand};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
-use graphgrad_ops::{norm, numel, op_facts, random, softmax, split_at_axis, Element, Shape};
-use rand_chacha::ChaCha8Rng;
+use graphgrad_ops::{norm, numel, op_facts, softmax, split_at_axis, Shape};
 use smallvec::smallvec;
 
 /// Normalising ops, each a fused kernel, and their fused backward ops.
@@ -254,33 +253,20 @@ impl Tensor {
     }
 
     /// Inverted dropout: in training, zeroes each element with probability `p` and scales the
-    /// rest by 1/(1−p); the identity when `training` is false. Inside a step traced by
-    /// `compile`, training-mode dropout is an error (the mask would be frozen into the trace).
-    pub fn dropout(&self, p: f64, training: bool, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    /// rest by 1/(1−p); the identity when `training` is false. The mask keeps an element where
+    /// a uniform sample from `generator` is at least `p`; inside a compiled step the
+    /// generator's state is program state, so every call draws a new mask.
+    pub fn dropout(&self, p: f64, training: bool, generator: &crate::Generator) -> Result<Tensor> {
         if !(0.0..=1.0).contains(&p) {
             crate::bail!("dropout", "probability must be in [0, 1], got {p}");
         }
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        if crate::mode::tracing() {
-            // The mask would be a constant of the trace, reused by every replay.
-            crate::bail!(
-                "dropout",
-                "a compiled step cannot use training-mode dropout (p = {p}): its random mask would be \
-                 frozen into the trace; run the step eagerly or with dropout in eval mode"
-            );
-        }
         if p == 1.0 {
             return Ok(self.mul_scalar(0.0));
         }
-        let mask = crate::buffer::with_dtype!(self.dtype(), T => {
-            let mut keep = vec![T::ZERO; self.numel()];
-            random::fill_bernoulli(rng, &mut keep, 1.0 - p);
-            let scale = T::from_f64(1.0 / (1.0 - p));
-            keep.iter_mut().for_each(|v| *v *= scale);
-            Tensor::from_vec(keep, self.shape())?
-        });
-        self.mul(&mask)
+        let keep = generator.uniform(self.shape(), self.dtype())?.ge_scalar(p).mul_scalar(1.0 / (1.0 - p));
+        self.mul(&keep)
     }
 }

@@ -52,6 +52,17 @@ impl Batch {
         }
     }
 
+    /// The class labels as an `i64` tensor `[batch]`: the form losses take inside a compiled
+    /// step, where each call reads new labels. An error for a regression batch.
+    pub fn label_tensor(&self) -> Result<Tensor> {
+        match &self.targets {
+            BatchTargets::Classes(labels) => Tensor::from_indices(labels, &[labels.len()]),
+            BatchTargets::Values(_) => {
+                bail!("Batch::label_tensor", "a regression batch has values, not class labels")
+            }
+        }
+    }
+
     /// The target values `[batch, dim]`, if this is a regression batch.
     pub fn values(&self) -> Option<&Tensor> {
         match &self.targets {

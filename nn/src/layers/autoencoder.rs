@@ -10,10 +10,9 @@
 use super::conv2d::{Conv2d, Conv2dConfig};
 use super::conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 use crate::{prefixed, Linear, LinearConfig, Module};
-use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use graphgrad_autodiff::{bail, DType, Error, Flag, Generator, Result, Tensor, Var};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::cell::{Cell, RefCell};
 
 /// What is applied to the reconstruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,8 +393,8 @@ impl VaeConfig {
             logvar,
             decoder,
             output_activation: self.output_activation,
-            training: Cell::new(true),
-            rng: RefCell::new(ChaCha8Rng::seed_from_u64(rng.gen())),
+            training: Flag::new(true),
+            generator: Generator::new(rng.gen()),
         })
     }
 }
@@ -447,8 +446,8 @@ pub struct Vae {
     pub decoder: Vec<Linear>,
     /// Applied to the reconstruction.
     pub output_activation: OutputActivation,
-    training: Cell<bool>,
-    rng: RefCell<ChaCha8Rng>,
+    training: Flag,
+    generator: Generator,
 }
 
 impl Vae {
@@ -475,7 +474,7 @@ impl Vae {
     pub fn forward_vae(&self, x: &Tensor) -> Result<VaeOutput> {
         let (mu, logvar) = self.encode(x)?;
         let z = if self.training.get() {
-            let eps = Tensor::randn(mu.shape(), 0.0, 1.0, mu.dtype(), &mut self.rng.borrow_mut());
+            let eps = self.generator.normal(mu.shape(), mu.dtype())?;
             reparameterize(&mu, &logvar, &eps)?
         } else {
             mu.clone()

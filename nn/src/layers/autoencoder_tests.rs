@@ -4,6 +4,7 @@
 use super::*;
 use crate::layers::testing::check_module_gradients;
 use graphgrad_ops::testing::{assert_close, random_vec};
+use rand::SeedableRng;
 
 fn rand_t(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(random_vec::<f64>(shape.iter().product(), seed), shape).unwrap()

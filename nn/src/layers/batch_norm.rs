@@ -10,9 +10,8 @@
 //! PyTorch's names.
 
 use crate::Module;
-use graphgrad_autodiff::{bail, no_grad, DType, Error, Result, Tensor, Var};
+use graphgrad_autodiff::{bail, no_grad, DType, Error, Flag, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
-use std::cell::Cell;
 
 /// Configuration of [`BatchNorm1d`] and [`BatchNorm2d`].
 #[derive(Clone, Debug, PartialEq)]
@@ -103,13 +102,14 @@ impl BatchNormConfig {
         Ok(BatchNorm {
             weight: self.affine.then(|| Var::new("weight", &Tensor::ones(&[c], dtype))),
             bias: self.affine.then(|| Var::new("bias", &Tensor::zeros(&[c], dtype))),
-            running_mean: track.then(|| Var::new("running_mean", &Tensor::zeros(&[c], dtype))),
-            running_var: track.then(|| Var::new("running_var", &Tensor::ones(&[c], dtype))),
-            num_batches_tracked: track.then(|| Var::new("num_batches_tracked", &Tensor::zeros(&[], dtype))),
+            running_mean: track.then(|| Var::buffer("running_mean", &Tensor::zeros(&[c], dtype))),
+            running_var: track.then(|| Var::buffer("running_var", &Tensor::ones(&[c], dtype))),
+            num_batches_tracked: track
+                .then(|| Var::buffer("num_batches_tracked", &Tensor::zeros(&[], dtype))),
             num_features: c,
             eps: self.eps,
             momentum: self.momentum,
-            training: Cell::new(true),
+            training: Flag::new(true),
         })
     }
 }
@@ -153,7 +153,7 @@ pub struct BatchNorm<const D: usize> {
     pub eps: f64,
     /// Weight of the new batch in the running statistics (`None`: cumulative average).
     pub momentum: Option<f64>,
-    training: Cell<bool>,
+    training: Flag,
 }
 
 /// Batch norm over `[batch, channels]` or `[batch, channels, length]`.
@@ -184,16 +184,30 @@ impl<const D: usize> BatchNorm<D> {
         else {
             return Ok(());
         };
+        // Tensor ops throughout (no value read on the host), so a compiled step updates the
+        // statistics at every call.
         no_grad(|| {
-            let batches = count.item()? + 1.0;
-            count.set(&Tensor::full(&[], batches, count.dtype()))?;
-            let factor = self.momentum.unwrap_or(1.0 / batches);
+            let batches = count.detach().add_scalar(1.0);
+            count.set(&batches)?;
             let c = [self.num_features];
             // unbiased variance: n/(n − 1) times the biased one
             let unbiased =
                 biased_var.reshape(&c)?.mul_scalar(per_channel as f64 / (per_channel as f64 - 1.0));
-            let new_mean = rm.detach().mul_scalar(1.0 - factor).add(&mean.reshape(&c)?.mul_scalar(factor))?;
-            let new_var = rv.detach().mul_scalar(1.0 - factor).add(&unbiased.mul_scalar(factor))?;
+            let (new_mean, new_var) = match self.momentum {
+                Some(m) => (
+                    rm.detach().mul_scalar(1.0 - m).add(&mean.reshape(&c)?.mul_scalar(m))?,
+                    rv.detach().mul_scalar(1.0 - m).add(&unbiased.mul_scalar(m))?,
+                ),
+                None => {
+                    // cumulative average: factor 1/batches
+                    let f = Tensor::full(&[], 1.0, batches.dtype()).div(&batches)?;
+                    let keep = f.neg().add_scalar(1.0);
+                    let fold = |running: &Var, batch: &Tensor| -> Result<Tensor> {
+                        running.detach().mul(&keep)?.add(&batch.mul(&f)?)
+                    };
+                    (fold(rm, &mean.reshape(&c)?)?, fold(rv, &unbiased)?)
+                }
+            };
             rm.set(&new_mean)?;
             rv.set(&new_var)
         })

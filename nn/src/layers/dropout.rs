@@ -1,13 +1,13 @@
 //! `Dropout`: inverted dropout (PyTorch's `nn.Dropout`), active only in training mode.
 //!
-//! The layer owns its random stream (a `ChaCha8Rng` seeded from the rng given to `init`), so a
-//! model built from one seed drops the same elements run after run.
+//! The layer owns its random stream (a [`Generator`] seeded from the rng given to `init`), so a
+//! model built from one seed drops the same elements run after run, and a compiled step draws a
+//! new mask at every call: the same masks as an eager run from the same seed.
 
 use crate::Module;
-use graphgrad_autodiff::{bail, Result, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use graphgrad_autodiff::{bail, Flag, Generator, Result, Tensor, Var};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::cell::{Cell, RefCell};
 
 /// Configuration of a [`Dropout`] layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,11 +27,7 @@ impl DropoutConfig {
         if !(0.0..=1.0).contains(&self.p) {
             bail!("Dropout", "probability must be in [0, 1], got {}", self.p);
         }
-        Ok(Dropout {
-            p: self.p,
-            training: Cell::new(true),
-            rng: RefCell::new(ChaCha8Rng::seed_from_u64(rng.gen())),
-        })
+        Ok(Dropout { p: self.p, training: Flag::new(true), generator: Generator::new(rng.gen()) })
     }
 }
 
@@ -64,8 +60,8 @@ impl Default for DropoutConfig {
 pub struct Dropout {
     /// Probability of zeroing an element.
     pub p: f64,
-    training: Cell<bool>,
-    rng: RefCell<ChaCha8Rng>,
+    training: Flag,
+    generator: Generator,
 }
 
 impl Dropout {
@@ -77,7 +73,7 @@ impl Dropout {
 
 impl Module for Dropout {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        input.dropout(self.p, self.training.get(), &mut self.rng.borrow_mut())
+        input.dropout(self.p, self.training.get(), &self.generator)
     }
 
     fn named_parameters(&self) -> Vec<(String, Var)> {
@@ -93,6 +89,7 @@ impl Module for Dropout {
 mod tests {
     use super::*;
     use graphgrad_autodiff::DType;
+    use rand::SeedableRng;
 
     fn layer(p: f64, seed: u64) -> Dropout {
         DropoutConfig::new(p).init(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap()

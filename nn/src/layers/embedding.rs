@@ -1,11 +1,12 @@
 //! `Embedding`: a lookup table of vectors (PyTorch's `nn.Embedding`).
 //!
-//! Indices arrive either as `&[usize]` with their shape ([`Embedding::lookup`]) or, through
-//! [`Module::forward`], as a float tensor holding whole numbers. With `padding_idx` the
-//! padding row starts at zero and receives no gradient, as in PyTorch.
+//! Indices arrive as an `i64` tensor through [`Module::forward`] (inside a compiled step: a
+//! runtime input, new ids at every call), or as `&[usize]` with their shape
+//! ([`Embedding::lookup`]). A float tensor of whole numbers is accepted too and converted.
+//! With `padding_idx` the padding row starts at zero and receives no gradient, as in PyTorch.
 
 use crate::{init, Module};
-use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
+use graphgrad_autodiff::{bail, DType, Error, IntoIndices, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 /// Configuration of an [`Embedding`].
@@ -98,7 +99,11 @@ impl Embedding {
             bail!("Embedding", "weight must be [num_embeddings, embedding_dim], got {:?}", weight.shape());
         }
         if let Some(pad) = padding_idx.filter(|&p| p >= weight.shape()[0]) {
-            return Err(Error::IndexOutOfRange { op: "Embedding", index: pad, len: weight.shape()[0] });
+            return Err(Error::IndexOutOfRange {
+                op: "Embedding",
+                index: pad as i64,
+                len: weight.shape()[0],
+            });
         }
         Ok(Embedding { weight: Var::new("weight", weight), padding_idx })
     }
@@ -115,25 +120,34 @@ impl Embedding {
 
     /// The rows for `indices` (row-major, of shape `index_shape`): `[index_shape, dim]`.
     pub fn lookup(&self, indices: &[usize], index_shape: &[usize]) -> Result<Tensor> {
-        let rows = self.weight.embedding(indices, index_shape)?;
+        self.embed(indices.into_indices("Embedding", Some(index_shape))?)
+    }
+
+    /// The rows for an `i64` index tensor: `[index shape, dim]`.
+    fn embed(&self, ids: Tensor) -> Result<Tensor> {
+        let rows = self.weight.embedding(&ids)?;
         let Some(pad) = self.padding_idx else { return Ok(rows) };
-        if !indices.contains(&pad) {
-            return Ok(rows);
-        }
         // Padding positions take the padding row as a constant, so no gradient reaches it.
         let dim = self.embedding_dim();
-        let is_pad: Vec<f64> = indices.iter().map(|&i| f64::from(u8::from(i == pad))).collect();
-        let mut mask_shape = index_shape.to_vec();
+        let mut mask_shape = ids.shape().to_vec();
         mask_shape.push(1);
-        let mask = Tensor::from_vec(is_pad, &mask_shape)?.to_dtype(self.weight.dtype());
+        let mask = ids
+            .to_dtype(DType::F64)
+            .eq_scalar(pad as f64)
+            .reshape(&mask_shape)?
+            .to_dtype(self.weight.dtype());
         let pad_row = self.weight.detach().narrow(0, pad, 1)?.reshape(&[dim])?;
         Tensor::where_(&mask, &pad_row, &rows)
     }
 }
 
 impl Module for Embedding {
-    /// Looks up a float tensor of whole-number indices; see [`Embedding::lookup`].
+    /// Looks up an `i64` tensor of indices (or a float tensor of whole-number indices); see
+    /// [`Embedding::lookup`].
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        if input.dtype() == DType::I64 {
+            return self.embed(input.clone());
+        }
         let n = self.num_embeddings();
         let values = input.to_f64_vec();
         let mut indices = Vec::with_capacity(values.len());

@@ -270,7 +270,7 @@ impl MemN2N {
         let dtype = table.dtype();
         let words = shape[shape.len() - 1];
         // e: [*lead, words, d]
-        let mut e = table.embedding(indices, shape)?;
+        let mut e = table.embedding(&Tensor::from_indices(indices, shape)?)?;
         if let Some(pad) = self.config.padding_idx {
             let keep: Vec<f64> = indices.iter().map(|&i| if i == pad { 0.0 } else { 1.0 }).collect();
             let mut keep_shape = shape.to_vec();
@@ -307,7 +307,7 @@ impl MemN2N {
             bail!("MemN2N", "query of {} indices does not divide into {batch} questions", query.len());
         }
         if let Some(&bad) = story.iter().chain(query).find(|&&i| i >= cfg.vocab_size) {
-            return Err(Error::IndexOutOfRange { op: "MemN2N", index: bad, len: cfg.vocab_size });
+            return Err(Error::IndexOutOfRange { op: "MemN2N", index: bad as i64, len: cfg.vocab_size });
         }
         let dtype = self.hops.answer.dtype();
         let hops = &self.hops;

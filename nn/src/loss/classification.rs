@@ -5,13 +5,15 @@
 //! Class losses take scores of shape `[batch, classes]`, `[classes]` (one sample) or
 //! `[batch, classes, d1, ...]` (a class axis second, as PyTorch), with one target class index
 //! per sample position (`batch·d1·...` of them, row-major). Unreduced, they return
-//! `[batch]`, `[]` or `[batch, d1, ...]`.
+//! `[batch]`, `[]` or `[batch, d1, ...]`. Targets are an `i64` tensor (any shape with that many
+//! elements) or a `usize` list ([`IntoIndices`]): inside a compiled step, pass them as a tensor
+//! input, so each call reads new labels.
 
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, Error, Result, Tensor};
+use graphgrad_autodiff::{bail, DType, Error, IntoIndices, Result, Tensor};
 
 /// Scores as rows `[samples, classes]` and the shape of the unreduced loss.
-pub(super) fn class_rows(op: &'static str, scores: &Tensor, targets: usize) -> Result<(Tensor, Vec<usize>)> {
+pub(super) fn class_rows(op: &'static str, scores: &Tensor) -> Result<(Tensor, Vec<usize>)> {
     let shape = scores.shape();
     let (rows, out_shape) = match shape.len() {
         0 => bail!(op, "scores must be [classes], [batch, classes] or [batch, classes, ...], got a scalar"),
@@ -26,18 +28,33 @@ pub(super) fn class_rows(op: &'static str, scores: &Tensor, targets: usize) -> R
             (moved.reshape(&[samples, shape[1]])?, out)
         }
     };
-    if rows.shape()[0] != targets {
-        bail!(op, "{targets} targets given for scores of shape {shape:?} ({} samples)", rows.shape()[0]);
-    }
     Ok((rows, out_shape))
 }
 
+/// The target classes as a 1-d `i64` tensor of `samples` entries.
+pub(super) fn class_targets(op: &'static str, target: impl IntoIndices, samples: usize) -> Result<Tensor> {
+    let target = target.into_indices(op, None)?;
+    if target.numel() != samples {
+        bail!(op, "{} targets (shape {:?}) given for {samples} samples", target.numel(), target.shape());
+    }
+    target.reshape(&[samples])
+}
+
+/// 1 where a target is not `ignore_index`, else 0, in `dtype` (`None`: all 1).
+fn valid_targets(target: &Tensor, ignore_index: Option<usize>, dtype: DType) -> Tensor {
+    match ignore_index {
+        Some(k) => target.to_dtype(DType::F64).ne_scalar(k as f64).to_dtype(dtype),
+        None => Tensor::ones(target.shape(), dtype),
+    }
+}
+
 /// Per-sample negative log-likelihood `−w[yᵢ]·log_probs[i, yᵢ]` and weight `w[yᵢ]` (both 0 for
-/// ignored samples), from rows `[samples, classes]`.
+/// ignored samples), from rows `[samples, classes]` and targets `[samples]`. Every target that
+/// is not ignored must be a class (the gather reports the first that is not).
 fn nll_rows(
     op: &'static str,
     log_probs: &Tensor,
-    target: &[usize],
+    target: &Tensor,
     weight: Option<&Tensor>,
     ignore_index: Option<usize>,
 ) -> Result<(Tensor, Tensor)> {
@@ -47,24 +64,37 @@ fn nll_rows(
             return Err(Error::ShapeMismatch { op, lhs: log_probs.shape().into(), rhs: w.shape().into() });
         }
     }
-    let mut index = Vec::with_capacity(samples);
-    let mut valid = Vec::with_capacity(samples);
-    for &y in target {
-        let ignored = Some(y) == ignore_index;
-        if !ignored && y >= classes {
-            return Err(Error::IndexOutOfRange { op, index: y, len: classes });
-        }
-        index.push(if ignored { 0 } else { y });
-        valid.push(if ignored { 0.0 } else { 1.0 });
-    }
-    let valid = Tensor::from_vec(valid, &[samples])?.to_dtype(log_probs.dtype());
+    let valid = valid_targets(target, ignore_index, log_probs.dtype());
+    // ignored samples read class 0, then weigh nothing
+    let index = match ignore_index {
+        Some(_) => target.to_dtype(DType::F64).mul(&valid.to_dtype(DType::F64))?.to_dtype(DType::I64),
+        None => target.clone(),
+    };
     let sample_weight = match weight {
         Some(w) => w.index_select(0, &index)?.mul(&valid)?,
         None => valid,
     };
     // picked: [samples] = log_probs[i, yᵢ]
-    let picked = log_probs.gather(1, &index, &[samples, 1])?.reshape(&[samples])?;
+    let picked = log_probs.gather(1, &index.reshape(&[samples, 1])?, None)?.reshape(&[samples])?;
     Ok((picked.mul(&sample_weight)?.neg(), sample_weight))
+}
+
+/// `[samples, classes]` rows that are 1 at each sample's class and 0 elsewhere (like
+/// `torch.nn.functional.one_hot`), in `dtype`; every target must be below `classes`.
+///
+/// ```
+/// use graphgrad_autodiff::{DType, Tensor};
+/// use graphgrad_nn::loss::one_hot;
+/// let rows = one_hot(&[2, 0], 3, DType::F32)?;
+/// assert_eq!(rows.to_vec::<f32>()?, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+pub fn one_hot(target: impl IntoIndices, classes: usize, dtype: DType) -> Result<Tensor> {
+    let target = target.into_indices("one_hot", None)?;
+    let samples = target.numel();
+    let rows = Tensor::zeros(&[samples, classes], dtype);
+    let ones = Tensor::ones(&[samples, 1], dtype);
+    rows.scatter_add(1, &target.reshape(&[samples, 1])?, &ones)
 }
 
 /// Reduces per-sample class losses; `Mean` divides by the total weight Σ w[yᵢ] of the
@@ -119,15 +149,16 @@ impl NllLoss {
     }
 
     /// The loss of `log_probs` (`[batch, classes]`, see the module docs) for `target` classes.
-    pub fn forward(&self, log_probs: &Tensor, target: &[usize]) -> Result<Tensor> {
-        let (rows, out_shape) = class_rows("nll_loss", log_probs, target.len())?;
-        let (losses, w) = nll_rows("nll_loss", &rows, target, self.weight.as_ref(), self.ignore_index)?;
+    pub fn forward(&self, log_probs: &Tensor, target: impl IntoIndices) -> Result<Tensor> {
+        let (rows, out_shape) = class_rows("nll_loss", log_probs)?;
+        let target = class_targets("nll_loss", target, rows.shape()[0])?;
+        let (losses, w) = nll_rows("nll_loss", &rows, &target, self.weight.as_ref(), self.ignore_index)?;
         reduce_weighted(losses, &w, &out_shape, self.reduction)
     }
 }
 
 /// [`NllLoss`] with no class weights and nothing ignored.
-pub fn nll_loss(log_probs: &Tensor, target: &[usize], reduction: Reduction) -> Result<Tensor> {
+pub fn nll_loss(log_probs: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
     NllLoss { reduction, ..NllLoss::default() }.forward(log_probs, target)
 }
 
@@ -189,16 +220,17 @@ impl CrossEntropyLoss {
     }
 
     /// The loss of `logits` (`[batch, classes]`, see the module docs) for `target` classes.
-    pub fn forward(&self, logits: &Tensor, target: &[usize]) -> Result<Tensor> {
+    pub fn forward(&self, logits: &Tensor, target: impl IntoIndices) -> Result<Tensor> {
         const OP: &str = "cross_entropy";
         let eps = self.label_smoothing;
         if !(0.0..=1.0).contains(&eps) {
             bail!(OP, "label_smoothing must be in [0, 1], got {eps}");
         }
-        let (rows, out_shape) = class_rows(OP, logits, target.len())?;
+        let (rows, out_shape) = class_rows(OP, logits)?;
+        let target = class_targets(OP, target, rows.shape()[0])?;
         // log_probs: [samples, classes]
         let log_probs = rows.log_softmax(1)?;
-        let (nll, w) = nll_rows(OP, &log_probs, target, self.weight.as_ref(), self.ignore_index)?;
+        let (nll, w) = nll_rows(OP, &log_probs, &target, self.weight.as_ref(), self.ignore_index)?;
         let nll = reduce_weighted(nll, &w, &out_shape, self.reduction)?;
         if eps == 0.0 {
             return Ok(nll);
@@ -210,9 +242,7 @@ impl CrossEntropyLoss {
             None => log_probs,
         };
         // valid: [samples], 0 for ignored samples (a zero class weight does not ignore a sample)
-        let valid: Vec<f64> =
-            target.iter().map(|&y| if Some(y) == self.ignore_index { 0.0 } else { 1.0 }).collect();
-        let valid = Tensor::from_vec(valid, &[target.len()])?.to_dtype(rows.dtype());
+        let valid = valid_targets(&target, self.ignore_index, rows.dtype());
         let smooth = weighted.sum(&[1], false)?.neg().mul(&valid)?;
         let smooth = reduce_weighted(smooth, &w, &out_shape, self.reduction)?;
         nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(eps / classes as f64))
@@ -220,7 +250,7 @@ impl CrossEntropyLoss {
 }
 
 /// [`CrossEntropyLoss`] with no class weights, nothing ignored and no smoothing.
-pub fn cross_entropy(logits: &Tensor, target: &[usize], reduction: Reduction) -> Result<Tensor> {
+pub fn cross_entropy(logits: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
     CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
 }
 

@@ -1,10 +1,10 @@
 //! Margin losses (PyTorch's `multi_margin_loss`, `margin_ranking_loss`,
 //! `hinge_embedding_loss`, `triplet_margin_loss`).
 
-use super::classification::class_rows;
+use super::classification::{class_rows, class_targets, one_hot};
 use super::embedding::pairwise_distance;
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, Error, Result, Tensor};
+use graphgrad_autodiff::{bail, Error, IntoIndices, Result, Tensor};
 
 /// Multi-class hinge loss (PyTorch's `MultiMarginLoss`): for scores x and target class y,
 /// `l = Σ_{j≠y} w[y]·max(0, margin − x[y] + x[j])^p / C` with p ∈ {1, 2} (default 1, margin 1).
@@ -14,7 +14,7 @@ use graphgrad_autodiff::{bail, Error, Result, Tensor};
 /// - unreduced output: `[batch]` or `[]`; `weight`: `[classes]`
 pub fn multi_margin_loss(
     input: &Tensor,
-    target: &[usize],
+    target: impl IntoIndices,
     p: u32,
     margin: f64,
     weight: Option<&Tensor>,
@@ -27,28 +27,24 @@ pub fn multi_margin_loss(
     if input.rank() > 2 {
         bail!(OP, "expects [batch, classes] or [classes], got {:?}", input.shape());
     }
-    let (rows, out_shape) = class_rows(OP, input, target.len())?;
+    let (rows, out_shape) = class_rows(OP, input)?;
     let (samples, classes) = (rows.shape()[0], rows.shape()[1]);
-    if let Some(&y) = target.iter().find(|&&y| y >= classes) {
-        return Err(Error::IndexOutOfRange { op: OP, index: y, len: classes });
-    }
-    // x_y: [samples, 1]
-    let x_y = rows.gather(1, target, &[samples, 1])?;
+    let target = class_targets(OP, target, samples)?;
+    // x_y: [samples, 1] (the gather reports a target that is not a class)
+    let x_y = rows.gather(1, &target.reshape(&[samples, 1])?, None)?;
     // hinge: [samples, classes] = max(0, margin − x[y] + x[j])^p
     let mut hinge = rows.sub(&x_y)?.add_scalar(margin).relu();
     if p == 2 {
         hinge = hinge.square();
     }
     // the target class itself is excluded
-    let others: Vec<f64> =
-        (0..samples * classes).map(|k| if k % classes == target[k / classes] { 0.0 } else { 1.0 }).collect();
-    let others = Tensor::from_vec(others, &[samples, classes])?.to_dtype(rows.dtype());
+    let others = one_hot(&target, classes, rows.dtype())?.neg().add_scalar(1.0);
     let mut losses = hinge.mul(&others)?.sum(&[1], false)?.mul_scalar(1.0 / classes as f64);
     if let Some(w) = weight {
         if w.shape() != [classes] {
             return Err(Error::ShapeMismatch { op: OP, lhs: rows.shape().into(), rhs: w.shape().into() });
         }
-        losses = losses.mul(&w.index_select(0, target)?)?;
+        losses = losses.mul(&w.index_select(0, &target)?)?;
     }
     reduction.apply(losses.reshape(&out_shape)?)
 }

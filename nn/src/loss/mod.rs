@@ -15,7 +15,7 @@ pub mod margin;
 pub mod regression;
 
 pub use classification::{
-    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, kl_div, nll_loss,
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, kl_div, nll_loss, one_hot,
     CrossEntropyLoss, NllLoss,
 };
 pub use embedding::{cosine_embedding_loss, cosine_similarity, pairwise_distance};

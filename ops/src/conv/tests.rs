@@ -111,7 +111,7 @@ fn to_t<T: Element>(v: &[f64]) -> Vec<T> {
 fn tolerance<T: Element>() -> (f64, f64) {
     match T::DTYPE {
         crate::DType::F32 => (2e-4, 1e-4),
-        crate::DType::F64 => (1e-12, 1e-10),
+        crate::DType::F64 | crate::DType::I64 => (1e-12, 1e-10),
     }
 }
 

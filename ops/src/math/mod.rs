@@ -187,6 +187,7 @@ unsafe fn run<T: Element>(func: Func, src: *const T, dst: *mut T, n: usize, port
     match T::DTYPE {
         DType::F32 => unsafe { run_typed::<f32>(func, src.cast(), dst.cast(), n, portable) },
         DType::F64 => unsafe { run_typed::<f64>(func, src.cast(), dst.cast(), n, portable) },
+        DType::I64 => unreachable!("Element is sealed to f32 and f64"),
     }
 }
 

@@ -122,7 +122,7 @@ fn inputs(seed: u64, draws: &[Draw]) -> Vec<f64> {
 fn ulp<T: Element>(r: f64) -> f64 {
     let (mant, min_exp) = match T::DTYPE {
         DType::F32 => (23, -126),
-        DType::F64 => (52, -1022),
+        DType::F64 | DType::I64 => (52, -1022),
     };
     let e = if r == 0.0 { min_exp } else { (r.abs().log2().floor() as i32).max(min_exp) };
     // Two factors: 2^-1074 itself is not reachable through one powi.
@@ -172,7 +172,7 @@ fn measure<T: Element>(
         e.max_scaled = e.max_scaled.max(abs / r.abs().max(1.0));
         let min_normal = match T::DTYPE {
             DType::F32 => f32::MIN_POSITIVE as f64,
-            DType::F64 => f64::MIN_POSITIVE,
+            DType::F64 | DType::I64 => f64::MIN_POSITIVE,
         };
         if r.abs() > rel_floor && r.abs() >= min_normal {
             e.max_rel = e.max_rel.max(abs / r.abs());

@@ -4,7 +4,6 @@
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
-use crate::op::{IndexOp, Op};
 use crate::{Buffer, Result};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -56,11 +55,12 @@ fn node_key(graph: &Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Strin
             match &**b {
                 Buffer::F32(v) => v.iter().for_each(|x| write!(key, "{:08x},", x.to_bits()).unwrap_or(())),
                 Buffer::F64(v) => v.iter().for_each(|x| write!(key, "{:016x}d,", x.to_bits()).unwrap_or(())),
+                Buffer::I64(v) => v.iter().for_each(|x| write!(key, "{x}i,").unwrap_or(())),
             }
             return Some(key);
         }
         IrOp::Const(_) => return None,
-        IrOp::Op(op) => op_key(op, &mut key),
+        IrOp::Op(op) => write!(key, "{op:?}").ok()?,
         other => write!(key, "{other:?}").ok()?,
     }
     for v in graph.inputs(n) {
@@ -70,23 +70,4 @@ fn node_key(graph: &Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Strin
         write!(key, "|{:?}{}", out.shape, out.dtype).ok()?;
     }
     Some(key)
-}
-
-/// The op with index payloads named by address (their contents can be large).
-fn op_key(op: &Op, key: &mut String) {
-    let _ = match op {
-        Op::Index(IndexOp::IndexSelect { axis, indices: i }) => {
-            write!(key, "index_select {axis} @{:p}", i.as_ptr())
-        }
-        Op::Index(IndexOp::IndexAdd { axis, indices: i, len }) => {
-            write!(key, "index_add {axis} {len} @{:p}", i.as_ptr())
-        }
-        Op::Index(IndexOp::Gather { axis, index: i, shape }) => {
-            write!(key, "gather {axis} {shape:?} @{:p}", i.as_ptr())
-        }
-        Op::Index(IndexOp::ScatterAdd { axis, index: i, shape }) => {
-            write!(key, "scatter_add {axis} {shape:?} @{:p}", i.as_ptr())
-        }
-        other => write!(key, "{other:?}"),
-    };
 }

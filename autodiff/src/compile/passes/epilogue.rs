@@ -88,6 +88,9 @@ pub fn fuse_matmul_epilogue(graph: &mut Graph) {
         operands.extend(bias);
         let op = IrOp::MatMulEpilogue { trans_a, trans_b, bias: bias.is_some(), activation };
         let fused = graph.add(op, out.shape, out.dtype, &operands);
+        if graph.late.contains(&last) {
+            graph.late.insert(fused);
+        }
         graph.replace_uses(Value::of(last), Value::of(fused));
     }
     super::dce::eliminate_dead_code(graph);

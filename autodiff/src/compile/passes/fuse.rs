@@ -168,7 +168,8 @@ pub fn fuse_elementwise(graph: &mut Graph) {
             }
             continue;
         }
-        if !is_elementwise(&node.op) {
+        // integer data (a broadcast of labels) only moves: kernels compute in floats
+        if !is_elementwise(&node.op) || !node.outs[0].dtype.is_float() {
             continue;
         }
         let (shape, dtype) = (node.outs[0].shape.clone(), node.outs[0].dtype);
@@ -272,6 +273,10 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
     debug_assert!(outs.iter().all(|o| numel(&o.shape) <= numel(&group.shape).max(1)));
     let kernel = FusedKernel::new(group.shape.clone(), group.dtype, input_shapes, instrs, outputs);
     let fused = graph.add_multi(IrOp::Fused(Arc::new(kernel)), outs, &externals);
+    // a kernel of recomputed values still runs late
+    if group.members.iter().any(|m| graph.late.contains(m)) {
+        graph.late.insert(fused);
+    }
     for (v, port) in redirect {
         graph.replace_uses(v, Value { node: fused, port });
     }

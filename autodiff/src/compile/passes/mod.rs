@@ -16,6 +16,7 @@ mod dce;
 mod epilogue;
 mod fold;
 mod fuse;
+mod remat;
 mod simplify;
 
 pub use cse::EliminateCommonSubexpressions;
@@ -23,6 +24,7 @@ pub use dce::EliminateDeadCode;
 pub use epilogue::FuseMatmulEpilogue;
 pub use fold::FoldConstants;
 pub use fuse::FuseElementwise;
+pub use remat::Rematerialize;
 pub use simplify::SimplifyAlgebra;
 
 use super::ir::Graph;
@@ -78,7 +80,7 @@ pub fn human_bytes(b: usize) -> String {
 }
 
 /// The passes `options` enables, in pipeline order.
-pub fn pipeline(options: &CompileOptions) -> Vec<Box<dyn Pass>> {
+pub fn pipeline(options: &CompileOptions, remat: bool) -> Vec<Box<dyn Pass>> {
     let mut passes: Vec<Box<dyn Pass>> = vec![Box::new(EliminateDeadCode)];
     if options.simplify {
         passes.push(Box::new(SimplifyAlgebra));
@@ -90,6 +92,11 @@ pub fn pipeline(options: &CompileOptions) -> Vec<Box<dyn Pass>> {
         passes.push(Box::new(EliminateCommonSubexpressions));
     }
     if options.simplify || options.fold_constants || options.eliminate_common_subexpressions {
+        passes.push(Box::new(EliminateDeadCode));
+    }
+    // checkpointed segments are recomputed whatever the options say
+    if remat {
+        passes.push(Box::new(Rematerialize { cheap_elementwise: options.remat }));
         passes.push(Box::new(EliminateDeadCode));
     }
     if options.fuse_matmul_epilogue {
