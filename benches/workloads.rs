@@ -8,7 +8,7 @@
 //! Set `RAYON_NUM_THREADS=2` to match the reference script (`benches/reference.py`).
 
 mod compiled;
-mod eager;
+mod training;
 
 use graphgrad::autodiff::{DType, Tensor};
 use graphgrad::ops::gemm::{gemm, Gemm};
@@ -133,6 +133,6 @@ fn main() {
     if selected("W6-fusion") {
         w6_fusion();
     }
-    eager::run(&selected);
+    training::run(&selected);
     compiled::run(&selected);
 }

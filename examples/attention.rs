@@ -12,13 +12,15 @@
 //! ```text
 //! cargo run --release --example attention
 //! cargo run --release --example attention -- --steps 4000 --d-model 32 --layers 2 --heads 4 --seed 1
+//! cargo run --release --example attention -- --mode compiled
 //! ```
 //! Flags: `--steps`, `--batch-size`, `--lr`, `--seed`, `--len` (sequence length),
-//! `--train-size`, `--test-size`, `--d-model`, `--heads`, `--layers`, `--eval-every`, `--out DIR`.
+//! `--train-size`, `--test-size`, `--d-model`, `--heads`, `--layers`, `--eval-every`, `--mode eager|compiled`, `--out DIR`.
 
 mod common;
 
 use common::{heat_maps, line_chart, output_dir, progress, AnyResult, Flags, HeatMap, Series};
+use graphgrad::autodiff::compile::compile_if;
 use graphgrad::autodiff::{no_grad, DType, Tensor, Var};
 use graphgrad::nn::layers::{sinusoidal_positional_encoding, AttentionMasks};
 use graphgrad::nn::loss::cross_entropy;
@@ -29,6 +31,7 @@ use graphgrad::nn::{
 use graphgrad::optim::{clip_grad_norm, Adam, AdamConfig, CosineAnnealingLr, LrScheduler, Optimizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::process::ExitCode;
 
@@ -47,6 +50,7 @@ struct Settings {
     heads: usize,
     layers: usize,
     eval_every: usize,
+    compiled: bool,
 }
 
 /// Embedding + positions → encoder → per-position logits.
@@ -71,22 +75,21 @@ impl Sorter {
         })
     }
 
-    /// The encoder's input for `tokens` (`batch` sequences, flattened): `[batch, len, d_model]`.
-    fn embed(&self, tokens: &[usize], batch: usize) -> AnyResult<Tensor> {
-        let len = tokens.len() / batch;
-        Ok(self.embedding.lookup(tokens, &[batch, len])?.add(&self.positions)?)
+    /// The encoder's input for token ids `[batch, len]` (i64): `[batch, len, d_model]`.
+    fn embed(&self, tokens: &Tensor) -> AnyResult<Tensor> {
+        Ok(self.embedding.forward(tokens)?.add(&self.positions)?)
     }
 
     /// Logits `[batch, len, VOCAB]`.
-    fn logits(&self, tokens: &[usize], batch: usize) -> AnyResult<Tensor> {
-        let h = self.encoder.forward(&self.embed(tokens, batch)?)?;
+    fn logits(&self, tokens: &Tensor) -> AnyResult<Tensor> {
+        let h = self.encoder.forward(&self.embed(tokens)?)?;
         Ok(self.head.forward(&h)?)
     }
 
     /// The attention weights `[heads, len, len]` of every layer for one sequence (eval mode):
     /// each pre-LN layer attends over its normalised input.
     fn attention_maps(&self, tokens: &[usize]) -> AnyResult<Vec<Tensor>> {
-        let mut x = self.embed(tokens, 1)?;
+        let mut x = self.embed(&Tensor::from_indices(tokens, &[1, tokens.len()])?)?;
         let mut maps = Vec::new();
         for layer in &self.encoder.layers {
             let h = layer.norm1.forward(&x)?;
@@ -140,8 +143,8 @@ fn predict(model: &Sorter, seqs: &[Vec<usize>]) -> AnyResult<Vec<Vec<usize>>> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(256) {
             let tokens: Vec<usize> = chunk.iter().flatten().copied().collect();
-            let logits = model.logits(&tokens, chunk.len())?;
             let len = chunk[0].len();
+            let logits = model.logits(&Tensor::from_indices(&tokens, &[chunk.len(), len])?)?;
             let flat = logits.argmax(-1)?;
             out.extend(flat.chunks(len).map(<[usize]>::to_vec));
         }
@@ -182,6 +185,7 @@ fn run() -> AnyResult<()> {
             "heads",
             "layers",
             "eval-every",
+            "mode",
             "out",
         ],
         &[],
@@ -199,6 +203,7 @@ fn run() -> AnyResult<()> {
         heads: flags.get("heads", 4)?,
         layers: flags.get("layers", 2)?,
         eval_every: flags.get("eval-every", if fast { 10 } else { 100 })?,
+        compiled: common::compiled_mode(&flags)?,
     };
     if s.len < 2 || s.steps == 0 || s.eval_every == 0 || s.batch_size == 0 {
         return Err("--len must be at least 2; --steps, --eval-every and --batch-size positive".into());
@@ -230,6 +235,18 @@ fn run() -> AnyResult<()> {
     );
     let mut optimizer = Adam::new(params.clone(), AdamConfig::new(s.lr))?;
     let mut schedule = LrScheduler::new(CosineAnnealingLr::new(s.steps as u64, s.lr * 0.05), &mut optimizer)?;
+    let optimizer = RefCell::new(optimizer);
+    // The training step, eager or compiled whole by `--mode`: inputs [tokens, sorted targets].
+    let mut train_step = compile_if(s.compiled, |io: &[Tensor]| -> AnyResult<Tensor> {
+        let mut optimizer = optimizer.borrow_mut();
+        let logits = model.logits(&io[0])?;
+        let loss = cross_entropy(&logits.reshape(&[s.batch_size * s.len, VOCAB])?, &io[1], Reduction::Mean)?;
+        optimizer.zero_grad();
+        loss.backward()?;
+        clip_grad_norm(&params, 1.0)?;
+        optimizer.step()?;
+        Ok(loss)
+    });
 
     let (mut loss_curve, mut token_curve, mut seq_curve) = (Vec::new(), Vec::new(), Vec::new());
     let (mut window_loss, mut window_n) = (0.0, 0usize);
@@ -238,15 +255,13 @@ fn run() -> AnyResult<()> {
         let picks: Vec<usize> = (0..s.batch_size).map(|_| rng.gen_range(0..train.len())).collect();
         let tokens: Vec<usize> = picks.iter().flat_map(|&i| train[i].iter().copied()).collect();
         let targets: Vec<usize> = picks.iter().flat_map(|&i| sorted(&train[i])).collect();
-        let logits = model.logits(&tokens, s.batch_size)?;
-        let loss =
-            cross_entropy(&logits.reshape(&[s.batch_size * s.len, VOCAB])?, &targets, Reduction::Mean)?;
-        optimizer.zero_grad();
-        loss.backward()?;
-        clip_grad_norm(&params, 1.0)?;
-        optimizer.step()?;
-        schedule.step(&mut optimizer)?;
-        window_loss += loss.item()?;
+        let inputs = [
+            Tensor::from_indices(&tokens, &[s.batch_size, s.len])?,
+            Tensor::from_indices(&targets, &[targets.len()])?,
+        ];
+        let loss = train_step.call(&inputs)?[0].item()?;
+        schedule.step(&mut *optimizer.borrow_mut())?;
+        window_loss += loss;
         window_n += 1;
         if step % s.eval_every == 0 || step == s.steps {
             let (token_acc, seq_acc) = accuracy(&test, &predict(&model, &test)?);

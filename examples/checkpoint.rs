@@ -29,7 +29,7 @@
 mod common;
 
 use common::{output_dir, palette, progress, styled_chart, AnyResult, Flags, Line, Series, Style};
-use graphgrad::autodiff::{no_grad, Tensor, Var};
+use graphgrad::autodiff::{no_grad, Generator, Tensor, Var};
 use graphgrad::nn::data::{load_digits, Dataset};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
 use graphgrad::nn::metrics::accuracy_from_logits;
@@ -38,7 +38,7 @@ use graphgrad::optim::{
     load_safetensors_into, save_safetensors, Adam, AdamConfig, Checkpoint, CosineAnnealingLr, LrScheduler,
     Optimizer,
 };
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,8 +68,8 @@ impl Mlp {
         })
     }
 
-    fn forward_train(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> AnyResult<Tensor> {
-        let h = self.hidden.forward(x)?.relu().dropout(DROPOUT, true, rng)?;
+    fn forward_train(&self, x: &Tensor, generator: &Generator) -> AnyResult<Tensor> {
+        let h = self.hidden.forward(x)?.relu().dropout(DROPOUT, true, generator)?;
         Ok(self.output.forward(&h)?)
     }
 }
@@ -119,7 +119,8 @@ impl Run {
         for _ in 0..steps {
             let batch = data.random_batch(batch_size, &mut self.rng)?;
             let labels = batch.labels().ok_or("digits has class labels")?;
-            let logits = self.model.forward_train(&batch.inputs, &mut self.rng)?;
+            // each step's dropout stream is seeded from the run's rng, which the checkpoint saves
+            let logits = self.model.forward_train(&batch.inputs, &Generator::new(self.rng.gen()))?;
             let loss = cross_entropy(&logits, labels, Reduction::Mean)?;
             self.optimizer.zero_grad();
             loss.backward()?;

@@ -13,6 +13,7 @@
 //! cargo run --release --example cnn_digits
 //! cargo run --release --example cnn_digits -- --epochs 40 --batch-size 32 --lr 0.002 --channels 8 --seed 1
 //! cargo run --release --example cnn_digits -- --resume out/cnn_digits/checkpoint.ggck --epochs 60
+//! cargo run --release --example cnn_digits -- --mode compiled
 //! ```
 //!
 //! Writes `learning_curves.svg`, `accuracy.svg` and `checkpoint.ggck` to `out/cnn_digits` (or
@@ -21,6 +22,8 @@
 mod common;
 
 use common::{evaluate_classifier, output_dir, progress, AnyResult, Flags, LearningCurves};
+use graphgrad::autodiff::compile::compile_if;
+use graphgrad::autodiff::Tensor;
 use graphgrad::nn::data::{load_digits, SplitFractions};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
 use graphgrad::nn::metrics::ConfusionMatrix;
@@ -30,6 +33,7 @@ use graphgrad::optim::{
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::process::ExitCode;
 
 /// What the command line chose.
@@ -40,6 +44,7 @@ struct Settings {
     seed: u64,
     channels: usize,
     patience: u64,
+    compiled: bool,
     resume: Option<String>,
 }
 
@@ -53,6 +58,7 @@ impl Settings {
             seed: flags.get("seed", 0)?,
             channels: flags.get("channels", 16)?,
             patience: flags.get("patience", 10)?,
+            compiled: common::compiled_mode(flags)?,
             resume: flags.text("resume").map(str::to_string),
         })
     }
@@ -72,8 +78,10 @@ fn build_model(s: &Settings, rng: &mut ChaCha8Rng) -> AnyResult<Sequential> {
 }
 
 fn run() -> AnyResult<()> {
-    let flags =
-        Flags::parse(&["epochs", "batch-size", "lr", "seed", "channels", "patience", "resume", "out"], &[])?;
+    let flags = Flags::parse(
+        &["epochs", "batch-size", "lr", "seed", "channels", "patience", "mode", "resume", "out"],
+        &[],
+    )?;
     let s = Settings::from_flags(&flags)?;
     let out = output_dir(&flags, "cnn_digits")?;
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
@@ -92,12 +100,12 @@ fn run() -> AnyResult<()> {
     );
 
     let model = build_model(&s, &mut rng)?;
-    let mut optimizer = Adam::new(model.named_parameters(), AdamConfig::new(s.lr))?;
+    let optimizer = RefCell::new(Adam::new(model.named_parameters(), AdamConfig::new(s.lr))?);
     let (mut first_epoch, mut step) = (0, 0u64);
     if let Some(path) = &s.resume {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.restore_model(&model.named_parameters())?;
-        checkpoint.restore_optimizer(&mut optimizer)?;
+        checkpoint.restore_optimizer(&mut *optimizer.borrow_mut())?;
         rng = checkpoint.rng()?;
         (first_epoch, step) = (checkpoint.epoch + 1, checkpoint.step);
         println!("resumed from {path} after epoch {}", checkpoint.epoch + 1);
@@ -113,6 +121,16 @@ fn run() -> AnyResult<()> {
         s.lr
     );
 
+    // The training step, eager or compiled whole by `--mode`: inputs [images, labels as i64].
+    let mut train_step = compile_if(s.compiled, |io: &[Tensor]| -> AnyResult<Tensor> {
+        let mut optimizer = optimizer.borrow_mut();
+        optimizer.zero_grad();
+        let loss = cross_entropy(&model.forward(&io[0])?, &io[1], Reduction::Mean)?;
+        loss.backward()?;
+        optimizer.step()?;
+        Ok(loss)
+    });
+
     let early = EarlyStopping::new(MetricMode::Min, s.patience).min_delta(1e-4).restore_best(true);
     let mut stopping = StoppingCriteria::new().max_epochs(s.epochs).early_stopping(early);
     let mut curves = LearningCurves::default();
@@ -123,12 +141,9 @@ fn run() -> AnyResult<()> {
         // One pass over the training images in a random order.
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for batch in split.train.shuffled_batches(s.batch_size, false, &mut rng)? {
-            let labels = batch.labels().ok_or("digits has class labels")?;
-            let loss = cross_entropy(&model.forward(&batch.inputs)?, labels, Reduction::Mean)?;
-            optimizer.zero_grad();
-            loss.backward()?;
-            graphgrad::optim::step_if_finite(&mut optimizer, loss.item()?, epoch, step)?;
-            loss_sum += loss.item()? * batch.len() as f64;
+            let loss = train_step.call(&[batch.inputs.clone(), batch.label_tensor()?])?[0].item()?;
+            graphgrad::optim::check_loss(loss, epoch, step)?;
+            loss_sum += loss * batch.len() as f64;
             seen += batch.len();
             step += 1;
         }
@@ -146,7 +161,7 @@ fn run() -> AnyResult<()> {
         // checkpoint holds the model that is evaluated below.
         reason = stopping.end_epoch(epoch, train_loss, Some(val_loss), &model.named_parameters())?;
         Checkpoint::new(&model.named_parameters())
-            .with_optimizer(&optimizer)
+            .with_optimizer(&*optimizer.borrow())
             .with_progress(epoch, step)
             .with_rng(&rng)
             .with_metadata("example", "cnn_digits")

@@ -5,8 +5,10 @@
 //! validation loss, which restores the best weights), then evaluates once on the test images
 //! the model never saw: accuracy, per-class and macro precision and recall, confusion matrix.
 //! Writes learning curves (train vs validation loss and accuracy) and a checkpoint; `--resume`
-//! continues from one. `--mode compiled` traces the forward and backward pass once with
-//! `autodiff::compile` and replays the fused, memory-planned program on every mini-batch.
+//! continues from one. `--mode compiled` wraps the very same training step (forward,
+//! cross-entropy on the integer labels, backward, optimiser update, dropout included) in
+//! `autodiff::compile_if`: it is traced once and its fused, memory-planned program replays on
+//! every mini-batch.
 //!
 //! ```text
 //! cargo run --release --example digits
@@ -18,8 +20,8 @@
 mod common;
 
 use common::{evaluate_classifier, output_dir, progress, AnyResult, Flags, LearningCurves};
-use graphgrad::autodiff::compile::{compile, Step};
-use graphgrad::autodiff::{grad, Tensor, Var};
+use graphgrad::autodiff::compile::compile_if;
+use graphgrad::autodiff::{Tensor, Var};
 use graphgrad::nn::data::{load_digits, SplitFractions};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
 use graphgrad::nn::metrics::ConfusionMatrix;
@@ -30,6 +32,7 @@ use graphgrad::optim::{
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::process::ExitCode;
 
 /// What the command line chose.
@@ -58,11 +61,7 @@ impl Settings {
             hidden: flags.get("hidden", 128)?,
             patience: flags.get("patience", 10)?,
             dropout: flags.get("dropout", 0.2)?,
-            compiled: match flags.text("mode").unwrap_or("eager") {
-                "eager" => false,
-                "compiled" => true,
-                other => return Err(format!("--mode {other:?}: choose eager or compiled").into()),
-            },
+            compiled: common::compiled_mode(flags)?,
             resume: flags.text("resume").map(str::to_string),
         })
     }
@@ -87,27 +86,6 @@ fn build_optimizer(s: &Settings, params: Vec<(String, Var)>) -> AnyResult<Box<dy
     })
 }
 
-/// The training step to compile: inputs `[images, one-hot labels]`, outputs the mean
-/// cross-entropy and the gradient of every parameter (in `named_parameters` order). Labels
-/// are a one-hot tensor input because index lists would be constants of the trace.
-fn training_step(model: &Sequential, io: &[Tensor]) -> graphgrad::autodiff::Result<Step> {
-    let log_probs = model.forward(&io[0])?.log_softmax(-1)?;
-    let loss = log_probs.mul(&io[1])?.sum(&[-1], false)?.mean_all()?.neg();
-    let params: Vec<Tensor> = model.parameters().iter().map(|v| v.tensor().clone()).collect();
-    let mut outputs = vec![loss.clone()];
-    outputs.extend(grad(std::slice::from_ref(&loss), &params, false)?);
-    Ok(Step::new(outputs))
-}
-
-/// `[batch, 10]` one-hot rows of `labels`.
-fn one_hot(labels: &[usize]) -> AnyResult<Tensor> {
-    let mut data = vec![0.0f32; labels.len() * 10];
-    for (row, &label) in labels.iter().enumerate() {
-        data[row * 10 + label] = 1.0;
-    }
-    Ok(Tensor::from_vec(data, &[labels.len(), 10])?)
-}
-
 fn run() -> AnyResult<()> {
     let flags = Flags::parse(
         &[
@@ -125,12 +103,7 @@ fn run() -> AnyResult<()> {
         ],
         &[],
     )?;
-    let mut s = Settings::from_flags(&flags)?;
-    if s.compiled && s.dropout > 0.0 {
-        // A traced step would freeze one dropout mask into the program.
-        println!("compiled mode: dropout off (a compiled step cannot draw new dropout masks)");
-        s.dropout = 0.0;
-    }
+    let s = Settings::from_flags(&flags)?;
     let out = output_dir(&flags, "digits")?;
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
 
@@ -146,12 +119,12 @@ fn run() -> AnyResult<()> {
     );
 
     let model = build_model(&s, &mut rng)?;
-    let mut optimizer = build_optimizer(&s, model.named_parameters())?;
+    let optimizer = RefCell::new(build_optimizer(&s, model.named_parameters())?);
     let (mut first_epoch, mut step) = (0, 0u64);
     if let Some(path) = &s.resume {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.restore_model(&model.named_parameters())?;
-        checkpoint.restore_optimizer(optimizer.as_mut())?;
+        checkpoint.restore_optimizer(optimizer.borrow_mut().as_mut())?;
         rng = checkpoint.rng()?;
         first_epoch = checkpoint.epoch + 1;
         step = checkpoint.step;
@@ -167,7 +140,15 @@ fn run() -> AnyResult<()> {
         s.lr,
         if s.compiled { "compiled" } else { "eager" }
     );
-    let mut program = s.compiled.then(|| compile(|io: &[Tensor]| training_step(&model, io)));
+    // One training step, the same body in both modes: inputs [images, labels as i64].
+    let mut train_step = compile_if(s.compiled, |io: &[Tensor]| -> AnyResult<Tensor> {
+        let mut optimizer = optimizer.borrow_mut();
+        optimizer.zero_grad();
+        let loss = cross_entropy(&model.forward(&io[0])?, &io[1], Reduction::Mean)?;
+        loss.backward()?;
+        optimizer.step()?;
+        Ok(loss)
+    });
 
     let early = EarlyStopping::new(MetricMode::Min, s.patience).min_delta(1e-4).restore_best(true);
     let mut stopping = StoppingCriteria::new().max_epochs(s.epochs).early_stopping(early);
@@ -179,24 +160,8 @@ fn run() -> AnyResult<()> {
         // One pass over the training images in a random order.
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for batch in split.train.shuffled_batches(s.batch_size, false, &mut rng)? {
-            let labels = batch.labels().ok_or("digits has class labels")?;
-            optimizer.zero_grad();
-            let loss = match &mut program {
-                Some(program) => {
-                    // Replay the traced forward + backward; hand the gradients to the optimiser.
-                    let outputs = program.call(&[batch.inputs.clone(), one_hot(labels)?])?;
-                    for ((_, var), g) in params.iter().zip(&outputs[1..]) {
-                        var.set_grad(Some(g))?;
-                    }
-                    outputs[0].item()?
-                }
-                None => {
-                    let loss = cross_entropy(&model.forward(&batch.inputs)?, labels, Reduction::Mean)?;
-                    loss.backward()?;
-                    loss.item()?
-                }
-            };
-            graphgrad::optim::step_if_finite(optimizer.as_mut(), loss, epoch, step)?;
+            let loss = train_step.call(&[batch.inputs.clone(), batch.label_tensor()?])?[0].item()?;
+            graphgrad::optim::check_loss(loss, epoch, step)?;
             loss_sum += loss * batch.len() as f64;
             seen += batch.len();
             step += 1;
@@ -215,7 +180,7 @@ fn run() -> AnyResult<()> {
         // checkpoint holds the model that is evaluated below.
         reason = stopping.end_epoch(epoch, train_loss, Some(val_loss), &model.named_parameters())?;
         Checkpoint::new(&model.named_parameters())
-            .with_optimizer(optimizer.as_ref())
+            .with_optimizer(optimizer.borrow().as_ref())
             .with_progress(epoch, step)
             .with_rng(&rng)
             .with_metadata("example", "digits")
@@ -225,10 +190,10 @@ fn run() -> AnyResult<()> {
         }
     }
     bar.finish();
-    if let Some(program) = &program {
+    if train_step.is_compiled() {
         // One program per batch shape (the last batch of an epoch may be smaller).
-        println!("compiled {} program(s); the first one's passes:", program.trace_count());
-        if let Some(first) = program.programs().next() {
+        println!("compiled {} program(s); the first one's passes:", train_step.trace_count());
+        if let Some(first) = train_step.programs().next() {
             println!("{}", first.log());
         }
     }

@@ -182,7 +182,8 @@ fn run() -> AnyResult<()> {
         let advantage = Tensor::from_vec(advantage.iter().map(|&a| a as f32).collect(), &[t, 1])?;
 
         // Policy: ascend Σₜ log π(aₜ|sₜ)·Aₜ, i.e. descend its negative mean.
-        let log_probs = policy.forward(&states)?.log_softmax(-1)?.gather(1, &episode.actions, &[t, 1])?;
+        let log_probs =
+            policy.forward(&states)?.log_softmax(-1)?.gather(1, &episode.actions, Some(&[t, 1]))?;
         let policy_loss = log_probs.mul(&advantage)?.mean_all()?.neg();
         policy_opt.zero_grad();
         policy_loss.backward()?;

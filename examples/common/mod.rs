@@ -63,6 +63,16 @@ pub fn fast_mode() -> bool {
     std::env::var("GRAPHGRAD_FAST").is_ok_and(|v| v != "0")
 }
 
+/// `--mode eager` (the default) or `--mode compiled`: whether the training step is compiled
+/// whole (`compile_if`), the same step body either way.
+pub fn compiled_mode(flags: &Flags) -> AnyResult<bool> {
+    match flags.text("mode").unwrap_or("eager") {
+        "eager" => Ok(false),
+        "compiled" => Ok(true),
+        other => Err(format!("--mode {other:?}: choose eager or compiled").into()),
+    }
+}
+
 /// The output folder `out/<example>` (created), or `--out` when given.
 pub fn output_dir(flags: &Flags, example: &str) -> AnyResult<PathBuf> {
     let dir = flags.text("out").map(PathBuf::from).unwrap_or_else(|| Path::new("out").join(example));
