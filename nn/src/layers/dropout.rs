@@ -3,8 +3,8 @@
 //! The layer owns its random stream (a `ChaCha8Rng` seeded from the rng given to `init`), so a
 //! model built from one seed drops the same elements run after run.
 
-use crate::Module;
-use graphgrad_autodiff::{bail, Result, Tensor, Var};
+use crate::{Module, Visitor};
+use graphgrad_autodiff::{bail, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::{Cell, RefCell};
@@ -80,12 +80,9 @@ impl Module for Dropout {
         input.dropout(self.p, self.training.get(), &mut self.rng.borrow_mut())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        Vec::new()
-    }
-
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.mode(&self.training);
+        v.random_stream("rng", &self.rng);
     }
 }
 

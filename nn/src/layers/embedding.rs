@@ -4,7 +4,7 @@
 //! [`Module::forward`], as a float tensor holding whole numbers. With `padding_idx` the
 //! padding row starts at zero and receives no gradient, as in PyTorch.
 
-use crate::{init, Module};
+use crate::{init, Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -146,8 +146,8 @@ impl Module for Embedding {
         self.lookup(&indices, input.shape())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        vec![("weight".to_string(), self.weight.clone())]
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("weight", &self.weight);
     }
 }
 
