@@ -154,6 +154,11 @@ impl EarlyStopping {
         self.patience
     }
 
+    /// Whether stopping restores the best weights.
+    pub fn restores_best(&self) -> bool {
+        self.restore_best
+    }
+
     /// The configuration in words, as saved in [`EarlyStoppingState::kind`].
     fn describe(&self) -> String {
         format!(
