@@ -23,6 +23,15 @@ pub struct CurveOptions {
     pub monitor: Option<(String, bool)>,
 }
 
+/// Epoch ticks: whole numbers only (no "2.5" between epochs 2 and 3).
+fn epoch_tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        tick(v)
+    } else {
+        String::new()
+    }
+}
+
 /// Tick labels of an axis in log₁₀ units: the value itself.
 fn pow10_tick(v: &f64) -> String {
     tick(&10f64.powf(*v))
@@ -83,7 +92,7 @@ pub fn learning_curves(history: &History, options: &CurveOptions, stem: &Path) -
             y_label: axis,
             lines,
             points: &[],
-            x_ticks: tick,
+            x_ticks: epoch_tick,
             y_range: None,
         })
         .collect();
