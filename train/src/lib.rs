@@ -53,7 +53,7 @@ pub mod log;
 mod metrics;
 mod objective;
 pub mod plot;
-mod progress;
+pub mod progress;
 mod schedule;
 mod trainer;
 

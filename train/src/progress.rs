@@ -3,6 +3,7 @@
 //!
 //! The bar counts the batches of the epoch budget. A run that stops early leaves the bar
 //! where it was (it does not jump to 100%) and the summary is printed on a line of its own.
+//! [`LoopProgress`] gives a hand-written loop the same behaviour.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -121,6 +122,113 @@ impl Progress {
         }
         if self.mode != ProgressMode::Silent {
             self.sink.line(summary);
+        }
+    }
+}
+
+/// Progress of a hand-written loop over `len` steps (epochs, episodes): a bar with ETA and a
+/// message on a terminal; otherwise plain lines `what pos/len: message`, after every step
+/// when there are at most 50 of them, else at every 2% and at the end, so a piped or logged
+/// run shows where it is. The methods are indicatif's, so a loop written for its bar works
+/// unchanged.
+///
+/// ```
+/// use graphgrad_train::progress::LoopProgress;
+/// let bar = LoopProgress::new(3, "training");
+/// for epoch in 0..3 {
+///     bar.set_message(format!("epoch {} loss {:.3}", epoch + 1, 1.0 / (epoch + 1) as f64));
+///     bar.inc(1); // piped: "training 1/3: epoch 1 loss 1.000", ...
+/// }
+/// bar.finish();
+/// ```
+pub struct LoopProgress {
+    bar: Option<ProgressBar>,
+    what: String,
+    len: u64,
+    state: std::cell::RefCell<(u64, String)>,
+}
+
+impl LoopProgress {
+    /// A display over `len` steps named `what`: a bar when standard output is a terminal.
+    pub fn new(len: u64, what: &str) -> LoopProgress {
+        LoopProgress::with_mode(len, what, ProgressMode::Auto)
+    }
+
+    /// As [`new`](Self::new) with the mode chosen (`Lines` to force plain lines).
+    pub fn with_mode(len: u64, what: &str, mode: ProgressMode) -> LoopProgress {
+        let terminal = std::io::stdout().is_terminal();
+        let bar = match mode {
+            ProgressMode::Bar => true,
+            ProgressMode::Auto => terminal,
+            ProgressMode::Lines | ProgressMode::Silent => false,
+        };
+        let bar = bar.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
+            let template = format!("{what} {{bar:30}} {{pos}}/{{len}} ETA {{eta}} {{msg}}");
+            bar.set_style(
+                ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let len = if mode == ProgressMode::Silent { 0 } else { len };
+        LoopProgress { bar, what: what.to_string(), len, state: std::cell::RefCell::new((0, String::new())) }
+    }
+
+    /// Sets the message shown with the bar (or in the next plain line).
+    pub fn set_message(&self, message: impl Into<String>) {
+        let message = message.into();
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.clone());
+        }
+        self.state.borrow_mut().1 = message;
+    }
+
+    /// Advances by `delta` steps.
+    pub fn inc(&self, delta: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(delta);
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        let before = state.0;
+        state.0 += delta;
+        if self.len == 0 {
+            return;
+        }
+        let every = if self.len <= 50 { 1 } else { self.len.div_ceil(50) };
+        if state.0 / every != before / every || state.0 == self.len {
+            let message = if state.1.is_empty() { String::new() } else { format!(": {}", state.1) };
+            Sink::Stdout.line(&format!("{} {}/{}{message}", self.what, state.0.min(self.len), self.len));
+        }
+    }
+
+    /// Prints `text` on a line of its own (above the bar).
+    pub fn println(&self, text: impl AsRef<str>) {
+        match &self.bar {
+            Some(bar) => bar.println(text.as_ref()),
+            None if self.len > 0 => Sink::Stdout.line(text.as_ref()),
+            None => {}
+        }
+    }
+
+    /// True only when nothing is shown at all (silent mode): in plain-lines mode the
+    /// display prints the message itself.
+    pub fn is_hidden(&self) -> bool {
+        self.bar.is_none() && self.len == 0
+    }
+
+    /// Ends the display, leaving the bar where it stopped (a loop that ends early does not
+    /// jump to 100%).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+
+    /// Ends the display and removes the bar.
+    pub fn finish_and_clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

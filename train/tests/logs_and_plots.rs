@@ -73,7 +73,8 @@ fn tensorboard_reads_back_every_scalar_of_the_json_lines() {
     }
     for record in &history.epochs {
         for (name, &v) in &record.values {
-            let got = read.get(&(name.clone(), record.epoch as i64)).unwrap_or_else(|| panic!("{name} missing"));
+            let got =
+                read.get(&(name.clone(), record.epoch as i64)).unwrap_or_else(|| panic!("{name} missing"));
             assert_eq!(*got, f64::from(v as f32), "{name} at epoch {}", record.epoch);
         }
         assert_eq!(read[&("lr".to_string(), record.epoch as i64)], f64::from(record.lr as f32));
@@ -112,7 +113,9 @@ fn svg_size(svg: &str) -> (f64, f64) {
 /// The smallest `font-size` in an SVG.
 fn smallest_font(svg: &str) -> f64 {
     svg.match_indices("font-size=\"")
-        .map(|(i, m)| svg[i + m.len()..].split('"').next().unwrap().trim_end_matches("px").parse::<f64>().unwrap())
+        .map(|(i, m)| {
+            svg[i + m.len()..].split('"').next().unwrap().trim_end_matches("px").parse::<f64>().unwrap()
+        })
         .fold(f64::MAX, f64::min)
 }
 
@@ -120,7 +123,8 @@ fn smallest_font(svg: &str) -> f64 {
 fn fit_writes_slide_sized_charts_in_svg_and_png() {
     let split = digits(400);
     let dir = temp_dir("plots");
-    let mut t = trainer(22).epochs(6).metrics(&[Metric::Accuracy, Metric::MacroF1, Metric::PerClass]).log_dir(&dir);
+    let mut t =
+        trainer(22).epochs(6).metrics(&[Metric::Accuracy, Metric::MacroF1, Metric::PerClass]).log_dir(&dir);
     t.fit(&split.train, Some(&split.validation)).unwrap();
     for stem in ["learning_curves", "confusion_matrix"] {
         let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).unwrap();

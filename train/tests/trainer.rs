@@ -65,7 +65,9 @@ fn early_stopping_stops_restores_and_says_so() {
     assert_eq!(best_epoch as usize, n - 2, "{:?}", history.series("val/loss"));
     let text = out.text();
     let last = text.lines().last().unwrap();
-    assert!(last.contains(&format!("early stopping: no improvement since epoch {best_epoch}")), "{last}");
+    let expected =
+        format!("early stopping after epoch {n}: val/loss has not improved since epoch {best_epoch}");
+    assert!(last.contains(&expected), "{last}");
     assert!(last.contains("whose weights are restored"), "{last}");
     assert_eq!(text.lines().count(), n + 1, "{text}");
     // the restored model has the best epoch's validation loss again

@@ -44,11 +44,15 @@ pub fn learning_curves(history: &History, options: &CurveOptions, stem: &Path) -
     if history.epochs.is_empty() {
         return Err(Error::Plot { what: options.title.clone(), reason: "no epoch to plot".into() });
     }
-    let marker = options.monitor.as_ref().and_then(|(name, lower)| {
-        history
-            .best(name, *lower)
-            .map(|(epoch, v)| (epoch as f64, format!("best: epoch {epoch} ({name} {})", tick(&v))))
-    });
+    // The legend names the best epoch; the figure's title says of what (a long legend entry
+    // would leave no corner free for the legend).
+    let best =
+        options.monitor.as_ref().and_then(|(name, lower)| history.best(name, *lower).map(|b| (name, b)));
+    let marker = best.map(|(_, (epoch, _))| (epoch as f64, format!("best: epoch {epoch}")));
+    let title = match best {
+        Some((name, (epoch, v))) => format!("{} (best {name} {} at epoch {epoch})", options.title, tick(&v)),
+        None => options.title.clone(),
+    };
     let mut names = vec![("loss".to_string(), options.loss_name.clone())];
     names.extend(options.metrics.iter().map(|m| (m.clone(), m.replace('_', " "))));
     let mut panel_lines: Vec<(String, String, Vec<Line>, Look)> = Vec::new();
@@ -97,7 +101,7 @@ pub fn learning_curves(history: &History, options: &CurveOptions, stem: &Path) -
         })
         .collect();
     let looks: Vec<Look> = panel_lines.iter().map(|(.., look)| look.clone()).collect();
-    let svg = panels_svg(&options.title, &panels, &looks, (900, 640), Typography::SLIDE)?;
+    let svg = panels_svg(&title, &panels, &looks, (900, 640), Typography::SLIDE)?;
     save_both(stem, &svg)
 }
 

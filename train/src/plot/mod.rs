@@ -15,6 +15,8 @@ pub use chart::{
 };
 pub use curves::{confusion_matrix, learning_curves, CurveOptions};
 pub use grid::{heat_maps, image_grid, HeatMap, ImageRow};
+/// A colour of [`Style`] (plotters' type).
+pub use plotters::style::RGBColor;
 
 use crate::error::{io, Error, Result};
 use std::path::Path;

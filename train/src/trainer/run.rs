@@ -506,22 +506,31 @@ impl<M: Module> Trainer<M> {
             Some((v, e)) => format!("; best {} {v:.4} at epoch {e}", monitor.0),
             None => String::new(),
         };
-        let restored = match (stop, self.stopping.early()) {
-            (Some(SavedStop::EarlyStopping { best_epoch, .. }), Some(early)) if early.restores_best() => {
-                format!(", whose weights are restored (epoch {best_epoch})")
+        let what = match stop {
+            Some(SavedStop::MaxEpochs { epochs }) => format!("finished the budget of {epochs} epochs{best}"),
+            Some(SavedStop::EarlyStopping { best, best_epoch }) => {
+                let restored = match self.stopping.early() {
+                    Some(early) if early.restores_best() => ", whose weights are restored",
+                    _ => "",
+                };
+                format!(
+                    "early stopping after epoch {epochs}: {} has not improved since epoch {best_epoch} \
+                     (best {best:.4}){restored}",
+                    monitor.0
+                )
             }
-            _ => String::new(),
+            Some(SavedStop::LossTarget { loss, target }) => {
+                format!("stopped after epoch {epochs}: the training loss {loss:.4} reached the target {target}{best}")
+            }
+            Some(SavedStop::Callback) => format!("stopped by a callback after epoch {epochs}{best}"),
+            None => format!("stopped after epoch {epochs}{best}"),
         };
-        let why = stop.map_or("stopped".to_string(), describe_stop);
         let this_run = if resumed.0 > 0 {
-            format!(" ({} epochs, {} steps after the resume)", epochs - resumed.0, steps - resumed.1)
+            format!(" ({} epochs and {} steps since the resume)", epochs - resumed.0, steps - resumed.1)
         } else {
             String::new()
         };
-        format!(
-            "{}: {why} after epoch {epochs}{best}{restored}; {steps} steps in {seconds:.1} s{this_run}",
-            self.name
-        )
+        format!("{}: {what}; {steps} steps in {seconds:.1} s{this_run}", self.name)
     }
 }
 
