@@ -9,6 +9,7 @@
 
 mod compiled;
 mod eager;
+mod trainer;
 
 use graphgrad::autodiff::{DType, Tensor};
 use graphgrad::ops::gemm::{gemm, Gemm};
@@ -135,4 +136,5 @@ fn main() {
     }
     eager::run(&selected);
     compiled::run(&selected);
+    trainer::run(&selected);
 }

@@ -250,7 +250,8 @@ mod tests {
         assert_eq!(run(None), (3, vec![1.0]));
         assert_eq!(run(Some(1)), (3, vec![1.0]));
         assert_eq!(run(Some(2)), (3, vec![1.0]));
-        let err = EarlyStopping::new(MetricMode::Max, 2).load_state(&EarlyStopping::new(MetricMode::Min, 2).state());
+        let err = EarlyStopping::new(MetricMode::Max, 2)
+            .load_state(&EarlyStopping::new(MetricMode::Min, 2).state());
         assert!(err.unwrap_err().to_string().contains("expected EarlyStopping(mode=Max"));
     }
 

@@ -125,14 +125,14 @@ pub fn confusion_matrix(matrix: &ConfusionMatrix, title: &str, stem: &Path) -> R
         FONT + 4,
         xml_escape(title)
     );
-    for t in 0..n {
+    for (t, label) in labels.iter().enumerate() {
         let support = matrix.support(t).max(1) as f64;
         let y = top + t * CELL;
         svg += &format!(
             "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"{FONT}\" text-anchor=\"end\">{}</text>\n",
             left - 8,
             y + CELL / 2 + FONT / 3,
-            xml_escape(&labels[t])
+            xml_escape(label)
         );
         for p in 0..n {
             let count = matrix.count(t, p);

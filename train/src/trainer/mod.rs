@@ -54,6 +54,7 @@ pub struct Trainer<M: Module> {
     tensorboard: bool,
     plots: bool,
     check_gradients: bool,
+    evaluate_training: bool,
     checkpoints: Option<CheckpointPolicy>,
     name: String,
     rng: ChaCha8Rng,
@@ -117,6 +118,7 @@ impl<M: Module> Trainer<M> {
             tensorboard: true,
             plots: true,
             check_gradients: false,
+            evaluate_training: true,
             checkpoints: None,
             name: "training".into(),
             rng: ChaCha8Rng::seed_from_u64(0),
@@ -261,6 +263,15 @@ impl<M: Module> Trainer<M> {
     /// off by default: the loss is always checked, and a NaN loss is an error).
     pub fn check_gradients(mut self, on: bool) -> Self {
         self.check_gradients = on;
+        self
+    }
+
+    /// Whether each epoch ends by evaluating the loss and metrics on the whole training set
+    /// in eval mode (default yes: the honest training curve). Off, `train/loss` is the mean
+    /// of the epoch's training-mode batch losses and no training metrics are measured,
+    /// which saves a forward pass over the training data per epoch.
+    pub fn evaluate_training(mut self, on: bool) -> Self {
+        self.evaluate_training = on;
         self
     }
 

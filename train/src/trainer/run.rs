@@ -135,6 +135,17 @@ impl<M: Module> Trainer<M> {
             self.classes.unwrap_or(data_classes)
         });
         self.apply_resume(budget)?;
+        if let Some(budget) = budget {
+            if self.state.epoch >= budget {
+                return Err(setting(
+                    "epochs",
+                    format!("the budget of {budget} epochs is already spent ({} trained)", self.state.epoch),
+                ));
+            }
+        }
+        if self.state.stopped.as_ref().is_some_and(|s| !matches!(s, SavedStop::MaxEpochs { .. })) {
+            return Err(setting("fit", "this run already stopped; build a new trainer to train again"));
+        }
         Ok(Plan { trainable, monitor, budget, classes })
     }
 
@@ -381,10 +392,14 @@ impl<M: Module> Trainer<M> {
                 let mut values = BTreeMap::new();
                 values.insert("train/batch_loss".to_string(), loss_sum / seen.max(1) as f64);
                 let ebs = self.eval_batch_size;
-                let on_train = evaluate(model, objective.as_ref(), train, metrics, ebs)?;
-                values.insert("train/loss".to_string(), on_train.loss);
-                for (name, v) in on_train.metrics {
-                    values.insert(format!("train/{name}"), v);
+                if self.evaluate_training {
+                    let on_train = evaluate(model, objective.as_ref(), train, metrics, ebs)?;
+                    values.insert("train/loss".to_string(), on_train.loss);
+                    for (name, v) in on_train.metrics {
+                        values.insert(format!("train/{name}"), v);
+                    }
+                } else {
+                    values.insert("train/loss".to_string(), loss_sum / seen.max(1) as f64);
                 }
                 if let Some(validation) = validation {
                     let on_val = evaluate(model, objective.as_ref(), validation, metrics, ebs)?;
