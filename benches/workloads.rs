@@ -8,6 +8,7 @@
 //! Set `RAYON_NUM_THREADS=2` to match the reference script (`benches/reference.py`).
 
 mod compiled;
+mod trainer;
 mod training;
 
 use graphgrad::autodiff::{DType, Tensor};
@@ -135,4 +136,5 @@ fn main() {
     }
     training::run(&selected);
     compiled::run(&selected);
+    trainer::run(&selected);
 }

@@ -33,7 +33,7 @@ use graphgrad::autodiff::{no_grad, Generator, Tensor, Var};
 use graphgrad::nn::data::{load_digits, Dataset};
 use graphgrad::nn::loss::{cross_entropy, Reduction};
 use graphgrad::nn::metrics::accuracy_from_logits;
-use graphgrad::nn::{prefixed, Linear, LinearConfig, Module};
+use graphgrad::nn::{Linear, LinearConfig, Module, Visitor};
 use graphgrad::optim::{
     load_safetensors_into, save_safetensors, Adam, AdamConfig, Checkpoint, CosineAnnealingLr, LrScheduler,
     Optimizer,
@@ -80,10 +80,9 @@ impl Module for Mlp {
         self.output.forward(&self.hidden.forward(x)?.relu())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut all = prefixed("hidden", self.hidden.named_parameters());
-        all.extend(prefixed("output", self.output.named_parameters()));
-        all
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("hidden", &self.hidden);
+        v.child("output", &self.output);
     }
 }
 

@@ -33,7 +33,7 @@ use graphgrad::autodiff::{no_grad, DType, Tensor};
 use graphgrad::nn::loss::mse_loss;
 use graphgrad::nn::{LinearConfig, Module, Reduction, Sequential, Tanh};
 use graphgrad::optim::{Adam, AdamConfig, Optimizer};
-use plotters::style::RGBColor;
+use graphgrad::train::plot::RGBColor;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::process::ExitCode;

@@ -26,7 +26,7 @@ mod common;
 
 use common::{lines_and_points, output_dir, AnyResult, Flags, Series};
 use graphgrad::autodiff::{gradcheck, gradgradcheck, DType, Error, GradcheckOptions, Result, Tensor, Var};
-use graphgrad::nn::Module;
+use graphgrad::nn::{Module, Visitor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::process::ExitCode;
@@ -126,11 +126,10 @@ impl Module for SwishMlp {
         forward_with(input, &self.parameter_tensors(), self.beta, Activation::Autodiff)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        [&self.w1, &self.b1, &self.w2, &self.b2]
-            .iter()
-            .map(|v| (v.name().to_string(), (*v).clone()))
-            .collect()
+    fn visit(&self, v: &mut dyn Visitor) {
+        for var in [&self.w1, &self.b1, &self.w2, &self.b2] {
+            v.parameter(var.name(), var);
+        }
     }
 }
 

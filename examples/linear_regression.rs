@@ -39,7 +39,7 @@ mod slide;
 
 use common::{line_chart, output_dir, styled_chart, AnyResult, Flags, Line, Series, Style};
 use graphgrad::autodiff::{no_grad, Tensor, Var};
-use plotters::style::RGBColor;
+use graphgrad::train::plot::RGBColor;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::process::ExitCode;

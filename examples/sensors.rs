@@ -36,11 +36,11 @@
 mod common;
 
 use common::{line_chart, lines_and_points, output_dir, progress, AnyResult, Flags, Series};
-use graphgrad::autodiff::{no_grad, DType, Result, Tensor, Var};
+use graphgrad::autodiff::{no_grad, DType, Result, Tensor};
 use graphgrad::nn::data::Dataset;
 use graphgrad::nn::loss::binary_cross_entropy_with_logits;
 use graphgrad::nn::metrics::ConfusionMatrix;
-use graphgrad::nn::{prefixed, Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Reduction};
+use graphgrad::nn::{Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Reduction, Visitor};
 use graphgrad::optim::{
     Adam, AdamConfig, EarlyStopping, MetricMode, Optimizer, StopReason, StoppingCriteria,
 };
@@ -256,11 +256,10 @@ impl Module for Detector {
         self.head.forward(&pooled) // [batch, 1]
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut all = prefixed("conv1", self.conv1.named_parameters());
-        all.extend(prefixed("conv2", self.conv2.named_parameters()));
-        all.extend(prefixed("head", self.head.named_parameters()));
-        all
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("conv1", &self.conv1);
+        v.child("conv2", &self.conv2);
+        v.child("head", &self.head);
     }
 }
 

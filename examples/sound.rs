@@ -33,11 +33,11 @@ mod common;
 use common::{
     evaluate_classifier, image_grid, output_dir, progress, AnyResult, Flags, ImageRow, LearningCurves,
 };
-use graphgrad::autodiff::{no_grad, Result, Tensor, Var};
+use graphgrad::autodiff::{no_grad, Result, Tensor};
 use graphgrad::nn::data::{Dataset, SplitFractions};
 use graphgrad::nn::loss::cross_entropy;
 use graphgrad::nn::metrics::ConfusionMatrix;
-use graphgrad::nn::{prefixed, Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Reduction};
+use graphgrad::nn::{Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Reduction, Visitor};
 use graphgrad::optim::{Adam, AdamConfig, EarlyStopping, MetricMode, Optimizer, StoppingCriteria};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -151,10 +151,9 @@ impl Module for ToneClassifier {
         self.head.forward(&pooled) // [batch, 10]
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut all = prefixed("conv", self.conv.named_parameters());
-        all.extend(prefixed("head", self.head.named_parameters()));
-        all
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("conv", &self.conv);
+        v.child("head", &self.head);
     }
 }
 

@@ -3,12 +3,14 @@
 //!
 //! This facade re-exports the workspace crates:
 //! [`ops`] (kernels), [`autodiff`] (tensors and gradients), [`nn`] (layers, losses, data),
-//! [`optim`] (optimisers and training control).
+//! [`optim`] (optimisers and training control), [`train`] (the training loop as a library:
+//! `Trainer`, progress, logs, plots, checkpoint strategies).
 
 pub use graphgrad_autodiff as autodiff;
 pub use graphgrad_nn as nn;
 pub use graphgrad_ops as ops;
 pub use graphgrad_optim as optim;
+pub use graphgrad_train as train;
 
 /// The README's code blocks, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]

@@ -2,6 +2,9 @@
 
 #![warn(missing_docs)]
 
+// `#[derive(Module)]` names this crate `::graphgrad_nn`, also from inside it.
+extern crate self as graphgrad_nn;
+
 pub mod data;
 pub mod init;
 pub mod layers;
@@ -9,6 +12,10 @@ pub mod loss;
 pub mod metrics;
 mod module;
 
+/// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields (see
+/// `graphgrad-nn-derive` for the field attributes) and `forward` as a call to the struct's own
+/// inherent `forward`.
+pub use graphgrad_nn_derive::Module;
 pub use layers::{
     AdditiveAttention, AdditiveAttentionConfig, AttentionMasks, Autoencoder, AutoencoderConfig,
     ConvAutoencoder, ConvAutoencoderConfig, Gru, GruConfig, Lstm, LstmConfig, MemN2N, MemN2NConfig,
@@ -22,4 +29,10 @@ pub use layers::{
     LogSigmoid, LogSoftmax, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Softmax, Softplus, Tanh, ELU, GELU,
 };
 pub use loss::Reduction;
-pub use module::{prefixed, Module};
+pub use module::{prefixed, BufferField, Field, Module, Visitor};
+
+/// What the code `#[derive(Module)]` writes refers to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use graphgrad_autodiff::{Result, Tensor};
+}

@@ -4,9 +4,28 @@
 //! Counting follows Keras / PyTorch Lightning: an epoch improves when the metric beats the
 //! best by more than `min_delta`; after `patience` epochs in a row without improvement,
 //! training stops.
+//!
+//! Its progress (best value and epoch, epochs without improvement, the best weights) is saved
+//! as an [`EarlyStoppingState`], so a resumed run stops where the uninterrupted one would.
 
+use crate::saved::{load_state_dict, save_state_dict, SavedState};
 use crate::{Error, MetricMode, Result};
 use graphgrad_autodiff::{load_state, state_of, StateDict, Var};
+use serde::{Deserialize, Serialize};
+
+/// Early stopping's progress in plain, serialisable data (what a training checkpoint stores).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStoppingState {
+    /// Patience and mode of the watcher that wrote it, in words (a state only loads into the
+    /// same configuration).
+    pub kind: String,
+    /// The best metric and its epoch, once one was observed.
+    pub best: Option<(f64, u64)>,
+    /// Epochs in a row without improvement.
+    pub bad_epochs: u64,
+    /// The weights of the best epoch, when kept.
+    pub best_weights: Option<SavedState>,
+}
 
 /// Watches a validation metric and says when to stop.
 ///
@@ -124,6 +143,58 @@ impl EarlyStopping {
     pub fn best_weights(&self) -> Option<&StateDict> {
         self.best_weights.as_ref()
     }
+
+    /// Whether lower or higher values are better.
+    pub fn mode(&self) -> MetricMode {
+        self.mode
+    }
+
+    /// Epochs without improvement that stop training.
+    pub fn patience(&self) -> u64 {
+        self.patience
+    }
+
+    /// Whether stopping restores the best weights.
+    pub fn restores_best(&self) -> bool {
+        self.restore_best
+    }
+
+    /// The configuration in words, as saved in [`EarlyStoppingState::kind`].
+    fn describe(&self) -> String {
+        format!(
+            "EarlyStopping(mode={:?}, patience={}, min_delta={}, restore_best={})",
+            self.mode, self.patience, self.min_delta, self.restore_best
+        )
+    }
+
+    /// A copy of the progress (best value, epoch, counter and best weights).
+    pub fn state(&self) -> EarlyStoppingState {
+        EarlyStoppingState {
+            kind: self.describe(),
+            best: self.best,
+            bad_epochs: self.bad_epochs,
+            best_weights: self.best_weights.as_ref().map(save_state_dict),
+        }
+    }
+
+    /// Restores progress saved by [`state`](EarlyStopping::state) from a watcher of the same
+    /// configuration; on error nothing changes.
+    pub fn load_state(&mut self, state: &EarlyStoppingState) -> Result<()> {
+        let ours = self.describe();
+        if state.kind != ours {
+            return Err(Error::StateMismatch {
+                what: "early-stopping state",
+                missing: Vec::new(),
+                unexpected: Vec::new(),
+                mismatched: vec![format!("early stopping: expected {ours}, found {}", state.kind)],
+            });
+        }
+        let weights = state.best_weights.as_ref().map(load_state_dict).transpose()?;
+        self.best = state.best;
+        self.bad_epochs = state.bad_epochs;
+        self.best_weights = weights;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +223,36 @@ mod tests {
         assert_eq!(stopped_at, Some(4));
         assert_eq!(stop.best_epoch(), Some(2));
         assert_eq!(params[0].1.to_vec::<f64>().unwrap(), vec![20.0]);
+    }
+
+    /// A watcher restored from another's state after epoch 1 stops at the same epoch with
+    /// the same best weights as the one that ran on.
+    #[test]
+    fn state_round_trip_continues_the_count() {
+        let metrics = [1.0, 0.8, 0.9, 0.95, 0.7];
+        let run = |resume_after: Option<usize>| {
+            let params = param(0.0);
+            let mut stop = EarlyStopping::new(MetricMode::Min, 2);
+            for (epoch, m) in metrics.into_iter().enumerate() {
+                params[0].1.set(&Tensor::from_vec(vec![epoch as f64], &[1]).unwrap()).unwrap();
+                if stop.observe(epoch as u64, m, &params).unwrap() {
+                    return (epoch, params[0].1.to_vec::<f64>().unwrap());
+                }
+                if resume_after == Some(epoch) {
+                    let saved = stop.state();
+                    stop = EarlyStopping::new(MetricMode::Min, 2);
+                    stop.load_state(&saved).unwrap();
+                }
+            }
+            (metrics.len(), vec![])
+        };
+        // 0.9 and 0.95 do not beat 0.8: stop after epoch 3 with epoch 1's weights
+        assert_eq!(run(None), (3, vec![1.0]));
+        assert_eq!(run(Some(1)), (3, vec![1.0]));
+        assert_eq!(run(Some(2)), (3, vec![1.0]));
+        let err = EarlyStopping::new(MetricMode::Max, 2)
+            .load_state(&EarlyStopping::new(MetricMode::Min, 2).state());
+        assert!(err.unwrap_err().to_string().contains("expected EarlyStopping(mode=Max"));
     }
 
     #[test]

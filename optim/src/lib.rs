@@ -62,7 +62,7 @@ pub use adam::{Adam, AdamConfig};
 pub use adamw::{AdamW, AdamWConfig};
 pub use checkpoint::{write_atomic, Checkpoint, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use clip::{clip_grad_norm, clip_grad_value};
-pub use early_stopping::EarlyStopping;
+pub use early_stopping::{EarlyStopping, EarlyStoppingState};
 pub use error::{Error, FormatError, Result};
 pub use num::Num;
 pub use optimizer::{GroupState, Optimizer, OptimizerState, ParamState};

@@ -120,6 +120,21 @@ impl StoppingCriteria {
         self.early.as_ref()
     }
 
+    /// The early-stopping state, mutably (to restore it from a checkpoint).
+    pub fn early_mut(&mut self) -> Option<&mut EarlyStopping> {
+        self.early.as_mut()
+    }
+
+    /// The epoch budget, when set.
+    pub fn epoch_budget(&self) -> Option<u64> {
+        self.max_epochs
+    }
+
+    /// The training-loss target, when set.
+    pub fn target_loss(&self) -> Option<f64> {
+        self.loss_target
+    }
+
     /// Checks the criteria after epoch `epoch` (0-based) with its training loss and, for
     /// early stopping, its validation metric. Order: divergence (an error), loss target,
     /// early stopping (which may restore the best weights into `params`), epoch budget.

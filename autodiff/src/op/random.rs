@@ -138,6 +138,19 @@ impl Generator {
         &self.state
     }
 
+    /// The stream position `[seed, word position]` (to save with a checkpoint).
+    pub fn position(&self) -> [i64; 2] {
+        let state = self.state.read();
+        let v = crate::buffer::typed::<i64>(&state);
+        [v[0], v[1]]
+    }
+
+    /// Moves the stream to a saved position.
+    pub fn set_position(&self, position: [i64; 2]) {
+        let value = Tensor::from_vec(position.to_vec(), &[2]).expect("internal invariant: two values");
+        self.state.assign(&value).expect("internal invariant: the state is an i64 [2] variable");
+    }
+
     /// Uniform samples on [0, 1) of `shape`.
     pub fn uniform(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let words = (numel(shape) as u64).saturating_mul(words_per_sample(dtype));

@@ -5,8 +5,8 @@
 //! - input: any shape
 //! - output: the input's shape
 
-use crate::Module;
-use graphgrad_autodiff::{Result, Tensor, Var};
+use crate::{Module, Visitor};
+use graphgrad_autodiff::{Result, Tensor};
 
 macro_rules! stateless_module {
     ($ty:ty, |$self_:ident, $x:ident| $body:expr) => {
@@ -15,9 +15,8 @@ macro_rules! stateless_module {
                 $body
             }
 
-            fn named_parameters(&self) -> Vec<(String, Var)> {
-                Vec::new()
-            }
+            /// No parameters, buffers or mode.
+            fn visit(&self, _v: &mut dyn Visitor) {}
         }
     };
 }

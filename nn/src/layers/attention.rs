@@ -8,7 +8,7 @@
 //! all masked has no defined softmax and yields NaN, as in PyTorch.
 
 use super::dropout::{Dropout, DropoutConfig};
-use crate::{init, prefixed, Linear, LinearConfig, Module};
+use crate::{init, Linear, LinearConfig, Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -273,15 +273,13 @@ impl Module for MultiheadAttention {
         Ok(self.forward_attention(input, input, input, &AttentionMasks::none())?.output)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = vec![("in_proj_weight".to_string(), self.in_proj_weight.clone())];
-        params.extend(self.in_proj_bias.iter().map(|b| ("in_proj_bias".to_string(), b.clone())));
-        params.extend(prefixed("out_proj", self.out_proj.named_parameters()));
-        params
-    }
-
-    fn set_training(&self, training: bool) {
-        self.dropout.set_training(training);
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("in_proj_weight", &self.in_proj_weight);
+        if let Some(bias) = &self.in_proj_bias {
+            v.parameter("in_proj_bias", bias);
+        }
+        v.child("out_proj", &self.out_proj);
+        v.child("dropout", &self.dropout);
     }
 }
 
@@ -404,11 +402,10 @@ impl Module for AdditiveAttention {
         Ok(self.forward_attention(input, input, input, None)?.output)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = prefixed("query_proj", self.query_proj.named_parameters());
-        params.extend(prefixed("key_proj", self.key_proj.named_parameters()));
-        params.extend(prefixed("score", self.score.named_parameters()));
-        params
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("query_proj", &self.query_proj);
+        v.child("key_proj", &self.key_proj);
+        v.child("score", &self.score);
     }
 }
 

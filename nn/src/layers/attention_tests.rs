@@ -191,8 +191,8 @@ impl Module for Masked<'_> {
         Ok(self.layer.forward_attention(q, &kv, &kv, &self.masks)?.output)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        self.layer.named_parameters()
+    fn visit(&self, v: &mut dyn crate::Visitor) {
+        self.layer.visit(v);
     }
 }
 

@@ -9,8 +9,8 @@
 
 use super::conv2d::{Conv2d, Conv2dConfig};
 use super::conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
-use crate::{prefixed, Linear, LinearConfig, Module};
-use graphgrad_autodiff::{bail, DType, Error, Flag, Generator, Result, Tensor, Var};
+use crate::{Field, Linear, LinearConfig, Module, Visitor};
+use graphgrad_autodiff::{bail, DType, Error, Flag, Generator, Result, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -47,14 +47,6 @@ fn run_stack(layers: &[Linear], x: &Tensor) -> Result<Tensor> {
         }
     }
     Ok(x)
-}
-
-fn stack_names(prefix: &str, layers: &[Linear]) -> Vec<(String, Var)> {
-    layers
-        .iter()
-        .enumerate()
-        .flat_map(|(i, l)| prefixed(&format!("{prefix}.{i}"), l.named_parameters()))
-        .collect()
 }
 
 fn check_sizes(layer: &'static str, input_dim: usize, hidden: &[usize], latent: usize) -> Result<()> {
@@ -161,10 +153,9 @@ impl Module for Autoencoder {
         self.decode(&self.encode(input)?)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = stack_names("encoder", &self.encoder);
-        params.extend(stack_names("decoder", &self.decoder));
-        params
+    fn visit(&self, v: &mut dyn Visitor) {
+        self.encoder.visit_field("encoder", v);
+        self.decoder.visit_field("decoder", v);
     }
 }
 
@@ -323,15 +314,9 @@ impl Module for ConvAutoencoder {
         self.decode(&self.encode(input)?)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = Vec::new();
-        for (i, c) in self.encoder.iter().enumerate() {
-            params.extend(prefixed(&format!("encoder.{i}"), c.named_parameters()));
-        }
-        for (i, c) in self.decoder.iter().enumerate() {
-            params.extend(prefixed(&format!("decoder.{i}"), c.named_parameters()));
-        }
-        params
+    fn visit(&self, v: &mut dyn Visitor) {
+        self.encoder.visit_field("encoder", v);
+        self.decoder.visit_field("decoder", v);
     }
 }
 
@@ -533,16 +518,13 @@ impl Module for Vae {
         Ok(self.forward_vae(input)?.reconstruction)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = stack_names("encoder", &self.encoder);
-        params.extend(prefixed("mu", self.mu.named_parameters()));
-        params.extend(prefixed("logvar", self.logvar.named_parameters()));
-        params.extend(stack_names("decoder", &self.decoder));
-        params
-    }
-
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
+    fn visit(&self, v: &mut dyn Visitor) {
+        self.encoder.visit_field("encoder", v);
+        v.child("mu", &self.mu);
+        v.child("logvar", &self.logvar);
+        self.decoder.visit_field("decoder", v);
+        v.mode(&self.training);
+        v.random_stream("generator", &self.generator);
     }
 }
 

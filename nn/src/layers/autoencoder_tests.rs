@@ -188,8 +188,8 @@ impl Module for Objective<'_> {
         out.reconstruction.sum_all()?.add(&kl_divergence(&out.mu, &out.logvar)?)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        self.vae.named_parameters()
+    fn visit(&self, v: &mut dyn crate::Visitor) {
+        self.vae.visit(v);
     }
 }
 

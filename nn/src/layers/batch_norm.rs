@@ -9,7 +9,7 @@
 //! `running_mean`, `running_var` and `num_batches_tracked` are in the state dict under
 //! PyTorch's names.
 
-use crate::Module;
+use crate::{Module, Visitor};
 use graphgrad_autodiff::{bail, no_grad, DType, Error, Flag, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -258,18 +258,23 @@ impl<const D: usize> Module for BatchNorm<D> {
         Ok(y)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let named = [("weight", &self.weight), ("bias", &self.bias)];
-        named.into_iter().filter_map(|(n, v)| v.as_ref().map(|v| (n.to_string(), v.clone()))).collect()
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Var)> {
-        let named = [
+    fn visit(&self, v: &mut dyn Visitor) {
+        for (name, param) in [("weight", &self.weight), ("bias", &self.bias)] {
+            if let Some(param) = param {
+                v.parameter(name, param);
+            }
+        }
+        let buffers = [
             ("running_mean", &self.running_mean),
             ("running_var", &self.running_var),
             ("num_batches_tracked", &self.num_batches_tracked),
         ];
-        named.into_iter().filter_map(|(n, v)| v.as_ref().map(|v| (n.to_string(), v.clone()))).collect()
+        for (name, buffer) in buffers {
+            if let Some(buffer) = buffer {
+                v.buffer(name, buffer);
+            }
+        }
+        v.mode(&self.training);
     }
 
     fn set_training(&self, training: bool) {

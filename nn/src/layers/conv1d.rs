@@ -2,7 +2,7 @@
 //! layer over [`Tensor::conv1d`].
 
 use super::conv2d::check_conv_config;
-use crate::{init, Module};
+use crate::{init, Module, Visitor};
 use graphgrad_autodiff::{DType, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -151,10 +151,11 @@ impl Module for Conv1d {
         )
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = vec![("weight".to_string(), self.weight.clone())];
-        params.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
-        params
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("weight", &self.weight);
+        if let Some(bias) = &self.bias {
+            v.parameter("bias", bias);
+        }
     }
 }
 

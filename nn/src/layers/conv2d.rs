@@ -1,7 +1,7 @@
 //! `Conv2d`: 2-d convolution (PyTorch's `nn.Conv2d`, zero padding), a thin layer over
 //! [`Tensor::conv2d`].
 
-use crate::{init, Module};
+use crate::{init, Module, Visitor};
 use graphgrad_autodiff::{bail, Conv2dOptions, DType, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -170,10 +170,11 @@ impl Module for Conv2d {
         input.conv2d(&self.weight, self.bias.as_deref(), self.options)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = vec![("weight".to_string(), self.weight.clone())];
-        params.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
-        params
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("weight", &self.weight);
+        if let Some(bias) = &self.bias {
+            v.parameter("bias", bias);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! gradient of a convolution with respect to its input, used to upsample.
 
 use super::conv2d::check_conv_config;
-use crate::{init, Module};
+use crate::{init, Module, Visitor};
 use graphgrad_autodiff::{bail, Conv2dOptions, ConvTranspose2dOptions, DType, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -166,10 +166,11 @@ impl Module for ConvTranspose2d {
         input.conv_transpose2d(&self.weight, self.bias.as_deref(), self.options)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = vec![("weight".to_string(), self.weight.clone())];
-        params.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
-        params
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("weight", &self.weight);
+        if let Some(bias) = &self.bias {
+            v.parameter("bias", bias);
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //! model built from one seed drops the same elements run after run, and a compiled step draws a
 //! new mask at every call: the same masks as an eager run from the same seed.
 
-use crate::Module;
-use graphgrad_autodiff::{bail, Flag, Generator, Result, Tensor, Var};
+use crate::{Module, Visitor};
+use graphgrad_autodiff::{bail, Flag, Generator, Result, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -76,12 +76,9 @@ impl Module for Dropout {
         input.dropout(self.p, self.training.get(), &self.generator)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        Vec::new()
-    }
-
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.mode(&self.training);
+        v.random_stream("generator", &self.generator);
     }
 }
 

@@ -5,7 +5,7 @@
 //! ([`Embedding::lookup`]). A float tensor of whole numbers is accepted too and converted.
 //! With `padding_idx` the padding row starts at zero and receives no gradient, as in PyTorch.
 
-use crate::{init, Module};
+use crate::{init, Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, IntoIndices, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -160,8 +160,8 @@ impl Module for Embedding {
         self.lookup(&indices, input.shape())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        vec![("weight".to_string(), self.weight.clone())]
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("weight", &self.weight);
     }
 }
 

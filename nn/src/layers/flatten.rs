@@ -1,8 +1,8 @@
 //! `Flatten`: merges a range of axes into one (PyTorch's `nn.Flatten`, which by default keeps
 //! the batch axis: `start_dim = 1`, `end_dim = -1`).
 
-use crate::Module;
-use graphgrad_autodiff::{Error, Result, Tensor, Var};
+use crate::{Module, Visitor};
+use graphgrad_autodiff::{Error, Result, Tensor};
 
 /// Collapses axes `start_dim..=end_dim` (negative counts from the end) into one.
 ///
@@ -58,9 +58,8 @@ impl Module for Flatten {
         input.reshape(&out)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        Vec::new()
-    }
+    /// No parameters, buffers or mode.
+    fn visit(&self, _v: &mut dyn Visitor) {}
 }
 
 #[cfg(test)]

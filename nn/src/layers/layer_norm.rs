@@ -1,7 +1,7 @@
 //! `LayerNorm`: normalisation over the trailing axes of each sample (PyTorch's
 //! `nn.LayerNorm`): y = (x − mean) / √(var + eps) · weight + bias, with the biased variance.
 
-use crate::Module;
+use crate::{Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -109,9 +109,13 @@ impl Module for LayerNorm {
         input.layer_norm(&self.normalized_shape, self.weight.as_deref(), self.bias.as_deref(), self.eps)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let weight = self.weight.iter().map(|w| ("weight".to_string(), w.clone()));
-        weight.chain(self.bias.iter().map(|b| ("bias".to_string(), b.clone()))).collect()
+    fn visit(&self, v: &mut dyn Visitor) {
+        if let Some(weight) = &self.weight {
+            v.parameter("weight", weight);
+        }
+        if let Some(bias) = &self.bias {
+            v.parameter("bias", bias);
+        }
     }
 }
 

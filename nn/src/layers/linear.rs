@@ -4,7 +4,7 @@
 //! transposed-operand matmul, so no transpose is materialised.
 
 use crate::init;
-use crate::Module;
+use crate::{Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -141,12 +141,11 @@ impl Module for Linear {
         Ok(y)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = vec![("weight".to_string(), self.weight.clone())];
-        if let Some(b) = &self.bias {
-            params.push(("bias".to_string(), b.clone()));
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.parameter("weight", &self.weight);
+        if let Some(bias) = &self.bias {
+            v.parameter("bias", bias);
         }
-        params
     }
 }
 

@@ -23,7 +23,7 @@
 //!
 //! All weights start from N(0, 0.1²) as in the paper.
 
-use crate::{init, prefixed, Linear, Module};
+use crate::{init, prefixed, Linear, Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
@@ -398,8 +398,10 @@ impl Module for MemN2N {
         Ok(self.forward_story(&story, [batch, rows - 1, words], &query)?.logits)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        self.named.clone()
+    fn visit(&self, v: &mut dyn Visitor) {
+        for (name, param) in &self.named {
+            v.parameter(name, param);
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Pairs are (height, width); the stride defaults to the kernel size, as in PyTorch.
 
-use crate::Module;
-use graphgrad_autodiff::{Result, Tensor, Var};
+use crate::{Module, Visitor};
+use graphgrad_autodiff::{Result, Tensor};
 
 /// The largest value of each window.
 ///
@@ -54,9 +54,8 @@ impl Module for MaxPool2d {
         input.max_pool2d(self.kernel_size, self.stride, self.padding)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        Vec::new()
-    }
+    /// No parameters, buffers or mode.
+    fn visit(&self, _v: &mut dyn Visitor) {}
 }
 
 /// The mean of each window (padding counted as zeros in the divisor).
@@ -106,9 +105,8 @@ impl Module for AvgPool2d {
         input.avg_pool2d(self.kernel_size, self.stride, self.padding)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        Vec::new()
-    }
+    /// No parameters, buffers or mode.
+    fn visit(&self, _v: &mut dyn Visitor) {}
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! projections (`proj_size`), unbatched `[seq, features]` input.
 
 use crate::init;
-use crate::Module;
+use crate::{Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -547,8 +547,10 @@ macro_rules! recurrent_module {
                 Ok(self.inner.run(input, None, None)?.0)
             }
 
-            fn named_parameters(&self) -> Vec<(String, Var)> {
-                self.inner.named_parameters()
+            fn visit(&self, v: &mut dyn Visitor) {
+                for (name, param) in self.inner.named_parameters() {
+                    v.parameter(&name, &param);
+                }
             }
         }
     };

@@ -4,8 +4,8 @@
 //! exactly as in PyTorch, and nest (`encoder.0.weight` when a `Sequential` is a field
 //! `encoder` of a bigger model).
 
-use crate::{prefixed, Module};
-use graphgrad_autodiff::{Result, Tensor, Var};
+use crate::{Module, Visitor};
+use graphgrad_autodiff::{Result, Tensor};
 
 /// Modules applied one after another; the output of each is the input of the next.
 ///
@@ -86,18 +86,11 @@ impl Module for Sequential {
         Ok(x)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let children = self.layers.iter().enumerate();
-        children.flat_map(|(i, m)| prefixed(&i.to_string(), m.named_parameters())).collect()
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Var)> {
-        let children = self.layers.iter().enumerate();
-        children.flat_map(|(i, m)| prefixed(&i.to_string(), m.named_buffers())).collect()
-    }
-
-    fn set_training(&self, training: bool) {
-        self.layers.iter().for_each(|m| m.set_training(training));
+    /// Children named by position (`0`, `1`, ...), as in PyTorch.
+    fn visit(&self, v: &mut dyn Visitor) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            v.child(&i.to_string(), layer.as_ref());
+        }
     }
 }
 

@@ -11,8 +11,8 @@
 use super::attention::{AttentionMasks, MultiheadAttention, MultiheadAttentionConfig};
 use super::dropout::{Dropout, DropoutConfig};
 use super::layer_norm::{LayerNorm, LayerNormConfig};
-use crate::{prefixed, Linear, LinearConfig, Module};
-use graphgrad_autodiff::{bail, DType, Result, Tensor, Var};
+use crate::{Field, Linear, LinearConfig, Module, Visitor};
+use graphgrad_autodiff::{bail, DType, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 /// The feed-forward block's activation.
@@ -206,20 +206,15 @@ impl Module for TransformerEncoderLayer {
         self.forward_with_masks(input, &AttentionMasks::none())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = prefixed("self_attn", self.self_attn.named_parameters());
-        params.extend(prefixed("linear1", self.linear1.named_parameters()));
-        params.extend(prefixed("linear2", self.linear2.named_parameters()));
-        params.extend(prefixed("norm1", self.norm1.named_parameters()));
-        params.extend(prefixed("norm2", self.norm2.named_parameters()));
-        params
-    }
-
-    fn set_training(&self, training: bool) {
-        self.self_attn.set_training(training);
-        for d in [&self.dropout, &self.dropout1, &self.dropout2] {
-            d.set_training(training);
-        }
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("self_attn", &self.self_attn);
+        v.child("linear1", &self.linear1);
+        v.child("linear2", &self.linear2);
+        v.child("norm1", &self.norm1);
+        v.child("norm2", &self.norm2);
+        v.child("dropout", &self.dropout);
+        v.child("dropout1", &self.dropout1);
+        v.child("dropout2", &self.dropout2);
     }
 }
 
@@ -277,19 +272,9 @@ impl Module for TransformerEncoder {
         self.forward_with_masks(input, &AttentionMasks::none())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Var)> {
-        let mut params = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            params.extend(prefixed(&format!("layers.{i}"), layer.named_parameters()));
-        }
-        if let Some(norm) = &self.norm {
-            params.extend(prefixed("norm", norm.named_parameters()));
-        }
-        params
-    }
-
-    fn set_training(&self, training: bool) {
-        self.layers.iter().for_each(|l| l.set_training(training));
+    fn visit(&self, v: &mut dyn Visitor) {
+        self.layers.visit_field("layers", v);
+        self.norm.visit_field("norm", v);
     }
 }
 
@@ -368,7 +353,7 @@ mod tests {
 
     /// The block with plain loops, taking the (separately tested) attention as given.
     fn reference(l: &TransformerEncoderLayer, x: &Tensor, masks: &AttentionMasks) -> Vec<f64> {
-        let p = |v: &Option<Var>| v.as_ref().unwrap().to_f64_vec();
+        let p = |v: &Option<graphgrad_autodiff::Var>| v.as_ref().unwrap().to_f64_vec();
         let ln1 = |v: &[f64]| ln_ref(v, &p(&l.norm1.weight), &p(&l.norm1.bias), 1e-5);
         let ln2 = |v: &[f64]| ln_ref(v, &p(&l.norm2.weight), &p(&l.norm2.bias), 1e-5);
         let attn = |v: &[f64]| {

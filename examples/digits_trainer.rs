@@ -1,0 +1,126 @@
+//! The main job on the training library: the same MLP, data and stopping as `digits`, with
+//! the loop, progress, logs, charts and checkpoints all from `graphgrad::train::Trainer`.
+//!
+//! Writes into `out/digits_trainer/`: `metrics.jsonl` (every value of every epoch), a
+//! TensorBoard event file (`tensorboard --logdir out/digits_trainer`), `learning_curves` and
+//! `confusion_matrix` (validation) and `test_confusion_matrix` as SVG and PNG, and
+//! `checkpoints/` (the last two epochs and the best); `--resume` continues from any of them,
+//! its curves included.
+//!
+//! ```text
+//! cargo run --release --example digits_trainer
+//! cargo run --release --example digits_trainer -- --epochs 20
+//! cargo run --release --example digits_trainer -- --epochs 40 --resume out/digits_trainer/checkpoints/epoch-0020.ggtr
+//! cargo run --release --example digits_trainer -- --mode compiled
+//! ```
+
+mod common;
+
+use common::{output_dir, AnyResult, Flags};
+use graphgrad::nn::data::{load_digits, SplitFractions};
+use graphgrad::nn::{DropoutConfig, LinearConfig, Module, ReLU, Sequential};
+use graphgrad::optim::{Adam, AdamConfig, EarlyStopping, MetricMode, Optimizer, Sgd, SgdConfig};
+use graphgrad::train::{plot, CheckpointPolicy, CrossEntropy, Execution, Metric, Trainer};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::process::ExitCode;
+
+fn run() -> AnyResult<()> {
+    let flags = Flags::parse(
+        &[
+            "epochs",
+            "batch-size",
+            "accumulate",
+            "lr",
+            "optimizer",
+            "seed",
+            "hidden",
+            "patience",
+            "dropout",
+            "mode",
+            "resume",
+            "out",
+        ],
+        &[],
+    )?;
+    let fast = common::fast_mode();
+    let epochs: u64 = flags.get("epochs", if fast { 2 } else { 100 })?;
+    let hidden: usize = flags.get("hidden", 128)?;
+    let lr: f64 = flags.get("lr", 0.001)?;
+    let mut dropout: f64 = flags.get("dropout", 0.2)?;
+    let execution = match flags.text("mode").unwrap_or("eager") {
+        "eager" => Execution::Eager,
+        "compiled" => Execution::Compiled,
+        other => return Err(format!("--mode {other:?}: choose eager or compiled").into()),
+    };
+    if execution == Execution::Compiled && dropout > 0.0 {
+        println!("compiled mode: dropout off (a compiled step cannot draw new dropout masks yet)");
+        dropout = 0.0;
+    }
+    let out = output_dir(&flags, "digits_trainer")?;
+    let mut rng = ChaCha8Rng::seed_from_u64(flags.get("seed", 0)?);
+
+    let mut digits = load_digits()?;
+    digits.scale_features(1.0 / 16.0);
+    let split = digits.stratified_split(SplitFractions { validation: 0.15, test: 0.15 }, &mut rng)?;
+    println!(
+        "digits: {} train, {} validation, {} test images of 8×8 pixels",
+        split.train.len(),
+        split.validation.len(),
+        split.test.len()
+    );
+    // 64 → hidden → hidden/2 → 10 with ReLU and dropout, initialised at random.
+    let model = Sequential::new()
+        .append(LinearConfig::new(64, hidden).init(&mut rng)?)
+        .append(ReLU)
+        .append(DropoutConfig::new(dropout).init(&mut rng)?)
+        .append(LinearConfig::new(hidden, hidden / 2).init(&mut rng)?)
+        .append(ReLU)
+        .append(LinearConfig::new(hidden / 2, 10).init(&mut rng)?);
+    let optimizer: Box<dyn Optimizer> = match flags.text("optimizer").unwrap_or("adam") {
+        "adam" => Box::new(Adam::new(model.named_parameters(), AdamConfig::new(lr))?),
+        "sgd" => Box::new(Sgd::new(model.named_parameters(), SgdConfig::new(lr).momentum(0.9))?),
+        other => return Err(format!("--optimizer {other:?}: choose adam or sgd").into()),
+    };
+    let mut trainer = Trainer::with_boxed_optimizer(model, optimizer, CrossEntropy)
+        .name("digits")
+        .epochs(epochs)
+        .batch_size(flags.get("batch-size", 32)?)
+        .accumulate_gradients(flags.get("accumulate", 1)?)
+        .metrics(&[Metric::Accuracy, Metric::MacroF1])
+        .early_stopping(EarlyStopping::new(MetricMode::Min, flags.get("patience", 10)?).min_delta(1e-4))
+        .execution(execution)
+        .rng(rng)
+        .log_dir(&out)
+        .checkpoints(CheckpointPolicy::new(out.join("checkpoints")).keep_last(2).keep_best(true));
+    if let Some(path) = flags.text("resume") {
+        trainer = trainer.resume(path)?;
+    }
+    trainer.fit(&split.train, Some(&split.validation))?;
+
+    // The test images were never used for training or model selection.
+    let test = trainer.evaluate(&split.test)?;
+    let matrix = test.confusion.ok_or("digits has class labels")?;
+    println!("\ntest set: loss {:.4}, accuracy {:.2}%\n", test.loss, 100.0 * matrix.accuracy());
+    println!("{}", matrix.report());
+    let [svg, png] =
+        plot::confusion_matrix(&matrix, "digits: test confusion matrix", &out.join("test_confusion_matrix"))?;
+    println!(
+        "wrote {}/{{metrics.jsonl, learning_curves.svg, learning_curves.png, confusion_matrix.svg}}, {} and {}, \
+         TensorBoard events and checkpoints/",
+        out.display(),
+        svg.display(),
+        png.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("digits_trainer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
