@@ -65,22 +65,22 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Propagates `seeds` (one per root, of the root's shape) back through the graph and returns
-/// the gradient of each visited node that `keep` selects (other gradients are freed as soon
-/// as they have been passed on).
+/// Propagates `seeds` (one per root, of the root's shape) back through the graph and hands
+/// `reached` each visited node with its gradient, which is final by then (every user of the
+/// node comes earlier in reverse topological order); gradients `reached` does not keep are
+/// freed as soon as they have been passed on.
 fn propagate(
     roots: &[Tensor],
     seeds: Vec<Tensor>,
     create_graph: bool,
-    keep: impl Fn(&Tensor) -> bool,
-) -> Result<Vec<(Tensor, Tensor)>> {
+    mut reached: impl FnMut(&Tensor, Tensor) -> Result<()>,
+) -> Result<()> {
     let _mode = GradModeGuard::new(create_graph);
     let order = topological_order(roots);
     let mut pending: IdMap<Option<Tensor>> = IdMap::default();
     for (root, seed) in roots.iter().zip(seeds) {
         accumulate(pending.entry(root.id()).or_default(), seed)?;
     }
-    let mut kept = Vec::new();
     for node in order.iter().rev() {
         let Some(g) = pending.remove(&node.id()).flatten() else { continue };
         // (Nodes recorded while tracing keep inputs even when no gradient flows through them.)
@@ -92,11 +92,9 @@ fn propagate(
                 }
             }
         }
-        if keep(node) {
-            kept.push((node.clone(), g));
-        }
+        reached(node, g)?;
     }
-    Ok(kept)
+    Ok(())
 }
 
 fn scalar_seed(t: &Tensor, op: &'static str) -> Result<Tensor> {
@@ -131,9 +129,19 @@ impl Tensor {
         if !self.requires_grad() {
             return Err(Error::NoGradient { what: "backward: the tensor does not require grad".into() });
         }
-        let grads = propagate(std::slice::from_ref(self), vec![seed.detach()], false, Tensor::is_leaf)?;
-        for (leaf, g) in grads {
-            accumulate(&mut leaf.grad_slot(), g)?;
+        // Gradient hooks (`hooks`) hear of each leaf as soon as its gradient is accumulated.
+        let hooked = crate::hooks::any();
+        propagate(std::slice::from_ref(self), vec![seed.detach()], false, |node, g| {
+            if node.is_leaf() {
+                accumulate(&mut node.grad_slot(), g)?;
+                if hooked {
+                    crate::hooks::fire(crate::hooks::GradEvent::Ready(node))?;
+                }
+            }
+            Ok(())
+        })?;
+        if hooked {
+            crate::hooks::fire(crate::hooks::GradEvent::Finished)?;
         }
         Ok(())
     }
@@ -171,10 +179,13 @@ pub fn grad_with_seeds(
         }
     }
     let wanted: IdSet = inputs.iter().map(Tensor::id).collect();
-    let found: IdMap<Tensor> = propagate(outputs, seeds, create_graph, |t| wanted.contains(&t.id()))?
-        .into_iter()
-        .map(|(node, g)| (node.id(), g))
-        .collect();
+    let mut found: IdMap<Tensor> = IdMap::default();
+    propagate(outputs, seeds, create_graph, |node, g| {
+        if wanted.contains(&node.id()) {
+            found.insert(node.id(), g);
+        }
+        Ok(())
+    })?;
     Ok(inputs
         .iter()
         .map(|i| found.get(&i.id()).cloned().unwrap_or_else(|| Tensor::zeros(i.shape(), i.dtype())))

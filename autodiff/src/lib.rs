@@ -26,6 +26,7 @@ mod buffer;
 pub mod compile;
 mod error;
 mod gradcheck;
+pub mod hooks;
 mod mode;
 pub mod op;
 mod pool;
