@@ -33,9 +33,11 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<usize, BuildHasherDefault<IdHasher>>;
 
-/// Nodes reachable from `roots` through inputs that require grad, inputs before users.
-fn topological_order(roots: &[Tensor]) -> Vec<Tensor> {
+/// Nodes reachable from `roots` through inputs that require grad, inputs before users; and
+/// for each leaf among them, how many edges lead to it (uses by those nodes).
+fn topological_order(roots: &[Tensor]) -> (Vec<Tensor>, IdMap<usize>) {
     let mut order = Vec::new();
+    let mut leaf_uses = IdMap::default();
     let mut visited = IdSet::default();
     // (node, whether its inputs were already pushed)
     let mut stack: Vec<(Tensor, bool)> = roots.iter().map(|t| (t.clone(), false)).collect();
@@ -49,12 +51,15 @@ fn topological_order(roots: &[Tensor]) -> Vec<Tensor> {
         }
         stack.push((t.clone(), true));
         for input in t.inputs().iter().filter(|i| i.requires_grad()) {
+            if input.is_leaf() {
+                *leaf_uses.entry(input.id()).or_insert(0) += 1;
+            }
             if !visited.contains(&input.id()) {
                 stack.push((input.clone(), false));
             }
         }
     }
-    order
+    (order, leaf_uses)
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
@@ -68,7 +73,10 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 /// Propagates `seeds` (one per root, of the root's shape) back through the graph and hands
 /// `reached` each visited node with its gradient, which is final by then (every user of the
 /// node comes earlier in reverse topological order); gradients `reached` does not keep are
-/// freed as soon as they have been passed on.
+/// freed as soon as they have been passed on. A leaf is handed over as soon as its last use
+/// has passed its gradient on, not when the order reaches it: a depth-first order puts
+/// parameters near its end, and gradient hooks (data-parallel averaging) should hear of each
+/// one while backward still runs.
 fn propagate(
     roots: &[Tensor],
     seeds: Vec<Tensor>,
@@ -76,7 +84,7 @@ fn propagate(
     mut reached: impl FnMut(&Tensor, Tensor) -> Result<()>,
 ) -> Result<()> {
     let _mode = GradModeGuard::new(create_graph);
-    let order = topological_order(roots);
+    let (order, mut leaf_uses) = topological_order(roots);
     let mut pending: IdMap<Option<Tensor>> = IdMap::default();
     for (root, seed) in roots.iter().zip(seeds) {
         accumulate(pending.entry(root.id()).or_default(), seed)?;
@@ -87,8 +95,20 @@ fn propagate(
         if node.requires_grad() && !node.inputs().is_empty() {
             let grads = crate::op::vjp(node, &g)?;
             for (input, grad) in node.inputs().iter().zip(grads) {
-                if let (true, Some(grad)) = (input.requires_grad(), grad) {
+                if !input.requires_grad() {
+                    continue;
+                }
+                if let Some(grad) = grad {
                     accumulate(pending.entry(input.id()).or_default(), grad)?;
+                }
+                let uses_left = leaf_uses.get_mut(&input.id()).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                if uses_left == Some(0) {
+                    if let Some(g) = pending.remove(&input.id()).flatten() {
+                        reached(input, g)?;
+                    }
                 }
             }
         }

@@ -132,6 +132,29 @@ mod tests {
         Ok(())
     }
 
+    /// y = Σ (x·w1)·w2: the engine reaches w2 (used by the last matmul) before it has even
+    /// started on the first matmul's backward, and it says so then, not at the end.
+    #[test]
+    fn leaves_are_reported_as_soon_as_their_last_use_is_done() -> Result<()> {
+        let x = Tensor::from_vec(vec![1.0f64, 2.0], &[1, 2])?;
+        let w1 = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0], &[2, 2])?.requires_grad_();
+        let w2 = Tensor::from_vec(vec![3.0f64, 4.0], &[2, 1])?.requires_grad_();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let log = order.clone();
+        let _hook = register_grad_hook(move |event| {
+            if let GradEvent::Ready(t) = event {
+                log.borrow_mut().push(t.id());
+            }
+            Ok(())
+        });
+        x.matmul(&w1)?.matmul(&w2)?.sum_all()?.backward()?;
+        assert_eq!(*order.borrow(), [w2.id(), w1.id()]);
+        // ∂y/∂w2 = (x·w1)ᵀ = [1, 2]ᵀ; ∂y/∂w1 = xᵀ·w2ᵀ = [[3, 4], [6, 8]]
+        assert_eq!(w2.grad().unwrap().to_f64_vec(), [1.0, 2.0]);
+        assert_eq!(w1.grad().unwrap().to_f64_vec(), [3.0, 4.0, 6.0, 8.0]);
+        Ok(())
+    }
+
     #[test]
     fn a_hook_error_is_the_error_of_backward() -> Result<()> {
         let a = Tensor::from_vec(vec![1.0f64], &[1])?.requires_grad_();
