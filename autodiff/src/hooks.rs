@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(events[2], (None, None));
         // `grad` accumulates nothing and reports nothing; a dropped handle is silent.
         seen.borrow_mut().clear();
-        grad(&[a.mul(&b)?.sum_all()?], &[a.clone()], false)?;
+        grad(&[a.mul(&b)?.sum_all()?], std::slice::from_ref(&a), false)?;
         assert!(seen.borrow().is_empty());
         drop(handle);
         a.mul(&b)?.sum_all()?.backward()?;
