@@ -34,7 +34,10 @@ fn decode(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
             bytes.remove(0);
             Ok(bytes)
         }
-        _ => Err(Error::RankFailed { rank: 0, reason: String::from_utf8_lossy(bytes.get(1..).unwrap_or(&[])).into() }),
+        _ => Err(Error::RankFailed {
+            rank: 0,
+            reason: String::from_utf8_lossy(bytes.get(1..).unwrap_or(&[])).into(),
+        }),
     }
 }
 

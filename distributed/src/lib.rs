@@ -22,7 +22,7 @@
 //!
 //! ```
 //! use graphgrad_distributed::{DdpConfig, DistributedDataParallel, DistributedSampler, ProcessGroup, SingleProcess};
-//! use graphgrad_nn::{loss::mse, LinearConfig, Module, Reduction};
+//! use graphgrad_nn::{LinearConfig, Module};
 //! use graphgrad_optim::{Optimizer, Sgd, SgdConfig};
 //! use graphgrad_autodiff::Tensor;
 //! use rand::SeedableRng;
@@ -39,7 +39,7 @@
 //!         let pick = |v: &[f32]| batch.indices.iter().map(|&i| v[i]).collect::<Vec<f32>>();
 //!         let xb = Tensor::from_vec(pick(&x), &[batch.indices.len(), 1])?;
 //!         let yb = Tensor::from_vec(pick(&y), &[batch.indices.len(), 1])?;
-//!         let loss = mse(&ddp.forward(&xb)?, &yb, Reduction::Mean)?.mul_scalar(batch.loss_weight());
+//!         let loss = ddp.forward(&xb)?.sub(&yb)?.square().mean_all()?.mul_scalar(batch.loss_weight());
 //!         opt.zero_grad();
 //!         loss.backward()?; // gradients averaged over the ranks
 //!         opt.step()?;
@@ -59,7 +59,7 @@ pub mod group;
 mod sampler;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
-pub use ddp::{bucket_layout, Bucket, DdpConfig, DistributedDataParallel, Timeline};
+pub use ddp::{bucket_layout, Bucket, DdpConfig, DistributedDataParallel, Overlap, Timeline};
 pub use error::{Error, Result};
 pub use group::{Data, DataMut, ProcessGroup, ReduceOp, SingleProcess, ThreadGroup};
 #[cfg(feature = "mpi")]
@@ -71,7 +71,11 @@ use std::process::ExitCode;
 /// The process's exit for a rank's outcome: success; or the error printed as
 /// `PROGRAM: rank R of N: ERROR` and, in a job of several ranks, the whole job aborted (code 1),
 /// so no rank is left waiting for one that has stopped.
-pub fn exit_code<E: std::fmt::Display>(group: &dyn ProcessGroup, program: &str, result: Result<(), E>) -> ExitCode {
+pub fn exit_code<E: std::fmt::Display>(
+    group: &dyn ProcessGroup,
+    program: &str,
+    result: Result<(), E>,
+) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

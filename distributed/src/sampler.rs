@@ -174,7 +174,10 @@ impl DistributedSampler {
             .map(|range| {
                 let m = range.len();
                 // contiguous parts [r·m/R, (r+1)·m/R): sizes differ by at most one
-                let (lo, hi) = (range.start + self.rank * m / self.ranks, range.start + (self.rank + 1) * m / self.ranks);
+                let (lo, hi) = (
+                    range.start + self.rank * m / self.ranks,
+                    range.start + (self.rank + 1) * m / self.ranks,
+                );
                 RankBatch { indices: order[lo..hi].to_vec(), global_len: m, ranks: self.ranks }
             })
             .collect())
@@ -199,7 +202,9 @@ mod tests {
 
     #[test]
     fn shards_are_disjoint_complete_and_equally_long() {
-        for (len, batch, ranks) in [(10, 2, 2), (11, 2, 2), (9, 4, 2), (1797, 32, 3), (5, 1, 5), (13, 3, 4), (7, 100, 2)] {
+        for (len, batch, ranks) in
+            [(10, 2, 2), (11, 2, 2), (9, 4, 2), (1797, 32, 3), (5, 1, 5), (13, 3, 4), (7, 100, 2)]
+        {
             for epoch in 0..3 {
                 let per_rank = all_ranks(len, batch, ranks, false, epoch);
                 let steps = per_rank[0].len();
@@ -207,7 +212,10 @@ mod tests {
                 for batches in &per_rank {
                     assert_eq!(batches.len(), steps, "len {len} batch {batch} ranks {ranks}");
                     for b in batches {
-                        assert!(!b.indices.is_empty(), "an empty batch: len {len} batch {batch} ranks {ranks}");
+                        assert!(
+                            !b.indices.is_empty(),
+                            "an empty batch: len {len} batch {batch} ranks {ranks}"
+                        );
                         seen.extend(&b.indices);
                     }
                 }

@@ -18,12 +18,14 @@ fn two_ranks(opt: Opt, mode: Mode, options: RunOptions<'_>) -> Vec<Vec<f32>> {
 }
 
 /// Two ranks with 64 samples each per step end with the parameters of one process with 128,
-/// for SGD with momentum and for Adam, eager and compiled (ten steps, the last an uneven split
-/// of 5 samples weighted 0.8 / 1.2), and the two replicas are bit-identical.
+/// for SGD with momentum and for Adam, eager and compiled, and SGD with a compiled update too
+/// (ten steps, the last an uneven split of 5 samples weighted 0.8 / 1.2), and the two replicas
+/// are bit-identical.
 #[test]
 fn two_ranks_of_64_match_one_process_of_128() {
-    for opt in [Opt::Sgd, Opt::Adam] {
-        for mode in [Mode::Eager, Mode::Compiled] {
+    for (opt, mode) in common::COMBOS {
+        {
+            // (the reference applies the optimiser eagerly in every mode)
             let reference = train_single(opt, mode, EPOCHS, 2);
             let ranks = two_ranks(opt, mode, RunOptions::default());
             assert_eq!(ranks[0], ranks[1], "{opt:?} {mode:?}: replicas differ");
@@ -39,7 +41,8 @@ fn two_ranks_of_64_match_one_process_of_128() {
 #[test]
 fn bucket_size_and_overlap_do_not_change_the_result() {
     let small = two_ranks(Opt::Sgd, Mode::Eager, RunOptions { bucket_bytes: Some(64), ..Default::default() });
-    let one = two_ranks(Opt::Sgd, Mode::Eager, RunOptions { bucket_bytes: Some(1 << 30), ..Default::default() });
+    let one =
+        two_ranks(Opt::Sgd, Mode::Eager, RunOptions { bucket_bytes: Some(1 << 30), ..Default::default() });
     let off = two_ranks(Opt::Sgd, Mode::Eager, RunOptions { no_overlap: true, ..Default::default() });
     assert_eq!(small[0], one[0]);
     assert_eq!(small[0], off[0]);
@@ -108,11 +111,18 @@ fn mismatched_models_are_an_error_on_every_rank() {
     })
     .unwrap();
     assert_eq!(errors[0], errors[1]);
-    assert!(errors[0].contains("parameter 0.weight is f32 [16, 20] on rank 1 but f32 [32, 20] on rank 0"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("parameter 0.weight is f32 [16, 20] on rank 1 but f32 [32, 20] on rank 0"),
+        "{}",
+        errors[0]
+    );
     // so is a different bucket size
     let errors = ThreadGroup::run(2, |g| -> graphgrad_distributed::Result<String> {
         let config = DdpConfig::default().bucket_bytes(1024 * (1 + g.rank()));
-        Ok(DistributedDataParallel::new(common::Mlp::new(1, 8, 0.0), Arc::new(g), config).err().unwrap().to_string())
+        Ok(DistributedDataParallel::new(common::Mlp::new(1, 8, 0.0), Arc::new(g), config)
+            .err()
+            .unwrap()
+            .to_string())
     })
     .unwrap();
     assert!(errors[1].contains("settings is bucket_bytes 2048"), "{}", errors[1]);
@@ -141,8 +151,9 @@ fn misuse_is_reported() {
 fn buckets_start_while_backward_runs() {
     let timelines = ThreadGroup::run(2, |g| -> graphgrad_distributed::Result<_> {
         let group: Arc<dyn ProcessGroup> = Arc::new(g);
-        let config = DdpConfig::default().bucket_bytes(4096);
+        let config = DdpConfig::default().bucket_bytes(4096).overlap(true);
         let ddp = DistributedDataParallel::new(common::Mlp::new(1, 256, 0.0), group, config)?;
+        assert!(ddp.overlaps());
         assert!(ddp.buckets().len() >= 3, "{} buckets", ddp.buckets().len());
         let x = Tensor::ones(&[64, common::FEATURES], DType::F32);
         ddp.forward(&x)?.square().mean_all()?.backward()?;
@@ -151,7 +162,36 @@ fn buckets_start_while_backward_runs() {
     .unwrap();
     for t in timelines {
         let end = t.backward_end.expect("a backward pass");
-        assert!(t.buckets[0].1 <= end, "first bucket launched at {} s, backward ended at {end} s", t.buckets[0].1);
+        assert!(
+            t.buckets[0].1 <= end,
+            "first bucket launched at {} s, backward ended at {end} s",
+            t.buckets[0].1
+        );
         assert!(t.buckets.iter().all(|b| b.2 >= b.1 && b.2 <= t.end));
     }
+}
+
+/// A bucket of one parameter hands its mean out as a view of the receive buffer; a gradient
+/// still held when the next step averages into that buffer keeps its values (copy on write).
+#[test]
+fn a_gradient_held_across_steps_keeps_its_values() {
+    ThreadGroup::run(2, |g| -> graphgrad_distributed::Result<()> {
+        let group: Arc<dyn ProcessGroup> = Arc::new(g);
+        let ddp = tiny(&group, DdpConfig::default().bucket_bytes(4));
+        assert_eq!(ddp.buckets().len(), 2);
+        let step = |rows: usize| -> graphgrad_distributed::Result<Vec<Tensor>> {
+            ddp.named_parameters().iter().for_each(|(_, v)| v.zero_grad());
+            ddp.forward(&rank_batch(group.rank(), rows))?.square().mean_all()?.backward()?;
+            Ok(ddp.named_parameters().iter().map(|(_, v)| v.grad().unwrap()).collect())
+        };
+        let first = step(2)?;
+        let values: Vec<Vec<f32>> = first.iter().map(|t| t.to_vec().unwrap()).collect();
+        let second = step(5)?;
+        for ((held, before), after) in first.iter().zip(&values).zip(&second) {
+            assert_eq!(&held.to_vec::<f32>()?, before);
+            assert_ne!(&after.to_vec::<f32>()?, before);
+        }
+        Ok(())
+    })
+    .unwrap();
 }

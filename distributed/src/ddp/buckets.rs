@@ -29,7 +29,8 @@ pub fn layout(params: &[(usize, DType)], cap_bytes: usize) -> Vec<Bucket> {
     let mut buckets: Vec<Bucket> = Vec::new();
     for index in (0..params.len()).rev() {
         let (numel, dtype) = params[index];
-        let fits = buckets.last().is_some_and(|b| b.dtype == dtype && (b.len + numel) * dtype.size() <= cap_bytes);
+        let fits =
+            buckets.last().is_some_and(|b| b.dtype == dtype && (b.len + numel) * dtype.size() <= cap_bytes);
         if !fits {
             buckets.push(Bucket { dtype, params: Vec::new(), offsets: Vec::new(), len: 0 });
         }

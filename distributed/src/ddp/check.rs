@@ -101,6 +101,9 @@ mod tests {
             ]
         );
         let swapped = parse(&describe(&[var("b", &[3]), var("w", &[2, 3])], &[], "bucket 8"));
-        assert_eq!(differences(2, &zero, &swapped), ["rank 2 lists the same tensors as rank 0 in another order"]);
+        assert_eq!(
+            differences(2, &zero, &swapped),
+            ["rank 2 lists the same tensors as rank 0 in another order"]
+        );
     }
 }

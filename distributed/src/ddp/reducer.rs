@@ -5,92 +5,21 @@
 //! Invariants: buckets are launched strictly in index order (bucket `k` only after `0..k`), so
 //! every rank issues the same all-reduces in the same order whatever order its gradients
 //! became final in; a step's results are written back only after every bucket has returned;
-//! the communication thread is the only one that talks to the group while a step is in
-//! flight.
+//! only the communication thread talks to the group. Gradients handed over all at once
+//! ([`Reducer::average`], the compiled path) go through it as well: measured on 2 ranks of a
+//! 2-core machine, all-reduces called from the main thread took from 1 to 9 ms where the
+//! communication thread's took 0.6 ms.
 
 use super::buckets::Bucket;
-use crate::group::{Data, DataMut, ProcessGroup, ReduceOp};
+use super::flat::{mean, receive_buffer, Flat, Job, Outgoing};
+use crate::group::ProcessGroup;
 use crate::{Error, Result};
-use graphgrad_autodiff::{DType, Elem, Tensor, Var};
+use graphgrad_autodiff::{Tensor, Var};
+use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// A bucket's flat buffer.
-#[derive(Debug)]
-enum Flat {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
-impl Flat {
-    fn zeros(dtype: DType, len: usize) -> Flat {
-        match dtype {
-            DType::F32 => Flat::F32(vec![0.0; len]),
-            DType::F64 => Flat::F64(vec![0.0; len]),
-        }
-    }
-
-    fn data(&self) -> Data<'_> {
-        match self {
-            Flat::F32(v) => Data::F32(v),
-            Flat::F64(v) => Data::F64(v),
-        }
-    }
-
-    fn data_mut(&mut self) -> DataMut<'_> {
-        match self {
-            Flat::F32(v) => DataMut::F32(v),
-            Flat::F64(v) => DataMut::F64(v),
-        }
-    }
-
-    /// Copies `grad` (or zeros) into `[offset, offset + numel)`.
-    fn write(&mut self, offset: usize, numel: usize, grad: Option<&Tensor>) -> Result<()> {
-        fn put<T: Elem>(dst: &mut [T], grad: Option<&Tensor>) -> Result<()> {
-            match grad {
-                None => dst.fill(T::ZERO),
-                Some(g) => {
-                    let value = g.read();
-                    let src = T::slice(&value).ok_or_else(|| Error::InvalidArgument {
-                        what: "DistributedDataParallel",
-                        reason: format!("a gradient of type {} for a parameter of another type", g.dtype()),
-                    })?;
-                    dst.copy_from_slice(src);
-                }
-            }
-            Ok(())
-        }
-        match self {
-            Flat::F32(v) => put(&mut v[offset..offset + numel], grad),
-            Flat::F64(v) => put(&mut v[offset..offset + numel], grad),
-        }
-    }
-
-    /// `[offset, offset + numel)` as a new tensor of `shape`.
-    fn tensor(&self, offset: usize, numel: usize, shape: &[usize]) -> Result<Tensor> {
-        Ok(match self {
-            Flat::F32(v) => Tensor::from_slice(&v[offset..offset + numel], shape)?,
-            Flat::F64(v) => Tensor::from_slice(&v[offset..offset + numel], shape)?,
-        })
-    }
-
-    /// Divides every element by `n` (the sum over ranks becomes the mean).
-    fn divide(&mut self, n: usize) {
-        match self {
-            Flat::F32(v) => v.iter_mut().for_each(|x| *x /= n as f32),
-            Flat::F64(v) => v.iter_mut().for_each(|x| *x /= n as f64),
-        }
-    }
-}
-
-/// One bucket's all-reduce, handed to the communication thread and back.
-struct Job {
-    bucket: usize,
-    send: Flat,
-    recv: Flat,
-}
 
 struct Done {
     job: Job,
@@ -124,8 +53,12 @@ pub(crate) enum Phase {
 }
 
 struct Slot {
+    /// The send buffer (multi-parameter buckets), while not in flight.
     flat: Option<Flat>,
-    spare: Option<Flat>,
+    /// The receive buffer, while not in flight.
+    recv: Option<Var>,
+    /// The gradient itself, for a bucket of one parameter (sent without a copy).
+    direct: Option<Tensor>,
     ready: Vec<bool>,
     pending: usize,
     launched_at: Option<Instant>,
@@ -137,13 +70,13 @@ pub(crate) struct Reducer {
     params: Vec<(String, Var)>,
     layout: Vec<Bucket>,
     /// Tensor id of each parameter → (bucket, position in the bucket).
-    slot_of: std::collections::HashMap<usize, (usize, usize)>,
+    slot_of: HashMap<usize, (usize, usize)>,
     slots: Vec<Slot>,
     next_launch: usize,
     in_flight: usize,
     pub(crate) phase: Phase,
     pub(crate) overlap: bool,
-    rank: usize,
+    group: Arc<dyn ProcessGroup>,
     started: Option<Instant>,
     backward_end: Option<Instant>,
     timeline: Timeline,
@@ -159,7 +92,7 @@ impl Reducer {
         group: Arc<dyn ProcessGroup>,
         overlap: bool,
     ) -> Result<Reducer> {
-        let mut slot_of = std::collections::HashMap::new();
+        let mut slot_of = HashMap::new();
         for (b, bucket) in layout.iter().enumerate() {
             for (pos, &p) in bucket.params.iter().enumerate() {
                 slot_of.insert(params[p].1.id(), (b, pos));
@@ -168,8 +101,9 @@ impl Reducer {
         let slots = layout
             .iter()
             .map(|b| Slot {
-                flat: Some(Flat::zeros(b.dtype, b.len)),
-                spare: Some(Flat::zeros(b.dtype, b.len)),
+                flat: (b.params.len() > 1).then(|| Flat::zeros(b.dtype, b.len)),
+                recv: Some(receive_buffer(b.dtype, b.len)),
+                direct: None,
                 ready: vec![false; b.params.len()],
                 pending: b.params.len(),
                 launched_at: None,
@@ -178,26 +112,20 @@ impl Reducer {
             .collect();
         let (to_comm, jobs) = channel::<Job>();
         let (done, from_comm) = channel::<Done>();
-        let (rank, size) = (group.rank(), group.size());
+        let rank = group.rank();
+        let comm_group = group.clone();
         let thread = std::thread::Builder::new()
             .name(format!("graphgrad-ddp-comm-{rank}"))
             .spawn(move || {
                 // FIFO: the jobs arrive, and are reduced, in bucket order.
                 for mut job in jobs {
-                    let result = group.all_reduce_into(job.send.data(), job.recv.data_mut(), ReduceOp::Sum);
-                    if result.is_ok() {
-                        job.recv.divide(size);
-                    }
+                    let result = job.run(comm_group.as_ref());
                     if done.send(Done { job, result, finished: Instant::now() }).is_err() {
                         return;
                     }
                 }
             })
-            .map_err(|e| Error::Communication {
-                rank,
-                op: "DistributedDataParallel",
-                reason: format!("cannot start the communication thread: {e}"),
-            })?;
+            .map_err(|e| comm_error(rank, format!("cannot start the communication thread: {e}")))?;
         Ok(Reducer {
             params,
             layout,
@@ -207,7 +135,7 @@ impl Reducer {
             in_flight: 0,
             phase: Phase::Local,
             overlap,
-            rank,
+            group,
             started: None,
             backward_end: None,
             timeline: Timeline::default(),
@@ -220,6 +148,16 @@ impl Reducer {
     /// The last completed step's timeline.
     pub(crate) fn timeline(&self) -> &Timeline {
         &self.timeline
+    }
+
+    /// The bucket layout, in launch order.
+    pub(crate) fn layout(&self) -> &[Bucket] {
+        &self.layout
+    }
+
+    /// The number of parameters.
+    pub(crate) fn param_count(&self) -> usize {
+        self.params.len()
     }
 
     /// A leaf's gradient became final during backward.
@@ -257,11 +195,13 @@ impl Reducer {
             return Ok(());
         }
         self.backward_end = Some(Instant::now());
-        self.complete()
+        let result = self.complete();
+        self.reset(result.is_ok());
+        result
     }
 
-    /// Averages the given gradients (one per parameter, in `named_parameters` order) and
-    /// stores the results as the parameters' `.grad()`.
+    /// Averages the given gradients (one per parameter, in `named_parameters` order; `None`
+    /// as zeros) on this thread and stores the means as the parameters' `.grad()`.
     pub(crate) fn average(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
         if self.started.is_some() {
             return Err(Error::InvalidArgument {
@@ -270,27 +210,31 @@ impl Reducer {
             });
         }
         self.started = Some(Instant::now());
-        self.backward_end = None;
-        let mut first_error = None;
+        // The gradients held now are replaced below: dropping them first lets the buckets
+        // whose last means they are viewing be written in place instead of copied.
+        self.params.iter().for_each(|(_, v)| v.zero_grad());
+        let mut result = Ok(());
         for b in 0..self.layout.len() {
             for pos in 0..self.layout[b].params.len() {
                 let p = self.layout[b].params[pos];
                 if let Err(e) = self.fill(b, pos, grads[p].as_ref()) {
-                    first_error.get_or_insert(e);
+                    result = result.and(Err(e));
                 }
             }
-            // Launch each bucket as soon as it is filled: the next one is copied meanwhile.
+            // Each bucket leaves as soon as it is filled: the next one is copied meanwhile.
             if let Err(e) = self.launch_full() {
                 self.reset(false);
                 return Err(e);
             }
         }
-        let result = self.complete();
-        first_error.map_or(result, Err)
+        result = result.and(self.complete());
+        self.reset(result.is_ok());
+        result
     }
 
-    /// Copies one gradient into its bucket. On error the bucket still counts the gradient
-    /// (as zeros), so this rank goes on issuing the same all-reduces as the others.
+    /// Copies one gradient into its bucket (or keeps it, for a bucket of one). On error the
+    /// bucket still counts the gradient, as zeros, so this rank goes on issuing the same
+    /// all-reduces as the others.
     fn fill(&mut self, b: usize, pos: usize, grad: Option<&Tensor>) -> Result<()> {
         let bucket = &self.layout[b];
         let slot = &mut self.slots[b];
@@ -305,48 +249,52 @@ impl Reducer {
                 ),
             });
         }
+        slot.ready[pos] = true;
+        slot.pending -= 1;
         let numel = self.params[p].1.numel();
-        let flat = slot.flat.as_mut().expect("internal invariant: an unlaunched bucket holds its buffer");
+        if let Some(g) = grad.filter(|g| slot.flat.is_none() && g.dtype() == bucket.dtype) {
+            slot.direct = Some(g.clone());
+            return Ok(());
+        }
+        // (A bucket of one whose gradient is missing or of the wrong type gets a buffer.)
+        let flat = slot.flat.get_or_insert_with(|| Flat::zeros(bucket.dtype, bucket.len));
         let written = flat.write(bucket.offsets[pos], numel, grad);
         if written.is_err() {
             flat.write(bucket.offsets[pos], numel, None)?;
         }
-        slot.ready[pos] = true;
-        slot.pending -= 1;
         written
     }
 
-    /// Launches, in order, every bucket whose gradients are all final.
+    /// The job of bucket `b`, whose gradients are all in.
+    fn job(&mut self, b: usize) -> Job {
+        let slot = &mut self.slots[b];
+        let send = match slot.direct.take() {
+            Some(grad) => Outgoing::Grad(grad),
+            None => {
+                Outgoing::Flat(slot.flat.take().expect("internal invariant: a filled bucket has its buffer"))
+            }
+        };
+        slot.launched_at = Some(Instant::now());
+        Job { bucket: b, send, recv: slot.recv.take().expect("internal invariant: launched once") }
+    }
+
+    /// Launches, in order, to the communication thread, every bucket whose gradients are all
+    /// final.
     fn launch_full(&mut self) -> Result<()> {
         while self.next_launch < self.slots.len() && self.slots[self.next_launch].pending == 0 {
-            let b = self.next_launch;
-            let slot = &mut self.slots[b];
-            let job = Job {
-                bucket: b,
-                send: slot.flat.take().expect("internal invariant: launched once"),
-                recv: slot.spare.take().expect("internal invariant: launched once"),
-            };
-            slot.launched_at = Some(Instant::now());
-            self.to_comm
-                .as_ref()
-                .and_then(|c| c.send(job).ok())
-                .ok_or_else(|| comm_gone(self.rank, "launch"))?;
+            let job = self.job(self.next_launch);
             self.next_launch += 1;
+            let rank = self.group.rank();
+            let sent = self.to_comm.as_ref().and_then(|c| c.send(job).ok());
+            sent.ok_or_else(|| comm_error(rank, "the communication thread has stopped".into()))?;
             self.in_flight += 1;
         }
         Ok(())
     }
 
     /// Fills what backward did not reach (the accumulated gradient, or zeros), launches the
-    /// remaining buckets, waits for all of them and writes the averages back.
+    /// remaining buckets, waits for all of them and writes the means back.
     fn complete(&mut self) -> Result<()> {
-        let result = self.complete_inner();
-        // Whatever happened, the next step starts from empty buckets.
-        self.reset(result.is_ok());
-        result
-    }
-
-    fn complete_inner(&mut self) -> Result<()> {
         let mut failure = None;
         for b in self.next_launch..self.layout.len() {
             for pos in 0..self.layout[b].params.len() {
@@ -365,34 +313,46 @@ impl Reducer {
         if let Some(e) = failure {
             return Err(e);
         }
-        for (b, bucket) in self.layout.iter().enumerate() {
-            let flat = self.slots[b].flat.as_ref().expect("internal invariant: every bucket returned");
+        for (bucket, slot) in self.layout.iter().zip(&self.slots) {
+            let sums = slot.recv.as_ref().expect("internal invariant: every bucket returned");
             for (&p, &offset) in bucket.params.iter().zip(&bucket.offsets) {
                 let var = &self.params[p].1;
-                var.set_grad(Some(&flat.tensor(offset, var.numel(), var.shape())?))?;
+                let whole = bucket.params.len() == 1;
+                var.set_grad(Some(&mean(sums, offset, var.shape(), whole)?))?;
             }
         }
         Ok(())
     }
 
-    /// Waits for every bucket in flight and takes its buffers back; the first failed
-    /// all-reduce is the error.
+    /// Takes a finished bucket's buffers and means back.
+    fn take_back(&mut self, done: Done) -> Result<()> {
+        let slot = &mut self.slots[done.job.bucket];
+        slot.returned_at = Some(done.finished);
+        slot.recv = Some(done.job.recv);
+        if let Outgoing::Flat(flat) = done.job.send {
+            slot.flat = Some(flat);
+        }
+        done.result
+    }
+
+    /// Waits for every bucket in flight; the first failed all-reduce is the error.
     fn drain(&mut self) -> Result<()> {
         let mut failure = None;
         while self.in_flight > 0 {
-            let done = self.from_comm.recv().map_err(|_| comm_gone(self.rank, "wait"))?;
+            let rank = self.group.rank();
+            let done = self
+                .from_comm
+                .recv()
+                .map_err(|_| comm_error(rank, "the communication thread has stopped".into()))?;
             self.in_flight -= 1;
-            let slot = &mut self.slots[done.job.bucket];
-            slot.returned_at = Some(done.finished);
-            if let Err(e) = done.result {
+            if let Err(e) = self.take_back(done) {
                 failure.get_or_insert(e);
             }
-            slot.flat = Some(done.job.recv);
-            slot.spare = Some(done.job.send);
         }
         failure.map_or(Ok(()), Err)
     }
 
+    /// Ends the step (successful or not): records the timeline and empties the buckets.
     fn reset(&mut self, succeeded: bool) {
         // (After a failure, buckets may still be in flight: their buffers come back first.)
         let _ = self.drain();
@@ -415,9 +375,14 @@ impl Reducer {
             slot.pending = bucket.params.len();
             slot.launched_at = None;
             slot.returned_at = None;
+            slot.direct = None;
             // (A failed step may have lost buffers in flight: make fresh ones.)
-            slot.flat.get_or_insert_with(|| Flat::zeros(bucket.dtype, bucket.len));
-            slot.spare.get_or_insert_with(|| Flat::zeros(bucket.dtype, bucket.len));
+            if bucket.params.len() > 1 {
+                slot.flat.get_or_insert_with(|| Flat::zeros(bucket.dtype, bucket.len));
+            } else {
+                slot.flat = None; // a bucket of one sends its gradient itself
+            }
+            slot.recv.get_or_insert_with(|| receive_buffer(bucket.dtype, bucket.len));
         }
         self.next_launch = 0;
         self.in_flight = 0;
@@ -428,24 +393,10 @@ impl Reducer {
             (false, _) => Phase::Local,
         };
     }
-
-    /// The bucket layout, in launch order.
-    pub(crate) fn layout(&self) -> &[Bucket] {
-        &self.layout
-    }
-
-    /// The number of parameters.
-    pub(crate) fn param_count(&self) -> usize {
-        self.params.len()
-    }
 }
 
-fn comm_gone(rank: usize, when: &str) -> Error {
-    Error::Communication {
-        rank,
-        op: "DistributedDataParallel",
-        reason: format!("the communication thread has stopped ({when})"),
-    }
+fn comm_error(rank: usize, reason: String) -> Error {
+    Error::Communication { rank, op: "DistributedDataParallel", reason }
 }
 
 impl Drop for Reducer {

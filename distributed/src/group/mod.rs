@@ -152,6 +152,9 @@ pub trait ProcessGroup: Send + Sync {
     /// A one-line description (`MPI (Open MPI v4.1.4): rank 0 of 2 on host a`).
     fn description(&self) -> String;
 
+    /// How many ranks of the group run on this machine (they share its cores).
+    fn local_size(&self) -> usize;
+
     /// Reduces `send` over the ranks with `op` into `recv` (same type and length), on every
     /// rank.
     fn all_reduce_into(&self, send: Data<'_>, recv: DataMut<'_>, op: ReduceOp) -> Result<()>;

@@ -62,6 +62,7 @@ impl MpiOptions {
 pub struct MpiGroup {
     rank: usize,
     size: usize,
+    local_size: usize,
     description: String,
     /// Collectives one at a time (`MPI_THREAD_SERIALIZED`).
     calls: Mutex<()>,
@@ -82,11 +83,15 @@ impl MpiGroup {
     /// panics would otherwise leave the others waiting in their next collective).
     pub fn init(options: MpiOptions) -> Result<Arc<MpiGroup>> {
         if options.timeout.is_zero() {
-            return Err(Error::InvalidArgument { what: "MpiOptions", reason: "timeout must be positive".into() });
+            return Err(Error::InvalidArgument {
+                what: "MpiOptions",
+                reason: "timeout must be positive".into(),
+            });
         }
-        let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple).ok_or_else(|| {
-            Error::Mpi { reason: "MPI is already initialised in this process (create one MpiGroup per process)".into() }
-        })?;
+        let (universe, threading) =
+            mpi::initialize_with_threading(Threading::Multiple).ok_or_else(|| Error::Mpi {
+                reason: "MPI is already initialised in this process (create one MpiGroup per process)".into(),
+            })?;
         if threading < Threading::Serialized {
             return Err(Error::Mpi {
                 reason: format!(
@@ -97,6 +102,7 @@ impl MpiGroup {
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
+        let local_size = world.split_shared(world.rank()).size() as usize;
         let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
         let library = mpi::environment::library_version().unwrap_or_default();
         let library = library.split([',', '\n']).next().unwrap_or("MPI").trim().to_string();
@@ -104,7 +110,10 @@ impl MpiGroup {
         Ok(Arc::new(MpiGroup {
             rank,
             size,
-            description: format!("MPI ({library}): rank {rank} of {size} on {host}"),
+            local_size,
+            description: format!(
+                "MPI ({library}): rank {rank} of {size} on {host} ({local_size} on this machine)"
+            ),
             calls: Mutex::new(()),
             watchdog: Watchdog::start(rank, size, options.timeout, threading == Threading::Multiple)?,
             universe: Mutex::new(Some(universe)),
@@ -117,7 +126,10 @@ impl MpiGroup {
             return Err(Error::Communication {
                 rank: self.rank,
                 op,
-                reason: format!("{len} elements exceed MPI's count limit ({}); use smaller buckets", Count::MAX),
+                reason: format!(
+                    "{len} elements exceed MPI's count limit ({}); use smaller buckets",
+                    Count::MAX
+                ),
             });
         }
         let _one_at_a_time = lock(&self.calls);
@@ -145,6 +157,10 @@ impl ProcessGroup for MpiGroup {
 
     fn size(&self) -> usize {
         self.size
+    }
+
+    fn local_size(&self) -> usize {
+        self.local_size
     }
 
     fn description(&self) -> String {
@@ -175,13 +191,19 @@ impl ProcessGroup for MpiGroup {
 
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
         let mut lens = vec![0u64; self.size];
-        self.call("all_gather_bytes", mine.len(), |world| world.all_gather_into(&[mine.len() as u64][..], &mut lens[..]))?;
+        self.call("all_gather_bytes", mine.len(), |world| {
+            world.all_gather_into(&[mine.len() as u64][..], &mut lens[..])
+        })?;
         let total: u64 = lens.iter().sum();
         let counts: Vec<Count> = lens.iter().map(|&l| l as Count).collect();
-        let displs: Vec<Count> = counts.iter().scan(0, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+        let displs: Vec<Count> =
+            counts.iter().scan(0, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
         let mut all = vec![0u8; total as usize];
         self.call("all_gather_bytes", total as usize, |world| {
-            world.all_gather_varcount_into(mine, &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]))
+            world.all_gather_varcount_into(
+                mine,
+                &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]),
+            )
         })?;
         Ok(displs.iter().zip(&counts).map(|(&d, &c)| all[d as usize..(d + c) as usize].to_vec()).collect())
     }

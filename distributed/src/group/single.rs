@@ -28,6 +28,10 @@ impl ProcessGroup for SingleProcess {
         1
     }
 
+    fn local_size(&self) -> usize {
+        1
+    }
+
     fn description(&self) -> String {
         "single process (no communication)".to_string()
     }

@@ -99,7 +99,10 @@ impl ThreadGroup {
     /// [`new`](Self::new) with the time a collective waits for the other ranks.
     pub fn with_timeout(size: usize, timeout: Duration) -> Result<Vec<ThreadGroup>> {
         if size == 0 {
-            return Err(Error::InvalidArgument { what: "ThreadGroup", reason: "a group needs at least one rank".into() });
+            return Err(Error::InvalidArgument {
+                what: "ThreadGroup",
+                reason: "a group needs at least one rank".into(),
+            });
         }
         let shared = Arc::new(Shared {
             size,
@@ -134,7 +137,9 @@ impl ThreadGroup {
             .map(|(rank, outcome)| match outcome {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(Error::RankFailed { rank, reason: e.to_string() }),
-                Err(panic) => Err(Error::RankFailed { rank, reason: format!("panicked: {}", panic_message(&panic)) }),
+                Err(panic) => {
+                    Err(Error::RankFailed { rank, reason: format!("panicked: {}", panic_message(&panic)) })
+                }
             })
             .collect()
     }
@@ -165,7 +170,8 @@ impl ThreadGroup {
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    let missing: Vec<usize> = (0..self.shared.size).filter(|&r| state.slots[r].is_none()).collect();
+                    let missing: Vec<usize> =
+                        (0..self.shared.size).filter(|&r| state.slots[r].is_none()).collect();
                     let reason = format!(
                         "waited {:?} for rank(s) {missing:?}, which never joined (stopped, stuck or in another collective)",
                         self.shared.timeout
@@ -174,7 +180,12 @@ impl ThreadGroup {
                     self.shared.arrived.notify_all();
                     return Err(fail(reason));
                 }
-                state = self.shared.arrived.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                state = self
+                    .shared
+                    .arrived
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         }
         let all = state.published.clone();
@@ -239,6 +250,10 @@ impl ProcessGroup for ThreadGroup {
         self.shared.size
     }
 
+    fn local_size(&self) -> usize {
+        self.shared.size
+    }
+
     fn description(&self) -> String {
         format!("threads: rank {} of {} in one process", self.rank, self.shared.size)
     }
@@ -248,15 +263,21 @@ impl ProcessGroup for ThreadGroup {
         let all = self.exchange("all_reduce", 0, Payload::of(send))?;
         let parts = all.iter().map(|c| c.payload.clone());
         match recv {
-            DataMut::F32(out) => {
-                reduce(parts.map(|p| if let Payload::F32(v) = p { v } else { unreachable!() }), out, combine(op))
-            }
-            DataMut::F64(out) => {
-                reduce(parts.map(|p| if let Payload::F64(v) = p { v } else { unreachable!() }), out, combine(op))
-            }
-            DataMut::U64(out) => {
-                reduce(parts.map(|p| if let Payload::U64(v) = p { v } else { unreachable!() }), out, combine(op))
-            }
+            DataMut::F32(out) => reduce(
+                parts.map(|p| if let Payload::F32(v) = p { v } else { unreachable!() }),
+                out,
+                combine(op),
+            ),
+            DataMut::F64(out) => reduce(
+                parts.map(|p| if let Payload::F64(v) = p { v } else { unreachable!() }),
+                out,
+                combine(op),
+            ),
+            DataMut::U64(out) => reduce(
+                parts.map(|p| if let Payload::U64(v) = p { v } else { unreachable!() }),
+                out,
+                combine(op),
+            ),
         }
         Ok(())
     }

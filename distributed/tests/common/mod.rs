@@ -12,7 +12,8 @@
 use graphgrad_autodiff::compile::{compile, Step};
 use graphgrad_autodiff::{grad, Result as TensorResult, Tensor, Var};
 use graphgrad_distributed::{
-    load_checkpoint, rank_seed, save_checkpoint, DdpConfig, DistributedDataParallel, DistributedSampler, ProcessGroup,
+    load_checkpoint, rank_seed, save_checkpoint, DdpConfig, DistributedDataParallel, DistributedSampler,
+    ProcessGroup,
 };
 use graphgrad_nn::{prefixed, Linear, LinearConfig, Module};
 use graphgrad_optim::{Adam, AdamConfig, Checkpoint, Optimizer, Sgd, SgdConfig};
@@ -39,12 +40,23 @@ pub enum Opt {
     Adam,
 }
 
-/// Eager steps, or a compiled forward + backward.
+/// Eager steps; a compiled forward + backward with the optimiser applied eagerly; or (SGD
+/// only) compiled forward + backward and a compiled update, with the averaging between them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     Eager,
     Compiled,
+    CompiledUpdate,
 }
+
+/// Every optimiser × mode the equivalence tests run.
+pub const COMBOS: [(Opt, Mode); 5] = [
+    (Opt::Sgd, Mode::Eager),
+    (Opt::Sgd, Mode::Compiled),
+    (Opt::Sgd, Mode::CompiledUpdate),
+    (Opt::Adam, Mode::Eager),
+    (Opt::Adam, Mode::Compiled),
+];
 
 /// Features `[SAMPLES, FEATURES]` and labels, the same on every rank.
 pub struct Data {
@@ -61,7 +73,8 @@ pub fn data() -> Data {
 
 /// `x [n, FEATURES]` and one-hot targets scaled by `weight`, `[n, CLASSES]`.
 pub fn batch(data: &Data, indices: &[usize], weight: f64) -> (Tensor, Tensor) {
-    let x: Vec<f32> = indices.iter().flat_map(|&i| data.x[i * FEATURES..(i + 1) * FEATURES].iter().copied()).collect();
+    let x: Vec<f32> =
+        indices.iter().flat_map(|&i| data.x[i * FEATURES..(i + 1) * FEATURES].iter().copied()).collect();
     let mut t = vec![0.0f32; indices.len() * CLASSES];
     for (row, &i) in indices.iter().enumerate() {
         t[row * CLASSES + data.labels[i]] = weight as f32;
@@ -133,6 +146,18 @@ fn traced_step(model: &dyn Module, io: &[Tensor]) -> TensorResult<Step> {
     Ok(Step::new(outputs))
 }
 
+/// The compiled update: SGD with momentum 0.9, lr 0.05 from gradient inputs (PyTorch's rule
+/// `v ← 0.9·v + g`, `p ← p − 0.05·v`), written with tensor ops; each call updates `params` and
+/// `velocity` in place.
+fn sgd_update(params: &[Var], velocity: &[Tensor], grads: &[Tensor]) -> TensorResult<Step> {
+    let mut step = Step::new(Vec::new());
+    for ((p, v), g) in params.iter().zip(velocity).zip(grads) {
+        let v_new = v.mul_scalar(0.9).add(g)?;
+        step = step.update(p, p.sub(&v_new.mul_scalar(0.05))?).update(v, v_new);
+    }
+    Ok(step)
+}
+
 /// The reference: one process, the whole global batch each step (`ranks × 64` samples of the
 /// same epoch order; the last batch holds the rest), no data-parallel code involved.
 pub fn train_single(opt: Opt, mode: Mode, epochs: u64, ranks: usize) -> Vec<f32> {
@@ -147,7 +172,7 @@ pub fn train_single(opt: Opt, mode: Mode, epochs: u64, ranks: usize) -> Vec<f32>
             optimizer.zero_grad();
             match mode {
                 Mode::Eager => loss(&model.forward(&x).unwrap(), &t).unwrap().backward().unwrap(),
-                Mode::Compiled => {
+                Mode::Compiled | Mode::CompiledUpdate => {
                     let out = program.call(&[x, t]).unwrap();
                     for ((_, var), g) in model.named_parameters().iter().zip(&out[1..]) {
                         var.set_grad(Some(g)).unwrap();
@@ -171,7 +196,7 @@ pub struct RunOptions<'a> {
     pub save: Option<&'a Path>,
     /// Bytes per gradient bucket (default: 4 KiB, several buckets for this model).
     pub bucket_bytes: Option<usize>,
-    /// Overlap off.
+    /// Overlap off (default: on, whatever the machine).
     pub no_overlap: bool,
 }
 
@@ -188,7 +213,8 @@ pub fn train_ddp(
     let rank = group.rank();
     let data = data();
     let seed = if rank == 0 { INIT_SEED } else { rank_seed(INIT_SEED, rank, 1000) };
-    let config = DdpConfig::default().bucket_bytes(options.bucket_bytes.unwrap_or(4096)).overlap(!options.no_overlap);
+    let config =
+        DdpConfig::default().bucket_bytes(options.bucket_bytes.unwrap_or(4096)).overlap(!options.no_overlap);
     let ddp = DistributedDataParallel::new(Mlp::new(seed, HIDDEN, options.dropout), group.clone(), config)?;
     let mut optimizer = optimizer(opt, ddp.named_parameters());
     if let Some(path) = options.resume {
@@ -198,6 +224,10 @@ pub fn train_ddp(
     }
     let sampler = DistributedSampler::for_group(SAMPLES, BATCH_PER_RANK, group.as_ref())?.seed(DATA_SEED);
     let mut program = compile(|io: &[Tensor]| traced_step(ddp.module(), io));
+    let params: Vec<Var> = ddp.parameters();
+    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), p.dtype())).collect();
+    let mut update = compile(|grads: &[Tensor]| sgd_update(&params, &velocity, grads));
+    assert!(mode != Mode::CompiledUpdate || opt == Opt::Sgd, "the compiled update is SGD's");
     let mut last_epoch = 0;
     for epoch in epochs {
         ddp.module().reseed(rank_seed(INIT_SEED, rank, epoch));
@@ -210,6 +240,14 @@ pub fn train_ddp(
                     let out = program.call(&[x, t])?;
                     ddp.average_gradients(&out[1..])?;
                 }
+                Mode::CompiledUpdate => {
+                    // gradient program → average over the ranks → update program
+                    let out = program.call(&[x, t])?;
+                    ddp.average_gradients(&out[1..])?;
+                    let averaged: Vec<Tensor> = params.iter().map(|p| p.grad().expect("averaged")).collect();
+                    update.call(&averaged)?;
+                    continue;
+                }
             }
             optimizer.step()?;
         }
@@ -219,7 +257,9 @@ pub fn train_ddp(
     if let Some(path) = options.save {
         save_checkpoint(group.as_ref(), path, || {
             built = true;
-            Checkpoint::new(&ddp.named_parameters()).with_optimizer(optimizer.as_ref()).with_progress(last_epoch, 0)
+            Checkpoint::new(&ddp.named_parameters())
+                .with_optimizer(optimizer.as_ref())
+                .with_progress(last_epoch, 0)
         })?;
     }
     Ok((flat(&ddp), built))
