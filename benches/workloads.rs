@@ -4,10 +4,12 @@
 //! ```text
 //! cargo bench --bench workloads                 # every workload
 //! cargo bench --bench workloads -- W1           # workloads whose id starts with W1
+//! cargo bench --bench workloads --features mpi -- W10   # data-parallel over 2 MPI ranks
 //! ```
 //! Set `RAYON_NUM_THREADS=2` to match the reference script (`benches/reference.py`).
 
 mod compiled;
+mod ddp;
 mod trainer;
 mod training;
 
@@ -117,6 +119,10 @@ fn w6_fusion() {
 }
 
 fn main() {
+    // W10 runs this binary again under mpirun as its ranks.
+    if std::env::var(ddp::RANK_VAR).is_ok() {
+        return ddp::rank_main();
+    }
     // W1 calls kernels directly, before any tensor exists to do this.
     graphgrad::ops::threads::adopt_main_thread();
     // `cargo bench` passes `--bench`; the first other argument filters workload ids.
@@ -137,4 +143,5 @@ fn main() {
     training::run(&selected);
     compiled::run(&selected);
     trainer::run(&selected);
+    ddp::run(&selected);
 }

@@ -4,9 +4,11 @@
 //! This facade re-exports the workspace crates:
 //! [`ops`] (kernels), [`autodiff`] (tensors and gradients), [`nn`] (layers, losses, data),
 //! [`optim`] (optimisers and training control), [`train`] (the training loop as a library:
-//! `Trainer`, progress, logs, plots, checkpoint strategies).
+//! `Trainer`, progress, logs, plots, checkpoint strategies), [`distributed`] (data-parallel
+//! training; over MPI with the `mpi` feature).
 
 pub use graphgrad_autodiff as autodiff;
+pub use graphgrad_distributed as distributed;
 pub use graphgrad_nn as nn;
 pub use graphgrad_ops as ops;
 pub use graphgrad_optim as optim;

@@ -33,9 +33,11 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<usize, BuildHasherDefault<IdHasher>>;
 
-/// Nodes reachable from `roots` through inputs that require grad, inputs before users.
-fn topological_order(roots: &[Tensor]) -> Vec<Tensor> {
+/// Nodes reachable from `roots` through inputs that require grad, inputs before users; and
+/// for each leaf among them, how many edges lead to it (uses by those nodes).
+fn topological_order(roots: &[Tensor]) -> (Vec<Tensor>, IdMap<usize>) {
     let mut order = Vec::new();
+    let mut leaf_uses = IdMap::default();
     let mut visited = IdSet::default();
     // (node, whether its inputs were already pushed)
     let mut stack: Vec<(Tensor, bool)> = roots.iter().map(|t| (t.clone(), false)).collect();
@@ -49,12 +51,15 @@ fn topological_order(roots: &[Tensor]) -> Vec<Tensor> {
         }
         stack.push((t.clone(), true));
         for input in t.inputs().iter().filter(|i| i.requires_grad()) {
+            if input.is_leaf() {
+                *leaf_uses.entry(input.id()).or_insert(0) += 1;
+            }
             if !visited.contains(&input.id()) {
                 stack.push((input.clone(), false));
             }
         }
     }
-    order
+    (order, leaf_uses)
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
@@ -65,30 +70,40 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Propagates `seeds` (one per root, of the root's shape) back through the graph and returns
-/// the gradient of each visited node that `keep` selects (other gradients are freed as soon
-/// as they have been passed on).
+/// Propagates `seeds` (one per root, of the root's shape) back through the graph and hands
+/// `reached` each visited node with its gradient, which is final by then (every user of the
+/// node comes earlier in reverse topological order); gradients `reached` does not keep are
+/// freed as soon as they have been passed on. A leaf is handed over as soon as its last use
+/// has passed its gradient on, not when the order reaches it: a depth-first order puts
+/// parameters near its end, and gradient hooks (data-parallel averaging) should hear of each
+/// one while backward still runs.
+///
+/// Only nodes on a path to a `wanted` node get a gradient (inside a checkpointed segment's
+/// recomputation, the graph before the segment is not walked again).
 fn propagate(
     roots: &[Tensor],
     seeds: Vec<Tensor>,
     create_graph: bool,
-    keep: impl Fn(&Tensor) -> bool,
-) -> Result<Vec<(Tensor, Tensor)>> {
-    crate::trace::backward(|| propagate_now(roots, seeds, create_graph, keep))
+    wanted: impl Fn(&Tensor) -> bool,
+    reached: impl FnMut(&Tensor, Tensor) -> Result<()>,
+) -> Result<()> {
+    // a trace marks what backward records, for the compiler's rematerialisation
+    crate::trace::backward(|| propagate_now(roots, seeds, create_graph, wanted, reached))
 }
 
 fn propagate_now(
     roots: &[Tensor],
     seeds: Vec<Tensor>,
     create_graph: bool,
-    keep: impl Fn(&Tensor) -> bool,
-) -> Result<Vec<(Tensor, Tensor)>> {
+    wanted: impl Fn(&Tensor) -> bool,
+    mut reached: impl FnMut(&Tensor, Tensor) -> Result<()>,
+) -> Result<()> {
     let _mode = GradModeGuard::new(create_graph);
-    let order = topological_order(roots);
-    // Only nodes on a path to a kept node need a gradient (inputs come before users in `order`).
+    let (order, mut leaf_uses) = topological_order(roots);
+    // inputs come before users in `order`
     let mut needed = IdSet::default();
     for node in &order {
-        if keep(node) || node.inputs().iter().any(|i| needed.contains(&i.id())) {
+        if wanted(node) || node.inputs().iter().any(|i| needed.contains(&i.id())) {
             needed.insert(node.id());
         }
     }
@@ -96,7 +111,6 @@ fn propagate_now(
     for (root, seed) in roots.iter().zip(seeds) {
         accumulate(pending.entry(root.id()).or_default(), seed)?;
     }
-    let mut kept = Vec::new();
     for node in order.iter().rev() {
         let Some(g) = pending.remove(&node.id()).flatten() else { continue };
         if !needed.contains(&node.id()) {
@@ -106,16 +120,26 @@ fn propagate_now(
         if node.requires_grad() && !node.inputs().is_empty() {
             let grads = crate::op::vjp(node, &g)?;
             for (input, grad) in node.inputs().iter().zip(grads) {
-                if let (true, Some(grad)) = (input.requires_grad() && needed.contains(&input.id()), grad) {
+                if !input.requires_grad() || !needed.contains(&input.id()) {
+                    continue;
+                }
+                if let Some(grad) = grad {
                     accumulate(pending.entry(input.id()).or_default(), grad)?;
+                }
+                let uses_left = leaf_uses.get_mut(&input.id()).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                if uses_left == Some(0) {
+                    if let Some(g) = pending.remove(&input.id()).flatten() {
+                        reached(input, g)?;
+                    }
                 }
             }
         }
-        if keep(node) {
-            kept.push((node.clone(), g));
-        }
+        reached(node, g)?;
     }
-    Ok(kept)
+    Ok(())
 }
 
 fn scalar_seed(t: &Tensor, op: &'static str) -> Result<Tensor> {
@@ -150,9 +174,19 @@ impl Tensor {
         if !self.requires_grad() {
             return Err(Error::NoGradient { what: "backward: the tensor does not require grad".into() });
         }
-        let grads = propagate(std::slice::from_ref(self), vec![seed.detach()], false, Tensor::is_leaf)?;
-        for (leaf, g) in grads {
-            accumulate(&mut leaf.grad_slot(), g)?;
+        // Gradient hooks (`hooks`) hear of each leaf as soon as its gradient is accumulated.
+        let hooked = crate::hooks::any();
+        propagate(std::slice::from_ref(self), vec![seed.detach()], false, Tensor::is_leaf, |node, g| {
+            if node.is_leaf() {
+                accumulate(&mut node.grad_slot(), g)?;
+                if hooked {
+                    crate::hooks::fire(crate::hooks::GradEvent::Ready(node))?;
+                }
+            }
+            Ok(())
+        })?;
+        if hooked {
+            crate::hooks::fire(crate::hooks::GradEvent::Finished)?;
         }
         Ok(())
     }
@@ -190,10 +224,19 @@ pub fn grad_with_seeds(
         }
     }
     let wanted: IdSet = inputs.iter().map(Tensor::id).collect();
-    let found: IdMap<Tensor> = propagate(outputs, seeds, create_graph, |t| wanted.contains(&t.id()))?
-        .into_iter()
-        .map(|(node, g)| (node.id(), g))
-        .collect();
+    let mut found: IdMap<Tensor> = IdMap::default();
+    propagate(
+        outputs,
+        seeds,
+        create_graph,
+        |t| wanted.contains(&t.id()),
+        |node, g| {
+            if wanted.contains(&node.id()) {
+                found.insert(node.id(), g);
+            }
+            Ok(())
+        },
+    )?;
     Ok(inputs
         .iter()
         .map(|i| found.get(&i.id()).cloned().unwrap_or_else(|| Tensor::zeros(i.shape(), i.dtype())))

@@ -27,6 +27,7 @@ mod checkpoint;
 pub mod compile;
 mod error;
 mod gradcheck;
+pub mod hooks;
 mod mode;
 pub mod op;
 mod pool;
