@@ -20,6 +20,7 @@
 //! ```text
 //! cargo run --release --example memory_network
 //! cargo run --release --example memory_network -- --epochs 60 --hops 2 --embed 32 --train-stories 2000
+//! cargo run --release --example memory_network -- --mode compiled
 //! ```
 //! Flags: `--epochs`, `--batch-size`, `--lr`, `--seed`, `--hops`, `--embed`, `--train-stories`,
 //! `--test-stories`, `--out DIR`.
@@ -27,13 +28,15 @@
 mod common;
 
 use common::{heat_maps, line_chart, output_dir, progress, AnyResult, Flags, HeatMap, Series};
-use graphgrad::autodiff::no_grad;
+use graphgrad::autodiff::compile::compile_if;
+use graphgrad::autodiff::{no_grad, Tensor};
 use graphgrad::nn::loss::cross_entropy;
 use graphgrad::nn::{MemN2N, MemN2NConfig, Module, Reduction};
 use graphgrad::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
 use std::process::ExitCode;
 
@@ -199,7 +202,18 @@ fn evaluate(
 
 fn run() -> AnyResult<()> {
     let flags = Flags::parse(
-        &["epochs", "batch-size", "lr", "seed", "hops", "embed", "train-stories", "test-stories", "out"],
+        &[
+            "epochs",
+            "batch-size",
+            "lr",
+            "seed",
+            "hops",
+            "embed",
+            "train-stories",
+            "test-stories",
+            "mode",
+            "out",
+        ],
         &[],
     )?;
     let fast = common::fast_mode();
@@ -244,7 +258,19 @@ fn run() -> AnyResult<()> {
     println!(
         "model: MemN2N, {hops} hops, embedding {embed}, position + temporal encoding, adjacent tying; {n_params} parameters"
     );
-    let mut optimizer = Adam::new(params.clone(), AdamConfig::new(lr))?;
+    let optimizer = RefCell::new(Adam::new(params.clone(), AdamConfig::new(lr))?);
+    // The training step, eager or compiled whole by `--mode`: inputs [story ids, query ids,
+    // answer ids].
+    let mut train_step = compile_if(common::compiled_mode(&flags)?, |io: &[Tensor]| -> AnyResult<Tensor> {
+        let mut optimizer = optimizer.borrow_mut();
+        let logits = net.forward_ids(&io[0], &io[1])?.logits;
+        let loss = cross_entropy(&logits, &io[2], Reduction::Mean)?;
+        optimizer.zero_grad();
+        loss.backward()?;
+        clip_grad_norm(&params, 40.0)?; // as in the paper
+        optimizer.step()?;
+        Ok(loss)
+    });
     let train_refs: Vec<&Story> = train.iter().collect();
     let test_refs: Vec<&Story> = test.iter().collect();
     let shape = (sentence_len, query_len);
@@ -258,14 +284,14 @@ fn run() -> AnyResult<()> {
         for chunk in order.chunks(batch_size) {
             let batch: Vec<&Story> = chunk.iter().map(|&i| &train[i]).collect();
             let e = encode(&vocab, &batch, sentence_len, query_len)?;
-            let logits =
-                net.forward_story(&e.story, [batch.len(), MAX_SENTENCES, sentence_len], &e.query)?.logits;
-            let loss = cross_entropy(&logits, &e.answers, Reduction::Mean)?;
-            optimizer.zero_grad();
-            loss.backward()?;
-            clip_grad_norm(&params, 40.0)?; // as in the paper
-            optimizer.step()?;
-            loss_sum += loss.item()? * batch.len() as f64;
+            let n = batch.len();
+            let inputs = [
+                Tensor::from_indices(&e.story, &[n, MAX_SENTENCES, sentence_len])?,
+                Tensor::from_indices(&e.query, &[n, e.query.len() / n])?,
+                Tensor::from_indices(&e.answers, &[n])?,
+            ];
+            let loss = train_step.call(&inputs)?[0].item()?;
+            loss_sum += loss * n as f64;
             seen += batch.len();
         }
         let (train_acc, _, _) = evaluate(&net, &vocab, &train_refs, shape)?;

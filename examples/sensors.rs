@@ -28,6 +28,7 @@
 //! ```text
 //! cargo run --release --example sensors
 //! cargo run --release --example sensors -- --steps 96000 --epochs 60 --hidden 16 --lr 0.003 --patience 10 --seed 1
+//! cargo run --release --example sensors -- --mode compiled
 //! ```
 //!
 //! Writes `signal.svg` (a test stretch with true and detected anomalies) and `loss.svg`
@@ -36,6 +37,7 @@
 mod common;
 
 use common::{line_chart, lines_and_points, output_dir, progress, AnyResult, Flags, Series};
+use graphgrad::autodiff::compile::compile_if;
 use graphgrad::autodiff::{no_grad, DType, Result, Tensor};
 use graphgrad::nn::data::Dataset;
 use graphgrad::nn::loss::binary_cross_entropy_with_logits;
@@ -46,6 +48,7 @@ use graphgrad::optim::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::process::ExitCode;
 
 const CHANNELS: usize = 3;
@@ -291,8 +294,10 @@ fn confusion(probabilities: &[f64], labels: &[usize], threshold: f64) -> Result<
 }
 
 fn run() -> AnyResult<()> {
-    let flags =
-        Flags::parse(&["steps", "epochs", "batch-size", "lr", "hidden", "patience", "seed", "out"], &[])?;
+    let flags = Flags::parse(
+        &["steps", "epochs", "batch-size", "lr", "hidden", "patience", "seed", "mode", "out"],
+        &[],
+    )?;
     let fast = common::fast_mode();
     let steps: usize = flags.get("steps", if fast { 8000 } else { 48000 })?;
     let epochs: u64 = flags.get("epochs", if fast { 2 } else { 60 })?;
@@ -358,7 +363,18 @@ fn run() -> AnyResult<()> {
          Adam lr {lr}",
         2 * hidden
     );
-    let mut optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
+    let optimizer = RefCell::new(Adam::new(model.named_parameters(), AdamConfig::new(lr))?);
+    // The training step, eager or compiled whole by `--mode`: inputs [windows, 0/1 targets].
+    let mut train_step = compile_if(common::compiled_mode(&flags)?, |io: &[Tensor]| -> AnyResult<Tensor> {
+        let mut optimizer = optimizer.borrow_mut();
+        let logits = model.forward(&io[0])?;
+        let loss =
+            binary_cross_entropy_with_logits(&logits, &io[1], None, Some(&pos_weight), Reduction::Mean)?;
+        optimizer.zero_grad();
+        loss.backward()?;
+        optimizer.step()?;
+        Ok(loss)
+    });
     let early = EarlyStopping::new(MetricMode::Min, patience).min_delta(1e-4).restore_best(true);
     let mut stopping = StoppingCriteria::new().max_epochs(epochs).early_stopping(early);
     let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
@@ -368,18 +384,8 @@ fn run() -> AnyResult<()> {
         let (mut sum, mut seen) = (0.0, 0);
         for batch in train.shuffled_batches(batch_size, false, &mut rng)? {
             let labels = batch.labels().ok_or("windows have class labels")?;
-            let logits = model.forward(&batch.inputs)?;
-            let loss = binary_cross_entropy_with_logits(
-                &logits,
-                &targets(labels)?,
-                None,
-                Some(&pos_weight),
-                Reduction::Mean,
-            )?;
-            optimizer.zero_grad();
-            loss.backward()?;
-            optimizer.step()?;
-            sum += loss.item()? * batch.len() as f64;
+            let loss = train_step.call(&[batch.inputs.clone(), targets(labels)?])?[0].item()?;
+            sum += loss * batch.len() as f64;
             seen += batch.len();
         }
         let (val_loss, _) = evaluate(&model, &val, &pos_weight)?;

@@ -24,9 +24,8 @@
 //! All weights start from N(0, 0.1²) as in the paper.
 
 use crate::{init, prefixed, Linear, Module, Visitor};
-use graphgrad_autodiff::{bail, DType, Error, Result, Tensor, Var};
+use graphgrad_autodiff::{bail, DType, Error, Flag, IntoIndices, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
-use std::cell::Cell;
 
 /// How the embedding matrices of the hops are shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,7 +175,7 @@ impl MemN2NConfig {
                 }
             }
         };
-        Ok(MemN2N { hops: net, named, config: self.clone(), linear_start: Cell::new(false) })
+        Ok(MemN2N { hops: net, named, config: self.clone(), linear_start: Flag::new(false) })
     }
 }
 
@@ -234,7 +233,7 @@ pub struct MemN2N {
     pub hops: Hops,
     named: Vec<(String, Var)>,
     config: MemN2NConfig,
-    linear_start: Cell<bool>,
+    linear_start: Flag,
 }
 
 /// PE weights `[words, d]`: `l[j][k] = (1 − j/J) − (k/d)(1 − 2j/J)`, 1-based j and k.
@@ -264,18 +263,18 @@ impl MemN2N {
         self.linear_start.get()
     }
 
-    /// Embeds sentences of `indices` `[*lead, words]` with `table`, zeroing padding words,
-    /// weighting by PE and summing over words: `[*lead, d]`.
-    fn encode(&self, table: &Var, indices: &[usize], shape: &[usize]) -> Result<Tensor> {
+    /// Embeds sentences of word ids `[*lead, words]` (i64) with `table`, zeroing padding
+    /// words, weighting by PE and summing over words: `[*lead, d]`.
+    fn encode(&self, table: &Var, ids: &Tensor) -> Result<Tensor> {
         let dtype = table.dtype();
-        let words = shape[shape.len() - 1];
+        let words = ids.shape()[ids.rank() - 1];
         // e: [*lead, words, d]
-        let mut e = table.embedding(&Tensor::from_indices(indices, shape)?)?;
+        let mut e = table.embedding(ids)?;
         if let Some(pad) = self.config.padding_idx {
-            let keep: Vec<f64> = indices.iter().map(|&i| if i == pad { 0.0 } else { 1.0 }).collect();
-            let mut keep_shape = shape.to_vec();
+            let mut keep_shape = ids.shape().to_vec();
             keep_shape.push(1);
-            e = e.mul(&Tensor::from_vec(keep, &keep_shape)?.to_dtype(dtype))?;
+            let keep = ids.to_dtype(DType::F64).ne_scalar(pad as f64).reshape(&keep_shape)?;
+            e = e.mul(&keep.to_dtype(dtype))?;
         }
         if self.config.position_encoding {
             e = e.mul(&position_encoding(words, self.config.embed_dim, dtype))?;
@@ -284,7 +283,8 @@ impl MemN2N {
     }
 
     /// Answers `query` (`[batch, query_words]`, flattened) about `story` (`[batch, memories,
-    /// words]`, flattened, shape given).
+    /// words]`, flattened, shape given). Inside a compiled step, pass the ids as tensors
+    /// ([`forward_ids`](MemN2N::forward_ids)): index lists would be frozen, and are refused.
     pub fn forward_story(
         &self,
         story: &[usize],
@@ -292,7 +292,6 @@ impl MemN2N {
         query: &[usize],
     ) -> Result<MemN2NOutput> {
         let [batch, memories, words] = story_shape;
-        let cfg = &self.config;
         if batch == 0 || memories == 0 || words == 0 || story.len() != batch * memories * words {
             bail!(
                 "MemN2N",
@@ -300,25 +299,52 @@ impl MemN2N {
                 story.len()
             );
         }
-        if memories > cfg.memory_size {
-            bail!("MemN2N", "{memories} memories exceed memory_size {}", cfg.memory_size);
-        }
         if query.is_empty() || query.len().rem_euclid(batch) != 0 {
             bail!("MemN2N", "query of {} indices does not divide into {batch} questions", query.len());
         }
-        if let Some(&bad) = story.iter().chain(query).find(|&&i| i >= cfg.vocab_size) {
-            return Err(Error::IndexOutOfRange { op: "MemN2N", index: bad as i64, len: cfg.vocab_size });
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = story.iter().chain(query).find(|&&i| i >= vocab) {
+            return Err(Error::IndexOutOfRange { op: "MemN2N", index: bad as i64, len: vocab });
+        }
+        let story = story.into_indices("MemN2N", Some(&story_shape))?;
+        let query = query.into_indices("MemN2N", Some(&[batch, query.len() / batch]))?;
+        self.forward_ids(&story, &query)
+    }
+
+    /// Answers the questions `query` (word ids `[batch, query_words]`, i64) about `story`
+    /// (word ids `[batch, memories, words]`): the form a compiled step takes, new ids at every
+    /// call.
+    pub fn forward_ids(&self, story: &Tensor, query: &Tensor) -> Result<MemN2NOutput> {
+        let cfg = &self.config;
+        let (&[batch, memories, words], &[qbatch, qwords]) = (story.shape(), query.shape()) else {
+            bail!(
+                "MemN2N",
+                "story must be [batch, memories, words] and query [batch, words], got {:?} and {:?}",
+                story.shape(),
+                query.shape()
+            );
+        };
+        if batch == 0 || memories == 0 || words == 0 || qwords == 0 || qbatch != batch {
+            bail!(
+                "MemN2N",
+                "story {:?} and query {:?} must be non-empty with one question per story",
+                story.shape(),
+                query.shape()
+            );
+        }
+        if memories > cfg.memory_size {
+            bail!("MemN2N", "{memories} memories exceed memory_size {}", cfg.memory_size);
         }
         let dtype = self.hops.answer.dtype();
         let hops = &self.hops;
         // u: [batch, d]
-        let mut u = self.encode(&hops.query_embedding, query, &[batch, query.len() / batch])?;
-        let empty = self.empty_slots(story, story_shape, dtype)?;
+        let mut u = self.encode(&hops.query_embedding, query)?;
+        let empty = self.empty_slots(story, dtype)?;
         let mut attention = Vec::with_capacity(cfg.hops);
         for k in 0..cfg.hops {
             // m, c: [batch, memories, d]
-            let mut m = self.encode(&hops.memory_in[k], story, &story_shape)?;
-            let mut c = self.encode(&hops.memory_out[k], story, &story_shape)?;
+            let mut m = self.encode(&hops.memory_in[k], story)?;
+            let mut c = self.encode(&hops.memory_out[k], story)?;
             if cfg.temporal_encoding {
                 m = m.add(&hops.temporal_in[k].narrow(0, 0, memories)?)?;
                 c = c.add(&hops.temporal_out[k].narrow(0, 0, memories)?)?;
@@ -344,26 +370,15 @@ impl MemN2N {
         Ok(MemN2NOutput { logits, attention })
     }
 
-    /// `[batch, memories]` with 1 at slots whose words are all padding, or `None` when no
-    /// slot is to be masked. A sample whose slots are all empty is left unmasked.
-    fn empty_slots(
-        &self,
-        story: &[usize],
-        [batch, memories, words]: [usize; 3],
-        dtype: DType,
-    ) -> Result<Option<Tensor>> {
+    /// `[batch, memories]`: 1 for memory slots holding only padding (not attended to), except
+    /// in a story that has no sentence at all (then nothing is masked); `None` without padding.
+    fn empty_slots(&self, story: &Tensor, dtype: DType) -> Result<Option<Tensor>> {
         let Some(pad) = self.config.padding_idx else { return Ok(None) };
-        let mut mask: Vec<f64> =
-            story.chunks(words).map(|s| if s.iter().all(|&w| w == pad) { 1.0 } else { 0.0 }).collect();
-        for sample in mask.chunks_mut(memories) {
-            if sample.iter().all(|&e| e == 1.0) {
-                sample.iter_mut().for_each(|e| *e = 0.0);
-            }
-        }
-        if mask.iter().all(|&e| e == 0.0) {
-            return Ok(None);
-        }
-        Ok(Some(Tensor::from_vec(mask, &[batch, memories])?.to_dtype(dtype)))
+        // has: [batch, memories], 1 where the slot holds a word
+        let has = story.to_dtype(DType::F64).ne_scalar(pad as f64).sum(&[-1], false)?.gt_scalar(0.0);
+        let story_empty = has.sum(&[-1], true)?.eq_scalar(0.0);
+        let mask = has.neg().add_scalar(1.0).mul(&story_empty.neg().add_scalar(1.0))?;
+        Ok(Some(mask.to_dtype(dtype)))
     }
 }
 
