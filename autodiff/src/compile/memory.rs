@@ -2,8 +2,9 @@
 //!
 //! 1. *Places.* Sources live where they are given (step inputs, state leaves, constants); a
 //!    `reshape` is a view of its operand's storage (no copy); a value written back into a
-//!    state leaf by a fused kernel is written there directly (an in-place update) when every
-//!    other reader of the leaf can run first; every other value gets a slot.
+//!    state leaf is written there directly (an in-place update) when every other reader of
+//!    the leaf can run first and its kernel reads the leaf at most elementwise (a fused
+//!    kernel) or not at all; every other value gets a slot.
 //! 2. *Schedule.* A list scheduler picks, among ready nodes, the earliest (in trace order)
 //!    that frees at least as many bytes as it allocates, else the earliest: gradients are
 //!    consumed by their update as soon as they exist instead of piling up.
@@ -152,16 +153,21 @@ fn choose_param_writes(graph: &Graph, root: &HashMap<Value, Value>) -> HashMap<V
         })
         .collect();
     for &(j, v) in &graph.updates {
-        let IrOp::Fused(k) = &graph.g[v.node].op else { continue };
+        let op = &graph.g[v.node].op;
+        if op.is_source() || is_view(graph, v.node) {
+            continue;
+        }
         // Not when the value is also returned, or the old value of the leaf is.
         let returned = graph
             .outputs
             .iter()
             .any(|o| *o == v || param_node.get(&j).is_some_and(|&p| root[o] == Value::of(p)));
         let twice = graph.updates.iter().filter(|u| u.1 == v).count() > 1 || returned;
-        // The kernel may read the leaf only at the index it writes.
+        // A fused kernel may read the leaf only at the index it writes; any other kernel (a
+        // gradient's matmul, say) must not read it at all.
         let reads_ok = graph.inputs(v.node).iter().enumerate().all(|(slot, &u)| {
-            param_node.get(&j).is_none_or(|&p| root[&u] != Value::of(p)) || k.reads_elementwise(slot)
+            let reads_leaf = param_node.get(&j).is_some_and(|&p| root[&u] == Value::of(p));
+            !reads_leaf || matches!(op, IrOp::Fused(k) if k.reads_elementwise(slot))
         });
         if !twice && reads_ok {
             chosen.insert(v, j);
