@@ -153,89 +153,42 @@ pub trait Elem: Element + Storage {}
 impl Elem for f32 {}
 impl Elem for f64 {}
 
-impl Storage for i64 {
-    const STORED: DType = DType::I64;
-    fn cast_from_i64(v: i64) -> i64 {
-        v
-    }
-    fn cast_from_f64(v: f64) -> i64 {
-        v as i64
-    }
-    fn cast_to_f64(self) -> f64 {
-        self as f64
-    }
-    fn wrap(v: Vec<i64>) -> Buffer {
-        Buffer::from(v)
-    }
-    fn slice(b: &Buffer) -> Option<&[i64]> {
-        match b {
-            Buffer::I64(v) => Some(v),
-            _ => None,
+/// `Storage` for each element type and the `Buffer` variant holding it.
+macro_rules! storage {
+    ($($T:ty => $variant:ident),*) => {$(
+        // The casts are the conversions; for the type itself they are identities.
+        #[allow(clippy::unnecessary_cast)]
+        impl Storage for $T {
+            const STORED: DType = DType::$variant;
+            fn cast_from_i64(v: i64) -> $T {
+                v as $T
+            }
+            fn cast_from_f64(v: f64) -> $T {
+                v as $T
+            }
+            fn cast_to_f64(self) -> f64 {
+                self as f64
+            }
+            fn wrap(v: Vec<$T>) -> Buffer {
+                Buffer::from(v)
+            }
+            fn slice(b: &Buffer) -> Option<&[$T]> {
+                match b {
+                    Buffer::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn slice_mut(b: &mut Buffer) -> Option<&mut [$T]> {
+                match b {
+                    Buffer::$variant(v) => Some(Arc::make_mut(v).as_mut_slice()),
+                    _ => None,
+                }
+            }
         }
-    }
-    fn slice_mut(b: &mut Buffer) -> Option<&mut [i64]> {
-        match b {
-            Buffer::I64(v) => Some(Arc::make_mut(v).as_mut_slice()),
-            _ => None,
-        }
-    }
+    )*};
 }
 
-impl Storage for f32 {
-    const STORED: DType = DType::F32;
-    fn cast_from_i64(v: i64) -> f32 {
-        v as f32
-    }
-    fn cast_from_f64(v: f64) -> f32 {
-        v as f32
-    }
-    fn cast_to_f64(self) -> f64 {
-        self as f64
-    }
-    fn wrap(v: Vec<f32>) -> Buffer {
-        Buffer::from(v)
-    }
-    fn slice(b: &Buffer) -> Option<&[f32]> {
-        match b {
-            Buffer::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn slice_mut(b: &mut Buffer) -> Option<&mut [f32]> {
-        match b {
-            Buffer::F32(v) => Some(Arc::make_mut(v).as_mut_slice()),
-            _ => None,
-        }
-    }
-}
-
-impl Storage for f64 {
-    const STORED: DType = DType::F64;
-    fn cast_from_i64(v: i64) -> f64 {
-        v as f64
-    }
-    fn cast_from_f64(v: f64) -> f64 {
-        v
-    }
-    fn cast_to_f64(self) -> f64 {
-        self
-    }
-    fn wrap(v: Vec<f64>) -> Buffer {
-        Buffer::from(v)
-    }
-    fn slice(b: &Buffer) -> Option<&[f64]> {
-        match b {
-            Buffer::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn slice_mut(b: &mut Buffer) -> Option<&mut [f64]> {
-        match b {
-            Buffer::F64(v) => Some(Arc::make_mut(v).as_mut_slice()),
-            _ => None,
-        }
-    }
-}
+storage!(f32 => F32, f64 => F64, i64 => I64);
 
 /// Typed view of a buffer whose dtype was checked when the op was recorded.
 pub(crate) fn typed<T: Storage>(b: &Buffer) -> &[T] {
