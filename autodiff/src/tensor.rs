@@ -245,17 +245,10 @@ impl Tensor {
     /// # Ok::<(), graphgrad_autodiff::Error>(())
     /// ```
     pub fn variable(value: &Tensor) -> Tensor {
-        let node = Node {
-            op: Op::Leaf,
-            inputs: Inputs::new(),
-            shape: value.0.shape.clone(),
-            dtype: value.dtype(),
-            requires_grad: false,
-            variable: true,
-            value: RwLock::new(value.read().clone()),
-            grad: Mutex::new(None),
-        };
-        Tensor(Arc::new(node))
+        let mut t =
+            Tensor::new_node(Op::Leaf, Inputs::new(), value.0.shape.clone(), value.read().clone(), false);
+        Arc::get_mut(&mut t.0).expect("internal invariant: a new node is unshared").variable = true;
+        t
     }
 
     /// Whether this is a [`variable`](Tensor::variable) leaf.

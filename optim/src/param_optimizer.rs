@@ -277,8 +277,8 @@ fn apply<R: UpdateRule>(rule: &R, lr: f64, var: &Var, grad: &Tensor, slots: &mut
     let t = slots.steps() + 1;
     slots.step.assign(&Tensor::scalar(t as f64))?;
     let k64 = rule.coefficients(&lr, &(t as f64));
-    // A gradient sharing the parameter's storage would deadlock the write lock below; copy it
-    // first in that (pathological) case.
+    // A handle on the gradient's storage, not a lock: a gradient that is the parameter itself
+    // would deadlock the write lock below (its storage is then copied on write instead).
     let g: Buffer = grad.read().clone();
     let mut p = var.write();
     let mut guards: Vec<_> = slots.buffers.iter().map(Tensor::write).collect();
