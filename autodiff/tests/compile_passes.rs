@@ -339,3 +339,34 @@ fn second_derivatives_through_max_pooling_compile_and_match_eager() {
     }
     assert_eq!(f.trace_count(), 1);
 }
+
+#[test]
+fn the_remat_policy_recomputes_cheap_values_and_keeps_the_results() {
+    // y = relu(h) is read by the backward pass of y·h, and so is h: the policy recomputes y
+    // from h next to its backward reader instead of keeping it, with the same numbers.
+    let w = Var::new("w", &data(&[8, 16], 30));
+    let step = |remat: bool| {
+        let w = w.clone();
+        let options = CompileOptions { remat, ..CompileOptions::default() };
+        compile_with(
+            move |io: &[Tensor]| -> Result<Vec<Tensor>> {
+                let h = io[0].matmul(&w)?;
+                let loss = h.relu().mul(&h)?.mean_all()?;
+                let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone()], false)?.remove(0);
+                Ok(vec![loss, g])
+            },
+            options,
+        )
+    };
+    let x = data(&[32, 8], 31);
+    let (mut on, mut off) = (step(true), step(false));
+    let a = on.call(std::slice::from_ref(&x)).unwrap();
+    let b = off.call(std::slice::from_ref(&x)).unwrap();
+    for (a, b) in a.iter().zip(&b) {
+        assert_close(&a.to_vec::<f32>().unwrap(), &b.to_vec::<f32>().unwrap(), 1e-6, 1e-5);
+    }
+    let with = on.programs().next().unwrap();
+    assert!(with.log().contains("remat: 1 nodes recomputed"), "{}", with.log());
+    assert!(off.programs().next().unwrap().peak_bytes_without_remat().is_none());
+    assert!(with.memory_plan().peak_bytes <= with.peak_bytes_without_remat().unwrap());
+}

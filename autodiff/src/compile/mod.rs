@@ -297,13 +297,15 @@ impl Program {
         let mut reports = passes::run_pipeline(&mut graph, &passes::pipeline(options, true), options.verify)?;
         let plan = memory::plan_memory(&graph, options.inplace, param_writes)?;
         // What recomputation saved: the same program planned without it.
-        let remat = if graph.late.is_empty() {
+        // the remat pass only adds nodes: its clones
+        let clones = reports.iter().find(|r| r.name == "remat").map_or(0, |r| r.nodes_after - r.nodes_before);
+        let remat = if clones == 0 {
             None
         } else {
             let mut kept = lowered;
             passes::run_pipeline(&mut kept, &passes::pipeline(options, false), false)?;
             let without = memory::plan_memory(&kept, options.inplace, param_writes)?;
-            Some((graph.late.len(), without.peak_bytes))
+            Some((clones, without.peak_bytes))
         };
         reports.push(PassReport {
             name: "plan_memory",
