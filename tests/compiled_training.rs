@@ -278,6 +278,43 @@ fn the_cache_holds_at_most_its_size_and_logs_evictions() {
 }
 
 #[test]
+fn gradients_accumulate_across_calls_as_eagerly() {
+    // A step without zero_grad accumulates into .grad(); the update is a step of its own. The
+    // first call sees empty slots, later ones full slots: one more trace, then replays, and the
+    // same numbers as eager (a program traced on empty slots must not overwrite full ones).
+    let run = |compiled: bool| -> (Vec<Vec<f64>>, usize) {
+        let net = model(11, false, false);
+        let optimizer =
+            std::cell::RefCell::new(Sgd::new(net.named_parameters(), SgdConfig::new(0.1)).unwrap());
+        let mut accumulate = compile_if(compiled, |io: &[Tensor]| -> Result<Tensor> {
+            let loss = cross_entropy(&net.forward(&io[0])?, &io[1], Reduction::Mean)?;
+            loss.backward()?;
+            Ok(loss)
+        });
+        let mut update = compile_if(compiled, |_: &[Tensor]| -> Result<()> {
+            let mut opt = optimizer.borrow_mut();
+            opt.step()?;
+            opt.zero_grad();
+            Ok(())
+        });
+        for group in 0..3 {
+            for i in 0..3 {
+                accumulate.call(&batch(3 * group + i)).unwrap();
+            }
+            update.call(&[]).unwrap();
+        }
+        let params = net.named_parameters().iter().map(|(_, v)| v.to_f64_vec()).collect();
+        (params, accumulate.trace_count())
+    };
+    let (eager, _) = run(false);
+    let (compiled, traces) = run(true);
+    for (a, b) in eager.iter().flatten().zip(compiled.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-10 * (1.0 + a.abs()), "eager {a} compiled {b}");
+    }
+    assert_eq!(traces, 2, "one trace on empty gradient slots, one on full ones");
+}
+
+#[test]
 fn training_mode_is_a_guard() {
     // Switching the model to eval mode between calls must not replay the training program.
     let net = model(3, true, false);
