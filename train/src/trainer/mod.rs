@@ -10,6 +10,7 @@
 mod run;
 mod step;
 
+pub(crate) use step::target_tensor;
 pub use step::Execution;
 
 use crate::callback::Callback;
@@ -44,7 +45,6 @@ pub struct Trainer<M: Module> {
     accumulate: usize,
     drop_last: bool,
     execution: Execution,
-    classes: Option<usize>,
     frozen: Vec<String>,
     callbacks: Vec<Box<dyn Callback>>,
     progress: ProgressMode,
@@ -108,7 +108,6 @@ impl<M: Module> Trainer<M> {
             accumulate: 1,
             drop_last: false,
             execution: Execution::Eager,
-            classes: None,
             frozen: Vec::new(),
             callbacks: Vec::new(),
             progress: ProgressMode::Auto,
@@ -191,13 +190,6 @@ impl<M: Module> Trainer<M> {
     /// Eager or compiled steps.
     pub fn execution(mut self, execution: Execution) -> Self {
         self.execution = execution;
-        self
-    }
-
-    /// The number of classes the model outputs (the width of one-hot labels in compiled
-    /// mode); default: one more than the largest label in the data.
-    pub fn classes(mut self, classes: usize) -> Self {
-        self.classes = Some(classes);
         self
     }
 

@@ -2,7 +2,7 @@
 //! criterion (or a callback) says stop, with logs, progress, checkpoints and, at the end, the
 //! charts.
 
-use super::step::{Execution, Stepper};
+use super::step::Stepper;
 use super::{RunState, Trainer};
 use crate::callback::{BatchEnd, Control};
 use crate::checkpoint::{SavedStop, TrainerState, TrainingCheckpoint};
@@ -11,10 +11,11 @@ use crate::log::{EventWriter, JsonLines};
 use crate::metrics::{evaluate, EpochRecord, History};
 use crate::plot::confusion_matrix;
 use crate::progress::{Progress, Sink};
-use graphgrad_autodiff::{Tensor, Var};
+use graphgrad_autodiff::Var;
 use graphgrad_nn::data::{Dataset, Targets};
 use graphgrad_nn::Module;
-use graphgrad_optim::{check_loss, step_if_finite, Checkpoint, MetricMode};
+use graphgrad_optim::{check_loss, Checkpoint, MetricMode};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -23,7 +24,6 @@ struct Plan {
     trainable: Vec<(String, Var)>,
     monitor: (String, MetricMode),
     budget: Option<u64>,
-    classes: Option<usize>,
 }
 
 impl<M: Module> Trainer<M> {
@@ -118,22 +118,6 @@ impl<M: Module> Trainer<M> {
         if trainable.is_empty() {
             return Err(setting("freeze", "every parameter is frozen: there is nothing to train"));
         }
-        if self.execution == Execution::Compiled {
-            let buffers: Vec<String> = self.model.named_buffers().into_iter().map(|(n, _)| n).collect();
-            if !buffers.is_empty() {
-                return Err(setting(
-                    "execution",
-                    format!(
-                        "compiled steps cannot update buffers yet ({}); train this model in eager mode",
-                        buffers.join(", ")
-                    ),
-                ));
-            }
-        }
-        let classes = labelled.then(|| {
-            let data_classes = train.num_classes().max(validation.map_or(0, Dataset::num_classes));
-            self.classes.unwrap_or(data_classes)
-        });
         self.apply_resume(budget)?;
         if let Some(budget) = budget {
             if self.state.epoch >= budget {
@@ -146,7 +130,7 @@ impl<M: Module> Trainer<M> {
         if self.state.stopped.as_ref().is_some_and(|s| !matches!(s, SavedStop::MaxEpochs { .. })) {
             return Err(setting("fit", "this run already stopped; build a new trainer to train again"));
         }
-        Ok(Plan { trainable, monitor, budget, classes })
+        Ok(Plan { trainable, monitor, budget })
     }
 
     /// Restores everything a training checkpoint holds, and refuses a run with nothing left
@@ -225,7 +209,7 @@ impl<M: Module> Trainer<M> {
     }
 
     fn run(&mut self, train: &Dataset, validation: Option<&Dataset>, plan: Plan) -> Result<()> {
-        let Plan { trainable, monitor, budget, classes } = plan;
+        let Plan { trainable, monitor, budget } = plan;
         let started = Instant::now();
         let resumed_at = (self.state.epoch, self.state.step);
         let batches_per_epoch = {
@@ -300,60 +284,43 @@ impl<M: Module> Trainer<M> {
                 ..
             } = self;
             let model: &dyn Module = model;
-            let trainable_tensors: Vec<Tensor> = trainable.iter().map(|(_, v)| v.tensor().clone()).collect();
-            let mut stepper =
-                Stepper::new(self.execution, model, objective.as_ref(), trainable_tensors, classes);
+            let optimizer: RefCell<&mut dyn graphgrad_optim::Optimizer> = RefCell::new(optimizer.as_mut());
+            let mut stepper = Stepper::new(
+                self.execution,
+                model,
+                objective.as_ref(),
+                &optimizer,
+                trainable,
+                self.check_gradients,
+            );
             let mut stop: Option<SavedStop> = None;
             while stop.is_none() {
                 let epoch_started = Instant::now();
                 let epoch_index = state.epoch; // 0-based, counted over the whole run
                 let epoch = epoch_index + 1;
                 model.train();
-                let lr = optimizer.lrs().first().copied().unwrap_or(0.0);
+                let lr = optimizer.borrow().lrs().first().copied().unwrap_or(0.0);
                 let (mut loss_sum, mut seen) = (0.0, 0usize);
-                let mut pending: Option<(Vec<Tensor>, usize, usize)> = None; // summed grads·n, samples, batches
+                // batches and samples summed into `.grad()` since the last update
+                let (mut pending, mut pending_samples) = (0, 0);
                 let mut callback_stop = false;
                 let batches = train.shuffled_batches(self.batch_size, self.drop_last, rng)?;
                 let total = batches.num_batches();
                 for (b, batch) in batches.enumerate() {
-                    let (loss, grads) = stepper.run(&batch)?;
-                    check_loss(loss, epoch_index, state.step)?;
                     let n = batch.len();
+                    let loss = if self.accumulate == 1 {
+                        let loss = stepper.step(&batch)?;
+                        state.step += 1;
+                        loss
+                    } else {
+                        let loss = stepper.accumulate(&batch)?;
+                        pending += 1;
+                        pending_samples += n;
+                        loss
+                    };
+                    check_loss(loss, epoch_index, state.step)?;
                     loss_sum += loss * n as f64;
                     seen += n;
-                    let ready = if self.accumulate == 1 {
-                        Some(grads)
-                    } else {
-                        let (sum, samples, count) = match pending.take() {
-                            None => (grads.iter().map(|g| g.mul_scalar(n as f64)).collect(), n, 1),
-                            Some((sum, samples, count)) => {
-                                let sum = sum
-                                    .iter()
-                                    .zip(&grads)
-                                    .map(|(s, g)| s.add(&g.mul_scalar(n as f64)))
-                                    .collect::<graphgrad_autodiff::Result<Vec<_>>>()?;
-                                (sum, samples + n, count + 1)
-                            }
-                        };
-                        if count == self.accumulate || b + 1 == total {
-                            // Σ n_i·g_i / Σ n_i: the gradient of the mean loss over every sample
-                            Some(sum.iter().map(|g| g.mul_scalar(1.0 / samples as f64)).collect())
-                        } else {
-                            pending = Some((sum, samples, count));
-                            None
-                        }
-                    };
-                    if let Some(grads) = ready {
-                        for ((_, var), g) in trainable.iter().zip(&grads) {
-                            var.set_grad(Some(g))?;
-                        }
-                        if self.check_gradients {
-                            step_if_finite(optimizer.as_mut(), loss, epoch_index, state.step)?;
-                        } else {
-                            optimizer.step()?;
-                        }
-                        state.step += 1;
-                    }
                     if self.log_steps {
                         state.history.steps.push((state.step, loss));
                         if let Some((jsonl, events)) = logs.as_mut() {
@@ -377,14 +344,13 @@ impl<M: Module> Trainer<M> {
                             callback_stop = true;
                         }
                     }
+                    // Σ n_i·g_i / Σ n_i: the gradient of the mean loss over every sample
+                    if pending > 0 && (pending == self.accumulate || b + 1 == total || callback_stop) {
+                        stepper.update(pending_samples)?;
+                        state.step += 1;
+                        (pending, pending_samples) = (0, 0);
+                    }
                     if callback_stop {
-                        if let Some((sum, samples, _)) = pending.take() {
-                            for ((_, var), g) in trainable.iter().zip(&sum) {
-                                var.set_grad(Some(&g.mul_scalar(1.0 / samples as f64)))?;
-                            }
-                            optimizer.step()?;
-                            state.step += 1;
-                        }
                         break;
                     }
                 }
@@ -416,7 +382,7 @@ impl<M: Module> Trainer<M> {
                     ));
                 };
                 if let Some(schedule) = schedule.as_mut() {
-                    schedule.end_epoch(Some(monitored), optimizer.as_mut())?;
+                    schedule.end_epoch(Some(monitored), &mut **optimizer.borrow_mut())?;
                 }
                 let train_loss = values["train/loss"];
                 let early_value = stopping.early().map(|_| monitored);
@@ -463,7 +429,7 @@ impl<M: Module> Trainer<M> {
                 state.stopped = stop.clone();
                 if let Some(policy) = checkpoints.as_ref() {
                     let mut checkpoint = Checkpoint::from_state_dict(&model.state_dict())
-                        .with_optimizer(optimizer.as_ref())
+                        .with_optimizer(&**optimizer.borrow())
                         .with_progress(state.epoch, state.step)
                         .with_rng(rng)
                         .with_metadata("trainer", self.name.as_str());
