@@ -24,11 +24,10 @@
 
 mod common;
 
-use common::{output_dir, AnyResult, Flags};
+use common::{classifier_trainer, output_dir, report_test, AnyResult, Flags, Schedule};
 use graphgrad::nn::data::{load_digits, SplitFractions};
 use graphgrad::nn::{DropoutConfig, LinearConfig, Module, ReLU, Sequential};
-use graphgrad::optim::{Adam, AdamConfig, EarlyStopping, MetricMode, Optimizer, Sgd, SgdConfig};
-use graphgrad::train::{plot, CheckpointPolicy, CrossEntropy, Execution, Metric, Trainer};
+use graphgrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::process::ExitCode;
@@ -52,16 +51,15 @@ fn run() -> AnyResult<()> {
         &[],
     )?;
     let fast = common::fast_mode();
-    let epochs: u64 = flags.get("epochs", if fast { 2 } else { 100 })?;
     let hidden: usize = flags.get("hidden", 128)?;
     let optimizer_name = flags.text("optimizer").unwrap_or("adam").to_string();
     // each optimiser's usual rate unless --lr says otherwise
     let lr: f64 = flags.get("lr", if optimizer_name == "sgd" { 0.05 } else { 0.001 })?;
     let dropout: f64 = flags.get("dropout", 0.2)?;
-    let execution = if common::compiled_mode(&flags)? { Execution::Compiled } else { Execution::Eager };
     let out = output_dir(&flags, "digits")?;
     let mut rng = ChaCha8Rng::seed_from_u64(flags.get("seed", 0)?);
 
+    // Data: pixels 0..16 scaled to 0..1; the split is stratified and seeded.
     let mut digits = load_digits()?;
     digits.scale_features(1.0 / 16.0);
     let split = digits.stratified_split(SplitFractions { validation: 0.15, test: 0.15 }, &mut rng)?;
@@ -81,7 +79,7 @@ fn run() -> AnyResult<()> {
         .append(LinearConfig::new(hidden / 2, 10).init(&mut rng)?);
     let n_params: usize = model.named_parameters().iter().map(|(_, v)| v.numel()).sum();
     println!(
-        "model: 64 → {hidden} → {} → 10 MLP, {n_params} parameters, {optimizer_name} lr {lr}, {execution:?} steps",
+        "model: 64 → {hidden} → {} → 10 MLP, {n_params} parameters, {optimizer_name} lr {lr}",
         hidden / 2
     );
     let optimizer: Box<dyn Optimizer> = match optimizer_name.as_str() {
@@ -89,37 +87,12 @@ fn run() -> AnyResult<()> {
         "sgd" => Box::new(Sgd::new(model.named_parameters(), SgdConfig::new(lr).momentum(0.9))?),
         other => return Err(format!("--optimizer {other:?}: choose adam or sgd").into()),
     };
-    let mut trainer = Trainer::with_boxed_optimizer(model, optimizer, CrossEntropy)
-        .name("digits")
-        .epochs(epochs)
-        .batch_size(flags.get("batch-size", 32)?)
+    let schedule = Schedule { epochs: if fast { 2 } else { 100 }, batch_size: 32, patience: 10 };
+    let mut trainer = classifier_trainer("digits", model, optimizer, &flags, &out, schedule)?
         .accumulate_gradients(flags.get("accumulate", 1)?)
-        .metrics(&[Metric::Accuracy, Metric::MacroF1])
-        .early_stopping(EarlyStopping::new(MetricMode::Min, flags.get("patience", 10)?).min_delta(1e-4))
-        .execution(execution)
-        .rng(rng)
-        .log_dir(&out)
-        .checkpoints(CheckpointPolicy::new(out.join("checkpoints")).keep_last(2).keep_best(true));
-    if let Some(path) = flags.text("resume") {
-        trainer = trainer.resume(path)?;
-    }
+        .rng(rng);
     trainer.fit(&split.train, Some(&split.validation))?;
-
-    // The test images were never used for training or model selection.
-    let test = trainer.evaluate(&split.test)?;
-    let matrix = test.confusion.ok_or("digits has class labels")?;
-    println!("\ntest set: loss {:.4}, accuracy {:.2}%\n", test.loss, 100.0 * matrix.accuracy());
-    println!("{}", matrix.report());
-    println!("confusion matrix (rows: true digit, columns: predicted):\n{matrix}");
-    let [svg, png] =
-        plot::confusion_matrix(&matrix, "digits: test confusion matrix", &out.join("test_confusion_matrix"))?;
-    println!(
-        "wrote {}/{{metrics.jsonl, learning_curves.svg, learning_curves.png, confusion_matrix.svg}}, {} and {}, \
-         TensorBoard events and checkpoints/",
-        out.display(),
-        svg.display(),
-        png.display()
-    );
+    report_test(&trainer, "digits", &split.test, "image", &out)?;
     Ok(())
 }
 

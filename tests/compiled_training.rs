@@ -315,6 +315,24 @@ fn gradients_accumulate_across_calls_as_eagerly() {
 }
 
 #[test]
+fn embedding_takes_float_indices_inside_a_compiled_step() {
+    // A data set's features are floats: the program casts them and checks they are whole.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let table = graphgrad::nn::EmbeddingConfig::new(5, 3).init(&mut rng).unwrap();
+    let mut f = compile(|io: &[Tensor]| table.forward(&io[0]));
+    for ids in [[0.0f32, 4.0, 2.0], [1.0, 1.0, 3.0]] {
+        let x = Tensor::from_vec(ids.to_vec(), &[3]).unwrap();
+        let compiled = f.call(std::slice::from_ref(&x)).unwrap()[0].to_vec::<f32>().unwrap();
+        assert_eq!(compiled, table.forward(&x).unwrap().to_vec::<f32>().unwrap());
+    }
+    assert_eq!(f.trace_count(), 1);
+    let fractional = f.call(&[Tensor::from_vec(vec![0.0f32, 1.5, 2.0], &[3]).unwrap()]);
+    assert!(fractional.unwrap_err().to_string().contains("not a whole number"));
+    let outside = f.call(&[Tensor::from_vec(vec![0.0f32, 5.0, 2.0], &[3]).unwrap()]);
+    assert!(outside.is_err(), "index 5 of a table of 5 rows");
+}
+
+#[test]
 fn training_mode_is_a_guard() {
     // Switching the model to eval mode between calls must not replay the training program.
     let net = model(3, true, false);

@@ -81,7 +81,7 @@ fn the_main_job_prints_plain_lines_when_piped() {
         "{stdout}"
     );
     assert!(stdout.contains("digits: finished the budget of 2 epochs; best val/loss"), "{stdout}");
-    assert!(stdout.contains("test set: loss "), "{stdout}");
+    assert!(stdout.contains("test set (269 images never seen in training): loss "), "{stdout}");
     let zero = run(&["--epochs", "0"]);
     assert!(!zero.status.success());
     assert!(String::from_utf8_lossy(&zero.stderr).contains("epochs: must be at least 1, got 0"));
