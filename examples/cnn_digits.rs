@@ -73,10 +73,18 @@ fn run() -> AnyResult<()> {
     let optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
     let schedule =
         Schedule { epochs: if common::fast_mode() { 1 } else { 60 }, batch_size: 32, patience: 10 };
-    let mut trainer =
-        classifier_trainer("cnn_digits", model, Box::new(optimizer), &flags, &out, schedule)?.rng(rng);
+    let mut trainer = classifier_trainer(
+        "cnn_digits",
+        model,
+        Box::new(optimizer),
+        &flags,
+        &out,
+        schedule,
+        &common::process_group(&flags)?,
+    )?
+    .rng(rng);
     trainer.fit(&split.train, Some(&split.validation))?;
-    report_test(&trainer, "cnn_digits", &split.test, "image", &out)?;
+    report_test(&trainer, "cnn_digits", &split.test, "image", &out, true)?;
     Ok(())
 }
 

@@ -198,10 +198,18 @@ fn run() -> AnyResult<()> {
     );
     let optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
     let schedule = Schedule { epochs: if fast { 2 } else { 30 }, batch_size: 64, patience: 5 };
-    let mut trainer =
-        classifier_trainer("sound", model, Box::new(optimizer), &flags, &out, schedule)?.rng(rng);
+    let mut trainer = classifier_trainer(
+        "sound",
+        model,
+        Box::new(optimizer),
+        &flags,
+        &out,
+        schedule,
+        &common::process_group(&flags)?,
+    )?
+    .rng(rng);
     trainer.fit(&split.train, Some(&split.validation))?;
-    report_test(&trainer, "sound: DTMF tones", &split.test, "clip", &out)?;
+    report_test(&trainer, "sound: DTMF tones", &split.test, "clip", &out, true)?;
     let model = trainer.model();
     let labels = split.test.labels().ok_or("clips have labels")?;
 

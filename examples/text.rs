@@ -243,9 +243,17 @@ fn run() -> AnyResult<()> {
     );
     let optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
     let schedule = Schedule { epochs: if fast { 2 } else { 30 }, batch_size, patience: 4 };
-    let mut trainer = classifier_trainer("text", model, Box::new(optimizer), &flags, &out, schedule)?
-        .metrics(&[Metric::Accuracy])
-        .rng(rng.clone());
+    let mut trainer = classifier_trainer(
+        "text",
+        model,
+        Box::new(optimizer),
+        &flags,
+        &out,
+        schedule,
+        &common::process_group(&flags)?,
+    )?
+    .metrics(&[Metric::Accuracy])
+    .rng(rng.clone());
     trainer.fit(&train, Some(&validation))?;
     let model = trainer.model();
 

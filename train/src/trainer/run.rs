@@ -2,6 +2,7 @@
 //! criterion (or a callback) says stop, with logs, progress, checkpoints and, at the end, the
 //! charts.
 
+use super::parallel::DataParallel;
 use super::step::Stepper;
 use super::{RunState, Trainer};
 use crate::callback::{BatchEnd, Control};
@@ -10,9 +11,9 @@ use crate::error::{setting, Error, Result};
 use crate::log::{EventWriter, JsonLines};
 use crate::metrics::{evaluate, EpochRecord, History};
 use crate::plot::confusion_matrix;
-use crate::progress::{Progress, Sink};
+use crate::progress::{Progress, ProgressMode, Sink};
 use graphgrad_autodiff::Var;
-use graphgrad_nn::data::{Dataset, Targets};
+use graphgrad_nn::data::{shuffled_indices, Dataset, Targets};
 use graphgrad_nn::Module;
 use graphgrad_optim::{check_loss, Checkpoint, MetricMode};
 use std::cell::RefCell;
@@ -212,13 +213,23 @@ impl<M: Module> Trainer<M> {
         let Plan { trainable, monitor, budget } = plan;
         let started = Instant::now();
         let resumed_at = (self.state.epoch, self.state.step);
-        let batches_per_epoch = {
-            let n = train.len();
-            if self.drop_last {
-                n / self.batch_size
-            } else {
-                n.div_ceil(self.batch_size)
+        let mut data_parallel = match &self.group {
+            Some(group) => {
+                let named = self.model.named_parameters();
+                let mut fixed: Vec<(String, Var)> =
+                    named.into_iter().filter(|(n, _)| !trainable.iter().any(|(t, _)| t == n)).collect();
+                fixed.extend(self.model.named_buffers());
+                let (samples, batch, drop_last) = (train.len(), self.batch_size, self.drop_last);
+                Some(DataParallel::new(group.clone(), trainable.clone(), &fixed, samples, batch, drop_last)?)
             }
+            None => None,
+        };
+        // only rank 0 reports
+        let lead = data_parallel.as_ref().is_none_or(DataParallel::lead);
+        let batches_per_epoch = match &data_parallel {
+            Some(dp) => dp.steps_per_epoch(),
+            None if self.drop_last => train.len() / self.batch_size,
+            None => train.len().div_ceil(self.batch_size),
         } as u64;
         if batches_per_epoch == 0 {
             return Err(setting(
@@ -230,7 +241,7 @@ impl<M: Module> Trainer<M> {
                 ),
             ));
         }
-        let mut logs = match &self.log_dir {
+        let mut logs = match self.log_dir.as_ref().filter(|_| lead) {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(crate::error::io("create", dir))?;
                 let jsonl = JsonLines::create(dir, &self.state.history, self.log_steps)?;
@@ -249,7 +260,12 @@ impl<M: Module> Trainer<M> {
             Some(writer) => Sink::Writer(writer),
             None => Sink::Stdout,
         };
-        let mode = self.progress;
+        let mode = match (lead, &data_parallel, self.progress) {
+            (false, _, _) => ProgressMode::Silent,
+            // mpirun hands each rank a pseudo-terminal: a bar would land in its forwarded log
+            (true, Some(_), ProgressMode::Auto) => ProgressMode::Lines,
+            (true, _, mode) => mode,
+        };
         let mut progress = Progress::start(
             mode,
             sink,
@@ -299,23 +315,33 @@ impl<M: Module> Trainer<M> {
                 let epoch_index = state.epoch; // 0-based, counted over the whole run
                 let epoch = epoch_index + 1;
                 model.train();
+                if let Some(dp) = &data_parallel {
+                    dp.seed_random_streams(model, rng)?;
+                }
                 let lr = optimizer.borrow().lrs().first().copied().unwrap_or(0.0);
                 let (mut loss_sum, mut seen) = (0.0, 0usize);
                 // batches and samples summed into `.grad()` since the last update
                 let (mut pending, mut pending_samples) = (0, 0);
                 let mut callback_stop = false;
-                let batches = train.shuffled_batches(self.batch_size, self.drop_last, rng)?;
-                let total = batches.num_batches();
-                for (b, batch) in batches.enumerate() {
+                // The epoch's order, the same on every rank; this rank's batches of it, each
+                // with the samples of its step over all ranks.
+                let order = shuffled_indices(train.len(), rng);
+                let steps: Vec<(Vec<usize>, usize)> = match &data_parallel {
+                    Some(dp) => dp.batches(&order)?,
+                    None => local_batches(order, self.batch_size, self.drop_last),
+                };
+                let total = steps.len();
+                for (b, (indices, global_samples)) in steps.into_iter().enumerate() {
+                    let batch = train.batch(&indices)?;
                     let n = batch.len();
-                    let loss = if self.accumulate == 1 {
+                    let loss = if self.accumulate == 1 && data_parallel.is_none() {
                         let loss = stepper.step(&batch)?;
                         state.step += 1;
                         loss
                     } else {
                         let loss = stepper.accumulate(&batch)?;
                         pending += 1;
-                        pending_samples += n;
+                        pending_samples += global_samples;
                         loss
                     };
                     check_loss(loss, epoch_index, state.step)?;
@@ -344,9 +370,20 @@ impl<M: Module> Trainer<M> {
                             callback_stop = true;
                         }
                     }
-                    // Σ n_i·g_i / Σ n_i: the gradient of the mean loss over every sample
+                    if let Some(dp) = data_parallel.as_ref().filter(|_| !callbacks.is_empty()) {
+                        callback_stop = dp.lead_says(callback_stop)?;
+                    }
+                    // Σ n_i·g_i / Σ n_i over every sample of every rank: the gradient of the
+                    // mean loss (the average over ranks divides the sum by the ranks)
                     if pending > 0 && (pending == self.accumulate || b + 1 == total || callback_stop) {
-                        stepper.update(pending_samples)?;
+                        let ranks = match data_parallel.as_mut() {
+                            Some(dp) => {
+                                dp.average_gradients()?;
+                                dp.ranks()
+                            }
+                            None => 1,
+                        };
+                        stepper.update(ranks as f64 / pending_samples as f64)?;
                         state.step += 1;
                         (pending, pending_samples) = (0, 0);
                     }
@@ -354,7 +391,13 @@ impl<M: Module> Trainer<M> {
                         break;
                     }
                 }
-                // The epoch's measurements.
+                // The epoch's measurements (the batch losses of every rank).
+                if let Some(dp) = &data_parallel {
+                    let mut sums = [loss_sum, seen as f64];
+                    dp.sum(&mut sums)?;
+                    (loss_sum, seen) = (sums[0], sums[1] as usize);
+                    dp.share_buffers()?;
+                }
                 let mut values = BTreeMap::new();
                 values.insert("train/batch_loss".to_string(), loss_sum / seen.max(1) as f64);
                 let ebs = self.eval_batch_size;
@@ -373,6 +416,10 @@ impl<M: Module> Trainer<M> {
                     for (name, v) in on_val.metrics {
                         values.insert(format!("val/{name}"), v);
                     }
+                }
+                if let Some(dp) = &data_parallel {
+                    // every rank decides on rank 0's numbers
+                    dp.take_lead_values(&mut values)?;
                 }
                 let Some(&monitored) = values.get(&monitor.0) else {
                     let measured: Vec<&String> = values.keys().collect();
@@ -427,7 +474,7 @@ impl<M: Module> Trainer<M> {
                 state.history.epochs.push(record);
                 state.epoch = epoch;
                 state.stopped = stop.clone();
-                if let Some(policy) = checkpoints.as_ref() {
+                let save = |policy: &crate::checkpoint::CheckpointPolicy| -> Result<()> {
                     let mut checkpoint = Checkpoint::from_state_dict(&model.state_dict())
                         .with_optimizer(&**optimizer.borrow())
                         .with_progress(state.epoch, state.step)
@@ -450,7 +497,15 @@ impl<M: Module> Trainer<M> {
                         stopped: stop.clone(),
                         settings: settings.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
                     };
-                    policy.save(&TrainingCheckpoint { checkpoint, trainer }, epoch, improved)?;
+                    policy.save(&TrainingCheckpoint { checkpoint, trainer }, epoch, improved)
+                };
+                if let Some(policy) = checkpoints.as_ref() {
+                    // rank 0 writes; the others wait for it, and share its error
+                    let saved = if lead { save(policy) } else { Ok(()) };
+                    match &data_parallel {
+                        Some(dp) => dp.lead_result(saved)?,
+                        None => saved?,
+                    }
                 }
             }
             if stepper.traces() > 0 {
@@ -463,7 +518,7 @@ impl<M: Module> Trainer<M> {
         };
         let summary = self.summary(stop.as_ref(), &monitor, started.elapsed().as_secs_f64(), resumed_at);
         progress.finish(&summary);
-        if let (Some(dir), true) = (&self.log_dir, self.plots) {
+        if let (Some(dir), true) = (&self.log_dir, self.plots && lead) {
             self.plot_learning_curves(&dir.join("learning_curves"))?;
             if let Some(validation) = validation.filter(|v| matches!(v.targets(), Targets::Classes(_))) {
                 if let Some(matrix) = self.evaluate(validation)?.confusion {
@@ -576,4 +631,14 @@ fn replay_history(events: &mut EventWriter, history: &History) -> Result<()> {
         write_record(events, record)?;
     }
     events.flush()
+}
+
+/// `order` in batches of `batch_size` (the last one smaller unless `drop_last`), each with its
+/// sample count.
+fn local_batches(order: Vec<usize>, batch_size: usize, drop_last: bool) -> Vec<(Vec<usize>, usize)> {
+    order
+        .chunks(batch_size)
+        .filter(|c| !drop_last || c.len() == batch_size)
+        .map(|c| (c.to_vec(), c.len()))
+        .collect()
 }

@@ -3,10 +3,12 @@
 //! shape: the optimiser's update, dropout's random stream and BatchNorm's statistics included.
 //!
 //! Three bodies share the code: `step` (one batch, then the update), and for gradient
-//! accumulation `accumulate` (adds the batch's gradient, weighted by its size, into `.grad()`)
-//! and `update` (scales the sum to a mean, updates, clears).
+//! accumulation and data-parallel steps `accumulate` (adds the batch's gradient, weighted by
+//! its size, into `.grad()`) and `update` (scales the summed gradients, given as inputs, to a
+//! mean, updates, clears). Between the two a data-parallel step averages `.grad()` over the
+//! ranks: outside any program, since a program cannot call out to the other processes.
 
-use crate::error::{setting, Result};
+use crate::error::Result;
 use crate::objective::{Objective, StepTargets};
 use graphgrad_autodiff::compile::{compile_if, Compiled};
 use graphgrad_autodiff::{grad, Tensor, Var};
@@ -74,11 +76,13 @@ type Body<'a, R> = Box<dyn FnMut(&[Tensor]) -> Result<R> + 'a>;
 
 /// The step bodies, each eager or compiled by one setting.
 pub(crate) struct Stepper<'a> {
+    trainable: Vec<(String, Var)>,
     /// One batch, then the update. Inputs `[inputs, targets]`; returns the loss.
     step: Compiled<Body<'a, Tensor>>,
     /// Adds the batch's size × its gradient into `.grad()`. Inputs `[inputs, targets]`.
     accumulate: Compiled<Body<'a, Tensor>>,
-    /// Scales `.grad()` by input 0 (1 / the samples summed), updates and clears.
+    /// Inputs `[scale, gradients...]`: makes `scale × gradient` each trainable parameter's
+    /// `.grad()`, updates and clears.
     update: Compiled<Body<'a, ()>>,
 }
 
@@ -92,7 +96,13 @@ impl<'a> Stepper<'a> {
         check_gradients: bool,
     ) -> Stepper<'a> {
         let compiled = execution == Execution::Compiled;
-        let parts = std::rc::Rc::new(Parts { model, objective, optimizer, trainable, check_gradients });
+        let parts = std::rc::Rc::new(Parts {
+            model,
+            objective,
+            optimizer,
+            trainable: trainable.clone(),
+            check_gradients,
+        });
         let p = parts.clone();
         let step: Body<'a, Tensor> = Box::new(move |io: &[Tensor]| {
             let (loss, grads) = p.loss_and_grads(io, None)?;
@@ -117,14 +127,13 @@ impl<'a> Stepper<'a> {
         });
         let p = parts;
         let update: Body<'a, ()> = Box::new(move |io: &[Tensor]| {
-            for (_, var) in &p.trainable {
-                if let Some(g) = var.grad() {
-                    var.set_grad(Some(&g.mul(&io[0].to_dtype(g.dtype()))?))?;
-                }
+            for ((_, var), g) in p.trainable.iter().zip(&io[1..]) {
+                var.set_grad(Some(&g.mul(&io[0].to_dtype(g.dtype()))?))?;
             }
             p.update()
         });
         Stepper {
+            trainable,
             step: compile_if(compiled, step),
             accumulate: compile_if(compiled, accumulate),
             update: compile_if(compiled, update),
@@ -143,12 +152,15 @@ impl<'a> Stepper<'a> {
         loss_of(self.accumulate.call(&io)?)
     }
 
-    /// The update from the gradients accumulated over `samples` samples.
-    pub(crate) fn update(&mut self, samples: usize) -> Result<()> {
-        if samples == 0 {
-            return Err(setting("gradient accumulation", "an update over no samples"));
+    /// The update from the gradients in `.grad()` times `scale` (1 / the samples they sum
+    /// over). A trainable parameter without a gradient takes zeros.
+    pub(crate) fn update(&mut self, scale: f64) -> Result<()> {
+        let mut io = vec![Tensor::scalar(scale)];
+        for (_, var) in &self.trainable {
+            // the gradients travel as inputs: averaging over ranks makes them new tensors
+            io.push(var.grad().unwrap_or_else(|| Tensor::zeros(var.shape(), var.dtype())));
         }
-        self.update.call(&[Tensor::scalar(1.0 / samples as f64)])?;
+        self.update.call(&io)?;
         Ok(())
     }
 
