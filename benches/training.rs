@@ -58,6 +58,9 @@ where
     });
     let framework = if compiled { "graphgrad-compiled" } else { "graphgrad-eager" };
     report(workload, framework, &format!("b{batch}"), &t, 1.0 / t.median_s, "steps/s");
+    if compiled && crate::profiling() {
+        eprintln!("{workload}: {}", step.profile(inputs, STEP_REPS).expect("profile"));
+    }
 }
 
 /// One step: zero the gradients, forward, cross-entropy against `labels`, backward, update.

@@ -5,6 +5,7 @@
 //! cargo bench --bench workloads                 # every workload
 //! cargo bench --bench workloads -- W1           # workloads whose id starts with W1
 //! cargo bench --bench workloads --features mpi -- W10   # data-parallel over 2 MPI ranks
+//! cargo bench --bench workloads -- W2 --profile  # and where each compiled step's time goes
 //! ```
 //! Set `RAYON_NUM_THREADS=2` to match the reference script (`benches/reference.py`).
 
@@ -116,6 +117,12 @@ fn w6_fusion() {
         x.zero_grad();
     });
     report("W6-fusion", "graphgrad-eager", "n4194304", &t, t.median_s * 1e3, "ms/step");
+}
+
+/// `--profile`: after each compiled workload, the time of each kernel of its program (on
+/// standard error).
+pub fn profiling() -> bool {
+    std::env::args().any(|a| a == "--profile")
 }
 
 fn main() {

@@ -333,6 +333,37 @@ fn embedding_takes_float_indices_inside_a_compiled_step() {
 }
 
 #[test]
+fn a_profile_times_every_kernel_of_the_step() {
+    let net = model(5, false, false);
+    let optimizer = std::cell::RefCell::new(Sgd::new(net.named_parameters(), SgdConfig::new(0.1)).unwrap());
+    let body = |io: &[Tensor]| -> Result<Tensor> {
+        let mut opt = optimizer.borrow_mut();
+        opt.zero_grad();
+        let loss = cross_entropy(&net.forward(&io[0])?, &io[1], Reduction::Mean)?;
+        loss.backward()?;
+        opt.step()?;
+        Ok(loss)
+    };
+    let mut step = compile(body);
+    let inputs = batch(0);
+    let before = net.named_parameters()[0].1.to_f64_vec();
+    let profile = step.profile(&inputs, 10).unwrap();
+    assert_eq!(profile.calls, 10);
+    assert!(profile.kernels.iter().any(|k| k.kernel.starts_with("matmul")), "{profile}");
+    let kernel_time: std::time::Duration = profile.kernels.iter().map(|k| k.mean).sum();
+    assert!(kernel_time <= profile.per_call, "{profile}");
+    assert_eq!(step.trace_count(), 1);
+    // the profiled calls are steps: the weights moved
+    assert_ne!(before, net.named_parameters()[0].1.to_f64_vec());
+    let text = profile.to_string();
+    assert!(text.contains("slowest first") && text.contains("outputs and updates"), "{text}");
+    // an eager step has no program to profile
+    let mut eager = compile_if(false, body);
+    let err = eager.profile(&inputs, 1).unwrap_err().to_string();
+    assert!(err.contains("nothing is compiled"), "{err}");
+}
+
+#[test]
 fn training_mode_is_a_guard() {
     // Switching the model to eval mode between calls must not replay the training program.
     let net = model(3, true, false);

@@ -71,8 +71,8 @@ pub use sampler::{rank_seed, DistributedSampler, RankBatch};
 use std::process::ExitCode;
 
 /// The process's exit for a rank's outcome: success; or the error printed as
-/// `PROGRAM: rank R of N: ERROR` and, in a job of several ranks, the whole job aborted (code 1),
-/// so no rank is left waiting for one that has stopped.
+/// `PROGRAM: rank R of N: ERROR` and the whole job aborted (code 1), so no rank is left
+/// waiting for one that has stopped (alone, `PROGRAM: ERROR` and code 1).
 pub fn exit_code<E: std::fmt::Display>(
     group: &dyn ProcessGroup,
     program: &str,
@@ -81,11 +81,12 @@ pub fn exit_code<E: std::fmt::Display>(
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{program}: rank {} of {}: {e}", group.rank(), group.size());
-            if group.size() > 1 {
-                group.abort(1);
+            if group.size() == 1 {
+                eprintln!("{program}: {e}");
+                return ExitCode::FAILURE;
             }
-            ExitCode::FAILURE
+            eprintln!("{program}: rank {} of {}: {e}", group.rank(), group.size());
+            group.abort(1)
         }
     }
 }

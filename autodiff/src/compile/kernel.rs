@@ -68,6 +68,27 @@ pub enum FusedOutput {
     },
 }
 
+impl FusedKernel {
+    /// The ops it runs, in order (`mul, tanh, add, sum`), for profiles and logs.
+    pub fn describe(&self) -> String {
+        let mut names: Vec<String> = self
+            .instrs
+            .iter()
+            .filter_map(|i| match i {
+                Instr::Unary(u, _) => Some(u.name().to_string()),
+                Instr::Binary(b, _, _) => Some(b.name().to_string()),
+                Instr::Where(..) => Some("where".to_string()),
+                Instr::Load(_) | Instr::Const(_) => None,
+            })
+            .collect();
+        names.extend(self.outputs.iter().filter_map(|o| match o {
+            FusedOutput::Reduce { op, .. } => Some(op.name().to_string()),
+            FusedOutput::Store(_) => None,
+        }));
+        names.join(", ")
+    }
+}
+
 /// A compiled single-pass kernel (see the module docs).
 #[derive(Clone, Debug)]
 pub struct FusedKernel {

@@ -65,6 +65,7 @@ pub mod kernel;
 mod lower;
 pub mod memory;
 pub mod passes;
+mod profile;
 mod replay;
 
 use crate::mode::TracingGuard;
@@ -73,6 +74,7 @@ use graphgrad_ops::Shape;
 use ir::Graph;
 use memory::MemoryPlan;
 use passes::PassReport;
+pub use profile::{KernelTime, Profile};
 use replay::Executor;
 use std::fmt::Write;
 
@@ -408,6 +410,53 @@ impl Program {
         Ok(Run::Done(outputs))
     }
 
+    /// Runs the program `calls` times on `inputs` (updates included, as [`run`](Self::run)
+    /// does) timing each kernel: where a step's time goes.
+    ///
+    /// ```
+    /// use graphgrad_autodiff::compile::Program;
+    /// use graphgrad_autodiff::{DType, Tensor};
+    /// let x = Tensor::ones(&[256, 64], DType::F32);
+    /// let w = Tensor::ones(&[64, 32], DType::F32);
+    /// let mut program = Program::trace(
+    ///     &mut |io: &[Tensor]| io[0].matmul(&io[1])?.relu().sum_all(),
+    ///     &[x.clone(), w.clone()],
+    ///     &Default::default(),
+    /// )?;
+    /// let profile = program.profile(&[x, w], 10)?;
+    /// assert!(profile.kernels.iter().any(|k| k.kernel.starts_with("matmul")));
+    /// println!("{profile}");
+    /// # Ok::<(), graphgrad_autodiff::Error>(())
+    /// ```
+    pub fn profile(&mut self, inputs: &[Tensor], calls: usize) -> Result<Profile> {
+        let calls = calls.max(1);
+        let described = self.executor.describe_steps();
+        self.executor.profile = Some(vec![std::time::Duration::ZERO; described.len()]);
+        let started = std::time::Instant::now();
+        let mut result = Ok(());
+        for _ in 0..calls {
+            if let Err(e) = self.run(inputs) {
+                result = Err(e);
+                break;
+            }
+        }
+        let per_call = started.elapsed() / calls as u32;
+        let times = self.executor.profile.take().unwrap_or_default();
+        result?;
+        let kernels = described
+            .into_iter()
+            .zip(times)
+            .enumerate()
+            .map(|(index, ((kernel, shapes), time))| KernelTime {
+                index,
+                kernel,
+                shapes,
+                mean: time / calls as u32,
+            })
+            .collect();
+        Ok(Profile { calls, per_call, kernels })
+    }
+
     /// What each pass did, in order (the last entry is the memory planner).
     pub fn reports(&self) -> &[PassReport] {
         &self.reports
@@ -622,6 +671,33 @@ impl<F> Compiled<F> {
     pub fn program(&self, inputs: &[Tensor]) -> Option<&Program> {
         let sig = signature(inputs);
         self.cache.iter().rev().find(|p| p.signature == sig)
+    }
+
+    /// Profiles the program for the signature of `inputs` over `calls` calls (see
+    /// [`Program::profile`]), compiling it first if needed: the calls train, as calls of the
+    /// step do. An error in eager mode (`compile_if(false, ..)`), which has no program.
+    pub fn profile<R, E>(&mut self, inputs: &[Tensor], calls: usize) -> std::result::Result<Profile, E>
+    where
+        F: FnMut(&[Tensor]) -> std::result::Result<R, E>,
+        R: IntoOutputs,
+        E: From<Error>,
+    {
+        if self.eager {
+            return Err(Error::InvalidArgument {
+                op: "profile",
+                reason: "the step runs eagerly: nothing is compiled".into(),
+            }
+            .into());
+        }
+        self.call(inputs)?;
+        let sig = signature(inputs);
+        let program = self
+            .cache
+            .iter_mut()
+            .rev()
+            .find(|p| p.signature == sig)
+            .expect("internal invariant: just called");
+        Ok(program.profile(inputs, calls)?)
     }
 
     /// Every cached program, least recently used first.

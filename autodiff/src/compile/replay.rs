@@ -24,6 +24,7 @@ use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
 use graphgrad_ops::{numel, DType, Shape};
 use smallvec::SmallVec;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a step runs.
 #[derive(Clone, Debug)]
@@ -56,6 +57,26 @@ struct Step {
     outs: Vec<(Dst, Shape)>,
 }
 
+impl Step {
+    /// `("fused[mul, tanh, add]", "[128, 512], [512] -> [128, 512]")`.
+    fn describe(&self) -> (String, String) {
+        let kernel = match &self.kernel {
+            Kernel::Op(op) => op.name().to_string(),
+            Kernel::Fused(k) => format!("fused[{}]", k.describe()),
+            Kernel::Epilogue { trans_a, trans_b, activation } => {
+                let t = |on: bool| if on { "ᵀ" } else { "" };
+                format!("matmul{}{}+epilogue({activation:?})", t(*trans_a), t(*trans_b))
+            }
+        };
+        let shapes = |list: Vec<&Shape>| {
+            list.iter().map(|s| format!("{:?}", s.as_slice())).collect::<Vec<_>>().join(", ")
+        };
+        let ins = shapes(self.ins.iter().map(|(_, s)| s).collect());
+        let outs = shapes(self.outs.iter().map(|(_, s)| s).collect());
+        (kernel, format!("{ins} -> {outs}"))
+    }
+}
+
 /// A planned program ready to run.
 #[derive(Debug)]
 pub(crate) struct Executor {
@@ -71,6 +92,8 @@ pub(crate) struct Executor {
     donatable: Vec<Option<usize>>,
     /// Per output: the tensor last handed out with a donated buffer.
     donated: Vec<Option<Tensor>>,
+    /// While profiling: the time spent in each step, summed over calls.
+    pub(crate) profile: Option<Vec<Duration>>,
 }
 
 /// Outputs at least this large (elements) take their slot's buffer instead of a copy.
@@ -146,7 +169,12 @@ impl Executor {
             })
             .collect();
         let donated = vec![None; outputs.len()];
-        Executor { steps, slots, outputs, writebacks, capacity, donatable, donated }
+        Executor { steps, slots, outputs, writebacks, capacity, donatable, donated, profile: None }
+    }
+
+    /// What each step runs, in order, as a profile names it: the kernel and its shapes.
+    pub(crate) fn describe_steps(&self) -> Vec<(String, String)> {
+        self.steps.iter().map(Step::describe).collect()
     }
 
     /// Runs the program. `inputs` were checked against the signature; `state` are the leaves
@@ -165,8 +193,12 @@ impl Executor {
         };
         let guards: Vec<_> = inputs.iter().map(Tensor::read).collect();
         let input_bufs: Vec<&Buffer> = guards.iter().map(|g| &**g).collect();
-        for step in &self.steps {
+        for (i, step) in self.steps.iter().enumerate() {
+            let started = self.profile.is_some().then(Instant::now);
             run_step(step, &input_bufs, &mut params.buffers, &mut self.slots)?;
+            if let (Some(times), Some(started)) = (self.profile.as_mut(), started) {
+                times[i] += started.elapsed();
+            }
         }
         let read = |src: &Src, params: &[Buffer], slots: &[Buffer]| -> Buffer {
             match src {
