@@ -41,14 +41,14 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
 }
 
 /// `n` class labels in `0..classes`, as an i64 tensor.
-fn labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Tensor {
+pub(crate) fn labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Tensor {
     let values: Vec<usize> = (0..n).map(|_| rng.gen_range(0..classes)).collect();
     Tensor::from_indices(&values, &[n]).expect("shape")
 }
 
 /// Times `reps` calls of the training step `step` on `inputs` (eager or compiled whole) and
 /// prints steps/s.
-fn report_steps<F>(workload: &str, batch: usize, compiled: bool, inputs: &[Tensor], step: F)
+pub(crate) fn report_steps<F>(workload: &str, batch: usize, compiled: bool, inputs: &[Tensor], step: F)
 where
     F: FnMut(&[Tensor]) -> Result<Tensor>,
 {
@@ -64,7 +64,7 @@ where
 }
 
 /// One step: zero the gradients, forward, cross-entropy against `labels`, backward, update.
-fn train_step(
+pub(crate) fn train_step(
     opt: &mut dyn Optimizer,
     logits: impl FnOnce() -> graphgrad::autodiff::Result<Tensor>,
     labels: &Tensor,

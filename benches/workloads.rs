@@ -11,6 +11,8 @@
 
 mod compiled;
 mod ddp;
+mod inference;
+mod sequence;
 mod trainer;
 mod training;
 
@@ -148,6 +150,8 @@ fn main() {
         w6_fusion();
     }
     training::run(&selected);
+    sequence::run(&selected);
+    inference::run(&selected);
     compiled::run(&selected);
     trainer::run(&selected);
     ddp::run(&selected);

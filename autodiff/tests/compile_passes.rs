@@ -370,3 +370,32 @@ fn the_remat_policy_recomputes_cheap_values_and_keeps_the_results() {
     assert!(off.programs().next().unwrap().peak_bytes_without_remat().is_none());
     assert!(with.memory_plan().peak_bytes <= with.peak_bytes_without_remat().unwrap());
 }
+
+#[test]
+fn gradients_of_side_by_side_slices_join_into_one_cat() {
+    // a value read in slices (an LSTM's input projection, one time step at a time): the
+    // gradient is a sum of zero-padded pieces, which simplify joins into one cat and one pad
+    let x = data(&[3, 11], 21);
+    let weights: Vec<Tensor> = (0..4).map(|k| data(&[3, 2], 30 + k)).collect();
+    let step = |io: &[Tensor], weights: &[Tensor]| -> Result<Vec<Tensor>> {
+        let x = io[0].requires_grad_();
+        // columns 1..9 in four slices of two, read in a shuffled order; 0 and 9..11 unread
+        let mut loss = x.narrow(1, 5, 2)?.mul(&weights[2])?.tanh().sum_all()?;
+        for (k, start) in [(0, 1), (3, 7), (1, 3)] {
+            loss = loss.add(&x.narrow(1, start, 2)?.mul(&weights[k])?.square().sum_all()?)?;
+        }
+        Ok(grad(&[loss], &[x], false)?)
+    };
+    let eager = step(std::slice::from_ref(&x), &weights).unwrap();
+    let options = only(CompileOptions { simplify: true, ..CompileOptions::unoptimized() });
+    let w = weights.clone();
+    let mut f = compile_with(move |io: &[Tensor]| step(io, &w), options);
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    assert_close(&out[0].to_vec::<f32>().unwrap(), &eager[0].to_vec::<f32>().unwrap(), 1e-6, 1e-6);
+    let columns = out[0].to_vec::<f32>().unwrap();
+    assert!((0..3).all(|r| [0, 9, 10].iter().all(|&c| columns[r * 11 + c] == 0.0)));
+    let p = f.program(std::slice::from_ref(&x)).unwrap();
+    let dot = p.to_dot();
+    assert_eq!(dot.matches("cat").count(), 1, "{}", p.log());
+    assert_eq!(dot.matches("pad").count(), 1, "{dot}");
+}

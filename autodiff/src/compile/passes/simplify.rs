@@ -7,7 +7,11 @@
 //! - `permute(q)` of `permute(p)` is one permute, or `x` when the composition is the identity
 //!   (a double transpose);
 //! - `reshape` of `reshape` reshapes the original; a reshape, expand or cast to the shape and
-//!   dtype the value already has is the value.
+//!   dtype the value already has is the value;
+//! - a sum of zero-padded pieces that sit side by side along one axis (the gradient of a
+//!   value read in slices: an LSTM's input projection, read one time step at a time) is their
+//!   concatenation, padded once: one pass over the result instead of a full-size pad and add
+//!   per piece.
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
@@ -42,6 +46,10 @@ enum Rewrite {
 /// Simplifies in topological order (operands first, so chains collapse in one sweep).
 pub fn simplify_algebra(graph: &mut Graph) {
     for n in graph.topo_order() {
+        if let Some(merged) = concatenated_pads(graph, n) {
+            graph.replace_uses(Value::of(n), merged);
+            continue;
+        }
         match rewrite(graph, n) {
             Some(Rewrite::Forward(v)) => graph.replace_uses(Value::of(n), v),
             Some(Rewrite::Replace(op, v)) => {
@@ -57,6 +65,82 @@ pub fn simplify_algebra(graph: &mut Graph) {
             None => {}
         }
     }
+}
+
+/// A zero padding of `x` along one axis: `(x, axis, before, after)`.
+fn padded_piece(graph: &Graph, v: Value) -> Option<(Value, usize, usize, usize)> {
+    let IrOp::Op(Op::Movement(MovementOp::Pad { pads, value })) = &graph.g[v.node].op else { return None };
+    let mut padded = pads.iter().enumerate().filter(|(_, p)| **p != (0, 0));
+    let (axis, &(before, after)) = padded.next()?;
+    (*value == 0.0 && padded.next().is_none()).then(|| (graph.inputs(v.node)[0], axis, before, after))
+}
+
+/// When `n` is the root of a tree of adds (its inner adds read by nothing else) whose leaves
+/// are zero paddings of pieces that tile a range of one axis without overlap: that sum as
+/// one `cat` of the pieces in order, padded once (the nodes it adds; `None` otherwise).
+fn concatenated_pads(graph: &mut Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Value> {
+    let is_add = |g: &Graph, m: petgraph::stable_graph::NodeIndex| {
+        matches!(g.g[m].op, IrOp::Op(Op::Binary(BinaryOp::Add)))
+    };
+    if !is_add(graph, n) {
+        return None;
+    }
+    let out = graph.g[n].outs[0].clone();
+    // an inner add of a larger tree is rewritten with its root
+    let inner = |g: &Graph, m: petgraph::stable_graph::NodeIndex| {
+        is_add(g, m) && g.use_count(Value::of(m)) == 1 && g.info(Value::of(m)) == &out
+    };
+    if graph.users(n).iter().any(|&u| is_add(graph, u)) && inner(graph, n) {
+        return None;
+    }
+    let (mut leaves, mut stack) = (Vec::new(), vec![n]);
+    while let Some(m) = stack.pop() {
+        for v in graph.inputs(m) {
+            if v.port == 0 && inner(graph, v.node) {
+                stack.push(v.node);
+            } else {
+                leaves.push(v);
+            }
+        }
+    }
+    if leaves.len() < 2 {
+        return None;
+    }
+    let mut pieces = Vec::with_capacity(leaves.len());
+    for &leaf in &leaves {
+        if graph.info(leaf) != &out {
+            return None;
+        }
+        pieces.push(padded_piece(graph, leaf)?);
+    }
+    let axis = pieces[0].1;
+    if pieces.iter().any(|p| p.1 != axis) {
+        return None;
+    }
+    pieces.sort_by_key(|p| p.2);
+    let full = out.shape[axis];
+    // side by side: each piece starts where the one before it ends
+    let fits = pieces.windows(2).all(|w| full - w[0].3 == w[1].2);
+    if !fits {
+        return None;
+    }
+    let (first, last) = (pieces[0].2, pieces[pieces.len() - 1].3);
+    let mut joined_shape = out.shape.clone();
+    joined_shape[axis] = full - first - last;
+    let parts: Vec<Value> = pieces.iter().map(|p| p.0).collect();
+    let cat = graph.add(IrOp::Op(Op::Movement(MovementOp::Cat { axis })), joined_shape, out.dtype, &parts);
+    if first == 0 && last == 0 {
+        return Some(Value::of(cat));
+    }
+    let mut pads: smallvec::SmallVec<[(usize, usize); 6]> = smallvec::smallvec![(0, 0); out.shape.len()];
+    pads[axis] = (first, last);
+    let pad = graph.add(
+        IrOp::Op(Op::Movement(MovementOp::Pad { pads, value: 0.0 })),
+        out.shape,
+        out.dtype,
+        &[Value::of(cat)],
+    );
+    Some(Value::of(pad))
 }
 
 /// True when every element of `v` equals `c`: a constant, possibly reshaped or broadcast.
