@@ -61,7 +61,9 @@ fn hvp_compiles() -> Result<()> {
 fn per_sample_gradients_compile() -> Result<()> {
     // io: a batch of inputs [6, 3], w1, w2; per-sample gradients of w1 and w2
     let step = |io: &[Tensor]| -> Result<Vec<Tensor>> {
-        let per_sample = |v: &[Tensor]| Ok(func::grad(loss)(&[v[0].unsqueeze(0)?, v[1].clone(), v[2].clone()])?[1..].to_vec());
+        let per_sample = |v: &[Tensor]| {
+            Ok(func::grad(loss)(&[v[0].unsqueeze(0)?, v[1].clone(), v[2].clone()])?[1..].to_vec())
+        };
         func::vmap(per_sample, &[Some(0), None, None], &[0, 0])(io)
     };
     let set = |seed| vec![randn(&[6, 3], seed), randn(&[3, 5], seed + 1), randn(&[5, 2], seed + 2)];
