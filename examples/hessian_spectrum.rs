@@ -41,7 +41,10 @@ fn loss(theta: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// Eigenvalues of the symmetric `n`×`n` matrix `a` (row-major) by cyclic Jacobi rotations.
 fn jacobi_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
         if off < 1e-26 {
             break;
         }
@@ -79,10 +82,16 @@ fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// The `top` eigenvalues of largest magnitude of the Hessian at `theta`, by power iteration
 /// on Hessian-vector products, deflating each one found.
-fn power_iteration(f: &dyn Fn(&[Tensor]) -> Result<Tensor>, theta: &Tensor, top: usize, rng: &mut ChaCha8Rng) -> Result<Vec<f64>> {
+fn power_iteration(
+    f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    theta: &Tensor,
+    top: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<f64>> {
     let mut found: Vec<(f64, Tensor)> = Vec::new();
     for _ in 0..top {
-        let mut v = Tensor::from_vec((0..PARAMS).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>(), &[PARAMS])?;
+        let mut v =
+            Tensor::from_vec((0..PARAMS).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>(), &[PARAMS])?;
         let mut lambda = 0.0;
         for _ in 0..5000 {
             v = v.mul_scalar(1.0 / dot(&v, &v)?.sqrt());
@@ -120,7 +129,8 @@ fn main() -> AnyResult<()> {
     let f = |v: &[Tensor]| loss(&v[0], &x, &y);
 
     // train by gradient descent on θ
-    let mut theta = Tensor::from_vec((0..PARAMS).map(|_| rng.gen_range(-0.7..0.7)).collect::<Vec<f64>>(), &[PARAMS])?;
+    let mut theta =
+        Tensor::from_vec((0..PARAMS).map(|_| rng.gen_range(-0.7..0.7)).collect::<Vec<f64>>(), &[PARAMS])?;
     let gradient = func::grad(f);
     let first = f(std::slice::from_ref(&theta))?.item()?;
     for _ in 0..steps {
@@ -136,7 +146,10 @@ fn main() -> AnyResult<()> {
     // dense Hessian and its eigenvalues
     let h = func::hessian(f)(std::slice::from_ref(&theta))?;
     let entries = h.to_f64_vec();
-    let asymmetry = (0..PARAMS).flat_map(|i| (0..PARAMS).map(move |j| (i, j))).map(|(i, j)| (entries[i * PARAMS + j] - entries[j * PARAMS + i]).abs()).fold(0.0, f64::max);
+    let asymmetry = (0..PARAMS)
+        .flat_map(|i| (0..PARAMS).map(move |j| (i, j)))
+        .map(|(i, j)| (entries[i * PARAMS + j] - entries[j * PARAMS + i]).abs())
+        .fold(0.0, f64::max);
     let mut dense = jacobi_eigenvalues(entries, PARAMS);
     dense.sort_by(|a, b| b.abs().total_cmp(&a.abs()));
 
@@ -152,7 +165,9 @@ fn main() -> AnyResult<()> {
     print!("{report}");
     std::fs::write(out.join("spectrum.txt"), &report)?;
     if worst > 1e-6 || asymmetry > 1e-10 {
-        return Err(format!("power iteration and the dense Hessian disagree (worst relative {worst:.1e})").into());
+        return Err(
+            format!("power iteration and the dense Hessian disagree (worst relative {worst:.1e})").into()
+        );
     }
     println!("power iteration on hvp matches the dense Hessian's eigenvalues (worst relative {worst:.1e})");
     Ok(())

@@ -90,7 +90,8 @@ fn main() -> AnyResult<()> {
 
     // the error against e^{−π²t}·sin(πx) on a finer grid
     let test = grid(25, 10)?;
-    let exact: Vec<f64> = test.to_f64_vec().chunks(2).map(|p| (-PI * PI * p[1]).exp() * (PI * p[0]).sin()).collect();
+    let exact: Vec<f64> =
+        test.to_f64_vec().chunks(2).map(|p| (-PI * PI * p[1]).exp() * (PI * p[0]).sin()).collect();
     let max_error = |net: &Sequential| -> Result<f64> {
         let u = solution(net, &test)?.to_f64_vec();
         Ok(u.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max))
