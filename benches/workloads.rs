@@ -10,6 +10,7 @@
 
 mod compiled;
 mod ddp;
+mod func;
 mod trainer;
 mod training;
 
@@ -143,5 +144,6 @@ fn main() {
     training::run(&selected);
     compiled::run(&selected);
     trainer::run(&selected);
+    func::run(&selected);
     ddp::run(&selected);
 }

@@ -3,7 +3,7 @@
 //! DP-SGD (Abadi et al., 2016) bounds each sample's influence on a step: every sample's
 //! gradient is clipped to norm at most C, the clipped gradients are summed, Gaussian noise of
 //! standard deviation σ·C is added, and the mean is the update. That needs one gradient per
-//! sample, which `func::vmap(func::grad(loss))` gives in one batched pass: the loss is written
+//! sample, which `func::vmap(func::grad_argnums(loss, parameters))` gives in one batched pass: the loss is written
 //! for one sample, as a function of the model's parameters through `functional_call`.
 //!
 //! The example checks the first batch's per-sample gradients against a plain loop of
@@ -62,7 +62,7 @@ fn main() -> AnyResult<()> {
         let logits = functional_call(&model, &given, &v[0].unsqueeze(0)?)?;
         cross_entropy(&logits, &v[1], Reduction::Sum)
     };
-    let sample_grads = |v: &[Tensor]| Ok(func::grad(sample_loss)(v)?[2..].to_vec());
+    let sample_grads = func::grad_argnums(sample_loss, &(2..2 + count).collect::<Vec<_>>());
     let mut in_axes = vec![Some(0), Some(0)];
     in_axes.extend(std::iter::repeat_n(None, count));
     let per_sample = func::vmap(sample_grads, &in_axes, &vec![0; count]);

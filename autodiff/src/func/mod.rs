@@ -1,4 +1,5 @@
-//! Function transforms, in the manner of `torch.func` and JAX: [`grad`], [`vjp`], [`jvp`],
+//! Function transforms, in the manner of `torch.func` and JAX: [`grad`] (and [`grad_argnums`]),
+//! [`vjp`], [`jvp`],
 //! [`jacrev`], [`jacfwd`], [`hessian`], [`hvp`] and [`vmap`], each taking a function of tensors
 //! and composing with the others in any order (`jvp` of `grad`, `vmap` of `grad`, `grad` of
 //! `jvp`, nested `vmap`), eagerly and inside [`compile`](mod@crate::compile).
@@ -147,13 +148,18 @@ where
 /// primals. Calling it again reuses the recorded graph; the results differentiate again.
 pub struct Pullback {
     primals: Vec<Tensor>,
+    /// The primals differentiated (float ones); the others get zeros.
+    wrt: Vec<usize>,
     outputs: Vec<Tensor>,
 }
 
 impl Pullback {
-    /// `vᵀJ` for cotangents `v` (one per output, of its shape), one per primal.
+    /// `vᵀJ` for cotangents `v` (one per output, of its shape), one per primal (zeros for an
+    /// integer primal, or one not asked for).
     pub fn call(&self, cotangents: &[Tensor]) -> Result<Vec<Tensor>> {
         check_pairs("vjp", &self.outputs, cotangents)?;
+        let mut result: Vec<Tensor> =
+            self.primals.iter().map(|p| Tensor::zeros(p.shape(), p.dtype())).collect();
         // outputs that no primal reaches contribute nothing
         let (outs, seeds): (Vec<Tensor>, Vec<Tensor>) = self
             .outputs
@@ -162,11 +168,41 @@ impl Pullback {
             .filter(|(o, _)| o.requires_grad())
             .map(|(o, v)| (o.clone(), v.clone()))
             .unzip();
-        if outs.is_empty() {
-            return Ok(self.primals.iter().map(|p| Tensor::zeros(p.shape(), p.dtype())).collect());
+        if outs.is_empty() || self.wrt.is_empty() {
+            return Ok(result);
         }
-        grad_with_seeds(&outs, seeds, &self.primals, true)
+        let wrt: Vec<Tensor> = self.wrt.iter().map(|&i| self.primals[i].clone()).collect();
+        for (&i, g) in self.wrt.iter().zip(grad_with_seeds(&outs, seeds, &wrt, true)?) {
+            result[i] = g;
+        }
+        Ok(result)
     }
+}
+
+/// [`vjp`] differentiating only the primals at positions `argnums` (the pullback gives zeros
+/// for the others, which are not recorded as differentiable).
+fn vjp_of<F>(f: F, primals: &[Tensor], argnums: Option<&[usize]>) -> Result<(Vec<Tensor>, Pullback)>
+where
+    F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+{
+    if let Some(&bad) = argnums.and_then(|a| a.iter().find(|&&i| i >= primals.len())) {
+        crate::bail!(
+            "grad",
+            "argnum {bad} is out of range for {} inputs of shapes {:?}",
+            primals.len(),
+            shapes(primals)
+        );
+    }
+    let wrt: Vec<usize> = (0..primals.len())
+        .filter(|i| argnums.is_none_or(|a| a.contains(i)) && primals[*i].dtype().is_float())
+        .collect();
+    let primals: Vec<Tensor> = primals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if wrt.contains(&i) { p.differentiable() } else { p.clone() })
+        .collect();
+    let outputs = f(&primals)?;
+    Ok((outputs.clone(), Pullback { primals, wrt, outputs }))
 }
 
 /// `f`'s outputs at `primals` and the pullback that maps output cotangents to input
@@ -186,14 +222,12 @@ pub fn vjp<F>(f: F, primals: &[Tensor]) -> Result<(Vec<Tensor>, Pullback)>
 where
     F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
 {
-    let primals: Vec<Tensor> = primals.iter().map(Tensor::differentiable).collect();
-    let outputs = f(&primals)?;
-    Ok((outputs.clone(), Pullback { primals, outputs }))
+    vjp_of(f, primals, None)
 }
 
 /// The function computing the gradient of the scalar `f` with respect to each of its inputs
-/// (like `torch.func.grad`). The gradient is recorded (`create_graph`), so it can be
-/// differentiated, pushed forward or batched again.
+/// (like `torch.func.grad`; zeros for integer inputs such as labels). The gradient is recorded
+/// (`create_graph`), so it can be differentiated, pushed forward or batched again.
 ///
 /// ```
 /// use graphgrad_autodiff::{func, Tensor};
@@ -207,8 +241,39 @@ pub fn grad<F>(f: F) -> impl Fn(&[Tensor]) -> Result<Vec<Tensor>>
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
+    grad_wrt(f, None)
+}
+
+/// [`grad`] in the inputs at positions `argnums` only (`torch.func.grad`'s `argnums`): the
+/// gradients of those inputs, in that order. Cheaper when the others (data, labels) need none.
+///
+/// ```
+/// use graphgrad_autodiff::{func, Tensor};
+/// // ∂(a·b)/∂b = a
+/// let g = func::grad_argnums(|v: &[Tensor]| v[0].mul(&v[1])?.sum_all(), &[1]);
+/// let (a, b) = (Tensor::from_vec(vec![2.0f64], &[1])?, Tensor::from_vec(vec![5.0f64], &[1])?);
+/// assert_eq!(g(&[a, b])?[0].to_vec::<f64>()?, [2.0]);
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+pub fn grad_argnums<F>(f: F, argnums: &[usize]) -> impl Fn(&[Tensor]) -> Result<Vec<Tensor>>
+where
+    F: Fn(&[Tensor]) -> Result<Tensor>,
+{
+    let argnums = argnums.to_vec();
+    let picked = grad_wrt(f, Some(argnums.clone()));
     move |inputs: &[Tensor]| {
-        let (outputs, pullback) = vjp(|xs| Ok(vec![f(xs)?]), inputs)?;
+        let all = picked(inputs)?;
+        Ok(argnums.iter().map(|&i| all[i].clone()).collect())
+    }
+}
+
+/// The gradient function of `f` in the inputs `argnums` (`None`: all), zeros for the others.
+fn grad_wrt<F>(f: F, argnums: Option<Vec<usize>>) -> impl Fn(&[Tensor]) -> Result<Vec<Tensor>>
+where
+    F: Fn(&[Tensor]) -> Result<Tensor>,
+{
+    move |inputs: &[Tensor]| {
+        let (outputs, pullback) = vjp_of(|xs| Ok(vec![f(xs)?]), inputs, argnums.as_deref())?;
         let y = &outputs[0];
         if y.numel() != 1 {
             crate::bail!("grad", "the function must return a scalar, got shape {:?}", y.shape());
