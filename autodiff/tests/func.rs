@@ -184,6 +184,9 @@ fn looped(
 
 type VFun = Box<dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>>;
 
+/// A vmap case: its name, the function, the inputs and their batch axes.
+type Case = (&'static str, VFun, Vec<Tensor>, Vec<Option<usize>>);
+
 fn case(f: impl Fn(&[Tensor]) -> Result<Tensor> + 'static) -> VFun {
     Box::new(move |v| Ok(vec![f(v)?]))
 }
@@ -192,7 +195,7 @@ fn case(f: impl Fn(&[Tensor]) -> Result<Tensor> + 'static) -> VFun {
 fn vmap_matches_a_loop_for_every_family() -> Result<()> {
     let conv = Conv2dOptions { padding: (1, 1), ..Default::default() };
     let labels = Tensor::from_indices(&[2, 0, 1, 2, 1], &[5, 1])?;
-    let cases: Vec<(&str, VFun, Vec<Tensor>, Vec<Option<usize>>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "matmul shared weight",
             case(|v| v[0].matmul(&v[1])?.relu().sum(&[0], false)),

@@ -32,7 +32,7 @@ fn with_batch(size: usize, shape: &[usize]) -> Shape {
 /// (so it broadcasts like its sample did); an unbatched one as it is.
 fn lift(arg: &Arg, rank: usize) -> Result<Tensor> {
     let v = &arg.value;
-    if !arg.batched || v.rank() - 1 >= rank {
+    if !arg.batched || v.rank() > rank {
         return Ok(v.clone());
     }
     let mut shape: Shape = smallvec::smallvec![v.shape()[0]];

@@ -218,9 +218,7 @@ impl NormOp {
                 tx.map(|tx| fused_backward(NormOp::SoftmaxBackward { axis }, node, tx)).transpose()
             }
             // d log_softmax = dx − Σ e^y⊙dx
-            NormOp::LogSoftmax { axis } => {
-                tx.map(|tx| Ok::<_, Error>(tx.sub(&sum(&node.exp().mul(tx)?, axis)?)?)).transpose()
-            }
+            NormOp::LogSoftmax { axis } => tx.map(|tx| tx.sub(&sum(&node.exp().mul(tx)?, axis)?)).transpose(),
             // d x̂ = rstd·(dx − mean dx − x̂·mean(dx⊙x̂))
             NormOp::LayerNorm { cols, eps } => {
                 tx.map(|tx| fused_backward(NormOp::LayerNormBackward { cols, eps }, x, tx)).transpose()
