@@ -388,3 +388,45 @@ fn bad_uses_are_errors_naming_the_shapes() {
         func::grad(|v: &[Tensor]| Ok(v[0].clone()))(std::slice::from_ref(&x)).unwrap_err().to_string();
     assert!(vector.contains("grad") && vector.contains("[3, 2]"), "{vector}");
 }
+
+/// Every op of the graph behind `t` (its inputs, recursively).
+fn ops(t: &Tensor) -> Vec<String> {
+    let (mut seen, mut names, mut stack) = (std::collections::HashSet::new(), Vec::new(), vec![t.clone()]);
+    while let Some(t) = stack.pop() {
+        if seen.insert(t.id()) {
+            names.push(t.op().name().to_string());
+            stack.extend(t.inputs().iter().cloned());
+        }
+    }
+    names
+}
+
+#[test]
+fn a_batched_matmul_is_one_product_not_a_loop() -> Result<()> {
+    let f = |v: &[Tensor]| Ok(vec![v[0].matmul(&v[1])?]);
+    let (a, b) = (randn(&[7, 2, 3], 70).requires_grad_(), randn(&[7, 3, 4], 71).requires_grad_());
+    let y = func::vmap(f, &[Some(0), Some(0)], &[0])(&[a, b])?.remove(0);
+    let names = ops(&y);
+    assert_eq!(names.iter().filter(|n| *n == "matmul").count(), 1, "{names:?}");
+    assert!(!names.iter().any(|n| n == "cat" || n == "narrow"), "{names:?}");
+    Ok(())
+}
+
+#[test]
+fn per_sample_gradients_through_a_checkpointed_segment() -> Result<()> {
+    let w = randn(&[3, 2], 80);
+    let loss = |v: &[Tensor]| -> Result<Tensor> {
+        let h = graphgrad_autodiff::checkpoint(
+            |u| Ok(vec![u[0].matmul(&u[1])?.tanh()]),
+            &[v[0].unsqueeze(0)?, v[1].clone()],
+        )?;
+        h[0].square().sum_all()
+    };
+    let per_sample = func::grad_argnums(loss, &[1]);
+    let xs = randn(&[5, 3], 81);
+    let in_axes = [Some(0), None];
+    let got = func::vmap(&per_sample, &in_axes, &[0])(&[xs.clone(), w.clone()])?;
+    let want = looped(&per_sample, &[xs, w], &in_axes);
+    close(&got[0], &want[0], 1e-12);
+    Ok(())
+}

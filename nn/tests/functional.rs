@@ -66,3 +66,35 @@ fn unknown_names_and_wrong_shapes_are_errors() -> Result<()> {
     assert!(message.contains("[1, 2]") && message.contains("[2, 1]"), "{message}");
     Ok(())
 }
+
+#[test]
+fn an_ensemble_runs_as_one_vmap_over_stacked_parameters() -> Result<()> {
+    // three models of the same shape, their parameters stacked along a new axis 0
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let models: Vec<Sequential> = (0..3)
+        .map(|_| -> Result<Sequential> {
+            Ok(Sequential::new()
+                .append(LinearConfig::new(4, 5).with_dtype(DType::F64).init(&mut rng)?)
+                .append(Tanh)
+                .append(LinearConfig::new(5, 2).with_dtype(DType::F64).init(&mut rng)?))
+        })
+        .collect::<Result<_>>()?;
+    let names: Vec<String> = models[0].named_parameters().into_iter().map(|(n, _)| n).collect();
+    let stacked: Vec<Tensor> = (0..names.len())
+        .map(|k| {
+            Tensor::stack(&models.iter().map(|m| m.parameters()[k].tensor().detach()).collect::<Vec<_>>(), 0)
+        })
+        .collect::<Result<_>>()?;
+    let x = Tensor::from_vec((0..8).map(|i| i as f64 * 0.1 - 0.3).collect::<Vec<f64>>(), &[2, 4])?;
+    let run = |p: &[Tensor]| {
+        let given: Vec<(String, Tensor)> = names.iter().cloned().zip(p.iter().cloned()).collect();
+        Ok(vec![functional_call(&models[0], &given, &x)?])
+    };
+    let outputs = func::vmap(run, &vec![Some(0); names.len()], &[0])(&stacked)?.remove(0);
+    assert_eq!(outputs.shape(), [3, 2, 2]);
+    for (k, m) in models.iter().enumerate() {
+        let want = m.forward(&x)?;
+        assert_close(&outputs.narrow(0, k, 1)?.squeeze(0)?.to_f64_vec(), &want.to_f64_vec(), 1e-12, 1e-12);
+    }
+    Ok(())
+}
