@@ -89,6 +89,11 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
         calls("T2-hvp", "hvp-b128", "graphgrad-eager", &mut || {
             func::hvp(loss, &params, &tangents).expect("hvp");
         });
+        let mut compiled = compile(|io: &[Tensor]| func::hvp(loss, &io[..6], &io[6..]));
+        let inputs = [params.clone(), tangents.clone()].concat();
+        calls("T2-hvp", "hvp-b128", "graphgrad-compiled", &mut || {
+            compiled.call(&inputs).expect("compiled hvp");
+        });
         let leaves: Vec<Tensor> = params.iter().map(Tensor::requires_grad_).collect();
         calls("T2-hvp", "grad-b128", "graphgrad-eager", &mut || {
             grad(&[loss(&leaves).expect("loss")], &leaves, false).expect("grad");
@@ -98,6 +103,12 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
         let f = |p: &[Tensor]| Ok(vec![logits(p, &x)?]);
         calls("T3-jvp", "jvp-b128", "graphgrad-eager", &mut || {
             no_grad(|| func::jvp(f, &params, &tangents)).expect("jvp");
+        });
+        let mut compiled =
+            compile(|io: &[Tensor]| Ok::<_, graphgrad::autodiff::Error>(func::jvp(f, &io[..6], &io[6..])?.1));
+        let inputs = [params.clone(), tangents.clone()].concat();
+        calls("T3-jvp", "jvp-b128", "graphgrad-compiled", &mut || {
+            compiled.call(&inputs).expect("compiled jvp");
         });
         calls("T3-jvp", "forward-b128", "graphgrad-eager", &mut || {
             no_grad(|| logits(&params, &x)).expect("forward");

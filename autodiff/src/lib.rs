@@ -1,4 +1,5 @@
-//! Define-by-run tensors, reverse-mode gradients, gradcheck and the graph compiler
+//! Define-by-run tensors, reverse- and forward-mode gradients, gradcheck, function transforms
+//! ([`func`]: `jvp`, `vjp`, `jacrev`, `jacfwd`, `hessian`, `hvp`, `vmap`) and the graph compiler
 //! ([`mod@compile`]).
 //!
 //! A [`Tensor`] records the op that produced it; values are computed at once (eager), so they
