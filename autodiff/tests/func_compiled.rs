@@ -69,3 +69,16 @@ fn per_sample_gradients_compile() -> Result<()> {
     let set = |seed| vec![randn(&[6, 3], seed), randn(&[3, 5], seed + 1), randn(&[5, 2], seed + 2)];
     check(step, [set(1), set(100)])
 }
+
+#[test]
+fn jacobians_and_hessians_compile() -> Result<()> {
+    let step = |io: &[Tensor]| -> Result<Vec<Tensor>> {
+        let f = |v: &[Tensor]| v[0].matmul(&v[1])?.tanh().sum(&[0], false);
+        let mut out = func::jacrev(f)(io)?;
+        out.extend(func::jacfwd(f)(io)?);
+        out.push(func::hessian(|v: &[Tensor]| f(v)?.square().sum_all())(io)?);
+        Ok(out)
+    };
+    let set = |seed| vec![randn(&[2, 3], seed), randn(&[3, 2], seed + 1)];
+    check(step, [set(1), set(100)])
+}
