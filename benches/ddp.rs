@@ -10,7 +10,8 @@
 //! - the same frameworks, `b64x2`: two ranks, steps/s, with `ratio_to_one_process` (eager
 //!   with the default `Overlap::Auto`, which says in `overlap` what it chose);
 //!   `b64x2-overlap` and `b64x2-no-overlap`: eager with buckets averaged during backward, or
-//!   all after it (the step time with and without overlap);
+//!   all after it (the step time with and without overlap); `b64x2-local`: both ranks step
+//!   at the same time without averaging (the compute alone: the ceiling of the others);
 //!   the compiled step is a forward+backward program, the averaging, and an update program;
 //! - `mpi-allreduce` and `graphgrad-ddp-allreduce`, `bytes<N>`: GB/s of a bare MPI all-reduce
 //!   of the gradients' bytes and of the data-parallel averaging of the same gradients
@@ -190,6 +191,24 @@ pub fn rank_main() {
             println!("{v}");
         }
     };
+    // the compute alone: both ranks step at once, nothing averaged
+    {
+        let (model, _, _) = w2();
+        let mut opt =
+            Sgd::new(model.named_parameters(), SgdConfig::new(LR).momentum(MOMENTUM)).expect("config");
+        let mut step = || {
+            opt.zero_grad();
+            cross_entropy(&model.forward(&x).expect("shapes"), &y, Reduction::Mean)
+                .and_then(|l| l.backward())
+                .expect("backward");
+            opt.step().expect("step");
+        };
+        (0..WARMUP).for_each(|_| step());
+        group.barrier().expect("barrier");
+        let t = time(STEP_REPS, step);
+        group.barrier().expect("barrier");
+        report(line("graphgrad-eager", "b64x2-local", &t, 1.0 / t.median_s, "steps/s"));
+    }
     // the default (overlap decided for this machine), and overlap forced on and off
     for (param, overlap) in
         [("b64x2", Overlap::Auto), ("b64x2-overlap", Overlap::On), ("b64x2-no-overlap", Overlap::Off)]

@@ -2,14 +2,15 @@
 //! trained for whole epochs of random mini-batches by the plain loop a user writes and by
 //! `Trainer::fit` (no validation, no logs, silent, no epoch-end evaluation of the training
 //! set), reported as seconds per step. The two should be equal within noise: the trainer
-//! adds a loss check, bookkeeping and `grad` in place of `backward` per step.
+//! adds a loss check, bookkeeping and `grad` in place of `backward` per step. The trainer's
+//! compiled mode (`graphgrad-trainer-compiled`) runs the same epochs as one program per step.
 
 use crate::{report, Timing};
 use graphgrad::nn::data::Dataset;
 use graphgrad::nn::loss::cross_entropy;
 use graphgrad::nn::{LinearConfig, Module, ReLU, Reduction, Sequential};
 use graphgrad::optim::{Optimizer, Sgd, SgdConfig};
-use graphgrad::train::{CrossEntropy, ProgressMode, Trainer};
+use graphgrad::train::{CrossEntropy, Execution, ProgressMode, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -56,13 +57,14 @@ fn plain(data: &Dataset) -> f64 {
 }
 
 /// Seconds per step of `EPOCHS` epochs of `Trainer::fit`.
-fn trainer(data: &Dataset) -> f64 {
+fn trainer(data: &Dataset, execution: Execution) -> f64 {
     let model = model();
     let opt = Sgd::new(model.named_parameters(), SgdConfig::new(0.01).momentum(0.9)).expect("config");
     let mut t = Trainer::new(model, opt, CrossEntropy)
         .epochs(EPOCHS)
         .batch_size(BATCH)
         .evaluate_training(false)
+        .execution(execution)
         .progress(ProgressMode::Silent);
     let start = Instant::now();
     t.fit(data, None).expect("fit");
@@ -75,13 +77,16 @@ pub(crate) fn run(selected: &dyn Fn(&str) -> bool) {
     }
     let data = data();
     plain(&data); // warm-up: buffer pool, thread pool
-                  // Alternate the two, five times each, so drift on a shared machine hits both alike.
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+                  // Alternate the three, five times each, so drift on a shared machine hits all alike.
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         a.push(plain(&data));
-        b.push(trainer(&data));
+        b.push(trainer(&data, Execution::Eager));
+        c.push(trainer(&data, Execution::Compiled));
     }
-    for (framework, mut samples) in [("graphgrad-plain-loop", a), ("graphgrad-trainer", b)] {
+    for (framework, mut samples) in
+        [("graphgrad-plain-loop", a), ("graphgrad-trainer", b), ("graphgrad-trainer-compiled", c)]
+    {
         samples.sort_by(f64::total_cmp);
         let t = Timing { median_s: samples[samples.len() / 2], min_s: samples[0] };
         report("W2-trainer", framework, &format!("b{BATCH}"), &t, 1.0 / t.median_s, "steps/s");

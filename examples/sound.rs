@@ -30,15 +30,11 @@
 
 mod common;
 
-use common::{
-    evaluate_classifier, image_grid, output_dir, progress, AnyResult, Flags, ImageRow, LearningCurves,
-};
+use common::{classifier_trainer, image_grid, output_dir, report_test, AnyResult, Flags, ImageRow, Schedule};
 use graphgrad::autodiff::{no_grad, Result, Tensor};
 use graphgrad::nn::data::{Dataset, SplitFractions};
-use graphgrad::nn::loss::cross_entropy;
-use graphgrad::nn::metrics::ConfusionMatrix;
-use graphgrad::nn::{Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Reduction, Visitor};
-use graphgrad::optim::{Adam, AdamConfig, EarlyStopping, MetricMode, Optimizer, StoppingCriteria};
+use graphgrad::nn::{Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Visitor};
+use graphgrad::optim::{Adam, AdamConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f64::consts::TAU;
@@ -158,15 +154,14 @@ impl Module for ToneClassifier {
 }
 
 fn run() -> AnyResult<()> {
-    let flags =
-        Flags::parse(&["clips", "epochs", "batch-size", "hidden", "lr", "patience", "seed", "out"], &[])?;
+    let flags = Flags::parse(
+        &["clips", "epochs", "batch-size", "hidden", "lr", "patience", "seed", "mode", "resume", "out"],
+        &[],
+    )?;
     let fast = common::fast_mode();
     let clips: usize = flags.get("clips", if fast { 300 } else { 3000 })?;
-    let epochs: u64 = flags.get("epochs", if fast { 2 } else { 30 })?;
-    let batch_size: usize = flags.get("batch-size", 64)?;
     let hidden: usize = flags.get("hidden", 32)?;
     let lr: f64 = flags.get("lr", 0.003)?;
-    let patience: u64 = flags.get("patience", 5)?;
     let seed: u64 = flags.get("seed", 0)?;
     if clips < 50 {
         return Err("--clips: need at least 50 clips".into());
@@ -201,47 +196,22 @@ fn run() -> AnyResult<()> {
          conv1d {BINS}→{hidden} (3) → ReLU → max over time → linear 10; {n_params} parameters; Adam lr {lr}",
         (CLIP - FRAME) / HOP + 1
     );
-    let mut optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
-    let early = EarlyStopping::new(MetricMode::Min, patience).min_delta(1e-4).restore_best(true);
-    let mut stopping = StoppingCriteria::new().max_epochs(epochs).early_stopping(early);
-    let mut curves = LearningCurves::default();
-    let bar = progress(epochs, "training");
-    for epoch in 0..epochs {
-        for batch in split.train.shuffled_batches(batch_size, false, &mut rng)? {
-            let labels = batch.labels().ok_or("clips have labels")?;
-            let loss = cross_entropy(&model.forward(&batch.inputs)?, labels, Reduction::Mean)?;
-            optimizer.zero_grad();
-            loss.backward()?;
-            optimizer.step()?;
-        }
-        let (train_loss, train_acc, _) = evaluate_classifier(&model, &split.train)?;
-        let (val_loss, val_acc, _) = evaluate_classifier(&model, &split.validation)?;
-        curves.push(epoch, (train_loss, train_acc), (val_loss, val_acc));
-        bar.set_message(format!(
-            "epoch {:>2}: train loss {train_loss:.4}, validation loss {val_loss:.4}, accuracy {:.1}%",
-            epoch + 1,
-            100.0 * val_acc
-        ));
-        bar.inc(1);
-        if stopping.end_epoch(epoch, train_loss, Some(val_loss), &model.named_parameters())?.is_some() {
-            break;
-        }
-    }
-    bar.finish();
-
-    let (test_loss, test_acc, predicted) = evaluate_classifier(&model, &split.test)?;
+    let optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
+    let schedule = Schedule { epochs: if fast { 2 } else { 30 }, batch_size: 64, patience: 5 };
+    let mut trainer = classifier_trainer(
+        "sound",
+        model,
+        Box::new(optimizer),
+        &flags,
+        &out,
+        schedule,
+        &common::process_group(&flags)?,
+    )?
+    .rng(rng);
+    trainer.fit(&split.train, Some(&split.validation))?;
+    report_test(&trainer, "sound: DTMF tones", &split.test, "clip", &out, true)?;
+    let model = trainer.model();
     let labels = split.test.labels().ok_or("clips have labels")?;
-    let matrix = ConfusionMatrix::from_predictions(&predicted, labels, 10)?;
-    let report = matrix.report();
-    println!(
-        "\ntest set ({} clips never seen in training): loss {test_loss:.4}, accuracy {:.2}%, \
-         macro precision {:.4}, macro recall {:.4}\n",
-        labels.len(),
-        100.0 * test_acc,
-        report.macro_avg.precision,
-        report.macro_avg.recall
-    );
-    println!("confusion matrix (rows: true digit, columns: predicted):\n{matrix}");
 
     // What the network sees: the front end's output for one test clip per digit, 0–2 kHz
     // (bins 0..64), high frequencies at the top, each from its median (white) to its peak.
@@ -270,8 +240,7 @@ fn run() -> AnyResult<()> {
         &[ImageRow { label: "one test clip", images }],
         &(0..10).map(|d| format!("digit {d}")).collect::<Vec<_>>(),
     )?;
-    let (loss_chart, accuracy) = curves.write(&out, "sound: DTMF tones")?;
-    println!("wrote {}, {} and {}", spectrograms.display(), loss_chart.display(), accuracy.display());
+    println!("wrote {}", spectrograms.display());
     Ok(())
 }
 

@@ -22,17 +22,19 @@
 //! cargo run --release --example text -- --chars 60000 --epochs 30 --hidden 256 --lr 0.003 --seed 0
 //! ```
 //!
-//! Writes `learning_curves.svg` (bits per character, train and validation, per epoch) and
-//! `accuracy.svg` to `out/text` (or `--out DIR`).
+//! Trained by the `Trainer` (`--mode compiled`, `--resume` as in `digits`). Writes
+//! `metrics.jsonl`, TensorBoard events, `learning_curves` (cross-entropy in nats and
+//! next-character accuracy, train and validation, per epoch) and `checkpoints/` to `out/text`
+//! (or `--out DIR`).
 
 mod common;
 
-use common::{evaluate_classifier, output_dir, progress, AnyResult, Flags, LearningCurves};
+use common::{classifier_trainer, output_dir, AnyResult, Flags, Schedule};
 use graphgrad::autodiff::{no_grad, Tensor};
 use graphgrad::nn::data::Dataset;
-use graphgrad::nn::loss::cross_entropy;
-use graphgrad::nn::{EmbeddingConfig, Flatten, LinearConfig, Module, Reduction, Sequential, Tanh};
-use graphgrad::optim::{Adam, AdamConfig, EarlyStopping, MetricMode, Optimizer, StoppingCriteria};
+use graphgrad::nn::{EmbeddingConfig, Flatten, LinearConfig, Module, Sequential, Tanh};
+use graphgrad::optim::{Adam, AdamConfig};
+use graphgrad::train::Metric;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::process::ExitCode;
@@ -194,15 +196,15 @@ fn sample(model: &dyn Module, prompt: &str, len: usize, rng: &mut ChaCha8Rng) ->
 }
 
 fn run() -> AnyResult<()> {
-    let flags =
-        Flags::parse(&["chars", "epochs", "batch-size", "hidden", "lr", "patience", "seed", "out"], &[])?;
+    let flags = Flags::parse(
+        &["chars", "epochs", "batch-size", "hidden", "lr", "patience", "seed", "mode", "resume", "out"],
+        &[],
+    )?;
     let fast = common::fast_mode();
     let chars: usize = flags.get("chars", if fast { 6000 } else { 60000 })?;
-    let epochs: u64 = flags.get("epochs", if fast { 2 } else { 30 })?;
     let batch_size: usize = flags.get("batch-size", 128)?;
     let hidden: usize = flags.get("hidden", 256)?;
     let lr: f64 = flags.get("lr", 0.003)?;
-    let patience: u64 = flags.get("patience", 4)?;
     let seed: u64 = flags.get("seed", 0)?;
     if chars < 10 * CONTEXT {
         return Err(format!("--chars: need at least {} characters", 10 * CONTEXT).into());
@@ -239,40 +241,26 @@ fn run() -> AnyResult<()> {
         CONTEXT * EMBED,
         ALPHABET.len()
     );
-    let mut optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
-    let early = EarlyStopping::new(MetricMode::Min, patience).min_delta(1e-4).restore_best(true);
-    let mut stopping = StoppingCriteria::new().max_epochs(epochs).early_stopping(early);
-    let mut curves = LearningCurves::default();
-    let bits = std::f64::consts::LN_2;
-    let bar = progress(epochs, "training");
-    for epoch in 0..epochs {
-        for batch in train.shuffled_batches(batch_size, false, &mut rng)? {
-            let labels = batch.labels().ok_or("windows have labels")?;
-            let loss = cross_entropy(&model.forward(&batch.inputs)?, labels, Reduction::Mean)?;
-            optimizer.zero_grad();
-            loss.backward()?;
-            optimizer.step()?;
-        }
-        let (train_loss, train_acc, _) = evaluate_classifier(&model, &train)?;
-        let (val_loss, val_acc, _) = evaluate_classifier(&model, &validation)?;
-        // the curves in bits per character (cross-entropy / ln 2)
-        curves.push(epoch, (train_loss / bits, train_acc), (val_loss / bits, val_acc));
-        bar.set_message(format!(
-            "epoch {:>2}: {:.3} bits/char train, {:.3} validation, next-char accuracy {:.1}%",
-            epoch + 1,
-            train_loss / bits,
-            val_loss / bits,
-            100.0 * val_acc
-        ));
-        bar.inc(1);
-        if stopping.end_epoch(epoch, train_loss, Some(val_loss), &model.named_parameters())?.is_some() {
-            break;
-        }
-    }
-    bar.finish();
+    let optimizer = Adam::new(model.named_parameters(), AdamConfig::new(lr))?;
+    let schedule = Schedule { epochs: if fast { 2 } else { 30 }, batch_size, patience: 4 };
+    let mut trainer = classifier_trainer(
+        "text",
+        model,
+        Box::new(optimizer),
+        &flags,
+        &out,
+        schedule,
+        &common::process_group(&flags)?,
+    )?
+    .metrics(&[Metric::Accuracy])
+    .rng(rng.clone());
+    trainer.fit(&train, Some(&validation))?;
+    let model = trainer.model();
 
-    // The test text: sentences never seen, scored once.
-    let (test_loss, test_acc, _) = evaluate_classifier(&model, &test)?;
+    // The test text: sentences never seen, scored once; cross-entropy in bits (/ ln 2).
+    let bits = std::f64::consts::LN_2;
+    let scored = trainer.evaluate(&test)?;
+    let (test_loss, test_acc) = (scored.loss, scored.metrics["accuracy"]);
     let (uni, bi, bi_acc) = count_baselines(&train_codes, test_codes);
     println!("\nheld-out test text ({} characters):", test.len());
     println!(
@@ -287,11 +275,12 @@ fn run() -> AnyResult<()> {
     println!("  unigram:  {uni:.3} bits/char (character frequencies alone)");
     let prompt = "the old sailor ";
     let padded = format!("{}{prompt}", " ".repeat(CONTEXT.saturating_sub(prompt.len())));
-    println!("\nsample (temperature 0.6): {:?}", sample(&model, &padded, 120, &mut rng)?.trim_start());
+    println!("\nsample (temperature 0.6): {:?}", sample(model, &padded, 120, &mut rng)?.trim_start());
 
-    let title = "text: character language model";
-    let (loss_chart, accuracy) = curves.write_with(&out, title, "bits per character")?;
-    println!("wrote {} and {}", loss_chart.display(), accuracy.display());
+    println!(
+        "wrote {}/{{metrics.jsonl, learning_curves.{{svg,png}}}}, TensorBoard events and checkpoints/",
+        out.display()
+    );
     Ok(())
 }
 

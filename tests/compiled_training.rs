@@ -278,6 +278,61 @@ fn the_cache_holds_at_most_its_size_and_logs_evictions() {
 }
 
 #[test]
+fn gradients_accumulate_across_calls_as_eagerly() {
+    // A step without zero_grad accumulates into .grad(); the update is a step of its own. The
+    // first call sees empty slots, later ones full slots: one more trace, then replays, and the
+    // same numbers as eager (a program traced on empty slots must not overwrite full ones).
+    let run = |compiled: bool| -> (Vec<Vec<f64>>, usize) {
+        let net = model(11, false, false);
+        let optimizer =
+            std::cell::RefCell::new(Sgd::new(net.named_parameters(), SgdConfig::new(0.1)).unwrap());
+        let mut accumulate = compile_if(compiled, |io: &[Tensor]| -> Result<Tensor> {
+            let loss = cross_entropy(&net.forward(&io[0])?, &io[1], Reduction::Mean)?;
+            loss.backward()?;
+            Ok(loss)
+        });
+        let mut update = compile_if(compiled, |_: &[Tensor]| -> Result<()> {
+            let mut opt = optimizer.borrow_mut();
+            opt.step()?;
+            opt.zero_grad();
+            Ok(())
+        });
+        for group in 0..3 {
+            for i in 0..3 {
+                accumulate.call(&batch(3 * group + i)).unwrap();
+            }
+            update.call(&[]).unwrap();
+        }
+        let params = net.named_parameters().iter().map(|(_, v)| v.to_f64_vec()).collect();
+        (params, accumulate.trace_count())
+    };
+    let (eager, _) = run(false);
+    let (compiled, traces) = run(true);
+    for (a, b) in eager.iter().flatten().zip(compiled.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-10 * (1.0 + a.abs()), "eager {a} compiled {b}");
+    }
+    assert_eq!(traces, 2, "one trace on empty gradient slots, one on full ones");
+}
+
+#[test]
+fn embedding_takes_float_indices_inside_a_compiled_step() {
+    // A data set's features are floats: the program casts them and checks they are whole.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let table = graphgrad::nn::EmbeddingConfig::new(5, 3).init(&mut rng).unwrap();
+    let mut f = compile(|io: &[Tensor]| table.forward(&io[0]));
+    for ids in [[0.0f32, 4.0, 2.0], [1.0, 1.0, 3.0]] {
+        let x = Tensor::from_vec(ids.to_vec(), &[3]).unwrap();
+        let compiled = f.call(std::slice::from_ref(&x)).unwrap()[0].to_vec::<f32>().unwrap();
+        assert_eq!(compiled, table.forward(&x).unwrap().to_vec::<f32>().unwrap());
+    }
+    assert_eq!(f.trace_count(), 1);
+    let fractional = f.call(&[Tensor::from_vec(vec![0.0f32, 1.5, 2.0], &[3]).unwrap()]);
+    assert!(fractional.unwrap_err().to_string().contains("not a whole number"));
+    let outside = f.call(&[Tensor::from_vec(vec![0.0f32, 5.0, 2.0], &[3]).unwrap()]);
+    assert!(outside.is_err(), "index 5 of a table of 5 rows");
+}
+
+#[test]
 fn training_mode_is_a_guard() {
     // Switching the model to eval mode between calls must not replay the training program.
     let net = model(3, true, false);

@@ -58,18 +58,18 @@ fn every_example_runs_in_fast_mode() {
     let _ = std::fs::remove_dir_all(&out_root);
 }
 
-/// The training library's example, piped as in CI or `| tee log`: one plain line per epoch
-/// and a summary; a budget of 0 epochs is an error, not a silent epoch.
+/// The main job, piped as in CI or `| tee log`: one plain line per epoch and a summary; a
+/// budget of 0 epochs is an error, not a silent epoch.
 #[test]
-fn the_trainer_example_prints_plain_lines_when_piped() {
-    let out = std::env::temp_dir().join(format!("graphgrad-digits-trainer-{}", std::process::id()));
+fn the_main_job_prints_plain_lines_when_piped() {
+    let out = std::env::temp_dir().join(format!("graphgrad-digits-piped-{}", std::process::id()));
     let run = |extra: &[&str]| {
-        Command::new(example_binary("digits_trainer"))
+        Command::new(example_binary("digits"))
             .args(["--out", out.to_str().expect("utf-8 temp path")])
             .args(extra)
             .env("GRAPHGRAD_FAST", "1")
             .output()
-            .expect("start digits_trainer")
+            .expect("start digits")
     };
     let output = run(&[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -81,7 +81,7 @@ fn the_trainer_example_prints_plain_lines_when_piped() {
         "{stdout}"
     );
     assert!(stdout.contains("digits: finished the budget of 2 epochs; best val/loss"), "{stdout}");
-    assert!(stdout.contains("test set: loss "), "{stdout}");
+    assert!(stdout.contains("test set (269 images never seen in training): loss "), "{stdout}");
     let zero = run(&["--epochs", "0"]);
     assert!(!zero.status.success());
     assert!(String::from_utf8_lossy(&zero.stderr).contains("epochs: must be at least 1, got 0"));

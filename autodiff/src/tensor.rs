@@ -415,7 +415,7 @@ impl Tensor {
 
     /// Clears the accumulated gradient.
     pub fn zero_grad(&self) {
-        *self.grad_slot() = None;
+        *self.grad_slot_to_overwrite() = None;
     }
 
     /// Replaces the accumulated gradient (like assigning `p.grad` in PyTorch): `grad` must have
@@ -431,14 +431,22 @@ impl Tensor {
             }
             self.same_dtype(g, "set_grad")?;
         }
-        *self.grad_slot() = grad.map(Tensor::detach);
+        *self.grad_slot_to_overwrite() = grad.map(Tensor::detach);
         Ok(())
     }
 
     /// The gradient slot, as backward and the accessors use it (a trace records the use).
     pub(crate) fn grad_slot(&self) -> MutexGuard<'_, Option<Tensor>> {
         if crate::mode::tracing() {
-            trace::touch_grad(self);
+            trace::touch_grad(self, false);
+        }
+        self.grad_lock()
+    }
+
+    /// The gradient slot, for a use that replaces what it holds without reading it.
+    fn grad_slot_to_overwrite(&self) -> MutexGuard<'_, Option<Tensor>> {
+        if crate::mode::tracing() {
+            trace::touch_grad(self, true);
         }
         self.grad_lock()
     }

@@ -10,7 +10,8 @@
 //! - *Gradients* accumulated into `.grad()` slots are program values: the slots are restored
 //!   when the trace ends, and each call leaves in them what the step left (a holder tensor per
 //!   parameter that the program writes in place). A gradient already present when the step
-//!   starts is read at every call (accumulation across calls).
+//!   reads it is read at every call (accumulation across calls), and whether one is present is
+//!   checked before each call, like a guard.
 //! - *Reads* of a value that depends on the step's inputs or state (`item`, `to_vec`) are
 //!   guards: the value may steer Rust control flow, so the program checks it at every call and
 //!   is re-traced when it differs.
@@ -42,6 +43,10 @@ pub(crate) struct Effects {
     pub state: Vec<Tensor>,
     /// After each call: `(leaf, holder)` sets the leaf's `.grad()` to the holder (or clears it).
     pub grads: Vec<(Tensor, Option<Tensor>)>,
+    /// Gradient slots the step read before writing them, with the id of what they held (the
+    /// holder the program reads, or none): checked before each call, since a program that saw
+    /// an empty slot cannot accumulate into one that is now full, nor the reverse.
+    pub grad_expected: Vec<(Tensor, Option<usize>)>,
     /// Values read during the trace.
     pub guards: Vec<Guard>,
     /// Flags read during the trace, with the value seen.
@@ -63,9 +68,11 @@ struct Trace {
     updates: Vec<(Tensor, Tensor)>,
     state: Vec<Tensor>,
     state_ids: HashSet<usize>,
-    /// `(leaf, slot content when the trace first touched it)`.
-    grads: Vec<(Tensor, Option<Tensor>)>,
+    /// `(leaf, what its slot held when the trace first touched it, the holder the program
+    /// writes the step's gradient into when it is a variable already)`.
+    grads: Vec<(Tensor, Option<Tensor>, Option<Tensor>)>,
     grad_ids: HashSet<usize>,
+    grad_expected: Vec<(Tensor, Option<usize>)>,
     guards: Vec<Guard>,
     flags: Vec<(Flag, bool)>,
     recompute: HashSet<usize>,
@@ -115,17 +122,15 @@ pub(crate) fn end() -> Effects {
         segment_outputs: trace.segment_outputs,
         backward: trace.backward,
         grads: Vec::new(),
+        grad_expected: trace.grad_expected,
     };
-    for (leaf, original) in trace.grads {
-        let last = std::mem::replace(&mut *leaf.grad_lock(), original.clone());
+    for (leaf, restore, holder) in trace.grads {
+        let last = std::mem::replace(&mut *leaf.grad_lock(), restore);
         match last {
             // untouched since the trace began: nothing to write
-            Some(g) if original.as_ref().is_some_and(|o| o.id() == g.id()) => {}
+            Some(g) if holder.as_ref().is_some_and(|h| h.id() == g.id()) => {}
             Some(g) => {
-                let holder = match original {
-                    Some(h) => h,
-                    None => Tensor::variable(&Tensor::zeros(g.shape(), g.dtype())),
-                };
+                let holder = holder.unwrap_or_else(|| Tensor::variable(&Tensor::zeros(g.shape(), g.dtype())));
                 effects.updates.push((holder.clone(), g));
                 effects.grads.push((leaf, Some(holder)));
             }
@@ -177,21 +182,33 @@ pub(crate) fn add_state(t: &Tensor) {
     });
 }
 
-/// Called before a leaf's gradient slot is used during a trace: remembers what it held, and
-/// turns a gradient already present into state the program reads (a holder it owns).
-pub(crate) fn touch_grad(leaf: &Tensor) {
+/// Called before a leaf's gradient slot is used during a trace: remembers what it held. When
+/// the step reads the slot first (accumulation), a gradient already present becomes state the
+/// program reads (a holder it owns), and what the slot held is checked at every call; when
+/// the step first overwrites it (`zero_grad`, `set_grad`), what it held does not matter.
+pub(crate) fn touch_grad(leaf: &Tensor, overwrite: bool) {
     let first = with(|t| t.grad_ids.insert(leaf.id())).unwrap_or(false);
     if !first {
         return;
     }
     let original = leaf.grad_lock().clone();
-    let original = original.map(|g| {
-        let holder = if g.is_variable() { g } else { Tensor::variable(&g) };
-        *leaf.grad_lock() = Some(holder.clone());
-        add_state(&holder);
-        holder
+    let (restore, holder) = match original {
+        Some(g) if !overwrite => {
+            let holder = if g.is_variable() { g } else { Tensor::variable(&g) };
+            *leaf.grad_lock() = Some(holder.clone());
+            add_state(&holder);
+            (Some(holder.clone()), Some(holder))
+        }
+        // a holder must be a variable the program may write in place
+        Some(g) => (Some(g.clone()), g.is_variable().then_some(g)),
+        None => (None, None),
+    };
+    with(|t| {
+        if !overwrite {
+            t.grad_expected.push((leaf.clone(), holder.as_ref().map(Tensor::id)));
+        }
+        t.grads.push((leaf.clone(), restore, holder));
     });
-    with(|t| t.grads.push((leaf.clone(), original)));
 }
 
 /// Records a read of `t` by `item`/`to_vec` during a trace, when its value depends on the

@@ -59,7 +59,9 @@ pub mod group;
 mod sampler;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
-pub use ddp::{bucket_layout, Bucket, DdpConfig, DistributedDataParallel, Overlap, Timeline};
+pub use ddp::{
+    bucket_layout, Bucket, DdpConfig, DistributedDataParallel, GradientAverager, Overlap, Timeline,
+};
 pub use error::{Error, Result};
 pub use group::{Data, DataMut, ProcessGroup, ReduceOp, SingleProcess, ThreadGroup};
 #[cfg(feature = "mpi")]

@@ -157,6 +157,18 @@ impl DistributedSampler {
 
     /// This rank's batches of `epoch`, one per step.
     pub fn batches(&self, epoch: u64) -> Result<Vec<RankBatch>> {
+        self.batches_of(&self.epoch_order(epoch))
+    }
+
+    /// This rank's batches of an epoch whose order of all samples is `order` (the same on
+    /// every rank, e.g. drawn from a random stream every rank holds in the same state).
+    pub fn batches_of(&self, order: &[usize]) -> Result<Vec<RankBatch>> {
+        if order.len() != self.len {
+            return Err(Error::InvalidArgument {
+                what: "DistributedSampler",
+                reason: format!("an order of {} samples for a sampler over {}", order.len(), self.len),
+            });
+        }
         if self.steps_per_epoch() == 0 {
             return Err(Error::InvalidArgument {
                 what: "DistributedSampler",
@@ -167,7 +179,6 @@ impl DistributedSampler {
                 ),
             });
         }
-        let order = self.epoch_order(epoch);
         Ok(self
             .global_batches()
             .into_iter()

@@ -91,6 +91,109 @@ pub fn progress(len: u64, what: &str) -> LoopProgress {
     LoopProgress::new(len, what)
 }
 
+/// What a classifier example trains for unless its flags say otherwise.
+pub struct Schedule {
+    /// `--epochs`: the budget.
+    pub epochs: u64,
+    /// `--batch-size`.
+    pub batch_size: usize,
+    /// `--patience`: epochs without a better validation loss before early stopping.
+    pub patience: u64,
+}
+
+/// `--distributed`: this process's rank of an `mpirun` job (MPI, in a build with the `mpi`
+/// feature); without the switch, a group of one.
+pub fn process_group(flags: &Flags) -> AnyResult<std::sync::Arc<dyn graphgrad::distributed::ProcessGroup>> {
+    if !flags.switch("distributed") {
+        return Ok(std::sync::Arc::new(graphgrad::distributed::SingleProcess));
+    }
+    #[cfg(feature = "mpi")]
+    {
+        Ok(graphgrad::distributed::MpiGroup::init(Default::default())?)
+    }
+    #[cfg(not(feature = "mpi"))]
+    Err("--distributed needs MPI: build with `--features mpi` and start the ranks with mpirun".into())
+}
+
+/// The training library's loop for a classifier example: `--epochs`, `--batch-size` (the
+/// global batch, shared by the ranks of `group`), `--patience` (early stopping on the
+/// validation loss, best weights restored), `--mode`, accuracy and macro F1, logs, charts and
+/// checkpoints (the last two and the best) in `out`, and `--resume PATH` to continue a run.
+pub fn classifier_trainer<M: graphgrad::nn::Module>(
+    name: &str,
+    model: M,
+    optimizer: Box<dyn graphgrad::optim::Optimizer>,
+    flags: &Flags,
+    out: &Path,
+    defaults: Schedule,
+    group: &std::sync::Arc<dyn graphgrad::distributed::ProcessGroup>,
+) -> AnyResult<graphgrad::train::Trainer<M>> {
+    use graphgrad::optim::{EarlyStopping, MetricMode};
+    use graphgrad::train::{CheckpointPolicy, CrossEntropy, Execution, Metric, Trainer};
+    let execution = if compiled_mode(flags)? { Execution::Compiled } else { Execution::Eager };
+    let global_batch: usize = flags.get("batch-size", defaults.batch_size)?;
+    let ranks = group.size();
+    if !global_batch.is_multiple_of(ranks) {
+        return Err(format!(
+            "--batch-size {global_batch}: the global batch must divide among the {ranks} ranks"
+        )
+        .into());
+    }
+    let mut trainer = Trainer::with_boxed_optimizer(model, optimizer, CrossEntropy)
+        .name(name)
+        .epochs(flags.get("epochs", defaults.epochs)?)
+        .batch_size(global_batch / ranks)
+        .metrics(&[Metric::Accuracy, Metric::MacroF1])
+        .early_stopping(
+            EarlyStopping::new(MetricMode::Min, flags.get("patience", defaults.patience)?).min_delta(1e-4),
+        )
+        .execution(execution)
+        .log_dir(out)
+        .checkpoints(CheckpointPolicy::new(out.join("checkpoints")).keep_last(2).keep_best(true));
+    if ranks > 1 {
+        trainer = trainer.distributed(group.clone());
+    }
+    if let Some(path) = flags.text("resume") {
+        trainer = trainer.resume(path)?;
+    }
+    Ok(trainer)
+}
+
+/// The test set's loss, accuracy, per-class and macro precision, recall and F1 and confusion
+/// matrix (also drawn to `out/test_confusion_matrix.{svg,png}`): data the model never saw in
+/// training or model selection. `what` names one sample (`"image"`, `"clip"`). Only the
+/// `lead` process (rank 0) prints and draws.
+pub fn report_test<M: graphgrad::nn::Module>(
+    trainer: &graphgrad::train::Trainer<M>,
+    name: &str,
+    test: &graphgrad::nn::data::Dataset,
+    what: &str,
+    out: &Path,
+    lead: bool,
+) -> AnyResult<graphgrad::nn::metrics::ConfusionMatrix> {
+    let result = trainer.evaluate(test)?;
+    let matrix = result.confusion.ok_or("the test set has no class labels")?;
+    if !lead {
+        return Ok(matrix);
+    }
+    println!(
+        "\ntest set ({} {what}s never seen in training): loss {:.4}, accuracy {:.2}%\n",
+        test.len(),
+        result.loss,
+        100.0 * matrix.accuracy()
+    );
+    println!("{}", matrix.report());
+    println!("confusion matrix (rows: true class, columns: predicted):\n{matrix}");
+    let title = format!("{name}: test confusion matrix");
+    graphgrad::train::plot::confusion_matrix(&matrix, &title, &out.join("test_confusion_matrix"))?;
+    println!(
+        "wrote {}/{{metrics.jsonl, learning_curves.{{svg,png}}, confusion_matrix.{{svg,png}}, \
+         test_confusion_matrix.{{svg,png}}}}, TensorBoard events and checkpoints/",
+        out.display()
+    );
+    Ok(matrix)
+}
+
 /// Mean cross-entropy, accuracy and predicted classes of a classifier on a whole labelled data
 /// set, in eval mode and without recording gradients (training mode is restored after).
 pub fn evaluate_classifier(

@@ -47,7 +47,11 @@ pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<Tensor>
     if norm.sub(&norm)?.eq_scalar(0.0).item()? != 1.0 {
         let first_bad = grads.iter().zip(&parts).find(|(_, p)| !p.read().to_f64_vec()[0].is_finite());
         let param = first_bad.map(|((name, _, _), _)| name.to_string()).unwrap_or_default();
-        return Err(Error::NonFiniteGradient { param, norm: norm.read().to_f64_vec()[0] });
+        return Err(Error::NonFiniteGradient {
+            op: "clip_grad_norm",
+            param,
+            norm: Some(norm.read().to_f64_vec()[0]),
+        });
     }
     // min(1, max_norm / (‖g‖ + 1e-6)): multiplying by exactly 1 leaves small gradients alone
     let coef = Tensor::scalar(max_norm).div(&norm.add_scalar(1e-6))?.minimum_scalar(1.0);

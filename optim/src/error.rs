@@ -47,12 +47,14 @@ pub enum Error {
         /// The optimiser step it happened at.
         step: u64,
     },
-    /// A gradient holds NaN or ±inf: clipping refused it and changed no gradient.
+    /// A gradient holds NaN or ±inf: the op refused it and changed nothing.
     NonFiniteGradient {
+        /// The function that found it (`clip_grad_norm`, `check_gradients_finite`).
+        op: &'static str,
         /// The first parameter whose gradient is not finite.
         param: String,
-        /// The global norm (NaN or inf).
-        norm: f64,
+        /// The global norm (NaN or inf), when the op computed one.
+        norm: Option<f64>,
     },
     // ---- files ----
     /// An operating-system I/O error on a file.
@@ -189,11 +191,13 @@ impl fmt::Display for Error {
                 "training diverged: {what} is {value} at epoch {epoch}, step {step}; \
                  the weights were not updated with it"
             ),
-            Error::NonFiniteGradient { param, norm } => write!(
-                f,
-                "clip_grad_norm: the gradient of `{param}` is not finite (global norm {norm}); \
-                 no gradient was changed"
-            ),
+            Error::NonFiniteGradient { op, param, norm } => {
+                write!(f, "{op}: the gradient of `{param}` is not finite")?;
+                if let Some(norm) = norm {
+                    write!(f, " (global norm {norm})")?;
+                }
+                write!(f, "; no gradient or weight was changed")
+            }
             Error::Io { action, path, source } => {
                 write!(f, "{}: cannot {action}: {source}", path.display())
             }

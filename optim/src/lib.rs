@@ -9,7 +9,7 @@
 //!   [`ExponentialLr`], [`CosineAnnealingLr`], [`LinearWarmup`]; and [`ReduceLrOnPlateau`].
 //! - [`clip_grad_norm`] and [`clip_grad_value`].
 //! - Stopping: [`StoppingCriteria`] (max epochs, loss target, [`EarlyStopping`] restoring the
-//!   best weights), divergence as an error ([`check_loss`], [`step_if_finite`]).
+//!   best weights), divergence as an error ([`check_loss`], [`check_gradients_finite`], [`step_if_finite`]).
 //! - [`Checkpoint`]: model, optimiser, schedule, progress, RNG and metadata in one checksummed,
 //!   versioned, atomically written file; safetensors export and import.
 //!
@@ -77,4 +77,4 @@ pub use schedule::{
     ReduceLrOnPlateau, Schedule, ScheduleState, Scheduler, StepLr, ThresholdMode,
 };
 pub use sgd::{Sgd, SgdConfig};
-pub use stopping::{check_loss, step_if_finite, StopReason, StoppingCriteria};
+pub use stopping::{check_gradients_finite, check_loss, step_if_finite, StopReason, StoppingCriteria};

@@ -5,9 +5,8 @@
 //! next update would write NaN into the weights. [`check_loss`] and [`step_if_finite`] catch
 //! it before the optimiser runs, so the weights stay those of the last good step.
 
-use crate::grad::all_finite;
 use crate::{EarlyStopping, Error, Optimizer, Result};
-use graphgrad_autodiff::Var;
+use graphgrad_autodiff::{DType, Tensor, Var};
 use std::fmt;
 
 /// Why training stopped.
@@ -65,14 +64,43 @@ pub fn check_loss(loss: f64, epoch: u64, step: u64) -> Result<()> {
 /// error and leaves every weight as it was.
 pub fn step_if_finite(optimizer: &mut dyn Optimizer, loss: f64, epoch: u64, step: u64) -> Result<()> {
     check_loss(loss, epoch, step)?;
-    for (name, var) in optimizer.named_parameters() {
-        if let Some(grad) = var.grad() {
-            if !all_finite(&grad.read()) {
-                return Err(Error::NonFiniteGradient { param: name, norm: f64::NAN });
-            }
-        }
-    }
+    check_gradients_finite(&optimizer.named_parameters())?;
     optimizer.step()
+}
+
+/// An error naming the first parameter whose gradient holds a NaN or an infinity. Inside a
+/// compiled step the check is one guard on one value: a call with a non-finite gradient
+/// writes nothing and returns this error.
+///
+/// ```
+/// use graphgrad_autodiff::{Tensor, Var};
+/// use graphgrad_optim::check_gradients_finite;
+/// let w = Var::new("w", &Tensor::from_vec(vec![1.0f32, 2.0], &[2])?);
+/// w.set_grad(Some(&Tensor::from_vec(vec![0.5f32, f32::INFINITY], &[2])?))?;
+/// let err = check_gradients_finite(&[("w".to_string(), w)]).unwrap_err();
+/// assert!(err.to_string().contains("w"), "{err}");
+/// # Ok::<(), graphgrad_optim::Error>(())
+/// ```
+pub fn check_gradients_finite(params: &[(String, Var)]) -> Result<()> {
+    // g − g is 0 exactly where g is finite: one sum over every gradient is 0 exactly when all are
+    let residues: Vec<(&String, Tensor)> = params
+        .iter()
+        .filter_map(|(name, var)| var.grad().map(|g| (name, g)))
+        .map(|(name, g)| Ok((name, g.sub(&g)?.sum_all()?.to_dtype(DType::F64))))
+        .collect::<Result<_>>()?;
+    let mut total = Tensor::scalar(0.0f64);
+    for (_, r) in &residues {
+        total = total.add(r)?;
+    }
+    if total.eq_scalar(0.0).item()? == 1.0 {
+        return Ok(());
+    }
+    let param = residues.iter().find(|(_, r)| r.read().to_f64_vec()[0] != 0.0).map(|(n, _)| n.to_string());
+    Err(Error::NonFiniteGradient {
+        op: "check_gradients_finite",
+        param: param.unwrap_or_default(),
+        norm: None,
+    })
 }
 
 /// Combined stopping criteria, checked once per epoch by [`end_epoch`](Self::end_epoch).

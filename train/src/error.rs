@@ -1,5 +1,5 @@
 //! The training library's error: a bad setting named with its value, or an error from the
-//! crates below (tensors, optimisers, checkpoints) or from a file.
+//! crates below (tensors, optimisers, checkpoints, process groups) or from a file.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -43,6 +43,9 @@ pub enum Error {
     },
     /// A callback stopped training with an error of its own.
     Callback(String),
+    /// Data-parallel training failed: a collective, another rank, or ranks with different
+    /// models.
+    Distributed(graphgrad_distributed::Error),
 }
 
 /// `Result` with the training library's [`Error`].
@@ -58,6 +61,7 @@ impl fmt::Display for Error {
             Error::Io { action, path, source } => write!(f, "cannot {action} {}: {source}", path.display()),
             Error::Plot { what, reason } => write!(f, "plot {what}: {reason}"),
             Error::Callback(message) => write!(f, "callback: {message}"),
+            Error::Distributed(e) => write!(f, "{e}"),
         }
     }
 }
@@ -68,6 +72,7 @@ impl std::error::Error for Error {
             Error::Tensor(e) => Some(e),
             Error::Optim(e) => Some(e),
             Error::Io { source, .. } => Some(source),
+            Error::Distributed(e) => Some(e),
             _ => None,
         }
     }

@@ -102,7 +102,8 @@ fn evaluate_in_eval_mode(
     let (mut loss_sum, mut abs_sum, mut values) = (0.0, 0.0, 0usize);
     for batch in data.batches(batch_size, false)? {
         let output = model.forward(&batch.inputs)?;
-        let loss = objective.loss(&output, StepTargets::of(&batch.targets))?.item()?;
+        let targets = crate::trainer::target_tensor(&batch)?;
+        let loss = objective.loss(&output, StepTargets::of(&targets))?.item()?;
         loss_sum += loss * batch.len() as f64;
         match &batch.targets {
             BatchTargets::Classes(labels) => {

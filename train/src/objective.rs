@@ -2,34 +2,29 @@
 //! a scalar loss (a mean over the batch, so that gradient accumulation can weight batches by
 //! their size).
 //!
-//! Targets reach a loss in one of three forms ([`StepTargets`]): class labels as indices (the
-//! eager path), the same labels one-hot (what a compiled step takes today: the compiler
-//! refuses index lists that change between calls), or real values. A loss that has no one-hot
-//! form cannot be compiled until the compiler takes integer label tensors.
+//! Targets reach a loss as one tensor ([`StepTargets`]): class labels as i64 indices, or
+//! real values; the same form in eager and compiled steps.
 
 use crate::error::{setting, Result};
-use graphgrad_autodiff::Tensor;
-use graphgrad_nn::data::BatchTargets;
+use graphgrad_autodiff::{DType, Tensor};
 use graphgrad_nn::loss::{cross_entropy, mse_loss};
 use graphgrad_nn::Reduction;
 
 /// The targets of one training step.
 #[derive(Clone, Copy, Debug)]
 pub enum StepTargets<'a> {
-    /// Class indices, one per sample.
-    Labels(&'a [usize]),
-    /// The same labels as a one-hot `[batch, classes]` tensor.
-    OneHot(&'a Tensor),
+    /// Class indices `[batch]`, an i64 tensor.
+    Labels(&'a Tensor),
     /// Real-valued targets `[batch, dim]`.
     Values(&'a Tensor),
 }
 
 impl<'a> StepTargets<'a> {
-    /// The targets of a data set batch (labels or values).
-    pub fn of(targets: &'a BatchTargets) -> StepTargets<'a> {
-        match targets {
-            BatchTargets::Classes(labels) => StepTargets::Labels(labels),
-            BatchTargets::Values(values) => StepTargets::Values(values),
+    /// An i64 tensor holds labels; any other, values.
+    pub fn of(targets: &'a Tensor) -> StepTargets<'a> {
+        match targets.dtype() {
+            DType::I64 => StepTargets::Labels(targets),
+            _ => StepTargets::Values(targets),
         }
     }
 }
@@ -55,10 +50,6 @@ impl Objective for CrossEntropy {
     fn loss(&self, output: &Tensor, targets: StepTargets<'_>) -> Result<Tensor> {
         match targets {
             StepTargets::Labels(labels) => Ok(cross_entropy(output, labels, Reduction::Mean)?),
-            // −mean_i Σ_c y_ic · log softmax(x_i)_c
-            StepTargets::OneHot(one_hot) => {
-                Ok(output.log_softmax(-1)?.mul(one_hot)?.sum(&[-1], false)?.mean_all()?.neg())
-            }
             StepTargets::Values(_) => Err(setting(
                 "loss",
                 "cross-entropy needs class labels; this data set has real-valued targets",
@@ -124,34 +115,18 @@ where
     }
 }
 
-/// `[batch, classes]` one-hot rows of `labels` (f32), for compiled steps.
-pub(crate) fn one_hot(labels: &[usize], classes: usize) -> Result<Tensor> {
-    let mut data = vec![0.0f32; labels.len() * classes];
-    for (row, &label) in labels.iter().enumerate() {
-        if label >= classes {
-            return Err(setting("labels", format!("label {label} is not below the {classes} classes")));
-        }
-        data[row * classes + label] = 1.0;
-    }
-    Ok(Tensor::from_vec(data, &[labels.len(), classes])?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The one-hot form used by compiled steps is the same number as the index form.
     #[test]
-    fn one_hot_cross_entropy_matches_the_index_form() {
+    fn cross_entropy_takes_i64_labels() {
         let logits = Tensor::from_vec(vec![0.5f32, -1.0, 2.0, 0.1, 0.2, 0.3], &[2, 3]).unwrap();
-        let labels = [2usize, 0];
-        let by_index = CrossEntropy.loss(&logits, StepTargets::Labels(&labels)).unwrap().item().unwrap();
-        let hot = one_hot(&labels, 3).unwrap();
-        let by_one_hot = CrossEntropy.loss(&logits, StepTargets::OneHot(&hot)).unwrap().item().unwrap();
+        let labels = Tensor::from_indices(&[2, 0], &[2]).unwrap();
+        let loss = CrossEntropy.loss(&logits, StepTargets::of(&labels)).unwrap().item().unwrap();
         // by hand: row 0: log(e^.5 + e^-1 + e^2) − 2 = 0.24131; row 1: log(e^.1+e^.2+e^.3) − 0.1 = 1.20194
-        assert!((by_index - (0.241_31 + 1.201_94) / 2.0).abs() < 1e-4, "{by_index}");
-        assert!((by_index - by_one_hot).abs() < 1e-6);
-        let err = one_hot(&[3], 3).unwrap_err().to_string();
-        assert!(err.contains("label 3 is not below the 3 classes"), "{err}");
+        assert!((loss - (0.241_31 + 1.201_94) / 2.0).abs() < 1e-4, "{loss}");
+        let err = MeanSquaredError.loss(&logits, StepTargets::of(&labels)).unwrap_err().to_string();
+        assert!(err.contains("needs real-valued targets"), "{err}");
     }
 }

@@ -5,10 +5,14 @@ mod common;
 use common::{digits, inputs, mlp, trainer, values, Captured};
 use graphgrad_nn::metrics::{predictions, ConfusionMatrix};
 use graphgrad_nn::Module;
+use graphgrad_nn::{BatchNormConfig, DropoutConfig, LinearConfig, ReLU, Sequential};
 use graphgrad_optim::{EarlyStopping, MetricMode, Sgd, SgdConfig};
+use graphgrad_train::Objective;
 use graphgrad_train::{
     BatchEnd, Callback, Control, CrossEntropy, EpochRecord, Error, Execution, ProgressMode, Result, Trainer,
 };
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -113,43 +117,74 @@ fn bad_settings_are_errors_that_name_them() {
     assert!(err.unwrap_err().to_string().contains("val/f1 is not measured"));
 }
 
-/// Two accumulated batches of 16 step exactly like one batch of 32 over the same samples.
+/// Two accumulated batches of 16 step exactly like one batch of 32 over the same samples,
+/// eagerly and compiled.
 #[test]
 fn gradient_accumulation_equals_the_bigger_batch() {
     let split = digits(256);
-    let run = |batch: usize, accumulate: usize| {
+    let run = |batch: usize, accumulate: usize, execution: Execution| {
         let model = mlp(3, 0.0);
         let optimizer = Sgd::new(model.named_parameters(), SgdConfig::new(0.1).momentum(0.9)).unwrap();
         let mut t = Trainer::new(model, optimizer, CrossEntropy)
             .epochs(2)
             .batch_size(batch)
             .accumulate_gradients(accumulate)
+            .execution(execution)
             .progress(ProgressMode::Silent);
         t.fit(&split.train, None).unwrap();
         (values(t.model()), t.progress_counters())
     };
-    let (big, big_counters) = run(32, 1);
-    let (accumulated, counters) = run(16, 2);
+    let (big, big_counters) = run(32, 1, Execution::Eager);
     assert_eq!(big_counters, (2, 16));
-    assert_eq!(counters, (2, 16), "one step per two batches");
-    for ((name, a), (_, b)) in big.iter().zip(&accumulated) {
-        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-        assert!(worst < 1e-5, "{name}: differs by {worst}");
+    for execution in [Execution::Eager, Execution::Compiled] {
+        let (accumulated, counters) = run(16, 2, execution);
+        assert_eq!(counters, (2, 16), "{execution:?}: one step per two batches");
+        for ((name, a), (_, b)) in big.iter().zip(&accumulated) {
+            let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-5, "{execution:?}: {name}: differs by {worst}");
+        }
     }
     // and accumulation is not a no-op: batches of 16 stepped each time differ
-    let (small, _) = run(16, 1);
+    let (small, _) = run(16, 1, Execution::Eager);
     assert!(small.iter().zip(&big).any(|((_, a), (_, b))| a != b));
 }
 
 #[test]
 fn frozen_parameters_do_not_move() {
     let split = digits(128);
-    let mut t = trainer(4).epochs(2).freeze(&["0."]);
-    let before = values(t.model());
-    t.fit(&split.train, None).unwrap();
-    let after = values(t.model());
-    for ((name, a), (_, b)) in before.iter().zip(&after) {
-        assert_eq!(a == b, name.starts_with("0."), "{name}");
+    for execution in [Execution::Eager, Execution::Compiled] {
+        let mut t = trainer(4).epochs(2).freeze(&["0."]).execution(execution);
+        let before = values(t.model());
+        t.fit(&split.train, None).unwrap();
+        let after = values(t.model());
+        for ((name, a), (_, b)) in before.iter().zip(&after) {
+            assert_eq!(a == b, name.starts_with("0."), "{execution:?}: {name}");
+        }
+    }
+}
+
+/// With gradient checks on, a step whose gradient is not finite is an error naming the
+/// parameter, and no weight moves, in both modes (compiled: a guard of the program).
+#[test]
+fn a_non_finite_gradient_is_an_error_and_changes_nothing() {
+    let split = digits(64);
+    for execution in [Execution::Eager, Execution::Compiled] {
+        let model = mlp(5, 0.0);
+        let optimizer = Sgd::new(model.named_parameters(), SgdConfig::new(0.1)).unwrap();
+        // the loss is finite (√0 = 0 added); its gradient is not (½/√0 = inf, times 0: NaN)
+        let blow_up = graphgrad_train::objective_fn("blow-up", |output, targets| {
+            let zero = output.mul_scalar(0.0).sqrt().sum_all()?;
+            Ok(CrossEntropy.loss(output, targets)?.add(&zero)?)
+        });
+        let mut t = Trainer::new(model, optimizer, blow_up)
+            .epochs(1)
+            .check_gradients(true)
+            .execution(execution)
+            .progress(ProgressMode::Silent);
+        let before = values(t.model());
+        let err = t.fit(&split.train, None).unwrap_err().to_string();
+        assert!(err.contains("is not finite") && err.contains("weight"), "{execution:?}: {err}");
+        assert_eq!(before, values(t.model()), "{execution:?}: nothing moved");
     }
 }
 
@@ -234,19 +269,33 @@ fn compiled_steps_match_eager_steps() {
         let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-4, "{name}: {worst}");
     }
-    // training-mode dropout: the compiled step draws the eager run's masks
-    let with_dropout = |execution| {
-        let model = mlp(7, 0.5);
-        let optimizer = Sgd::new(model.named_parameters(), SgdConfig::new(0.1)).unwrap();
+    // training-mode dropout: the compiled step draws the eager run's masks; BatchNorm's
+    // running statistics are updated by the program
+    let with_dropout_and_batch_norm = |execution| {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let model = Sequential::new()
+            .append(LinearConfig::new(64, 32).init(&mut rng).unwrap())
+            .append(BatchNormConfig::new(32).init_1d(&mut rng).unwrap())
+            .append(ReLU)
+            .append(DropoutConfig::new(0.5).init(&mut rng).unwrap())
+            .append(LinearConfig::new(32, 10).init(&mut rng).unwrap());
+        // (SGD: Adam would normalise the bias before BatchNorm, whose gradient is rounding noise)
+        let optimizer = Sgd::new(model.named_parameters(), SgdConfig::new(0.05).momentum(0.9)).unwrap();
         let mut t = Trainer::new(model, optimizer, CrossEntropy)
-            .epochs(1)
+            .epochs(2)
             .execution(execution)
             .progress(ProgressMode::Silent);
-        t.fit(&split.train, None).unwrap();
-        values(t.model())
+        let history = t.fit(&split.train, Some(&split.validation)).unwrap();
+        (values(t.model()), history.series("val/loss"))
     };
-    for ((name, a), (_, b)) in with_dropout(Execution::Eager).iter().zip(&with_dropout(Execution::Compiled)) {
+    let (eager, eager_curve) = with_dropout_and_batch_norm(Execution::Eager);
+    let (compiled, compiled_curve) = with_dropout_and_batch_norm(Execution::Compiled);
+    assert!(eager.iter().any(|(name, _)| name.contains("running_mean")), "{eager:?}");
+    for ((name, a), (_, b)) in eager.iter().zip(&compiled) {
         let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-4, "{name}: {worst}");
+    }
+    for ((_, a), (_, b)) in eager_curve.iter().zip(&compiled_curve) {
+        assert!((a - b).abs() < 1e-4, "{eager_curve:?} vs {compiled_curve:?}");
     }
 }

@@ -241,6 +241,9 @@ pub struct Program {
     grads: Vec<(Tensor, Option<Tensor>)>,
     /// Flags read during the trace, checked before each call.
     flags: Vec<(crate::Flag, bool)>,
+    /// Gradient slots the step accumulates into, with the id of the holder it read (or none
+    /// when it saw an empty slot), checked before each call.
+    grad_expected: Vec<(Tensor, Option<usize>)>,
     /// Recomputed nodes and the planned peak without recomputation.
     remat: Option<(usize, usize)>,
 }
@@ -333,6 +336,7 @@ impl Program {
             guards,
             grads: effects.grads,
             flags: effects.flags,
+            grad_expected: effects.grad_expected,
             remat,
         })
     }
@@ -365,6 +369,19 @@ impl Program {
             return Ok(Run::GuardFailed(format!(
                 "a flag (a layer's training mode) read by the step was {traced} when traced and is {} now",
                 !traced
+            )));
+        }
+        if let Some((leaf, traced)) =
+            self.grad_expected.iter().find(|(leaf, id)| leaf.grad_lock().as_ref().map(Tensor::id) != *id)
+        {
+            let what = match (traced, leaf.grad_lock().is_some()) {
+                (None, _) => "was empty when traced and holds a gradient now",
+                (Some(_), false) => "held a gradient when traced and is empty now",
+                (Some(_), true) => "now holds a gradient set outside the step",
+            };
+            return Ok(Run::GuardFailed(format!(
+                "the .grad() of a parameter of shape {:?} that the step accumulates into {what}",
+                leaf.shape()
             )));
         }
         let mut failed = None;

@@ -92,16 +92,7 @@ impl Job {
             Buffer::I64(_) => unreachable!("internal invariant: buckets hold float gradients"),
         };
         self.all_reduce(group, recv)?;
-        let n = group.size();
-        match &mut *means {
-            b @ Buffer::F32(_) => {
-                f32::slice_mut(b).expect("matched f32").iter_mut().for_each(|x| *x /= n as f32)
-            }
-            b @ Buffer::F64(_) => {
-                f64::slice_mut(b).expect("matched f64").iter_mut().for_each(|x| *x /= n as f64)
-            }
-            Buffer::I64(_) => unreachable!("internal invariant: buckets hold float gradients"),
-        }
+        divide(&mut means, group.size());
         Ok(())
     }
 
@@ -118,6 +109,29 @@ impl Job {
                 group.all_reduce_into(data, recv, ReduceOp::Sum)
             }
         }
+    }
+}
+
+/// Divides every element by `n`: a multiplication by `1/n` when that is exact (`n` a power of
+/// two), which vectorises to about twice the speed of a division.
+fn divide(buffer: &mut Buffer, n: usize) {
+    fn by<T: Elem + std::ops::MulAssign + std::ops::DivAssign>(v: &mut [T], n: T, inverse: Option<T>) {
+        match inverse {
+            Some(inv) => v.iter_mut().for_each(|x| *x *= inv),
+            None => v.iter_mut().for_each(|x| *x /= n),
+        }
+    }
+    let exact = n.is_power_of_two();
+    match buffer {
+        b @ Buffer::F32(_) => {
+            let v = f32::slice_mut(b).expect("matched f32");
+            by(v, n as f32, exact.then(|| 1.0 / n as f32))
+        }
+        b @ Buffer::F64(_) => {
+            let v = f64::slice_mut(b).expect("matched f64");
+            by(v, n as f64, exact.then(|| 1.0 / n as f64))
+        }
+        Buffer::I64(_) => unreachable!("internal invariant: buckets hold float gradients"),
     }
 }
 

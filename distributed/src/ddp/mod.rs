@@ -146,25 +146,11 @@ impl<M: Module> DistributedDataParallel<M> {
     /// error on every rank otherwise), broadcasts rank 0's parameters and buffers, and starts
     /// the communication thread.
     pub fn new(module: M, group: Arc<dyn ProcessGroup>, config: DdpConfig) -> Result<Self> {
-        if config.bucket_bytes == 0 {
-            return Err(Error::InvalidArgument {
-                what: "DdpConfig",
-                reason: "bucket_bytes must be positive".into(),
-            });
-        }
         let params = module.named_parameters();
         let buffers = module.named_buffers();
-        let settings =
-            format!("bucket_bytes {} broadcast_buffers {}", config.bucket_bytes, config.broadcast_buffers);
-        check::check_same_model(group.as_ref(), &params, &buffers, &settings)?;
-        let mut everything = params.clone();
-        everything.extend(buffers.iter().cloned());
-        broadcast_vars(group.as_ref(), &everything)?;
-        let sizes: Vec<(usize, DType)> = params.iter().map(|(_, v)| (v.numel(), v.dtype())).collect();
-        let layout = buckets::layout(&sizes, config.bucket_bytes);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let overlap = config.overlap.decide(group.local_size(), rayon::current_num_threads(), cores);
-        let reducer = Rc::new(RefCell::new(Reducer::new(params, layout, group.clone(), overlap)?));
+        let reducer = Rc::new(RefCell::new(replicate(&group, params, &buffers, &config, overlap)?));
         let hooked = Rc::downgrade(&reducer);
         let hook = register_grad_hook(move |event| {
             let Some(reducer) = hooked.upgrade() else { return Ok(()) };
@@ -263,6 +249,16 @@ impl<M: Module> DistributedDataParallel<M> {
         if !grad_enabled() {
             return Ok(());
         }
+        if graphgrad_autodiff::compile::tracing() && self.sync.get() {
+            // the gradient hooks would average once, at the trace, and never in the program
+            return Err(Error::InvalidArgument {
+                what: "DistributedDataParallel",
+                reason: "a synchronised forward inside a compiled step: the program would not average \
+                         gradients; compile the wrapped module's step (`ddp.module()`) and call \
+                         `average_gradients` between it and the update"
+                    .into(),
+            });
+        }
         if self.config.broadcast_buffers && !self.buffers.is_empty() {
             self.broadcast_buffers()?;
         }
@@ -281,6 +277,85 @@ impl<M: Module> Module for DistributedDataParallel<M> {
 
     fn visit(&self, visitor: &mut dyn graphgrad_nn::Visitor) {
         self.module.visit(visitor);
+    }
+}
+
+/// Checks that every rank holds the same parameters and buffers (and settings), takes rank
+/// 0's values on every rank, and starts the reducer that averages the parameters' gradients.
+fn replicate(
+    group: &Arc<dyn ProcessGroup>,
+    params: Vec<(String, Var)>,
+    buffers: &[(String, Var)],
+    config: &DdpConfig,
+    overlap: bool,
+) -> Result<Reducer> {
+    if config.bucket_bytes == 0 {
+        return Err(Error::InvalidArgument {
+            what: "DdpConfig",
+            reason: "bucket_bytes must be positive".into(),
+        });
+    }
+    let settings =
+        format!("bucket_bytes {} broadcast_buffers {}", config.bucket_bytes, config.broadcast_buffers);
+    check::check_same_model(group.as_ref(), &params, buffers, &settings)?;
+    let mut everything = params.clone();
+    everything.extend(buffers.iter().cloned());
+    broadcast_vars(group.as_ref(), &everything)?;
+    let sizes: Vec<(usize, DType)> = params.iter().map(|(_, v)| (v.numel(), v.dtype())).collect();
+    let layout = buckets::layout(&sizes, config.bucket_bytes);
+    Reducer::new(params, layout, group.clone(), overlap)
+}
+
+/// Averages gradients over the ranks of a group, in buckets on a communication thread, for
+/// loops that hold a step's gradients in `.grad()` before the update: what
+/// [`DistributedDataParallel`] does during backward, called explicitly (the training
+/// library's data-parallel mode, and compiled steps, whose backward runs inside a program).
+///
+/// ```
+/// use graphgrad_autodiff::{DType, Tensor, Var};
+/// use graphgrad_distributed::{DdpConfig, GradientAverager, SingleProcess};
+/// use std::sync::Arc;
+/// let w = Var::new("w", &Tensor::ones(&[3], DType::F32));
+/// let mut averager =
+///     GradientAverager::new(Arc::new(SingleProcess), vec![("w".into(), w.clone())], &[], &DdpConfig::default())?;
+/// w.set_grad(Some(&Tensor::full(&[3], 2.0, DType::F32)))?;
+/// averager.average()?; // the mean over one rank: unchanged
+/// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, vec![2.0; 3]);
+/// # Ok::<(), graphgrad_distributed::Error>(())
+/// ```
+pub struct GradientAverager {
+    reducer: Reducer,
+    params: Vec<Var>,
+    group: Arc<dyn ProcessGroup>,
+    buffers: Vec<(String, Var)>,
+}
+
+impl GradientAverager {
+    /// Checks on every rank that the ranks hold the same `params` and `buffers` (names,
+    /// order, types and shapes; the same error on every rank otherwise), gives every rank
+    /// rank 0's values, and starts the communication thread. Collective.
+    pub fn new(
+        group: Arc<dyn ProcessGroup>,
+        params: Vec<(String, Var)>,
+        buffers: &[(String, Var)],
+        config: &DdpConfig,
+    ) -> Result<GradientAverager> {
+        let vars = params.iter().map(|(_, v)| v.clone()).collect();
+        let reducer = replicate(&group, params, buffers, config, false)?;
+        Ok(GradientAverager { reducer, params: vars, group, buffers: buffers.to_vec() })
+    }
+
+    /// Gives every rank rank 0's values of the buffers (batch-norm statistics, which each
+    /// rank updates from its own samples). Collective.
+    pub fn broadcast_buffers(&self) -> Result<()> {
+        broadcast_vars(self.group.as_ref(), &self.buffers)
+    }
+
+    /// Replaces each parameter's `.grad()` by its mean over the ranks (a missing gradient
+    /// counts as zeros). Collective: every rank calls it at the same step.
+    pub fn average(&mut self) -> Result<()> {
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|v| v.grad()).collect();
+        self.reducer.average(&grads)
     }
 }
 

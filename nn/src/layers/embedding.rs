@@ -148,6 +148,17 @@ impl Module for Embedding {
         if input.dtype() == DType::I64 {
             return self.embed(input.clone());
         }
+        if graphgrad_autodiff::compile::tracing() {
+            // Inside a compiled step the values are new at every call: cast them in the
+            // program, and check they were whole numbers with one value that stays 1 while they
+            // are (a guard that does not re-trace). The range is checked by the lookup itself.
+            let ids = input.to_dtype(DType::I64);
+            let whole = input.sub(&ids.to_dtype(input.dtype()))?.abs().sum_all()?.eq_scalar(0.0);
+            if whole.item()? != 1.0 {
+                bail!("Embedding", "an index of the input {:?} is not a whole number", input.shape());
+            }
+            return self.embed(ids);
+        }
         let n = self.num_embeddings();
         let values = input.to_f64_vec();
         let mut indices = Vec::with_capacity(values.len());

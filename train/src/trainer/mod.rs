@@ -7,9 +7,11 @@
 //! seen in training. Settings are checked when `fit` starts: a bad one is an
 //! [`Error::Setting`](crate::Error::Setting) naming it, never a silent extra epoch.
 
+mod parallel;
 mod run;
 mod step;
 
+pub(crate) use step::target_tensor;
 pub use step::Execution;
 
 use crate::callback::Callback;
@@ -21,6 +23,7 @@ use crate::plot::{learning_curves, CurveOptions};
 use crate::progress::ProgressMode;
 use crate::schedule::EpochSchedule;
 use graphgrad_autodiff::Tensor;
+use graphgrad_distributed::ProcessGroup;
 use graphgrad_nn::data::Dataset;
 use graphgrad_nn::Module;
 use graphgrad_optim::{EarlyStopping, MetricMode, Optimizer, StoppingCriteria};
@@ -28,6 +31,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Trains a model: see the module docs and the crate's example.
 pub struct Trainer<M: Module> {
@@ -44,7 +48,6 @@ pub struct Trainer<M: Module> {
     accumulate: usize,
     drop_last: bool,
     execution: Execution,
-    classes: Option<usize>,
     frozen: Vec<String>,
     callbacks: Vec<Box<dyn Callback>>,
     progress: ProgressMode,
@@ -56,6 +59,7 @@ pub struct Trainer<M: Module> {
     check_gradients: bool,
     evaluate_training: bool,
     checkpoints: Option<CheckpointPolicy>,
+    group: Option<Arc<dyn ProcessGroup>>,
     name: String,
     rng: ChaCha8Rng,
     state: RunState,
@@ -108,7 +112,6 @@ impl<M: Module> Trainer<M> {
             accumulate: 1,
             drop_last: false,
             execution: Execution::Eager,
-            classes: None,
             frozen: Vec::new(),
             callbacks: Vec::new(),
             progress: ProgressMode::Auto,
@@ -120,6 +123,7 @@ impl<M: Module> Trainer<M> {
             check_gradients: false,
             evaluate_training: true,
             checkpoints: None,
+            group: None,
             name: "training".into(),
             rng: ChaCha8Rng::seed_from_u64(0),
             state: RunState::default(),
@@ -191,13 +195,6 @@ impl<M: Module> Trainer<M> {
     /// Eager or compiled steps.
     pub fn execution(mut self, execution: Execution) -> Self {
         self.execution = execution;
-        self
-    }
-
-    /// The number of classes the model outputs (the width of one-hot labels in compiled
-    /// mode); default: one more than the largest label in the data.
-    pub fn classes(mut self, classes: usize) -> Self {
-        self.classes = Some(classes);
         self
     }
 
@@ -278,6 +275,21 @@ impl<M: Module> Trainer<M> {
     /// Saves checkpoints at every epoch's end as `policy` says.
     pub fn checkpoints(mut self, policy: CheckpointPolicy) -> Self {
         self.checkpoints = Some(policy);
+        self
+    }
+
+    /// Trains data-parallel over `group`, one process per rank (`mpirun -np 2 PROGRAM`, with
+    /// `graphgrad::distributed::MpiGroup`): every rank builds the same trainer on the same
+    /// data, and `fit` checks that the ranks hold the same model and gives every rank rank
+    /// 0's weights. Each step, each rank computes the gradient of its part of a global batch of
+    /// `batch_size × ranks` samples; the gradients are averaged over the ranks before the
+    /// update, so every replica takes the step of the whole global batch, eagerly or compiled.
+    /// The epoch's measurements are rank 0's; only rank 0 prints, logs, plots and writes
+    /// checkpoints (the others wait for it). Callbacks run on every rank, and rank 0's decision
+    /// to stop holds. To resume, every rank reads the checkpoint file itself (one machine, or
+    /// a shared file system).
+    pub fn distributed(mut self, group: Arc<dyn ProcessGroup>) -> Self {
+        self.group = Some(group);
         self
     }
 

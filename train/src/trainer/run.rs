@@ -2,7 +2,8 @@
 //! criterion (or a callback) says stop, with logs, progress, checkpoints and, at the end, the
 //! charts.
 
-use super::step::{Execution, Stepper};
+use super::parallel::DataParallel;
+use super::step::Stepper;
 use super::{RunState, Trainer};
 use crate::callback::{BatchEnd, Control};
 use crate::checkpoint::{SavedStop, TrainerState, TrainingCheckpoint};
@@ -10,11 +11,12 @@ use crate::error::{setting, Error, Result};
 use crate::log::{EventWriter, JsonLines};
 use crate::metrics::{evaluate, EpochRecord, History};
 use crate::plot::confusion_matrix;
-use crate::progress::{Progress, Sink};
-use graphgrad_autodiff::{Tensor, Var};
-use graphgrad_nn::data::{Dataset, Targets};
+use crate::progress::{Progress, ProgressMode, Sink};
+use graphgrad_autodiff::Var;
+use graphgrad_nn::data::{shuffled_indices, Dataset, Targets};
 use graphgrad_nn::Module;
-use graphgrad_optim::{check_loss, step_if_finite, Checkpoint, MetricMode};
+use graphgrad_optim::{check_loss, Checkpoint, MetricMode};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -23,7 +25,6 @@ struct Plan {
     trainable: Vec<(String, Var)>,
     monitor: (String, MetricMode),
     budget: Option<u64>,
-    classes: Option<usize>,
 }
 
 impl<M: Module> Trainer<M> {
@@ -118,22 +119,6 @@ impl<M: Module> Trainer<M> {
         if trainable.is_empty() {
             return Err(setting("freeze", "every parameter is frozen: there is nothing to train"));
         }
-        if self.execution == Execution::Compiled {
-            let buffers: Vec<String> = self.model.named_buffers().into_iter().map(|(n, _)| n).collect();
-            if !buffers.is_empty() {
-                return Err(setting(
-                    "execution",
-                    format!(
-                        "compiled steps cannot update buffers yet ({}); train this model in eager mode",
-                        buffers.join(", ")
-                    ),
-                ));
-            }
-        }
-        let classes = labelled.then(|| {
-            let data_classes = train.num_classes().max(validation.map_or(0, Dataset::num_classes));
-            self.classes.unwrap_or(data_classes)
-        });
         self.apply_resume(budget)?;
         if let Some(budget) = budget {
             if self.state.epoch >= budget {
@@ -146,7 +131,7 @@ impl<M: Module> Trainer<M> {
         if self.state.stopped.as_ref().is_some_and(|s| !matches!(s, SavedStop::MaxEpochs { .. })) {
             return Err(setting("fit", "this run already stopped; build a new trainer to train again"));
         }
-        Ok(Plan { trainable, monitor, budget, classes })
+        Ok(Plan { trainable, monitor, budget })
     }
 
     /// Restores everything a training checkpoint holds, and refuses a run with nothing left
@@ -225,16 +210,26 @@ impl<M: Module> Trainer<M> {
     }
 
     fn run(&mut self, train: &Dataset, validation: Option<&Dataset>, plan: Plan) -> Result<()> {
-        let Plan { trainable, monitor, budget, classes } = plan;
+        let Plan { trainable, monitor, budget } = plan;
         let started = Instant::now();
         let resumed_at = (self.state.epoch, self.state.step);
-        let batches_per_epoch = {
-            let n = train.len();
-            if self.drop_last {
-                n / self.batch_size
-            } else {
-                n.div_ceil(self.batch_size)
+        let mut data_parallel = match &self.group {
+            Some(group) => {
+                let named = self.model.named_parameters();
+                let mut fixed: Vec<(String, Var)> =
+                    named.into_iter().filter(|(n, _)| !trainable.iter().any(|(t, _)| t == n)).collect();
+                fixed.extend(self.model.named_buffers());
+                let (samples, batch, drop_last) = (train.len(), self.batch_size, self.drop_last);
+                Some(DataParallel::new(group.clone(), trainable.clone(), &fixed, samples, batch, drop_last)?)
             }
+            None => None,
+        };
+        // only rank 0 reports
+        let lead = data_parallel.as_ref().is_none_or(DataParallel::lead);
+        let batches_per_epoch = match &data_parallel {
+            Some(dp) => dp.steps_per_epoch(),
+            None if self.drop_last => train.len() / self.batch_size,
+            None => train.len().div_ceil(self.batch_size),
         } as u64;
         if batches_per_epoch == 0 {
             return Err(setting(
@@ -246,7 +241,7 @@ impl<M: Module> Trainer<M> {
                 ),
             ));
         }
-        let mut logs = match &self.log_dir {
+        let mut logs = match self.log_dir.as_ref().filter(|_| lead) {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(crate::error::io("create", dir))?;
                 let jsonl = JsonLines::create(dir, &self.state.history, self.log_steps)?;
@@ -265,7 +260,12 @@ impl<M: Module> Trainer<M> {
             Some(writer) => Sink::Writer(writer),
             None => Sink::Stdout,
         };
-        let mode = self.progress;
+        let mode = match (lead, &data_parallel, self.progress) {
+            (false, _, _) => ProgressMode::Silent,
+            // mpirun hands each rank a pseudo-terminal: a bar would land in its forwarded log
+            (true, Some(_), ProgressMode::Auto) => ProgressMode::Lines,
+            (true, _, mode) => mode,
+        };
         let mut progress = Progress::start(
             mode,
             sink,
@@ -300,60 +300,53 @@ impl<M: Module> Trainer<M> {
                 ..
             } = self;
             let model: &dyn Module = model;
-            let trainable_tensors: Vec<Tensor> = trainable.iter().map(|(_, v)| v.tensor().clone()).collect();
-            let mut stepper =
-                Stepper::new(self.execution, model, objective.as_ref(), trainable_tensors, classes);
+            let optimizer: RefCell<&mut dyn graphgrad_optim::Optimizer> = RefCell::new(optimizer.as_mut());
+            let mut stepper = Stepper::new(
+                self.execution,
+                model,
+                objective.as_ref(),
+                &optimizer,
+                trainable,
+                self.check_gradients,
+            );
             let mut stop: Option<SavedStop> = None;
             while stop.is_none() {
                 let epoch_started = Instant::now();
                 let epoch_index = state.epoch; // 0-based, counted over the whole run
                 let epoch = epoch_index + 1;
                 model.train();
-                let lr = optimizer.lrs().first().copied().unwrap_or(0.0);
+                if let Some(dp) = &data_parallel {
+                    dp.seed_random_streams(model, rng)?;
+                }
+                let lr = optimizer.borrow().lrs().first().copied().unwrap_or(0.0);
                 let (mut loss_sum, mut seen) = (0.0, 0usize);
-                let mut pending: Option<(Vec<Tensor>, usize, usize)> = None; // summed grads·n, samples, batches
+                // batches and samples summed into `.grad()` since the last update
+                let (mut pending, mut pending_samples) = (0, 0);
                 let mut callback_stop = false;
-                let batches = train.shuffled_batches(self.batch_size, self.drop_last, rng)?;
-                let total = batches.num_batches();
-                for (b, batch) in batches.enumerate() {
-                    let (loss, grads) = stepper.run(&batch)?;
-                    check_loss(loss, epoch_index, state.step)?;
+                // The epoch's order, the same on every rank; this rank's batches of it, each
+                // with the samples of its step over all ranks.
+                let order = shuffled_indices(train.len(), rng);
+                let steps: Vec<(Vec<usize>, usize)> = match &data_parallel {
+                    Some(dp) => dp.batches(&order)?,
+                    None => local_batches(order, self.batch_size, self.drop_last),
+                };
+                let total = steps.len();
+                for (b, (indices, global_samples)) in steps.into_iter().enumerate() {
+                    let batch = train.batch(&indices)?;
                     let n = batch.len();
+                    let loss = if self.accumulate == 1 && data_parallel.is_none() {
+                        let loss = stepper.step(&batch)?;
+                        state.step += 1;
+                        loss
+                    } else {
+                        let loss = stepper.accumulate(&batch)?;
+                        pending += 1;
+                        pending_samples += global_samples;
+                        loss
+                    };
+                    check_loss(loss, epoch_index, state.step)?;
                     loss_sum += loss * n as f64;
                     seen += n;
-                    let ready = if self.accumulate == 1 {
-                        Some(grads)
-                    } else {
-                        let (sum, samples, count) = match pending.take() {
-                            None => (grads.iter().map(|g| g.mul_scalar(n as f64)).collect(), n, 1),
-                            Some((sum, samples, count)) => {
-                                let sum = sum
-                                    .iter()
-                                    .zip(&grads)
-                                    .map(|(s, g)| s.add(&g.mul_scalar(n as f64)))
-                                    .collect::<graphgrad_autodiff::Result<Vec<_>>>()?;
-                                (sum, samples + n, count + 1)
-                            }
-                        };
-                        if count == self.accumulate || b + 1 == total {
-                            // Σ n_i·g_i / Σ n_i: the gradient of the mean loss over every sample
-                            Some(sum.iter().map(|g| g.mul_scalar(1.0 / samples as f64)).collect())
-                        } else {
-                            pending = Some((sum, samples, count));
-                            None
-                        }
-                    };
-                    if let Some(grads) = ready {
-                        for ((_, var), g) in trainable.iter().zip(&grads) {
-                            var.set_grad(Some(g))?;
-                        }
-                        if self.check_gradients {
-                            step_if_finite(optimizer.as_mut(), loss, epoch_index, state.step)?;
-                        } else {
-                            optimizer.step()?;
-                        }
-                        state.step += 1;
-                    }
                     if self.log_steps {
                         state.history.steps.push((state.step, loss));
                         if let Some((jsonl, events)) = logs.as_mut() {
@@ -377,18 +370,34 @@ impl<M: Module> Trainer<M> {
                             callback_stop = true;
                         }
                     }
-                    if callback_stop {
-                        if let Some((sum, samples, _)) = pending.take() {
-                            for ((_, var), g) in trainable.iter().zip(&sum) {
-                                var.set_grad(Some(&g.mul_scalar(1.0 / samples as f64)))?;
+                    if let Some(dp) = data_parallel.as_ref().filter(|_| !callbacks.is_empty()) {
+                        callback_stop = dp.lead_says(callback_stop)?;
+                    }
+                    // Σ n_i·g_i / Σ n_i over every sample of every rank: the gradient of the
+                    // mean loss (the average over ranks divides the sum by the ranks)
+                    if pending > 0 && (pending == self.accumulate || b + 1 == total || callback_stop) {
+                        let ranks = match data_parallel.as_mut() {
+                            Some(dp) => {
+                                dp.average_gradients()?;
+                                dp.ranks()
                             }
-                            optimizer.step()?;
-                            state.step += 1;
-                        }
+                            None => 1,
+                        };
+                        stepper.update(ranks as f64 / pending_samples as f64)?;
+                        state.step += 1;
+                        (pending, pending_samples) = (0, 0);
+                    }
+                    if callback_stop {
                         break;
                     }
                 }
-                // The epoch's measurements.
+                // The epoch's measurements (the batch losses of every rank).
+                if let Some(dp) = &data_parallel {
+                    let mut sums = [loss_sum, seen as f64];
+                    dp.sum(&mut sums)?;
+                    (loss_sum, seen) = (sums[0], sums[1] as usize);
+                    dp.share_buffers()?;
+                }
                 let mut values = BTreeMap::new();
                 values.insert("train/batch_loss".to_string(), loss_sum / seen.max(1) as f64);
                 let ebs = self.eval_batch_size;
@@ -408,6 +417,10 @@ impl<M: Module> Trainer<M> {
                         values.insert(format!("val/{name}"), v);
                     }
                 }
+                if let Some(dp) = &data_parallel {
+                    // every rank decides on rank 0's numbers
+                    dp.take_lead_values(&mut values)?;
+                }
                 let Some(&monitored) = values.get(&monitor.0) else {
                     let measured: Vec<&String> = values.keys().collect();
                     return Err(setting(
@@ -416,7 +429,7 @@ impl<M: Module> Trainer<M> {
                     ));
                 };
                 if let Some(schedule) = schedule.as_mut() {
-                    schedule.end_epoch(Some(monitored), optimizer.as_mut())?;
+                    schedule.end_epoch(Some(monitored), &mut **optimizer.borrow_mut())?;
                 }
                 let train_loss = values["train/loss"];
                 let early_value = stopping.early().map(|_| monitored);
@@ -461,9 +474,9 @@ impl<M: Module> Trainer<M> {
                 state.history.epochs.push(record);
                 state.epoch = epoch;
                 state.stopped = stop.clone();
-                if let Some(policy) = checkpoints.as_ref() {
+                let save = |policy: &crate::checkpoint::CheckpointPolicy| -> Result<()> {
                     let mut checkpoint = Checkpoint::from_state_dict(&model.state_dict())
-                        .with_optimizer(optimizer.as_ref())
+                        .with_optimizer(&**optimizer.borrow())
                         .with_progress(state.epoch, state.step)
                         .with_rng(rng)
                         .with_metadata("trainer", self.name.as_str());
@@ -484,7 +497,15 @@ impl<M: Module> Trainer<M> {
                         stopped: stop.clone(),
                         settings: settings.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
                     };
-                    policy.save(&TrainingCheckpoint { checkpoint, trainer }, epoch, improved)?;
+                    policy.save(&TrainingCheckpoint { checkpoint, trainer }, epoch, improved)
+                };
+                if let Some(policy) = checkpoints.as_ref() {
+                    // rank 0 writes; the others wait for it, and share its error
+                    let saved = if lead { save(policy) } else { Ok(()) };
+                    match &data_parallel {
+                        Some(dp) => dp.lead_result(saved)?,
+                        None => saved?,
+                    }
                 }
             }
             if stepper.traces() > 0 {
@@ -497,7 +518,7 @@ impl<M: Module> Trainer<M> {
         };
         let summary = self.summary(stop.as_ref(), &monitor, started.elapsed().as_secs_f64(), resumed_at);
         progress.finish(&summary);
-        if let (Some(dir), true) = (&self.log_dir, self.plots) {
+        if let (Some(dir), true) = (&self.log_dir, self.plots && lead) {
             self.plot_learning_curves(&dir.join("learning_curves"))?;
             if let Some(validation) = validation.filter(|v| matches!(v.targets(), Targets::Classes(_))) {
                 if let Some(matrix) = self.evaluate(validation)?.confusion {
@@ -610,4 +631,14 @@ fn replay_history(events: &mut EventWriter, history: &History) -> Result<()> {
         write_record(events, record)?;
     }
     events.flush()
+}
+
+/// `order` in batches of `batch_size` (the last one smaller unless `drop_last`), each with its
+/// sample count.
+fn local_batches(order: Vec<usize>, batch_size: usize, drop_last: bool) -> Vec<(Vec<usize>, usize)> {
+    order
+        .chunks(batch_size)
+        .filter(|c| !drop_last || c.len() == batch_size)
+        .map(|c| (c.to_vec(), c.len()))
+        .collect()
 }
