@@ -18,12 +18,18 @@ pub(crate) fn keeps_inputs() -> bool {
     tracing() || RECORDING.with(Cell::get) > 0
 }
 
-/// Runs `f` with every op keeping its inputs (see [`keeps_inputs`]).
+/// Runs `f` with every op keeping its inputs (see [`keeps_inputs`]), until it returns or
+/// unwinds.
 pub(crate) fn recording<R>(f: impl FnOnce() -> R) -> R {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            RECORDING.with(|c| c.set(c.get() - 1));
+        }
+    }
     RECORDING.with(|c| c.set(c.get() + 1));
-    let result = f();
-    RECORDING.with(|c| c.set(c.get() - 1));
-    result
+    let _depth = Depth;
+    f()
 }
 
 /// Whether `compile` is tracing a step on this thread.
