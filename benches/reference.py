@@ -5,6 +5,7 @@ torch.compile) and JAX (jit), printed as the same JSON lines as `cargo bench --b
     pip install numpy torch jax
     python3 benches/reference.py            # every workload
     python3 benches/reference.py W1 W5      # workloads whose id starts with W1 or W5
+    python3 benches/reference.py T          # the function transforms (T1-T3, benches/func.rs)
 
 Runs on 2 threads like the Rust harness (set before the libraries load).
 """
@@ -360,7 +361,109 @@ def w4():
         report_jax_steps("W4-transformer-train", batch, STEP_REPS, step, state)
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6}
+# ---- function transforms (benches/func.rs): W2's network, batch 128, weights [in, out] ----
+
+TRANSFORM_REPS = 20
+
+
+def w2_transform_data():
+    rng = np.random.default_rng(2)
+    params = []
+    for i, o in ((784, 512), (512, 512), (512, 10)):
+        bound = 1 / np.sqrt(i)
+        params.append(rng.uniform(-bound, bound, (i, o)).astype(np.float32))
+        params.append(rng.uniform(-bound, bound, (o,)).astype(np.float32))
+    x = rng.standard_normal((128, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 128)
+    tangents = [rng.standard_normal(p.shape, dtype=np.float32) for p in params]
+    return params, x, y, tangents
+
+
+def transforms():
+    params_np, x_np, y_np, tangents_np = w2_transform_data()
+
+    def timed_report(workload, param, framework, fn):
+        med, mn = timed(fn, TRANSFORM_REPS)
+        report(workload, framework, param, med, mn, 1 / med, "calls/s")
+
+    if torch is not None:
+        from torch.func import grad, jvp, vmap
+        f = torch.nn.functional
+        params = tuple(torch.from_numpy(p) for p in params_np)
+        tangents = tuple(torch.from_numpy(t) for t in tangents_np)
+        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+
+        def logits(p, x):
+            h = torch.relu(x @ p[0] + p[1])
+            h = torch.relu(h @ p[2] + p[3])
+            return h @ p[4] + p[5]
+
+        def sample_loss(p, xb, yb):
+            return f.cross_entropy(logits(p, xb[None]), yb[None], reduction="sum")
+
+        per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
+        timed_report("T1-per-sample-grads", "vmap-b128", "torch-eager", lambda: per_sample(params, x, y))
+        leaves = tuple(p.clone().requires_grad_() for p in params)
+
+        def loop():
+            for b in range(128):
+                torch.autograd.grad(f.cross_entropy(logits(leaves, x[b:b + 1]), y[b:b + 1], reduction="sum"), leaves)
+        timed_report("T1-per-sample-grads", "loop-b128", "torch-eager", loop)
+
+        def batch_loss(p):
+            return f.cross_entropy(logits(p, x), y)
+        timed_report("T1-per-sample-grads", "batched-b128", "torch-eager",
+                     lambda: torch.autograd.grad(batch_loss(leaves), leaves))
+
+        def hvp():
+            return jvp(lambda *p: grad(lambda q: batch_loss(q))(p), params, tangents)
+        timed_report("T2-hvp", "hvp-b128", "torch-eager", hvp)
+        timed_report("T2-hvp", "grad-b128", "torch-eager", lambda: torch.autograd.grad(batch_loss(leaves), leaves))
+        with torch.no_grad():
+            timed_report("T3-jvp", "jvp-b128", "torch-eager", lambda: jvp(lambda *p: logits(p, x), params, tangents))
+            timed_report("T3-jvp", "forward-b128", "torch-eager", lambda: logits(params, x))
+    if jax is not None:
+        import jax.numpy as jnp
+        params = tuple(jnp.asarray(p) for p in params_np)
+        tangents = tuple(jnp.asarray(t) for t in tangents_np)
+        x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+
+        def logits(p, x):
+            h = jax.nn.relu(x @ p[0] + p[1])
+            h = jax.nn.relu(h @ p[2] + p[3])
+            return h @ p[4] + p[5]
+
+        def sample_loss(p, xb, yb):
+            return jax_cross_entropy(logits(p, xb[None]), yb[None])
+
+        def batch_loss(p):
+            return jax_cross_entropy(logits(p, x), y)
+
+        def ready(fn):
+            return lambda: jax.block_until_ready(fn())
+
+        per_sample = jax.jit(jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0)))
+        timed_report("T1-per-sample-grads", "vmap-b128", "jax-jit", ready(lambda: per_sample(params, x, y)))
+        single = jax.jit(jax.grad(sample_loss))
+
+        def loop():
+            out = None
+            for b in range(128):
+                out = single(params, x[b], y[b])
+            return out
+        timed_report("T1-per-sample-grads", "loop-b128", "jax-jit", ready(loop))
+        batched = jax.jit(jax.grad(batch_loss))
+        timed_report("T1-per-sample-grads", "batched-b128", "jax-jit", ready(lambda: batched(params)))
+        hvp = jax.jit(lambda p, t: jax.jvp(jax.grad(batch_loss), (p,), (t,))[1])
+        timed_report("T2-hvp", "hvp-b128", "jax-jit", ready(lambda: hvp(params, tangents)))
+        timed_report("T2-hvp", "grad-b128", "jax-jit", ready(lambda: batched(params)))
+        jvp = jax.jit(lambda p, t: jax.jvp(lambda q: logits(q, x), (p,), (t,)))
+        forward = jax.jit(lambda p: logits(p, x))
+        timed_report("T3-jvp", "jvp-b128", "jax-jit", ready(lambda: jvp(params, tangents)))
+        timed_report("T3-jvp", "forward-b128", "jax-jit", ready(lambda: forward(params)))
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "T": transforms}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(WORKLOADS)

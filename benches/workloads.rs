@@ -11,6 +11,7 @@
 
 mod compiled;
 mod ddp;
+mod func;
 mod inference;
 mod sequence;
 mod trainer;
@@ -154,5 +155,6 @@ fn main() {
     inference::run(&selected);
     compiled::run(&selected);
     trainer::run(&selected);
+    func::run(&selected);
     ddp::run(&selected);
 }

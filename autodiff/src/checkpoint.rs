@@ -86,6 +86,34 @@ impl Segment {
         Segment { f: Arc::new(|x: &[Tensor]| Ok(x.to_vec())), output: 0 }
     }
 
+    /// Runs the segment's function on `inputs`.
+    pub(crate) fn call(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        (self.f)(inputs)
+    }
+
+    /// Which of the segment's outputs this is.
+    pub(crate) fn output_index(&self) -> usize {
+        self.output
+    }
+
+    /// The tangent of this output: re-run the segment on its inputs, recording, and push the
+    /// inputs' tangents forward through what it recorded.
+    pub(crate) fn jvp(&self, node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        let inputs = node.inputs();
+        let outputs = crate::mode::recording(|| (self.f)(inputs))?;
+        let out = outputs.get(self.output).ok_or_else(|| Error::InvalidArgument {
+            op: "checkpoint",
+            reason: format!(
+                "the segment returned {} outputs on recomputation, not {}",
+                outputs.len(),
+                self.output + 1
+            ),
+        })?;
+        let seeds: Vec<(Tensor, Tensor)> =
+            inputs.iter().zip(t).filter_map(|(x, t)| t.clone().map(|t| (x.clone(), t))).collect();
+        Ok(crate::func::push_forward(std::slice::from_ref(out), &seeds)?.remove(0))
+    }
+
     /// The gradient of the segment's inputs: re-run it on them with recording, then
     /// back-propagate `g` from this output (recorded too under `create_graph`, so the gradient
     /// differentiates again).

@@ -94,6 +94,19 @@ pub enum Error {
         /// `|analytic - numeric| - (atol + rtol·|numeric|)` at that element.
         excess: f64,
     },
+    /// `jvpcheck` found a forward-mode tangent that disagrees with finite differences.
+    JvpcheckFailed {
+        /// The input whose tangent was set (`None`: all inputs together).
+        input: Option<usize>,
+        /// Flat index of the worst output element.
+        index: usize,
+        /// The forward-mode (jvp) value.
+        tangent: f64,
+        /// The finite-difference value.
+        numeric: f64,
+        /// `|tangent - numeric| - (atol + rtol·|numeric|)` at that element.
+        excess: f64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -140,6 +153,12 @@ impl fmt::Display for Error {
                 f,
                 "gradcheck: input {input}, element {index}: analytic {analytic:.10e} vs \
                  numeric {numeric:.10e} (exceeds tolerance by {excess:.3e})"
+            ),
+            Error::JvpcheckFailed { input, index, tangent, numeric, excess } => write!(
+                f,
+                "jvpcheck: tangent along {}, output element {index}: jvp {tangent:.10e} vs numeric \
+                 {numeric:.10e} (exceeds tolerance by {excess:.3e})",
+                input.map_or("every input".to_string(), |i| format!("input {i}"))
             ),
         }
     }

@@ -1,10 +1,12 @@
-//! Numerical gradient checks in f64: central finite differences against autodiff.
+//! Numerical derivative checks in f64: central finite differences against autodiff.
 //!
-//! A non-scalar output is reduced with a fixed pseudo-random cotangent `v`, so the check
-//! compares the vector-Jacobian product vᵀJ (every input element) with
-//! `(L(x + ε) − L(x − ε)) / 2ε` where `L = Σ v ⊙ f(x)`.
+//! `gradcheck` (reverse mode): a non-scalar output is reduced with a fixed pseudo-random
+//! cotangent `v`, so the check compares the vector-Jacobian product vᵀJ (every input element)
+//! with `(L(x + ε) − L(x − ε)) / 2ε` where `L = Σ v ⊙ f(x)`. `jvpcheck` (forward mode) compares
+//! the Jacobian-vector product J·t along fixed pseudo-random tangents `t` (every output
+//! element) with `(f(x + εt) − f(x − εt)) / 2ε`.
 
-use crate::{grad, Error, Result, Tensor};
+use crate::{func, grad, Error, Result, Tensor};
 use graphgrad_ops::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -103,4 +105,80 @@ where
         Tensor::cat(&flat, 0)
     };
     gradcheck(first_order, inputs, options)
+}
+
+/// Fixed pseudo-random values in ±[0.5, 1.5) of `x`'s shape: a tangent direction.
+fn direction(x: &Tensor, seed: u64) -> Result<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f64> = (0..x.numel())
+        .map(|_| rng.gen_range(0.5..1.5) * if rng.gen_bool(0.5) { 1.0 } else { -1.0 })
+        .collect();
+    Tensor::from_vec(v, x.shape())
+}
+
+/// Checks the forward-mode tangents of `f` at `inputs` (all f64): along a fixed pseudo-random
+/// tangent of each input alone and of all inputs together, [`func::jvp`]'s `J·t` against
+/// `(f(x + εt) − f(x − εt)) / 2ε` at every output element; the worst mismatch is
+/// [`Error::JvpcheckFailed`].
+///
+/// ```
+/// use graphgrad_autodiff::{jvpcheck, GradcheckOptions, Tensor};
+/// let x = Tensor::from_vec(vec![0.3f64, -1.2, 2.0], &[3])?;
+/// jvpcheck(|xs| Ok(xs[0].tanh().mul(&xs[0])?), &[x], GradcheckOptions::default())?;
+/// # Ok::<(), graphgrad_autodiff::Error>(())
+/// ```
+pub fn jvpcheck<F>(f: F, inputs: &[Tensor], options: GradcheckOptions) -> Result<()>
+where
+    F: Fn(&[Tensor]) -> Result<Tensor>,
+{
+    for (i, x) in inputs.iter().enumerate() {
+        if x.dtype() != DType::F64 {
+            crate::bail!("jvpcheck", "input {i} is {}, jvpcheck runs in f64", x.dtype());
+        }
+    }
+    let directions: Vec<Tensor> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| direction(x, 0x51ed_270b + i as u64))
+        .collect::<Result<_>>()?;
+    let mut worst: Option<Error> = None;
+    let mut worst_excess = 0.0;
+    // each input alone, then all together (`None`)
+    let cases = (0..inputs.len()).map(Some).chain((inputs.len() > 1).then_some(None));
+    for case in cases {
+        let tangents: Vec<Tensor> =
+            inputs
+                .iter()
+                .zip(&directions)
+                .enumerate()
+                .map(|(i, (x, d))| {
+                    if case.is_none_or(|c| c == i) {
+                        d.clone()
+                    } else {
+                        Tensor::zeros(x.shape(), x.dtype())
+                    }
+                })
+                .collect();
+        let (_, pushed) = func::jvp(|xs| Ok(vec![f(xs)?]), inputs, &tangents)?;
+        let forward = pushed[0].to_f64_vec();
+        let at = |scale: f64| -> Result<Vec<f64>> {
+            let moved: Vec<Tensor> = inputs
+                .iter()
+                .zip(&tangents)
+                .map(|(x, t)| x.add(&t.mul_scalar(scale)))
+                .collect::<Result<_>>()?;
+            Ok(f(&moved)?.to_f64_vec())
+        };
+        let (plus, minus) = (at(options.eps)?, at(-options.eps)?);
+        for (j, (&a, (p, m))) in forward.iter().zip(plus.iter().zip(&minus)).enumerate() {
+            let numeric = (p - m) / (2.0 * options.eps);
+            let excess = (a - numeric).abs() - (options.atol + options.rtol * numeric.abs());
+            let bad = excess > 0.0 || a.is_nan() != numeric.is_nan();
+            if bad && (worst.is_none() || excess > worst_excess) {
+                worst_excess = excess;
+                worst = Some(Error::JvpcheckFailed { input: case, index: j, tangent: a, numeric, excess });
+            }
+        }
+    }
+    worst.map_or(Ok(()), Err)
 }

@@ -1,4 +1,5 @@
-//! Define-by-run tensors, reverse-mode gradients, gradcheck and the graph compiler
+//! Define-by-run tensors, reverse- and forward-mode gradients, gradcheck, function transforms
+//! ([`func`]: `jvp`, `vjp`, `jacrev`, `jacfwd`, `hessian`, `hvp`, `vmap`) and the graph compiler
 //! ([`mod@compile`]).
 //!
 //! A [`Tensor`] records the op that produced it; values are computed at once (eager), so they
@@ -26,6 +27,7 @@ mod buffer;
 mod checkpoint;
 pub mod compile;
 mod error;
+pub mod func;
 mod gradcheck;
 pub mod hooks;
 mod mode;
@@ -41,7 +43,7 @@ pub use buffer::{Buffer, Elem, Storage};
 pub use checkpoint::{checkpoint, Segment};
 pub use compile::{compile, compile_if, compile_with, CompileOptions, Compiled, IntoOutputs, Program};
 pub use error::{Error, Result};
-pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
+pub use gradcheck::{gradcheck, gradgradcheck, jvpcheck, GradcheckOptions};
 pub use graphgrad_ops::DType;
 pub use mode::{grad_enabled, no_grad, GradModeGuard};
 pub use op::{Conv2dOptions, ConvTranspose2dOptions, Generator, IntoIndices, Op};

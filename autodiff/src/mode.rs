@@ -8,6 +8,28 @@ thread_local! {
     static TRACING: Cell<bool> = const { Cell::new(false) };
     /// Set inside `compile::constant_indices`: index lists may be frozen into a trace.
     static CONSTANT_INDICES: Cell<bool> = const { Cell::new(false) };
+    /// Depth of function transforms (`func::jvp`, `func::vmap`) walking the graph they record.
+    static RECORDING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether every op keeps its inputs: while `compile` traces, and while a function transform
+/// records the graph it walks afterwards (tangents, batching rules).
+pub(crate) fn keeps_inputs() -> bool {
+    tracing() || RECORDING.with(Cell::get) > 0
+}
+
+/// Runs `f` with every op keeping its inputs (see [`keeps_inputs`]), until it returns or
+/// unwinds.
+pub(crate) fn recording<R>(f: impl FnOnce() -> R) -> R {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            RECORDING.with(|c| c.set(c.get() - 1));
+        }
+    }
+    RECORDING.with(|c| c.set(c.get() + 1));
+    let _depth = Depth;
+    f()
 }
 
 /// Whether `compile` is tracing a step on this thread.

@@ -90,6 +90,16 @@ impl Tensor {
     /// Records `op` applied to `inputs`: runs the op's shape rule (the error names the op and
     /// the shapes), then its kernel, now.
     pub(crate) fn record(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        if crate::func::substituting() {
+            // `functional_call`: parameters read as the tensors given for them
+            let swapped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| crate::func::substitute(t)).collect();
+            let refs: SmallVec<[&Tensor; 3]> = swapped.iter().collect();
+            return Tensor::record_operands(op, &refs);
+        }
+        Tensor::record_operands(op, inputs)
+    }
+
+    fn record_operands(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
         if crate::mode::tracing() {
             return Tensor::record_traced(op, inputs);
         }
@@ -132,9 +142,10 @@ impl Tensor {
         };
         let requires_grad =
             grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
-        // While `compile` traces, every op keeps its inputs (comparison masks, ops on data
-        // that needs no gradient) so the trace holds the whole dataflow.
-        let keep = requires_grad || crate::mode::tracing();
+        // While `compile` traces (or a function transform records), every op keeps its inputs
+        // (comparison masks, ops on data that needs no gradient) so the graph holds the whole
+        // dataflow.
+        let keep = requires_grad || crate::mode::keeps_inputs();
         let mut recorded = Inputs::new();
         if keep {
             for &t in inputs {
@@ -142,6 +153,25 @@ impl Tensor {
             }
         }
         Ok(Tensor::new_node(op, recorded, out.shape, value, requires_grad))
+    }
+
+    /// This tensor as a value gradients flow to: itself when it requires grad, else a view of
+    /// it that does (a reshape to its own shape, which keeps it as input), so transforms that
+    /// differentiate it stay connected to an enclosing trace or transform.
+    pub(crate) fn differentiable(&self) -> Tensor {
+        if self.requires_grad() {
+            return self.clone();
+        }
+        let op = Op::Movement(op::MovementOp::Reshape(self.0.shape.clone()));
+        let alias = Tensor::new_node(
+            op,
+            smallvec::smallvec![self.clone()],
+            self.0.shape.clone(),
+            self.read().clone(),
+            true,
+        );
+        trace::made(&alias);
+        alias
     }
 
     /// A node of `op` on `inputs` holding `value` (computed by the caller), that requires grad.
@@ -221,8 +251,8 @@ impl Tensor {
     /// The same values, cut from the graph: no gradient flows through the result (like
     /// PyTorch's `detach` and JAX's `stop_gradient`).
     pub fn detach(&self) -> Tensor {
-        if crate::mode::tracing() {
-            // inside a trace the value is still computed from the step's inputs at every call
+        if crate::mode::keeps_inputs() {
+            // inside a trace (or a transform) the value is still computed from the inputs
             return Tensor::record(Op::StopGradient, &[self])
                 .expect("internal invariant: any tensor can be detached");
         }

@@ -1,11 +1,13 @@
 //! The gradcheck table: every differentiable op is checked against central differences in
 //! f64, and against second differences (gradgradcheck) where it is twice differentiable.
-//! `every_op_has_a_row` fails when an op kind (or unary/binary/reduce variant) is never
-//! exercised by a row, forward or backward.
+//! Every row's function and its gradient function are also jvpchecked: their forward-mode
+//! tangents against central differences, so each op's tangent rule is checked on the same
+//! graphs. `every_op_has_a_row` fails when an op kind (or unary/binary/reduce variant) is never
+//! exercised by a row, forward or backward, so an op without a checked VJP and JVP fails it.
 
 use graphgrad_autodiff::{
-    grad, gradcheck, gradgradcheck, Conv2dOptions, ConvTranspose2dOptions, GradcheckOptions, Op, Result,
-    Tensor,
+    func, grad, gradcheck, gradgradcheck, jvpcheck, Conv2dOptions, ConvTranspose2dOptions, GradcheckOptions,
+    Op, Result, Tensor,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -261,6 +263,35 @@ fn twice_differentiable_rows_pass_gradgradcheck() {
     for r in table().into_iter().filter(|r| r.twice) {
         if let Err(e) = gradgradcheck(&r.f, &r.inputs, options) {
             panic!("{}: {e}", r.name);
+        }
+    }
+}
+
+/// `x ↦ ∇ₓ Σ v ⊙ f(x)`, every input's gradient flattened and concatenated (a fixed `v`, so the
+/// gradient depends on the input even for linear `f`), through `func::grad` so it composes.
+fn gradient_of(f: &Fun) -> impl Fn(&[Tensor]) -> Result<Tensor> + '_ {
+    move |xs: &[Tensor]| {
+        let g = func::grad(|v: &[Tensor]| {
+            let out = f(v)?;
+            let weights: Vec<f64> = (0..out.numel()).map(|i| 0.5 + (i % 7) as f64 * 0.15).collect();
+            out.mul(&Tensor::from_vec(weights, out.shape())?)?.sum_all()
+        })(xs)?;
+        let flat = g.iter().map(|g| g.reshape(&[g.numel()])).collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&flat, 0)
+    }
+}
+
+#[test]
+fn every_row_passes_jvpcheck() {
+    let options = GradcheckOptions { eps: 1e-5, atol: 1e-5, rtol: 1e-4 };
+    let cast_options = GradcheckOptions { eps: 1e-2, atol: 1e-3, rtol: 1e-3 };
+    for r in table() {
+        let opts = if r.name == "cast" { cast_options } else { options };
+        if let Err(e) = jvpcheck(&r.f, &r.inputs, opts) {
+            panic!("{}: {e}", r.name);
+        }
+        if let Err(e) = jvpcheck(gradient_of(&r.f), &r.inputs, opts) {
+            panic!("{} (gradient): {e}", r.name);
         }
     }
 }

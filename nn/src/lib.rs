@@ -6,12 +6,14 @@
 extern crate self as graphgrad_nn;
 
 pub mod data;
+mod functional;
 pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
 mod module;
 
+pub use functional::functional_call;
 /// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields (see
 /// `graphgrad-nn-derive` for the field attributes) and `forward` as a call to the struct's own
 /// inherent `forward`.

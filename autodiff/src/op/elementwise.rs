@@ -162,6 +162,70 @@ pub(super) fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &T
     Ok(smallvec![reduce(ga, a)?, reduce(gb, b)?])
 }
 
+/// Elementwise maps have a diagonal Jacobian: the tangent is the local derivative times the
+/// input's tangent, which is what the VJP computes for `g = t`.
+pub(super) fn unary_jvp(op: UnaryOp, x: &Tensor, y: &Tensor, t: &Tensor) -> Result<Tensor> {
+    unary_vjp(op, x, y, t)
+}
+
+/// The tangent of `a ∘ b`: each input's local derivative times its tangent (broadcast to the
+/// output), summed.
+pub(super) fn binary_jvp(
+    op: BinaryOp,
+    a: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    ta: Option<&Tensor>,
+    tb: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    let (da, db): (Option<Tensor>, Option<Tensor>) = match op {
+        // d(a ± b) = da ± db
+        BinaryOp::Add => (ta.cloned(), tb.cloned()),
+        BinaryOp::Sub => (ta.cloned(), tb.map(Tensor::neg)),
+        // d(a·b) = b·da + a·db
+        BinaryOp::Mul => (ta.map(|t| t.mul(b)).transpose()?, tb.map(|t| a.mul(t)).transpose()?),
+        // d(a/b) = da/b − (a/b)·db/b
+        BinaryOp::Div => (
+            ta.map(|t| t.div(b)).transpose()?,
+            tb.map(|t| Ok::<_, Error>(y.mul(t)?.div(b)?.neg())).transpose()?,
+        ),
+        // d(a^b) = b·a^{b−1}·da + a^b·ln a·db
+        BinaryOp::Pow => (
+            ta.map(|t| t.mul(&a.pow(&b.add_scalar(-1.0))?.mul(b)?)).transpose()?,
+            tb.map(|t| t.mul(&y.mul(&a.log())?)).transpose()?,
+        ),
+        // the larger input's tangent; ties take the mean
+        BinaryOp::Maximum | BinaryOp::Minimum => {
+            let wins = if op == BinaryOp::Maximum { a.gt(b)? } else { a.lt(b)? };
+            let share_a = wins.add(&a.eq(b)?.mul_scalar(0.5))?;
+            (
+                ta.map(|t| t.mul(&share_a)).transpose()?,
+                tb.map(|t| t.mul(&share_a.neg().add_scalar(1.0))).transpose()?,
+            )
+        }
+        // piecewise constant
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            (None, None)
+        }
+    };
+    let sum = match (da, db) {
+        (Some(x), Some(z)) => x.add(&z)?,
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(sum.expand(y.shape())?))
+}
+
+/// d where(c, a, b) = where(c, da, db).
+pub(super) fn where_jvp(inputs: &[Tensor], y: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+    if t[1].is_none() && t[2].is_none() {
+        return Ok(None);
+    }
+    let zero = Tensor::full(&[], 0.0, y.dtype());
+    let (ta, tb) = (t[1].as_ref().unwrap_or(&zero), t[2].as_ref().unwrap_or(&zero));
+    Ok(Some(Tensor::where_(&inputs[0], ta, tb)?.expand(y.shape())?))
+}
+
 macro_rules! unary_methods {
     ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {
         impl Tensor {

@@ -6,6 +6,8 @@
 //! - `forward`: the kernel call, writing into an output buffer the caller provides (the buffer
 //!   pool in eager mode, a planned slot in a compiled program);
 //! - `vjp`: the vector-Jacobian product, written with tensor ops so it differentiates again;
+//! - `jvp`: the tangent rule (Jacobian-vector product, forward mode), also written with tensor
+//!   ops, so forward and reverse mode compose in any order;
 //! - its facts table (`op_facts!`): names, flags and `all()`.
 //!
 //! This file only dispatches, and every match here and in the family files is exhaustive: a new
@@ -387,6 +389,59 @@ pub(crate) fn vjp(node: &Tensor, g: &Tensor) -> Result<InputGrads> {
         Op::Random(_) => Ok(smallvec::smallvec![None]),
         Op::Checkpoint(segment) => segment.vjp(node, g),
     }
+}
+
+/// The tangent of `node`'s output given its inputs' tangents `t` (in input order, `None`:
+/// zero), built from tensor ops (so it can be differentiated, or pushed forward, again).
+/// `None`: the output's tangent is zero.
+pub(crate) fn jvp(node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+    if !node.op().is_differentiable() || t.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let inputs = node.inputs();
+    match node.op() {
+        // no inputs, or no tangent flows
+        Op::Leaf | Op::StopGradient | Op::Random(_) => Ok(None),
+        // linear in the first operand: the same op on its tangent
+        Op::Cast(_) | Op::Index(_) | Op::Pool(_) => linear_jvp(node, t),
+        Op::Unary(u) => match &t[0] {
+            Some(t) => elementwise::unary_jvp(*u, &inputs[0], node, t).map(Some),
+            None => Ok(None),
+        },
+        Op::Binary(b) => {
+            elementwise::binary_jvp(*b, &inputs[0], &inputs[1], node, t[0].as_ref(), t[1].as_ref())
+        }
+        Op::Where => elementwise::where_jvp(inputs, node, t),
+        Op::Reduce { op, axes, keepdim } => match &t[0] {
+            Some(t) => reduce::jvp(*op, axes, *keepdim, node, t).map(Some),
+            None => Ok(None),
+        },
+        // bilinear: d(A·B) = dA·B + A·dB, and the same for a convolution and its adjoints
+        Op::MatMul { .. } | Op::Conv(_) => bilinear_jvp(node, t),
+        Op::Movement(m) => m.jvp(node, t),
+        Op::Norm(n) => n.jvp(node, t),
+        Op::Checkpoint(segment) => segment.jvp(node, t),
+    }
+}
+
+/// The op applied to its first operand's tangent, the other operands (indices) as they are.
+fn linear_jvp(node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+    let Some(t0) = &t[0] else { return Ok(None) };
+    let mut operands: SmallVec<[&Tensor; 3]> = smallvec::smallvec![t0];
+    operands.extend(node.inputs()[1..].iter());
+    Tensor::record(node.op().clone(), &operands).map(Some)
+}
+
+/// op(da, b) + op(a, db) for an op bilinear in its two operands.
+fn bilinear_jvp(node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+    let (a, b) = (&node.inputs()[0], &node.inputs()[1]);
+    let op = || node.op().clone();
+    let from_a = t[0].as_ref().map(|ta| Tensor::record(op(), &[ta, b])).transpose()?;
+    let from_b = t[1].as_ref().map(|tb| Tensor::record(op(), &[a, tb])).transpose()?;
+    Ok(match (from_a, from_b) {
+        (Some(x), Some(y)) => Some(x.add(&y)?),
+        (x, y) => x.or(y),
+    })
 }
 
 impl fmt::Display for Op {

@@ -227,6 +227,36 @@ impl MovementOp {
     }
 }
 
+impl MovementOp {
+    /// Data movement is linear: the tangent moves like the value (padding with zeros, missing
+    /// tangents of `cat` taken as zeros).
+    pub(super) fn jvp(&self, node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        let moved = |op: MovementOp, ins: &[&Tensor]| Tensor::record(Op::Movement(op), ins).map(Some);
+        match self {
+            MovementOp::Cat { .. } => {
+                let parts: Vec<Tensor> = node
+                    .inputs()
+                    .iter()
+                    .zip(t)
+                    .map(|(x, t)| t.clone().unwrap_or_else(|| Tensor::zeros(x.shape(), x.dtype())))
+                    .collect();
+                moved(self.clone(), &parts.iter().collect::<Vec<_>>())
+            }
+            MovementOp::Pad { pads, .. } => match &t[0] {
+                Some(t) => moved(MovementOp::Pad { pads: pads.clone(), value: 0.0 }, &[t]),
+                None => Ok(None),
+            },
+            MovementOp::Reshape(_)
+            | MovementOp::Permute(_)
+            | MovementOp::Expand(_)
+            | MovementOp::Narrow { .. } => match &t[0] {
+                Some(t) => moved(self.clone(), &[t]),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
 impl Tensor {
     /// Same data, new shape (one entry may be −1: inferred). Errors when element counts differ.
     pub fn reshape_inferred(&self, shape: &[isize]) -> Result<Tensor> {

@@ -170,27 +170,91 @@ impl NormOp {
             // d⟨g, dx⟩/dgy = r·P(g), the op itself. With c_u = mean(u⊙x̂):
             // d⟨g, dx⟩/dx = r²·(x̂·(3·c_gy·c_g − mean(g⊙gy) + ḡ·ḡy) − c_g·(gy − ḡy) − c_gy·(g − ḡ))
             NormOp::LayerNormBackward { cols, eps } => {
-                let gy = &inputs[1];
-                let rows = x.numel().checked_div(cols).unwrap_or(0);
-                let flat = |t: &Tensor| t.reshape(&[rows, cols]);
-                let mean = |t: &Tensor| t.mean(&[-1], true);
-                let (x2, gy2, g2) = (flat(x)?, flat(gy)?, flat(g)?);
-                let centered = x2.sub(&mean(&x2)?)?;
-                let var_eps = mean(&centered.square())?.add_scalar(eps);
-                let x_hat = centered.mul(&var_eps.pow_scalar(-0.5))?;
-                let (gy_bar, g_bar) = (mean(&gy2)?, mean(&g2)?);
-                let (c_gy, c_g) = (mean(&gy2.mul(&x_hat)?)?, mean(&g2.mul(&x_hat)?)?);
-                let coeff =
-                    c_gy.mul(&c_g)?.mul_scalar(3.0).sub(&mean(&g2.mul(&gy2)?)?)?.add(&g_bar.mul(&gy_bar)?)?;
-                let inner = x_hat
-                    .mul(&coeff)?
-                    .sub(&c_g.mul(&gy2.sub(&gy_bar)?)?)?
-                    .sub(&c_gy.mul(&g2.sub(&g_bar)?)?)?;
-                let dx = var_eps.recip().mul(&inner)?.reshape(x.shape())?;
+                let dx = layer_norm_backward_dx(x, &inputs[1], g, cols, eps)?;
                 smallvec![Some(dx), Some(fused_backward(NormOp::LayerNormBackward { cols, eps }, x, g)?)]
             }
         };
         Ok(grads)
+    }
+}
+
+/// d⟨g, LayerNormBackward(x, gy)⟩/dx (see the VJP). That op is the gradient in x of
+/// ⟨gy, layer_norm(x)⟩, so its Jacobian in x is a Hessian, symmetric: this is also its JVP in x
+/// for the tangent `g`.
+fn layer_norm_backward_dx(x: &Tensor, gy: &Tensor, g: &Tensor, cols: usize, eps: f64) -> Result<Tensor> {
+    let rows = x.numel().checked_div(cols).unwrap_or(0);
+    let flat = |t: &Tensor| t.reshape(&[rows, cols]);
+    let mean = |t: &Tensor| t.mean(&[-1], true);
+    let (x2, gy2, g2) = (flat(x)?, flat(gy)?, flat(g)?);
+    let centered = x2.sub(&mean(&x2)?)?;
+    let var_eps = mean(&centered.square())?.add_scalar(eps);
+    let x_hat = centered.mul(&var_eps.pow_scalar(-0.5))?;
+    let (gy_bar, g_bar) = (mean(&gy2)?, mean(&g2)?);
+    let (c_gy, c_g) = (mean(&gy2.mul(&x_hat)?)?, mean(&g2.mul(&x_hat)?)?);
+    let coeff = c_gy.mul(&c_g)?.mul_scalar(3.0).sub(&mean(&g2.mul(&gy2)?)?)?.add(&g_bar.mul(&gy_bar)?)?;
+    let inner = x_hat.mul(&coeff)?.sub(&c_g.mul(&gy2.sub(&gy_bar)?)?)?.sub(&c_gy.mul(&g2.sub(&g_bar)?)?)?;
+    let dx = var_eps.recip().mul(&inner)?.reshape(x.shape())?;
+    Ok(dx)
+}
+
+impl NormOp {
+    /// Tangents: softmax's and layer norm's Jacobians are symmetric, so their tangents are
+    /// their fused backward ops applied to the input's tangent; the backward ops are bilinear
+    /// in (saved value, gradient) up to the terms written out here.
+    pub(super) fn jvp(&self, node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        let inputs = node.inputs();
+        let x = &inputs[0];
+        let sum = |t: &Tensor, axis: usize| t.sum(&[axis as isize], true);
+        let add = |a: Option<Tensor>, b: Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match (a, b) {
+                (Some(a), Some(b)) => Some(a.add(&b)?),
+                (a, b) => a.or(b),
+            })
+        };
+        let (tx, tg) = (t[0].as_ref(), t.get(1).and_then(Option::as_ref));
+        match *self {
+            // d softmax = y ⊙ (dx − Σ y⊙dx)
+            NormOp::Softmax { axis } => {
+                tx.map(|tx| fused_backward(NormOp::SoftmaxBackward { axis }, node, tx)).transpose()
+            }
+            // d log_softmax = dx − Σ e^y⊙dx
+            NormOp::LogSoftmax { axis } => tx.map(|tx| tx.sub(&sum(&node.exp().mul(tx)?, axis)?)).transpose(),
+            // d x̂ = rstd·(dx − mean dx − x̂·mean(dx⊙x̂))
+            NormOp::LayerNorm { cols, eps } => {
+                tx.map(|tx| fused_backward(NormOp::LayerNormBackward { cols, eps }, x, tx)).transpose()
+            }
+            // d[y ⊙ (gy − Σ gy⊙y)] = dy ⊙ (gy − r) + y ⊙ (dgy − Σ dgy⊙y) − y·Σ gy⊙dy
+            NormOp::SoftmaxBackward { axis } => {
+                let (y, gy) = (x, &inputs[1]);
+                let from_y = tx
+                    .map(|ty| {
+                        let r = sum(&gy.mul(y)?, axis)?;
+                        ty.mul(&gy.sub(&r)?)?.sub(&y.mul(&sum(&gy.mul(ty)?, axis)?)?)
+                    })
+                    .transpose()?;
+                let from_g =
+                    tg.map(|tg| fused_backward(NormOp::SoftmaxBackward { axis }, y, tg)).transpose()?;
+                add(from_y, from_g)
+            }
+            // d[gy − e^y Σ gy] = dgy − e^y Σ dgy − e^y⊙dy·Σ gy
+            NormOp::LogSoftmaxBackward { axis } => {
+                let (y, gy) = (x, &inputs[1]);
+                let from_y =
+                    tx.map(|ty| Ok::<_, Error>(y.exp().mul(ty)?.mul(&sum(gy, axis)?)?.neg())).transpose()?;
+                let from_g =
+                    tg.map(|tg| fused_backward(NormOp::LogSoftmaxBackward { axis }, y, tg)).transpose()?;
+                add(from_y, from_g)
+            }
+            // linear in gy; in x, the symmetric Hessian of ⟨gy, layer_norm(x)⟩
+            NormOp::LayerNormBackward { cols, eps } => {
+                let gy = &inputs[1];
+                let from_x = tx.map(|tx| layer_norm_backward_dx(x, gy, tx, cols, eps)).transpose()?;
+                let from_g = tg
+                    .map(|tg| fused_backward(NormOp::LayerNormBackward { cols, eps }, x, tg))
+                    .transpose()?;
+                add(from_x, from_g)
+            }
+        }
     }
 }
 

@@ -55,6 +55,27 @@ pub(super) fn vjp(op: ReduceOp, axes: &[usize], node: &Tensor, g: &Tensor) -> Re
     Ok(smallvec![Some(grad)])
 }
 
+/// The tangent of a reduction: sums and means are linear; max/min pass their winners'
+/// tangents (the mean over ties); logsumexp weights by softmax.
+pub(super) fn jvp(op: ReduceOp, axes: &[usize], keepdim: bool, node: &Tensor, t: &Tensor) -> Result<Tensor> {
+    let x = &node.inputs()[0];
+    let kept = keepdim_shape(x.shape(), axes);
+    match op {
+        // d Σx = Σ dx, d mean x = mean dx
+        ReduceOp::Sum | ReduceOp::Mean => t.reduce(op, axes, keepdim),
+        // d max x = Σ [x = max]·dx / #ties
+        ReduceOp::Max | ReduceOp::Min => {
+            let mask = x.eq(&node.reshape(&kept)?)?;
+            let ties = mask.reduce(ReduceOp::Sum, axes, true)?;
+            t.mul(&mask)?.reduce(ReduceOp::Sum, axes, true)?.div(&ties)?.reshape(node.shape())
+        }
+        // d log Σ e^x = Σ softmax(x)·dx
+        ReduceOp::LogSumExp => {
+            x.sub(&node.reshape(&kept)?)?.exp().mul(t)?.reduce(ReduceOp::Sum, axes, keepdim)
+        }
+    }
+}
+
 impl Tensor {
     /// Reduces over `axes` (sorted, distinct, in range: the public wrappers check).
     pub(crate) fn reduce(&self, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
