@@ -1,7 +1,27 @@
 //! Typed storage behind a tensor and the bridge from generic kernels to it.
 
-use graphgrad_ops::{DType, Element};
+use crate::{Error, Result};
+use graphgrad_ops::{checked_numel, DType, Element};
 use std::sync::{Arc, LazyLock};
+
+/// The element count of a new `dtype` tensor of `shape`, or [`Error::TooLarge`] naming `op` when
+/// no buffer can hold it (more elements than `usize` counts, more bytes than `isize::MAX`).
+/// Every tensor's shape passes this when it is made, so `numel` of a tensor never overflows.
+pub(crate) fn checked_len(op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
+    checked_numel(shape)
+        .filter(|&n| n.checked_mul(dtype.size()).is_some_and(|b| b <= isize::MAX as usize))
+        .ok_or_else(|| Error::TooLarge { op, shape: shape.into(), dtype })
+}
+
+/// A new vector of `shape`'s element count filled with `value`, or [`Error::TooLarge`] naming
+/// `op` when the allocator refuses the memory (an error, where `vec!` would abort the process).
+pub(crate) fn filled<T: Storage>(op: &'static str, shape: &[usize], value: T) -> Result<Vec<T>> {
+    let len = checked_len(op, shape, T::STORED)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::TooLarge { op, shape: shape.into(), dtype: T::STORED })?;
+    v.resize(len, value);
+    Ok(v)
+}
 
 /// A contiguous, row-major buffer of one element type.
 ///

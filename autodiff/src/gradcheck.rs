@@ -97,7 +97,7 @@ where
         let grads = if loss.requires_grad() {
             grad(&[loss], xs, true)?
         } else {
-            xs.iter().map(|x| Tensor::zeros(x.shape(), x.dtype())).collect()
+            xs.iter().map(|x| Tensor::zeros(x.shape(), x.dtype())).collect::<Result<_>>()?
         };
         let flat = grads.iter().map(|g| g.reshape(&[g.numel()])).collect::<Result<Vec<_>>>()?;
         Tensor::cat(&flat, 0)

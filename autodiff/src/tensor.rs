@@ -66,7 +66,7 @@ impl Tensor {
 
     /// A leaf holding `buffer`, reshaped to `shape` (checked).
     pub(crate) fn leaf(buffer: Buffer, shape: &[usize], requires_grad: bool) -> Result<Tensor> {
-        if buffer.len() != numel(shape) {
+        if graphgrad_ops::checked_numel(shape) != Some(buffer.len()) {
             return Err(Error::DataLength { shape: shape.into(), len: buffer.len() });
         }
         Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, requires_grad))
@@ -128,7 +128,7 @@ impl Tensor {
             if op.checks_values() {
                 op.check_values(&args, &out.shape)?;
             }
-            op.evaluate(&args, &out)
+            op.evaluate(&args, &out)?
         };
         let requires_grad =
             grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
@@ -164,53 +164,76 @@ impl Tensor {
         Tensor::new_node(Op::Leaf, Inputs::new(), Shape::new(), T::wrap(vec![value]), false)
     }
 
-    /// A tensor of `shape` filled with `value`.
-    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let buffer =
-            crate::buffer::with_storage!(dtype, T => T::wrap(vec![T::cast_from_f64(value); numel(shape)]));
-        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+    /// A rank-0 tensor of `dtype` holding `value` (rounded, or truncated toward zero for i64).
+    pub fn scalar_of(value: f64, dtype: DType) -> Tensor {
+        Tensor::new_node(Op::Leaf, Inputs::new(), Shape::new(), Buffer::from_f64(dtype, &[value]), false)
+    }
+
+    /// A tensor of `shape` filled with `value`. A shape too large for memory is
+    /// [`Error::TooLarge`] (as for every constructor below).
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        Tensor::filled("full", shape, value, dtype)
     }
 
     /// Zeros of `shape`.
-    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::full(shape, 0.0, dtype)
+    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::filled("zeros", shape, 0.0, dtype)
     }
 
     /// Ones of `shape`.
-    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::full(shape, 1.0, dtype)
+    pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::filled("ones", shape, 1.0, dtype)
     }
 
-    /// Uniform samples in `[low, high)` from `rng`.
-    pub fn rand(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Tensor {
+    fn filled(op: &'static str, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        let buffer = crate::buffer::with_storage!(dtype, T => {
+            T::wrap(crate::buffer::filled(op, shape, T::cast_from_f64(value))?)
+        });
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false))
+    }
+
+    /// Uniform samples in `[low, high)` from `rng`. The bounds must be finite in `dtype`, with
+    /// `low <= high` and a finite width.
+    pub fn rand(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let in_range = |v: f64| match dtype {
+            DType::F32 => (v as f32).is_finite(),
+            DType::F64 | DType::I64 => v.is_finite(),
+        };
+        if !(low <= high && in_range(low) && in_range(high) && (high - low).is_finite()) {
+            crate::bail!("rand", "bounds {low:?}..{high:?} must be finite {dtype} values with low <= high");
+        }
         let buffer = with_dtype!(dtype, T => {
-            let mut v = vec![T::ZERO; numel(shape)];
+            let mut v = crate::buffer::filled("rand", shape, T::ZERO)?;
             random::fill_uniform(rng, &mut v, T::from_f64(low), T::from_f64(high));
             T::wrap(v)
         });
-        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false))
     }
 
-    /// Normal samples with the given mean and standard deviation from `rng`.
-    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Tensor {
+    /// Normal samples with the given mean and standard deviation from `rng`. The mean must be
+    /// finite and the standard deviation finite and non-negative.
+    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        if !(mean.is_finite() && std.is_finite() && std >= 0.0) {
+            crate::bail!("randn", "mean {mean:?} must be finite and std {std:?} finite and >= 0");
+        }
         let buffer = with_dtype!(dtype, T => {
-            let mut v = vec![T::ZERO; numel(shape)];
+            let mut v = crate::buffer::filled("randn", shape, T::ZERO)?;
             random::fill_normal(rng, &mut v, T::from_f64(mean), T::from_f64(std));
             T::wrap(v)
         });
-        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false))
     }
 
     /// `[0, 1, ..., n-1]`.
-    pub fn arange(n: usize, dtype: DType) -> Tensor {
-        let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
-        Tensor::new_node(
-            Op::Leaf,
-            Inputs::new(),
-            [n].as_slice().into(),
-            Buffer::from_f64(dtype, &values),
-            false,
-        )
+    pub fn arange(n: usize, dtype: DType) -> Result<Tensor> {
+        let buffer = crate::buffer::with_storage!(dtype, T => {
+            let mut v = crate::buffer::filled("arange", &[n], T::cast_from_f64(0.0))?;
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = T::cast_from_f64(i as f64);
+            }
+            T::wrap(v)
+        });
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), [n].as_slice().into(), buffer, false))
     }
 
     /// A new leaf with this value that requires a gradient (`backward` fills its `.grad()`).

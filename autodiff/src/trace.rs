@@ -124,7 +124,8 @@ pub(crate) fn end() -> Effects {
             Some(g) => {
                 let holder = match original {
                     Some(h) => h,
-                    None => Tensor::variable(&Tensor::zeros(g.shape(), g.dtype())),
+                    // its first value is the traced one; the program writes it at every call
+                    None => Tensor::variable(&g),
                 };
                 effects.updates.push((holder.clone(), g));
                 effects.grads.push((leaf, Some(holder)));

@@ -94,7 +94,7 @@ pub fn uniform(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut Cha
     if low > high || !low.is_finite() || !high.is_finite() {
         bail!("init::uniform", "bounds must be finite with low <= high, got [{low}, {high})");
     }
-    Ok(Tensor::rand(shape, low, high, dtype, rng))
+    Ok(Tensor::rand(shape, low, high, dtype, rng)?)
 }
 
 /// Samples from N(`mean`, `std`²).
@@ -102,7 +102,7 @@ pub fn normal(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaC
     if std < 0.0 || !std.is_finite() || !mean.is_finite() {
         bail!("init::normal", "mean must be finite and std finite and >= 0, got mean {mean}, std {std}");
     }
-    Ok(Tensor::randn(shape, mean, std, dtype, rng))
+    Ok(Tensor::randn(shape, mean, std, dtype, rng)?)
 }
 
 /// Glorot uniform: U(−a, a) with a = gain·√(6 / (fan_in + fan_out)).
@@ -173,9 +173,9 @@ pub fn orthogonal(shape: &[usize], gain: f64, dtype: DType, rng: &mut ChaCha8Rng
     let rows = shape[0];
     let cols = numel(&shape[1..]);
     if rows == 0 || cols == 0 {
-        return Ok(Tensor::zeros(shape, dtype));
+        return Ok(Tensor::zeros(shape, dtype)?);
     }
-    let flat = Tensor::randn(&[rows, cols], 0.0, 1.0, DType::F64, rng).to_f64_vec();
+    let flat = Tensor::randn(&[rows, cols], 0.0, 1.0, DType::F64, rng)?.to_f64_vec();
     // Work on the tall orientation: a [m, n] matrix with m >= n, stored column by column.
     let (m, n) = (rows.max(cols), rows.min(cols));
     let mut columns: Vec<Vec<f64>> = (0..n)

@@ -7,9 +7,19 @@ use smallvec::SmallVec;
 /// Dimension sizes, outermost first. Inline up to rank 6.
 pub type Shape = SmallVec<[usize; 6]>;
 
-/// Number of elements of a shape (1 for a scalar, 0 when any dimension is 0).
+/// Number of elements of a shape (1 for a scalar, 0 when any dimension is 0). The shape must
+/// be one [`checked_numel`] accepts: every tensor's is, as its constructor checked it.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// Number of elements of a shape, or `None` when the count does not fit in `usize`. A shape
+/// with a zero dimension has no elements, however large its other dimensions.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// Row-major strides (in elements) of a contiguous buffer of this shape.
@@ -77,5 +87,14 @@ mod tests {
         assert_eq!(contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
         assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]).as_slice(), &[0, 1, 0]);
         assert_eq!(split_at_axis(&[2, 3, 4], 1), (2, 3, 4));
+    }
+
+    #[test]
+    fn checked_numel_refuses_counts_past_usize() {
+        assert_eq!(checked_numel(&[2, 3]), Some(6));
+        assert_eq!(checked_numel(&[]), Some(1));
+        assert_eq!(checked_numel(&[1 << 32, 1 << 32]), None);
+        assert_eq!(checked_numel(&[(1 << 63) + 1, 2]), None);
+        assert_eq!(checked_numel(&[usize::MAX, usize::MAX, 0]), Some(0));
     }
 }

@@ -46,7 +46,7 @@ pub(super) fn where_forward<T: Elem>(ins: &[Arg<'_>], shape: &[usize], out: &mut
 /// d/da where(c, a, b) = [c], d/db = [!c]; the condition gets none.
 pub(super) fn where_vjp(inputs: &[Tensor], g: &Tensor) -> Result<InputGrads> {
     let (cond, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
-    let zero = Tensor::full(&[], 0.0, g.dtype());
+    let zero = Tensor::scalar_of(0.0, g.dtype());
     let ga = Tensor::where_(cond, g, &zero)?;
     let gb = Tensor::where_(cond, &zero, g)?;
     Ok(smallvec![None, Some(sum_to_shape(&ga, a.shape())?), Some(sum_to_shape(&gb, b.shape())?)])
@@ -223,7 +223,7 @@ macro_rules! binary_methods {
                 /// (`other` a scalar.)
                 pub fn $scalar(&self, other: f64) -> Tensor {
                     let x = self.float_or_f32();
-                    let other = Tensor::full(&[], other, x.dtype());
+                    let other = Tensor::scalar_of(other, x.dtype());
                     x.binary($op, &other).expect("internal invariant: a scalar broadcasts")
                 }
             )*
@@ -346,7 +346,7 @@ impl Tensor {
 
     /// `value` where `mask != 0`, else `self` (like `masked_fill`).
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
-        let fill = Tensor::full(&[], value, self.dtype());
+        let fill = Tensor::scalar_of(value, self.dtype());
         Tensor::where_(mask, &fill, self)
     }
 }

@@ -93,7 +93,7 @@ impl MovementOp {
         let mismatch = |rhs: &[usize]| Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: rhs.into() };
         match self {
             MovementOp::Reshape(shape) => {
-                if numel(shape) != numel(x) {
+                if graphgrad_ops::checked_numel(shape) != Some(numel(x)) {
                     return Err(mismatch(shape));
                 }
                 Ok(shape.clone())

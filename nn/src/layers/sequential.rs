@@ -22,7 +22,7 @@ use graphgrad_autodiff::{Result, Tensor};
 ///     .append(LinearConfig::new(4, 8).init(&mut rng)?)
 ///     .append(ReLU)
 ///     .append(LinearConfig::new(8, 2).init(&mut rng)?);
-/// let y = mlp.forward(&Tensor::ones(&[3, 4], DType::F32))?; // y: [3, 2]
+/// let y = mlp.forward(&Tensor::ones(&[3, 4], DType::F32)?)?; // y: [3, 2]
 /// assert_eq!(y.shape(), &[3, 2]);
 /// let names: Vec<String> = mlp.state_dict().into_keys().collect();
 /// assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight"]);
@@ -159,9 +159,9 @@ mod tests {
         let mut state = m.state_dict();
         let before = m.state_dict();
         state.remove("0.bias");
-        state.insert("9.weight".into(), Tensor::zeros(&[1], DType::F64));
-        state.insert("4.0.weight".into(), Tensor::zeros(&[3, 3], DType::F64));
-        state.insert("1.weight".into(), Tensor::zeros(&[4], DType::F32));
+        state.insert("9.weight".into(), Tensor::zeros(&[1], DType::F64).unwrap());
+        state.insert("4.0.weight".into(), Tensor::zeros(&[3, 3], DType::F64).unwrap());
+        state.insert("1.weight".into(), Tensor::zeros(&[4], DType::F32).unwrap());
         let err = m.load_state_dict(&state).unwrap_err();
         match &err {
             Error::StateMismatch { missing, unexpected, mismatched } => {
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn train_eval_reaches_children() {
         let m = model(3);
-        let x = Tensor::ones(&[6, 3], DType::F64);
+        let x = Tensor::ones(&[6, 3], DType::F64).unwrap();
         m.set_training(false);
         // eval: deterministic (dropout off, running statistics)
         assert_eq!(m.forward(&x).unwrap().to_f64_vec(), m.forward(&x).unwrap().to_f64_vec());

@@ -41,9 +41,9 @@ pub(super) fn class_targets(op: &'static str, target: impl IntoIndices, samples:
 }
 
 /// 1 where a target is not `ignore_index`, else 0, in `dtype` (`None`: all 1).
-fn valid_targets(target: &Tensor, ignore_index: Option<usize>, dtype: DType) -> Tensor {
+fn valid_targets(target: &Tensor, ignore_index: Option<usize>, dtype: DType) -> Result<Tensor> {
     match ignore_index {
-        Some(k) => target.to_dtype(DType::F64).ne_scalar(k as f64).to_dtype(dtype),
+        Some(k) => Ok(target.to_dtype(DType::F64).ne_scalar(k as f64).to_dtype(dtype)),
         None => Tensor::ones(target.shape(), dtype),
     }
 }
@@ -64,7 +64,7 @@ fn nll_rows(
             return Err(Error::ShapeMismatch { op, lhs: log_probs.shape().into(), rhs: w.shape().into() });
         }
     }
-    let valid = valid_targets(target, ignore_index, log_probs.dtype());
+    let valid = valid_targets(target, ignore_index, log_probs.dtype())?;
     // ignored samples read class 0, then weigh nothing
     let index = match ignore_index {
         Some(_) => target.to_dtype(DType::F64).mul(&valid.to_dtype(DType::F64))?.to_dtype(DType::I64),
@@ -92,8 +92,8 @@ fn nll_rows(
 pub fn one_hot(target: impl IntoIndices, classes: usize, dtype: DType) -> Result<Tensor> {
     let target = target.into_indices("one_hot", None)?;
     let samples = target.numel();
-    let rows = Tensor::zeros(&[samples, classes], dtype);
-    let ones = Tensor::ones(&[samples, 1], dtype);
+    let rows = Tensor::zeros(&[samples, classes], dtype)?;
+    let ones = Tensor::ones(&[samples, 1], dtype)?;
     rows.scatter_add(1, &target.reshape(&[samples, 1])?, &ones)
 }
 
@@ -242,7 +242,7 @@ impl CrossEntropyLoss {
             None => log_probs,
         };
         // valid: [samples], 0 for ignored samples (a zero class weight does not ignore a sample)
-        let valid = valid_targets(&target, self.ignore_index, rows.dtype());
+        let valid = valid_targets(&target, self.ignore_index, rows.dtype())?;
         let smooth = weighted.sum(&[1], false)?.neg().mul(&valid)?;
         let smooth = reduce_weighted(smooth, &w, &out_shape, self.reduction)?;
         nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(eps / classes as f64))
@@ -257,8 +257,8 @@ pub fn cross_entropy(logits: &Tensor, target: impl IntoIndices, reduction: Reduc
 /// ln x clamped below at −100 (as PyTorch's BCE), with a finite gradient at x = 0.
 fn clamped_log(x: &Tensor) -> Result<Tensor> {
     let positive = x.gt_scalar(0.0);
-    let one = Tensor::full(&[], 1.0, x.dtype());
-    let floor = Tensor::full(&[], -100.0, x.dtype());
+    let one = Tensor::scalar_of(1.0, x.dtype());
+    let floor = Tensor::scalar_of(-100.0, x.dtype());
     let safe = Tensor::where_(&positive, x, &one)?;
     Tensor::where_(&positive, &safe.log(), &floor)?.clamp(-100.0, f64::INFINITY)
 }
@@ -314,7 +314,7 @@ pub fn binary_cross_entropy_with_logits(
     let neg_log_sigmoid = input.neg().softplus();
     let log_weight = match pos_weight {
         Some(p) => apply_weight(OP, target.clone(), Some(&p.add_scalar(-1.0)))?.add_scalar(1.0),
-        None => Tensor::full(&[], 1.0, input.dtype()),
+        None => Tensor::scalar_of(1.0, input.dtype()),
     };
     let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
     reduction.apply(apply_weight(OP, losses, weight)?)
@@ -334,8 +334,8 @@ pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target:
     } else {
         // xlogy: 0·ln 0 = 0 (and no NaN gradient through ln of the zeros)
         let positive = target.gt_scalar(0.0);
-        let one = Tensor::full(&[], 1.0, target.dtype());
-        let zero = Tensor::full(&[], 0.0, target.dtype());
+        let one = Tensor::scalar_of(1.0, target.dtype());
+        let zero = Tensor::scalar_of(0.0, target.dtype());
         let log_target = Tensor::where_(&positive, target, &one)?.log();
         Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
     };

@@ -78,7 +78,7 @@ pub fn cosine_embedding_loss(
     let mag1 = x1.square().sum(&[-1], false)?.add_scalar(EPSILON);
     let mag2 = x2.square().sum(&[-1], false)?.add_scalar(EPSILON);
     let cos = prod.div(&mag1.mul(&mag2)?.sqrt())?;
-    let zero = Tensor::full(&[], 0.0, cos.dtype());
+    let zero = Tensor::scalar_of(0.0, cos.dtype());
     let positive = Tensor::where_(&y.eq_scalar(1.0), &cos.neg().add_scalar(1.0), &zero)?;
     let negative = Tensor::where_(&y.eq_scalar(-1.0), &cos.add_scalar(-margin).relu(), &zero)?;
     reduction.apply(positive.add(&negative)?)

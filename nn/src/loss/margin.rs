@@ -74,7 +74,7 @@ pub fn hinge_embedding_loss(
 ) -> Result<Tensor> {
     const OP: &str = "hinge_embedding_loss";
     same_shape(OP, input, target)?;
-    let zero = Tensor::full(&[], 0.0, input.dtype());
+    let zero = Tensor::scalar_of(0.0, input.dtype());
     // as PyTorch: where(y ≠ 1, max(0, margin − x), 0) + where(y ≠ −1, x, 0)
     let margin_part = Tensor::where_(&target.ne_scalar(1.0), &input.neg().add_scalar(margin).relu(), &zero)?;
     let self_part = Tensor::where_(&target.ne_scalar(-1.0), input, &zero)?;
