@@ -117,13 +117,10 @@ impl Tensor {
         }
         let out = op.infer(&operands)?;
         let value = {
-            let mut guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> = SmallVec::new();
-            for t in inputs {
-                guards.push(t.read());
-            }
+            let (guards, guard_of) = Tensor::read_all(inputs);
             let mut args: SmallVec<[op::Arg<'_>; 3]> = SmallVec::new();
-            for (g, t) in guards.iter().zip(inputs) {
-                args.push(op::Arg { buf: g, shape: t.shape() });
+            for (&g, t) in guard_of.iter().zip(inputs) {
+                args.push(op::Arg { buf: &guards[g], shape: t.shape() });
             }
             if op.checks_values() {
                 op.check_values(&args, &out.shape)?;
@@ -444,6 +441,30 @@ impl Tensor {
     /// Read access to the value buffer.
     pub fn read(&self) -> RwLockReadGuard<'_, Buffer> {
         self.0.value.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read locks on the values of `tensors`: `guards[guard_of[i]]` is `tensors[i]`'s. Each
+    /// distinct tensor is locked once, in address order. A second read of the same lock
+    /// (`x.mul(&x)`) would wait forever behind another thread's pending write (an optimiser's
+    /// step), and two threads locking the same tensors in different orders could each hold
+    /// one the other waits for.
+    pub(crate) fn read_all<'a, R: std::borrow::Borrow<Tensor>>(
+        tensors: &'a [R],
+    ) -> (SmallVec<[RwLockReadGuard<'a, Buffer>; 3]>, SmallVec<[usize; 3]>) {
+        let id = |i: usize| tensors[i].borrow().id();
+        let mut order: SmallVec<[usize; 3]> = (0..tensors.len()).collect();
+        order.sort_unstable_by_key(|&i| id(i));
+        let mut guards = SmallVec::new();
+        let mut guard_of: SmallVec<[usize; 3]> = smallvec::smallvec![0; tensors.len()];
+        for (k, &i) in order.iter().enumerate() {
+            if k > 0 && id(order[k - 1]) == id(i) {
+                guard_of[i] = guards.len() - 1;
+            } else {
+                guard_of[i] = guards.len();
+                guards.push(tensors[i].borrow().read());
+            }
+        }
+        (guards, guard_of)
     }
 
     /// Write access to the value buffer, for kernels that update a leaf in place (optimisers).

@@ -28,9 +28,12 @@ use graphgrad_autodiff::{Result, Tensor};
 /// assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight"]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
+///
+/// Its modules are `Send + Sync` (every layer of this crate is), so a `Sequential` can be
+/// moved to and shared by threads.
 #[derive(Default)]
 pub struct Sequential {
-    layers: Vec<Box<dyn Module>>,
+    layers: Vec<Box<dyn Module + Send + Sync>>,
 }
 
 impl Sequential {
@@ -40,13 +43,13 @@ impl Sequential {
     }
 
     /// Appends `module` (builder style; PyTorch's `append`).
-    pub fn append(mut self, module: impl Module + 'static) -> Sequential {
+    pub fn append(mut self, module: impl Module + Send + Sync + 'static) -> Sequential {
         self.layers.push(Box::new(module));
         self
     }
 
     /// Appends an already boxed module.
-    pub fn push(&mut self, module: Box<dyn Module>) {
+    pub fn push(&mut self, module: Box<dyn Module + Send + Sync>) {
         self.layers.push(module);
     }
 
@@ -62,17 +65,17 @@ impl Sequential {
 
     /// The module at position `index`.
     pub fn get(&self, index: usize) -> Option<&dyn Module> {
-        self.layers.get(index).map(|m| m.as_ref())
+        self.layers.get(index).map(|m| m.as_ref() as &dyn Module)
     }
 
     /// The modules in order.
     pub fn iter(&self) -> impl Iterator<Item = &dyn Module> {
-        self.layers.iter().map(|m| m.as_ref())
+        self.layers.iter().map(|m| m.as_ref() as &dyn Module)
     }
 }
 
-impl FromIterator<Box<dyn Module>> for Sequential {
-    fn from_iter<I: IntoIterator<Item = Box<dyn Module>>>(iter: I) -> Sequential {
+impl FromIterator<Box<dyn Module + Send + Sync>> for Sequential {
+    fn from_iter<I: IntoIterator<Item = Box<dyn Module + Send + Sync>>>(iter: I) -> Sequential {
         Sequential { layers: iter.into_iter().collect() }
     }
 }
