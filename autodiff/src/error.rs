@@ -169,7 +169,29 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// This error as reported by `op`, the op the user called, when it came from a primitive
+    /// that op is made of (`stack` is `unsqueeze` + `cat`): the message names what was called.
+    pub fn called_as(self, op: &'static str) -> Error {
+        match self {
+            Error::ShapeMismatch { lhs, rhs, .. } => Error::ShapeMismatch { op, lhs, rhs },
+            Error::DTypeMismatch { lhs, rhs, .. } => Error::DTypeMismatch { op, lhs, rhs },
+            Error::AxisOutOfRange { axis, shape, .. } => Error::AxisOutOfRange { op, axis, shape },
+            Error::IndexOutOfRange { index, len, .. } => Error::IndexOutOfRange { op, index, len },
+            Error::InvalidArgument { reason, .. } => Error::InvalidArgument { op, reason },
+            Error::TooLarge { shape, dtype, .. } => Error::TooLarge { op, shape, dtype },
+            other => other,
+        }
+    }
+}
+
 impl std::error::Error for Error {}
+
+/// Runs `f`, the body of `op`, reporting its errors as `op`'s ([`Error::called_as`]): a
+/// composite (a loss, a layer) names itself, not the primitive inside it that failed.
+pub fn reported_as<T>(op: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    f().map_err(|e| e.called_as(op))
+}
 
 /// Returns early with an [`Error::InvalidArgument`] built from a format string.
 #[macro_export]

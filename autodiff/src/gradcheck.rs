@@ -47,6 +47,14 @@ pub fn gradcheck<F>(f: F, inputs: &[Tensor], options: GradcheckOptions) -> Resul
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
+    let GradcheckOptions { eps, atol, rtol } = options;
+    if !(eps.is_finite() && eps > 0.0 && atol.is_finite() && atol >= 0.0 && rtol.is_finite() && rtol >= 0.0) {
+        crate::bail!(
+            "gradcheck",
+            "eps must be finite and positive and atol, rtol finite and non-negative, got eps {eps:?}, \
+             atol {atol:?}, rtol {rtol:?}"
+        );
+    }
     for (i, x) in inputs.iter().enumerate() {
         if x.dtype() != DType::F64 {
             crate::bail!("gradcheck", "input {i} is {}, gradcheck runs in f64", x.dtype());

@@ -256,11 +256,11 @@ impl Tensor {
     ///
     /// ```
     /// use graphgrad_autodiff::{compile, DType, Tensor};
-    /// let scale = Tensor::variable(&Tensor::full(&[], 2.0, DType::F32));
+    /// let scale = Tensor::variable(&Tensor::scalar_of(2.0, DType::F32));
     /// let mut f = compile(|io: &[Tensor]| io[0].mul(&scale));
-    /// let x = Tensor::ones(&[2], DType::F32);
+    /// let x = Tensor::ones(&[2], DType::F32)?;
     /// assert_eq!(f.call(&[x.clone()])?[0].to_vec::<f32>()?, [2.0, 2.0]);
-    /// scale.assign(&Tensor::full(&[], 3.0, DType::F32))?; // read again at the next call
+    /// scale.assign(&Tensor::scalar_of(3.0, DType::F32))?; // read again at the next call
     /// assert_eq!(f.call(&[x])?[0].to_vec::<f32>()?, [3.0, 3.0]);
     /// # Ok::<(), graphgrad_autodiff::Error>(())
     /// ```

@@ -39,5 +39,6 @@ pub mod unary;
 
 pub use element::{DType, Element};
 pub use shape::{
-    broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, numel, split_at_axis, Shape,
+    broadcast_shapes, broadcast_strides, checked_numel, checked_window_len, contiguous_strides, numel,
+    split_at_axis, Shape,
 };

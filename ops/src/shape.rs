@@ -22,6 +22,22 @@ pub fn checked_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
+/// Output length of a sliding window along one axis: `(input + 2·padding − span) / stride + 1`
+/// with `span = dilation·(kernel − 1) + 1` (0 when the padded input is shorter than the span),
+/// or `None` when a length on the way does not fit in `usize`. `stride` must be positive. The
+/// one rule for convolutions and pooling: a geometry it accepts computes without overflow.
+pub fn checked_window_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let padded = padding.checked_mul(2)?.checked_add(input)?;
+    let span = dilation.checked_mul(kernel.saturating_sub(1))?.checked_add(1)?;
+    Some(if padded < span { 0 } else { (padded - span) / stride + 1 })
+}
+
 /// Row-major strides (in elements) of a contiguous buffer of this shape.
 pub fn contiguous_strides(shape: &[usize]) -> Shape {
     let mut strides: Shape = smallvec::smallvec![0; shape.len()];
@@ -96,5 +112,15 @@ mod tests {
         assert_eq!(checked_numel(&[1 << 32, 1 << 32]), None);
         assert_eq!(checked_numel(&[(1 << 63) + 1, 2]), None);
         assert_eq!(checked_numel(&[usize::MAX, usize::MAX, 0]), Some(0));
+    }
+
+    #[test]
+    fn window_lengths_are_checked() {
+        // (5 + 2·1 − 3) / 2 + 1 = 3
+        assert_eq!(checked_window_len(5, 3, 2, 1, 1), Some(3));
+        // (4 − (2·(3 − 1) + 1)) < 0: the dilated kernel does not fit
+        assert_eq!(checked_window_len(4, 3, 1, 0, 2), Some(0));
+        assert_eq!(checked_window_len(4, 3, 1, usize::MAX / 2 + 1, 1), None);
+        assert_eq!(checked_window_len(4, 3, 1, 0, usize::MAX), None);
     }
 }

@@ -54,6 +54,16 @@ pub enum Error {
         /// The global norm (NaN or inf).
         norm: f64,
     },
+    /// A step with finite gradients made a weight NaN or infinite (an update too large for
+    /// the weight's type): the weights hold that step's values.
+    NonFiniteUpdate {
+        /// The first parameter whose new value is not finite.
+        param: String,
+        /// The epoch it happened in.
+        epoch: u64,
+        /// The optimiser step it happened at.
+        step: u64,
+    },
     // ---- files ----
     /// An operating-system I/O error on a file.
     Io {
@@ -194,6 +204,11 @@ impl fmt::Display for Error {
                 "clip_grad_norm: the gradient of `{param}` is not finite (global norm {norm}); \
                  no gradient was changed"
             ),
+            Error::NonFiniteUpdate { param, epoch, step } => write!(
+                f,
+                "step_if_finite: the update at epoch {epoch}, step {step} made `{param}` non-finite \
+                 (gradients were finite; the step is too large for the weights' type)"
+            ),
             Error::Io { action, path, source } => {
                 write!(f, "{}: cannot {action}: {source}", path.display())
             }
@@ -236,7 +251,7 @@ pub(crate) use invalid;
 /// Checks that a hyper-parameter is finite and within `[low, high]`.
 pub(crate) fn check_range(what: &'static str, name: &str, value: f64, low: f64, high: f64) -> Result<()> {
     if !(value.is_finite() && value >= low && value <= high) {
-        invalid!(what, "{name} must be in [{low}, {high}], got {value}");
+        invalid!(what, "{name} must be in [{low:?}, {high:?}], got {value:?}");
     }
     Ok(())
 }

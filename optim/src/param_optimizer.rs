@@ -99,6 +99,9 @@ impl Slots {
     }
 }
 
+/// The most updates a parameter's step count holds exactly (it is an f64 variable).
+const MAX_STEPS: u64 = 1 << 53;
+
 fn step_variable(step: u64) -> Tensor {
     Tensor::variable(&Tensor::scalar(step as f64))
 }
@@ -133,13 +136,22 @@ impl<R: UpdateRule> ParamOptimizer<R> {
         Ok(optimizer)
     }
 
-    /// Adds a group (validated; its names must not clash with existing ones).
+    /// Adds a group (validated; its names must not clash with existing ones, and none of its
+    /// parameters may be in a group already: it would be updated twice per step).
     pub fn add_param_group(&mut self, group: ParamGroup<R>) -> Result<()> {
         group.config.validate()?;
         let mut seen: BTreeSet<&str> = self.names().collect();
-        for (name, _) in &group.params {
+        let mut ids: BTreeMap<usize, &str> =
+            self.groups.iter().flat_map(|g| g.params.iter().map(|(n, v)| (v.id(), n.as_str()))).collect();
+        for (name, var) in &group.params {
             if !seen.insert(name) {
                 invalid!(R::NAME, "parameter name `{name}` appears more than once");
+            }
+            if let Some(other) = ids.insert(var.id(), name) {
+                invalid!(
+                    R::NAME,
+                    "parameter `{name}` is the same tensor as `{other}`: it would be updated twice"
+                );
             }
         }
         self.lrs.push(lr_variable(group.config.lr()));
@@ -547,6 +559,9 @@ impl<R: UpdateRule> ParamOptimizer<R> {
             }
             for slot in saved.slots.keys().filter(|s| !R::SLOTS.contains(&s.as_str())) {
                 unexpected.push(format!("`{name}` slot `{slot}`"));
+            }
+            if saved.step > MAX_STEPS {
+                mismatched.push(format!("`{name}` step {} (at most 2^53: steps count in f64)", saved.step));
             }
             slots.insert(name.clone(), Slots { step: step_variable(saved.step), buffers });
         }

@@ -62,17 +62,24 @@ pub fn check_loss(loss: f64, epoch: u64, step: u64) -> Result<()> {
 }
 
 /// Steps `optimizer` only when `loss` and every gradient are finite; otherwise returns the
-/// error and leaves every weight as it was.
+/// error and leaves every weight as it was. A step that makes a weight non-finite all the same
+/// (finite gradients, an update too large for the weight's type) is
+/// [`Error::NonFiniteUpdate`]: the weights then hold that step's values.
 pub fn step_if_finite(optimizer: &mut dyn Optimizer, loss: f64, epoch: u64, step: u64) -> Result<()> {
     check_loss(loss, epoch, step)?;
-    for (name, var) in optimizer.named_parameters() {
+    let params = optimizer.named_parameters();
+    for (name, var) in &params {
         if let Some(grad) = var.grad() {
             if !all_finite(&grad.read()) {
-                return Err(Error::NonFiniteGradient { param: name, norm: f64::NAN });
+                return Err(Error::NonFiniteGradient { param: name.clone(), norm: f64::NAN });
             }
         }
     }
-    optimizer.step()
+    optimizer.step()?;
+    match params.into_iter().find(|(_, var)| var.grad().is_some() && !all_finite(&var.read())) {
+        Some((param, _)) => Err(Error::NonFiniteUpdate { param, epoch, step }),
+        None => Ok(()),
+    }
 }
 
 /// Combined stopping criteria, checked once per epoch by [`end_epoch`](Self::end_epoch).

@@ -536,7 +536,9 @@ impl<F> Compiled<F> {
         R: IntoOutputs,
         E: From<Error>,
     {
-        if self.eager {
+        // Inside another compiled step's trace, the step runs as written and becomes part of
+        // that trace (a program replayed there would be a constant of the outer one).
+        if self.eager || crate::mode::tracing() {
             return Ok((self.step)(inputs)?.into_outputs());
         }
         let sig = signature(inputs);

@@ -325,7 +325,7 @@ impl Tensor {
     /// Values limited to `[min, max]` (errors when min > max).
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max || min.is_nan() || max.is_nan() {
-            crate::bail!("clamp", "min {min} must not exceed max {max}");
+            crate::bail!("clamp", "min {min:?} must not exceed max {max:?}");
         }
         Ok(self.unary(UnaryOp::Clamp { min, max }))
     }
@@ -334,7 +334,7 @@ impl Tensor {
     /// and beyond (errors when min > max).
     pub fn hardtanh(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max || min.is_nan() || max.is_nan() {
-            crate::bail!("hardtanh", "min {min} must not exceed max {max}");
+            crate::bail!("hardtanh", "min {min:?} must not exceed max {max:?}");
         }
         Ok(self.unary(UnaryOp::Hardtanh { min, max }))
     }
@@ -347,6 +347,6 @@ impl Tensor {
     /// `value` where `mask != 0`, else `self` (like `masked_fill`).
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         let fill = Tensor::scalar_of(value, self.dtype());
-        Tensor::where_(mask, &fill, self)
+        Tensor::where_(mask, &fill, self).map_err(|e| e.called_as("masked_fill"))
     }
 }

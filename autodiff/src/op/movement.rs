@@ -334,8 +334,9 @@ impl Tensor {
 
     /// Joins same-shaped tensors along a new axis.
     pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
-        let unsqueezed = tensors.iter().map(|t| t.unsqueeze(axis)).collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&unsqueezed, axis)
+        let stacked =
+            || Tensor::cat(&tensors.iter().map(|t| t.unsqueeze(axis)).collect::<Result<Vec<_>>>()?, axis);
+        stacked().map_err(|e| e.called_as("stack"))
     }
 
     /// The slice `start..start + len` along `axis`.

@@ -483,14 +483,17 @@ impl Vae {
 
 /// z = μ + exp(½·log σ²) ⊙ ε (the reparameterisation trick).
 pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
-    if mu.shape() != logvar.shape() || mu.shape() != eps.shape() {
+    // the operand that differs from μ
+    let other = if mu.shape() != logvar.shape() { logvar } else { eps };
+    if mu.shape() != other.shape() {
         return Err(Error::ShapeMismatch {
             op: "reparameterize",
             lhs: mu.shape().into(),
-            rhs: eps.shape().into(),
+            rhs: other.shape().into(),
         });
     }
-    mu.add(&logvar.mul_scalar(0.5).exp().mul(eps)?)
+    let z = || mu.add(&logvar.mul_scalar(0.5).exp().mul(eps)?);
+    z().map_err(|e| e.called_as("reparameterize"))
 }
 
 /// KL(N(μ, σ²) ‖ N(0, 1)) per sample: −½·Σⱼ (1 + log σ²ⱼ − μⱼ² − σ²ⱼ), summed over the latent

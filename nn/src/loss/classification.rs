@@ -10,7 +10,7 @@
 //! input, so each call reads new labels.
 
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, DType, Error, IntoIndices, Result, Tensor};
+use graphgrad_autodiff::{bail, reported_as, DType, Error, IntoIndices, Result, Tensor};
 
 /// Scores as rows `[samples, classes]` and the shape of the unreduced loss.
 pub(super) fn class_rows(op: &'static str, scores: &Tensor) -> Result<(Tensor, Vec<usize>)> {
@@ -159,7 +159,7 @@ impl NllLoss {
 
 /// [`NllLoss`] with no class weights and nothing ignored.
 pub fn nll_loss(log_probs: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
-    NllLoss { reduction, ..NllLoss::default() }.forward(log_probs, target)
+    reported_as("nll_loss", || NllLoss { reduction, ..NllLoss::default() }.forward(log_probs, target))
 }
 
 /// Cross-entropy between logits and target classes (PyTorch's `CrossEntropyLoss`):
@@ -251,7 +251,9 @@ impl CrossEntropyLoss {
 
 /// [`CrossEntropyLoss`] with no class weights, nothing ignored and no smoothing.
 pub fn cross_entropy(logits: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
-    CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
+    reported_as("cross_entropy", || {
+        CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
+    })
 }
 
 /// ln x clamped below at −100 (as PyTorch's BCE), with a finite gradient at x = 0.
@@ -282,18 +284,20 @@ pub fn binary_cross_entropy(
     weight: Option<&Tensor>,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "binary_cross_entropy";
-    same_shape(OP, input, target)?;
-    if input.to_f64_vec().iter().any(|v| !(0.0..=1.0).contains(v)) {
-        bail!(OP, "all elements of input must be probabilities in [0, 1]");
-    }
-    let log_x = clamped_log(input)?;
-    let log_1mx = clamped_log(&input.neg().add_scalar(1.0))?;
-    // −(y·ln x + (1 − y)·ln(1 − x))
-    let positive = target.mul(&log_x)?;
-    let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
-    let losses = positive.add(&negative)?.neg();
-    reduction.apply(apply_weight(OP, losses, weight)?)
+    reported_as("binary_cross_entropy", || {
+        const OP: &str = "binary_cross_entropy";
+        same_shape(OP, input, target)?;
+        if input.to_f64_vec().iter().any(|v| !(0.0..=1.0).contains(v)) {
+            bail!(OP, "all elements of input must be probabilities in [0, 1]");
+        }
+        let log_x = clamped_log(input)?;
+        let log_1mx = clamped_log(&input.neg().add_scalar(1.0))?;
+        // −(y·ln x + (1 − y)·ln(1 − x))
+        let positive = target.mul(&log_x)?;
+        let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
+        let losses = positive.add(&negative)?.neg();
+        reduction.apply(apply_weight(OP, losses, weight)?)
+    })
 }
 
 /// Binary cross-entropy on logits, computed stably (PyTorch's
@@ -307,17 +311,19 @@ pub fn binary_cross_entropy_with_logits(
     pos_weight: Option<&Tensor>,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "binary_cross_entropy_with_logits";
-    same_shape(OP, input, target)?;
-    // softplus(−x) = −ln σ(x) and −ln(1 − σ(x)) = x + softplus(−x), so
-    // −(p·y·ln σ + (1 − y)·ln(1 − σ)) = (1 − y)·x + (1 + (p − 1)·y)·softplus(−x)
-    let neg_log_sigmoid = input.neg().softplus();
-    let log_weight = match pos_weight {
-        Some(p) => apply_weight(OP, target.clone(), Some(&p.add_scalar(-1.0)))?.add_scalar(1.0),
-        None => Tensor::scalar_of(1.0, input.dtype()),
-    };
-    let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
-    reduction.apply(apply_weight(OP, losses, weight)?)
+    reported_as("binary_cross_entropy_with_logits", || {
+        const OP: &str = "binary_cross_entropy_with_logits";
+        same_shape(OP, input, target)?;
+        // softplus(−x) = −ln σ(x) and −ln(1 − σ(x)) = x + softplus(−x), so
+        // −(p·y·ln σ + (1 − y)·ln(1 − σ)) = (1 − y)·x + (1 + (p − 1)·y)·softplus(−x)
+        let neg_log_sigmoid = input.neg().softplus();
+        let log_weight = match pos_weight {
+            Some(p) => apply_weight(OP, target.clone(), Some(&p.add_scalar(-1.0)))?.add_scalar(1.0),
+            None => Tensor::scalar_of(1.0, input.dtype()),
+        };
+        let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
+        reduction.apply(apply_weight(OP, losses, weight)?)
+    })
 }
 
 /// Kullback–Leibler divergence KL(target ‖ prediction) where `input` holds log-probabilities
@@ -327,19 +333,21 @@ pub fn binary_cross_entropy_with_logits(
 /// `Mean` averages over all elements, as PyTorch's `reduction='mean'`; for the mathematically
 /// correct `'batchmean'`, use `Sum` and divide by the batch size.
 pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target: bool) -> Result<Tensor> {
-    const OP: &str = "kl_div";
-    same_shape(OP, input, target)?;
-    let pointwise = if log_target {
-        target.exp().mul(&target.sub(input)?)?
-    } else {
-        // xlogy: 0·ln 0 = 0 (and no NaN gradient through ln of the zeros)
-        let positive = target.gt_scalar(0.0);
-        let one = Tensor::scalar_of(1.0, target.dtype());
-        let zero = Tensor::scalar_of(0.0, target.dtype());
-        let log_target = Tensor::where_(&positive, target, &one)?.log();
-        Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
-    };
-    reduction.apply(pointwise)
+    reported_as("kl_div", || {
+        const OP: &str = "kl_div";
+        same_shape(OP, input, target)?;
+        let pointwise = if log_target {
+            target.exp().mul(&target.sub(input)?)?
+        } else {
+            // xlogy: 0·ln 0 = 0 (and no NaN gradient through ln of the zeros)
+            let positive = target.gt_scalar(0.0);
+            let one = Tensor::scalar_of(1.0, target.dtype());
+            let zero = Tensor::scalar_of(0.0, target.dtype());
+            let log_target = Tensor::where_(&positive, target, &one)?.log();
+            Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
+        };
+        reduction.apply(pointwise)
+    })
 }
 
 #[cfg(test)]
