@@ -102,11 +102,22 @@ impl Buffer {
         }
     }
 
-    /// A copy that shares no storage with `self`.
+    /// A copy that shares no storage with `self`, in a buffer from this thread's pool when
+    /// it holds one of that length (a compiled step's outputs and copies on write are made at
+    /// every call: fresh allocations would pile up in the pool, never reused).
     pub fn unshared(&self) -> Buffer {
+        fn copy<T: crate::pool::Pooled>(v: &[T]) -> Vec<T> {
+            match crate::pool::take(v.len()) {
+                Some(mut out) => {
+                    out.copy_from_slice(v);
+                    out
+                }
+                None => v.to_vec(),
+            }
+        }
         match self {
-            Buffer::F32(v) => Buffer::from(v.to_vec()),
-            Buffer::F64(v) => Buffer::from(v.to_vec()),
+            Buffer::F32(v) => Buffer::from(copy(v)),
+            Buffer::F64(v) => Buffer::from(copy(v)),
             Buffer::I64(v) => Buffer::from(v.to_vec()),
         }
     }
@@ -199,6 +210,9 @@ macro_rules! storage {
                 }
             }
             fn slice_mut(b: &mut Buffer) -> Option<&mut [$T]> {
+                if matches!(b, Buffer::$variant(_)) && !b.is_unshared() {
+                    *b = b.unshared(); // copy on write, into a pooled buffer
+                }
                 match b {
                     Buffer::$variant(v) => Some(Arc::make_mut(v).as_mut_slice()),
                     _ => None,

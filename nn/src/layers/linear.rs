@@ -51,13 +51,15 @@ impl LinearConfig {
             );
         }
         let shape = [self.out_features, self.in_features];
-        let weight = init::default_uniform(&shape, self.in_features, self.dtype, rng)?;
-        let bias = if self.bias {
-            Some(init::default_uniform(&[self.out_features], self.in_features, self.dtype, rng)?)
-        } else {
-            None
-        };
-        Linear::from_tensors(&weight, bias.as_ref())
+        graphgrad_autodiff::reported_as("Linear", || {
+            let weight = init::default_uniform(&shape, self.in_features, self.dtype, rng)?;
+            let bias = if self.bias {
+                Some(init::default_uniform(&[self.out_features], self.in_features, self.dtype, rng)?)
+            } else {
+                None
+            };
+            Linear::from_tensors(&weight, bias.as_ref())
+        })
     }
 }
 

@@ -60,8 +60,11 @@ fn nll_rows(
 ) -> Result<(Tensor, Tensor)> {
     let (samples, classes) = (log_probs.shape()[0], log_probs.shape()[1]);
     if let Some(w) = weight {
-        if w.shape() != [classes] || w.dtype() != log_probs.dtype() {
+        if w.shape() != [classes] {
             return Err(Error::ShapeMismatch { op, lhs: log_probs.shape().into(), rhs: w.shape().into() });
+        }
+        if w.dtype() != log_probs.dtype() {
+            return Err(Error::DTypeMismatch { op, lhs: log_probs.dtype(), rhs: w.dtype() });
         }
     }
     let valid = valid_targets(target, ignore_index, log_probs.dtype())?;
