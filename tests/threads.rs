@@ -123,7 +123,8 @@ fn forward_beside_a_compiled_step() -> AnyResult {
 }
 
 fn child() -> AnyResult {
-    let scenarios: [(&str, fn() -> AnyResult); 3] = [
+    type Scenario = (&'static str, fn() -> AnyResult);
+    let scenarios: [Scenario; 3] = [
         ("ops_on_a_spawned_thread", ops_on_a_spawned_thread),
         ("reads_beside_an_optimiser", reads_beside_an_optimiser),
         ("forward_beside_a_compiled_step", forward_beside_a_compiled_step),

@@ -171,7 +171,7 @@ pub fn orthogonal(shape: &[usize], gain: f64, dtype: DType, rng: &mut ChaCha8Rng
     let rows = shape[0];
     let cols = numel(&shape[1..]);
     if rows == 0 || cols == 0 {
-        return Ok(Tensor::zeros(shape, dtype)?);
+        return Tensor::zeros(shape, dtype);
     }
     let flat = Tensor::randn(&[rows, cols], 0.0, 1.0, DType::F64, rng)?.to_f64_vec();
     // Work on the tall orientation: a [m, n] matrix with m >= n, stored column by column.

@@ -248,19 +248,11 @@ impl Tensor {
         options: Conv2dOptions,
     ) -> Result<Tensor> {
         if self.rank() != 4 {
-            return Err(Error::ShapeMismatch {
-                op: op,
-                lhs: self.shape().into(),
-                rhs: weight.shape().into(),
-            });
+            return Err(Error::ShapeMismatch { op, lhs: self.shape().into(), rhs: weight.shape().into() });
         }
         let geo = geometry(op, self, weight, (self.shape()[2], self.shape()[3]), &options)?;
         if self.shape()[1] != geo.in_channels {
-            return Err(Error::ShapeMismatch {
-                op: op,
-                lhs: self.shape().into(),
-                rhs: weight.shape().into(),
-            });
+            return Err(Error::ShapeMismatch { op, lhs: self.shape().into(), rhs: weight.shape().into() });
         }
         add_channel_bias(conv_fwd(geo, self, weight)?, bias, op, 2)
     }

@@ -138,7 +138,7 @@ pub struct Split {
 /// integers f64 holds exactly), or `None`.
 pub(crate) fn class_index(value: f64) -> Option<usize> {
     const LARGEST: f64 = (1u64 << 53) as f64;
-    (value >= 0.0 && value <= LARGEST && value.fract() == 0.0).then_some(value as usize)
+    ((0.0..=LARGEST).contains(&value) && value.fract() == 0.0).then_some(value as usize)
 }
 
 impl Dataset {
