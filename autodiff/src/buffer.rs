@@ -8,9 +8,12 @@ use std::sync::{Arc, LazyLock};
 /// no buffer can hold it (more elements than `usize` counts, more bytes than `isize::MAX`).
 /// Every tensor's shape passes this when it is made, so `numel` of a tensor never overflows.
 pub(crate) fn checked_len(op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
-    checked_numel(shape)
-        .filter(|&n| n.checked_mul(dtype.size()).is_some_and(|b| b <= isize::MAX as usize))
-        .ok_or_else(|| Error::TooLarge { op, shape: shape.into(), dtype })
+    addressable_len(shape, dtype).ok_or_else(|| Error::TooLarge { op, shape: shape.into(), dtype })
+}
+
+/// [`checked_len`] without the error (which names the op: built only when needed).
+pub(crate) fn addressable_len(shape: &[usize], dtype: DType) -> Option<usize> {
+    checked_numel(shape).filter(|&n| n.checked_mul(dtype.size()).is_some_and(|b| b <= isize::MAX as usize))
 }
 
 /// A new vector of `shape`'s element count filled with `value`, or [`Error::TooLarge`] naming

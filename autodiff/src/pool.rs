@@ -77,6 +77,8 @@ pub(crate) fn share<T: Pooled>(data: Vec<T>) -> Arc<Vec<T>> {
 pub(crate) fn take<T: Pooled>(len: usize) -> Option<Vec<T>> {
     let mut v = match reuse(len) {
         Some(v) => v,
+        // small: the allocator's zeroed fast path (the size cannot be refused in practice)
+        None if len * std::mem::size_of::<T>() < MIN_POOLED_BYTES => vec![T::ZERO; len],
         None => {
             let mut v = Vec::new();
             v.try_reserve_exact(len).ok()?;

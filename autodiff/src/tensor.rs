@@ -116,17 +116,16 @@ impl Tensor {
             operands.push(Operand { shape: t.shape(), dtype: t.dtype() });
         }
         let out = op.infer(&operands)?;
-        let value = {
-            let (guards, guard_of) = Tensor::read_all(inputs);
+        let value = Tensor::read_all(inputs, |bufs| {
             let mut args: SmallVec<[op::Arg<'_>; 3]> = SmallVec::new();
-            for (&g, t) in guard_of.iter().zip(inputs) {
-                args.push(op::Arg { buf: &guards[g], shape: t.shape() });
+            for (&buf, t) in bufs.iter().zip(inputs) {
+                args.push(op::Arg { buf, shape: t.shape() });
             }
             if op.checks_values() {
                 op.check_values(&args, &out.shape)?;
             }
-            op.evaluate(&args, &out)?
-        };
+            op.evaluate(&args, &out)
+        })?;
         let requires_grad =
             grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
         // While `compile` traces, every op keeps its inputs (comparison masks, ops on data
@@ -443,28 +442,47 @@ impl Tensor {
         self.0.value.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Read locks on the values of `tensors`: `guards[guard_of[i]]` is `tensors[i]`'s. Each
-    /// distinct tensor is locked once, in address order. A second read of the same lock
-    /// (`x.mul(&x)`) would wait forever behind another thread's pending write (an optimiser's
-    /// step), and two threads locking the same tensors in different orders could each hold
-    /// one the other waits for.
-    pub(crate) fn read_all<'a, R: std::borrow::Borrow<Tensor>>(
-        tensors: &'a [R],
-    ) -> (SmallVec<[RwLockReadGuard<'a, Buffer>; 3]>, SmallVec<[usize; 3]>) {
-        let id = |i: usize| tensors[i].borrow().id();
-        let mut order: SmallVec<[usize; 3]> = (0..tensors.len()).collect();
-        order.sort_unstable_by_key(|&i| id(i));
-        let mut guards = SmallVec::new();
-        let mut guard_of: SmallVec<[usize; 3]> = smallvec::smallvec![0; tensors.len()];
-        for (k, &i) in order.iter().enumerate() {
-            if k > 0 && id(order[k - 1]) == id(i) {
-                guard_of[i] = guards.len() - 1;
-            } else {
-                guard_of[i] = guards.len();
-                guards.push(tensors[i].borrow().read());
+    /// Runs `f` on the values of `tensors`, in order, read-locked. Each distinct tensor is
+    /// locked once, in address order: a second read of the same lock (`x.mul(&x)`) would wait
+    /// forever behind another thread's pending write (an optimiser's step), and two threads
+    /// locking the same tensors in different orders could each hold one the other waits for.
+    pub(crate) fn read_all<T: std::borrow::Borrow<Tensor>, R>(
+        tensors: &[T],
+        f: impl FnOnce(&[&Buffer]) -> R,
+    ) -> R {
+        let t = |i: usize| tensors[i].borrow();
+        match tensors.len() {
+            // the common cases without sorting or collecting (this runs for every op)
+            0 => f(&[]),
+            1 => f(&[&t(0).read()]),
+            2 if t(0).id() == t(1).id() => {
+                let a = t(0).read();
+                f(&[&a, &a])
+            }
+            2 => {
+                let (first, second) = if t(0).id() < t(1).id() { (0, 1) } else { (1, 0) };
+                let (g, h) = (t(first).read(), t(second).read());
+                if first == 0 {
+                    f(&[&g, &h])
+                } else {
+                    f(&[&h, &g])
+                }
+            }
+            n => {
+                let mut order: SmallVec<[usize; 4]> = (0..n).collect();
+                order.sort_unstable_by_key(|&i| t(i).id());
+                let mut guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 4]> = SmallVec::new();
+                let mut guard_of: SmallVec<[usize; 4]> = smallvec::smallvec![0; n];
+                for (k, &i) in order.iter().enumerate() {
+                    if k == 0 || t(order[k - 1]).id() != t(i).id() {
+                        guards.push(t(i).read());
+                    }
+                    guard_of[i] = guards.len() - 1;
+                }
+                let bufs: SmallVec<[&Buffer; 4]> = guard_of.iter().map(|&g| &*guards[g]).collect();
+                f(&bufs)
             }
         }
-        (guards, guard_of)
     }
 
     /// Write access to the value buffer, for kernels that update a leaf in place (optimisers).

@@ -16,10 +16,11 @@ pub fn numel(shape: &[usize]) -> usize {
 /// Number of elements of a shape, or `None` when the count does not fit in `usize`. A shape
 /// with a zero dimension has no elements, however large its other dimensions.
 pub fn checked_numel(shape: &[usize]) -> Option<usize> {
-    if shape.contains(&0) {
-        return Some(0);
+    match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) => Some(n),
+        None if shape.contains(&0) => Some(0),
+        None => None,
     }
-    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// Output length of a sliding window along one axis: `(input + 2·padding − span) / stride + 1`

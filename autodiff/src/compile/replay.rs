@@ -163,10 +163,18 @@ impl Executor {
         accept: impl FnOnce(&[Tensor]) -> bool,
     ) -> Result<Option<Vec<Tensor>>> {
         let mut params = StateGuard::lock(state);
-        let (guards, guard_of) = Tensor::read_all(inputs);
-        let input_bufs: Vec<&Buffer> = guard_of.iter().map(|&g| &*guards[g]).collect();
+        Tensor::read_all(inputs, |input_bufs| self.run_locked(input_bufs, &mut params, accept))
+    }
+
+    /// [`Executor::run`] with the state locked and the inputs read.
+    fn run_locked(
+        &mut self,
+        input_bufs: &[&Buffer],
+        params: &mut StateGuard<'_>,
+        accept: impl FnOnce(&[Tensor]) -> bool,
+    ) -> Result<Option<Vec<Tensor>>> {
         for step in &self.steps {
-            run_step(step, &input_bufs, &mut params.buffers, &mut self.slots)?;
+            run_step(step, input_bufs, &mut params.buffers, &mut self.slots)?;
         }
         let read = |src: &Src, params: &[Buffer], slots: &[Buffer]| -> Buffer {
             match src {

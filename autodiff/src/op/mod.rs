@@ -207,7 +207,11 @@ impl Op {
     /// the op and the offending shapes.
     pub fn infer(&self, ins: &[Operand<'_>]) -> Result<ValueInfo> {
         let out = self.infer_unchecked(ins)?;
-        crate::buffer::checked_len(self.name(), &out.shape, out.dtype)?;
+        // an output of its first operand's shape and type fits, as that operand does
+        let grows = ins.first().is_none_or(|x| x.shape != out.shape.as_slice() || x.dtype != out.dtype);
+        if grows && crate::buffer::addressable_len(&out.shape, out.dtype).is_none() {
+            return Err(Error::TooLarge { op: self.name(), shape: out.shape.to_vec(), dtype: out.dtype });
+        }
         Ok(out)
     }
 
