@@ -51,7 +51,7 @@ fn w5_autograd_overhead() {
 fn w6_fusion() {
     const N: usize = 4_194_304;
     let mut rng = ChaCha8Rng::seed_from_u64(6);
-    let x = Tensor::randn(&[N], 0.0, 1.0, DType::F32, &mut rng).requires_grad_();
+    let x = Tensor::randn(&[N], 0.0, 1.0, DType::F32, &mut rng).unwrap().requires_grad_();
     let mut step = compile(|io: &[Tensor]| -> Result<Vec<Tensor>> {
         let x = &io[0];
         let inner = x.add(&x.pow_scalar(3.0).mul_scalar(0.044715))?.mul_scalar(0.797_884_56);

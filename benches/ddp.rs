@@ -46,7 +46,7 @@ fn w2() -> (Sequential, Tensor, Vec<usize>) {
         .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
         .append(ReLU)
         .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
-    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let y = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
     (model, x, y)
 }
@@ -99,7 +99,8 @@ fn one_process() -> (Value, Value) {
         opt.step().expect("step");
     });
     let params = model.parameters();
-    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32)).collect();
+    let velocity: Vec<Tensor> =
+        params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32).unwrap()).collect();
     let mut gradients = compile(|io: &[Tensor]| gradient_step(&model, io));
     let mut update = compile(|io: &[Tensor]| update_step(&params, &velocity, io));
     let target = one_hot(&y);
@@ -236,7 +237,7 @@ pub fn rank_main() {
     // compiled: gradient program, averaging over the ranks, update program
     let ddp = DistributedDataParallel::new(model, group.clone(), DdpConfig::default()).expect("ddp");
     let params = ddp.parameters();
-    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32)).collect();
+    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32)?).collect();
     let mut gradients = compile(|io: &[Tensor]| gradient_step(ddp.module(), io));
     let mut update = compile(|io: &[Tensor]| update_step(&params, &velocity, io));
     let mut step = || {

@@ -28,8 +28,8 @@ fn parameters(rng: &mut ChaCha8Rng) -> Vec<Tensor> {
     let mut params = Vec::new();
     for (i, o) in [(784, 512), (512, 512), (512, 10)] {
         let bound = 1.0 / (i as f64).sqrt();
-        params.push(Tensor::rand(&[i, o], -bound, bound, DType::F32, rng));
-        params.push(Tensor::rand(&[o], -bound, bound, DType::F32, rng));
+        params.push(Tensor::rand(&[i, o], -bound, bound, DType::F32, rng).unwrap());
+        params.push(Tensor::rand(&[o], -bound, bound, DType::F32, rng).unwrap());
     }
     params
 }
@@ -45,7 +45,7 @@ fn logits(p: &[Tensor], x: &Tensor) -> Result<Tensor> {
 pub fn run(selected: &dyn Fn(&str) -> bool) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let params = parameters(&mut rng);
-    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let labels: Vec<usize> = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
     let y = Tensor::from_indices(&labels, &[BATCH]).expect("shape");
     let calls = |workload: &str, param: &str, framework: &str, f: &mut dyn FnMut()| {
@@ -83,7 +83,7 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
         });
     }
     let tangents: Vec<Tensor> =
-        params.iter().map(|p| Tensor::randn(p.shape(), 0.0, 1.0, DType::F32, &mut rng)).collect();
+        params.iter().map(|p| Tensor::randn(p.shape(), 0.0, 1.0, DType::F32, &mut rng).unwrap()).collect();
     if selected("T2-hvp") {
         let loss = |p: &[Tensor]| cross_entropy(&logits(p, &x)?, &y, Reduction::Mean);
         calls("T2-hvp", "hvp-b128", "graphgrad-eager", &mut || {

@@ -24,7 +24,7 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
         .append(ReLU)
         .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
     model.eval();
-    let x = Tensor::randn(&[1, 784], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::randn(&[1, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let eager = time(REPS, || {
         no_grad(|| model.forward(&x)).expect("forward");
     });

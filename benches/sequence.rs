@@ -39,7 +39,7 @@ fn w7_lstm_train(compiled: bool) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let lstm = LstmConfig::new(16, HIDDEN).init(&mut rng).expect("config");
     let head = LinearConfig::new(HIDDEN, 10).init(&mut rng).expect("config");
-    let x = Tensor::randn(&[BATCH, SEQ, 16], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::randn(&[BATCH, SEQ, 16], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let y = labels(BATCH, 10, &mut rng);
     let mut params = prefixed("lstm", lstm.named_parameters());
     params.extend(prefixed("head", head.named_parameters()));

@@ -86,7 +86,7 @@ fn w2_mlp_train(compiled: bool) {
         .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
         .append(ReLU)
         .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
-    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let y = labels(BATCH, 10, &mut rng);
     let config = SgdConfig::new(0.01).momentum(0.9);
     let mut opt = Sgd::new(model.named_parameters(), config).expect("config");
@@ -110,7 +110,7 @@ fn w3_setup() -> (Sequential, Tensor, Tensor) {
         .append(MaxPool2d::new((2, 2)))
         .append(Flatten::default())
         .append(LinearConfig::new(32 * 7 * 7, 10).init(&mut rng).expect("config"));
-    let x = Tensor::randn(&[W3_BATCH, 1, 28, 28], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::randn(&[W3_BATCH, 1, 28, 28], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let y = labels(W3_BATCH, 10, &mut rng);
     (model, x, y)
 }

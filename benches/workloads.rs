@@ -112,7 +112,7 @@ fn w5_autograd_overhead() {
 fn w6_fusion() {
     const N: usize = 4_194_304;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-    let x = Tensor::randn(&[N], 0.0, 1.0, DType::F32, &mut rng).requires_grad_();
+    let x = Tensor::randn(&[N], 0.0, 1.0, DType::F32, &mut rng).unwrap().requires_grad_();
     let t = time(10, || {
         let inner = x.add(&x.pow_scalar(3.0).mul_scalar(0.044715)).expect("shapes").mul_scalar(0.797_884_56);
         let y = x.mul_scalar(0.5).mul(&inner.tanh().add_scalar(1.0)).expect("shapes");

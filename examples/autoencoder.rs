@@ -193,7 +193,8 @@ fn run() -> AnyResult<()> {
         .init(&mut rng)?;
     let vae =
         VaeConfig::new(64, &[64], 16).with_output_activation(OutputActivation::Sigmoid).init(&mut rng)?;
-    let code_check = no_grad(|| conv.encode(&Tensor::zeros(&[1, 1, 8, 8], graphgrad::autodiff::DType::F32)))?;
+    let code_check =
+        no_grad(|| conv.encode(&Tensor::zeros(&[1, 1, 8, 8], graphgrad::autodiff::DType::F32)?))?;
     println!(
         "codes: dense 16 numbers, convolutional {:?} = {} numbers{}",
         &code_check.shape()[1..],

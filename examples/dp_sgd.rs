@@ -77,7 +77,7 @@ fn main() -> AnyResult<()> {
         let grads = per_sample(&inputs)?; // each [batch, ...parameter shape]
 
         // every sample's gradient norm over all parameters, and its clipping factor
-        let mut squares = Tensor::zeros(&[batch], DType::F32);
+        let mut squares = Tensor::zeros(&[batch], DType::F32)?;
         for g in &grads {
             let axes: Vec<isize> = (1..g.rank() as isize).collect();
             squares = squares.add(&g.square().sum(&axes, false)?)?;
@@ -119,7 +119,7 @@ fn main() -> AnyResult<()> {
             shape.extend(std::iter::repeat_n(1, g.rank() - 1));
             let clipped_sum = g.mul(&factors.reshape(&shape)?)?.sum(&[0], false)?;
             let noisy =
-                clipped_sum.add(&Tensor::randn(var.shape(), 0.0, noise * clip, DType::F32, &mut rng))?;
+                clipped_sum.add(&Tensor::randn(var.shape(), 0.0, noise * clip, DType::F32, &mut rng)?)?;
             var.set(&var.sub(&noisy.mul_scalar(lr / batch as f64))?)?;
         }
     }

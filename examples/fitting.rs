@@ -47,14 +47,14 @@ fn truth(x: f64) -> f64 {
 /// [−1, 1], or when `spread`, one x uniform in each of n equal cells of [−1, 1] (training
 /// points without wide gaps, so what a network does between them is interpolation).
 fn sample(n: usize, noise: f64, spread: bool, rng: &mut ChaCha8Rng) -> AnyResult<(Tensor, Tensor)> {
-    let u = Tensor::rand(&[n, 1], 0.0, 1.0, DType::F32, rng).to_f64_vec();
+    let u = Tensor::rand(&[n, 1], 0.0, 1.0, DType::F32, rng)?.to_f64_vec();
     let xs: Vec<f32> = u
         .iter()
         .enumerate()
         .map(|(i, &u)| if spread { -1.0 + 2.0 * (i as f64 + u) / n as f64 } else { 2.0 * u - 1.0 } as f32)
         .collect();
     let x = Tensor::from_vec(xs, &[n, 1])?;
-    let eps = Tensor::randn(&[n, 1], 0.0, noise, DType::F32, rng);
+    let eps = Tensor::randn(&[n, 1], 0.0, noise, DType::F32, rng)?;
     let clean: Vec<f32> = x.to_f64_vec().iter().map(|&v| truth(v) as f32).collect();
     let y = Tensor::from_vec(clean, &[n, 1])?.add(&eps)?;
     Ok((x, y))

@@ -105,15 +105,21 @@ struct SwishMlp {
 }
 
 impl SwishMlp {
-    fn new(inputs: usize, hidden: usize, outputs: usize, beta: f64, rng: &mut ChaCha8Rng) -> SwishMlp {
+    fn new(
+        inputs: usize,
+        hidden: usize,
+        outputs: usize,
+        beta: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<SwishMlp> {
         let (s1, s2) = (1.0 / (inputs as f64).sqrt(), 1.0 / (hidden as f64).sqrt());
-        SwishMlp {
-            w1: Var::new("w1", &Tensor::rand(&[inputs, hidden], -s1, s1, DType::F64, rng)),
-            b1: Var::new("b1", &Tensor::rand(&[hidden], -s1, s1, DType::F64, rng)),
-            w2: Var::new("w2", &Tensor::rand(&[hidden, outputs], -s2, s2, DType::F64, rng)),
-            b2: Var::new("b2", &Tensor::rand(&[outputs], -s2, s2, DType::F64, rng)),
+        Ok(SwishMlp {
+            w1: Var::new("w1", &Tensor::rand(&[inputs, hidden], -s1, s1, DType::F64, rng)?),
+            b1: Var::new("b1", &Tensor::rand(&[hidden], -s1, s1, DType::F64, rng)?),
+            w2: Var::new("w2", &Tensor::rand(&[hidden, outputs], -s2, s2, DType::F64, rng)?),
+            b2: Var::new("b2", &Tensor::rand(&[outputs], -s2, s2, DType::F64, rng)?),
             beta,
-        }
+        })
     }
 
     fn parameter_tensors(&self) -> Vec<Tensor> {
@@ -161,9 +167,9 @@ fn run() -> AnyResult<()> {
 
     // Part 1: a user-defined model, checked whole.
     let (n_in, n_out) = (3, 2);
-    let model = SwishMlp::new(n_in, hidden, n_out, beta, &mut rng);
-    let x = Tensor::randn(&[batch, n_in], 0.0, 1.0, DType::F64, &mut rng);
-    let target = Tensor::randn(&[batch, n_out], 0.0, 1.0, DType::F64, &mut rng);
+    let model = SwishMlp::new(n_in, hidden, n_out, beta, &mut rng)?;
+    let x = Tensor::randn(&[batch, n_in], 0.0, 1.0, DType::F64, &mut rng)?;
+    let target = Tensor::randn(&[batch, n_out], 0.0, 1.0, DType::F64, &mut rng)?;
     println!(
         "part 1: model {n_in} → {hidden} (swish, β = {beta}) → {n_out}, log-cosh loss, batch of {batch}; loss {:.6}",
         log_cosh_loss(&model.forward(&x)?, &target)?.item()?
@@ -184,7 +190,7 @@ fn run() -> AnyResult<()> {
 
     // Part 2: a hand-written derivative, right and wrong.
     println!("\npart 2: a hand-written derivative of swish_β, plugged in as the activation's gradient");
-    let z = Tensor::randn(&[8], 0.0, 2.0, DType::F64, &mut rng);
+    let z = Tensor::randn(&[8], 0.0, 2.0, DType::F64, &mut rng)?;
     println!("  at z = {:.3?}", z.to_f64_vec());
     report("correct derivative σ(βz) + β·z·σ(βz)·(1 − σ(βz))", z.numel(), || {
         gradcheck(

@@ -95,7 +95,7 @@ struct Signals {
 }
 
 /// Sinusoids with drift and noise, then anomalies at random, non-overlapping times.
-fn generate(steps: usize, rng: &mut ChaCha8Rng) -> Signals {
+fn generate(steps: usize, rng: &mut ChaCha8Rng) -> graphgrad::autodiff::Result<Signals> {
     let mut values = vec![vec![0.0; steps]; CHANNELS];
     let mut amplitude = [0.0; CHANNELS];
     for (c, channel) in values.iter_mut().enumerate() {
@@ -104,7 +104,7 @@ fn generate(steps: usize, rng: &mut ChaCha8Rng) -> Signals {
         let phase = rng.gen_range(0.0..std::f64::consts::TAU);
         let drift = rng.gen_range(-3.0..3.0) * a / steps as f64; // up to 3 amplitudes overall
         let offset = rng.gen_range(-5.0..5.0);
-        let noise = Tensor::randn(&[steps], 0.0, 0.05 * a, DType::F64, rng).to_f64_vec();
+        let noise = Tensor::randn(&[steps], 0.0, 0.05 * a, DType::F64, rng)?.to_f64_vec();
         for (t, v) in channel.iter_mut().enumerate() {
             let tf = t as f64;
             *v = offset + a * (std::f64::consts::TAU * tf / period + phase).sin() + drift * tf + noise[t];
@@ -142,7 +142,7 @@ fn generate(steps: usize, rng: &mut ChaCha8Rng) -> Signals {
         anomalies.push(Anomaly { kind, channel, start, len });
     }
     anomalies.sort_by_key(|a| a.start);
-    Signals { values, amplitude, anomalies }
+    Ok(Signals { values, amplitude, anomalies })
 }
 
 /// One window: where it starts, its class (None when ambiguous) and the kinds it holds.
@@ -312,7 +312,7 @@ fn run() -> AnyResult<()> {
     let out = output_dir(&flags, "sensors")?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
-    let signals = generate(steps, &mut rng);
+    let signals = generate(steps, &mut rng)?;
     let count = |k: Kind| signals.anomalies.iter().filter(|a| a.kind == k).count();
     println!(
         "signals: {CHANNELS} sensors ({}) × {steps} steps; injected {} anomalies: {} spikes, {} level shifts, {} frozen",

@@ -53,7 +53,12 @@ const DEPTH: usize = 6;
 fn layers() -> Vec<Var> {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     (0..DEPTH)
-        .map(|i| Var::new(format!("w{i}"), &Tensor::randn(&[WIDTH, WIDTH], 0.0, 0.05, DType::F32, &mut rng)))
+        .map(|i| {
+            Var::new(
+                format!("w{i}"),
+                &Tensor::randn(&[WIDTH, WIDTH], 0.0, 0.05, DType::F32, &mut rng).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -77,7 +82,7 @@ fn loss(ws: &[Var], x: &Tensor, checkpointed: bool) -> graphgrad::autodiff::Resu
 }
 
 fn input() -> Tensor {
-    Tensor::randn(&[BATCH, WIDTH], 0.0, 1.0, DType::F32, &mut ChaCha8Rng::seed_from_u64(6))
+    Tensor::randn(&[BATCH, WIDTH], 0.0, 1.0, DType::F32, &mut ChaCha8Rng::seed_from_u64(6)).unwrap()
 }
 
 fn assert_close(a: &[f32], b: &[f32]) {

@@ -151,7 +151,7 @@ fn scalar_seed(t: &Tensor, op: &'static str) -> Result<Tensor> {
             what: format!("{op}: the tensor does not require grad (no input requires grad, or it was made under no_grad)"),
         });
     }
-    Ok(Tensor::ones(t.shape(), t.dtype()))
+    Tensor::ones(t.shape(), t.dtype())
 }
 
 impl Tensor {
@@ -237,8 +237,8 @@ pub fn grad_with_seeds(
             Ok(())
         },
     )?;
-    Ok(inputs
+    inputs
         .iter()
-        .map(|i| found.get(&i.id()).cloned().unwrap_or_else(|| Tensor::zeros(i.shape(), i.dtype())))
-        .collect())
+        .map(|i| found.get(&i.id()).cloned().map_or_else(|| Tensor::zeros(i.shape(), i.dtype()), Ok))
+        .collect()
 }

@@ -1,7 +1,30 @@
 //! Typed storage behind a tensor and the bridge from generic kernels to it.
 
-use graphgrad_ops::{DType, Element};
+use crate::{Error, Result};
+use graphgrad_ops::{checked_numel, DType, Element};
 use std::sync::{Arc, LazyLock};
+
+/// The element count of a new `dtype` tensor of `shape`, or [`Error::TooLarge`] naming `op` when
+/// no buffer can hold it (more elements than `usize` counts, more bytes than `isize::MAX`).
+/// Every tensor's shape passes this when it is made, so `numel` of a tensor never overflows.
+pub(crate) fn checked_len(op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
+    addressable_len(shape, dtype).ok_or_else(|| Error::TooLarge { op, shape: shape.into(), dtype })
+}
+
+/// [`checked_len`] without the error (which names the op: built only when needed).
+pub(crate) fn addressable_len(shape: &[usize], dtype: DType) -> Option<usize> {
+    checked_numel(shape).filter(|&n| n.checked_mul(dtype.size()).is_some_and(|b| b <= isize::MAX as usize))
+}
+
+/// A new vector of `shape`'s element count filled with `value`, or [`Error::TooLarge`] naming
+/// `op` when the allocator refuses the memory (an error, where `vec!` would abort the process).
+pub(crate) fn filled<T: Storage>(op: &'static str, shape: &[usize], value: T) -> Result<Vec<T>> {
+    let len = checked_len(op, shape, T::STORED)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::TooLarge { op, shape: shape.into(), dtype: T::STORED })?;
+    v.resize(len, value);
+    Ok(v)
+}
 
 /// A contiguous, row-major buffer of one element type.
 ///
@@ -82,11 +105,22 @@ impl Buffer {
         }
     }
 
-    /// A copy that shares no storage with `self`.
+    /// A copy that shares no storage with `self`, in a buffer from this thread's pool when
+    /// it holds one of that length (a compiled step's outputs and copies on write are made at
+    /// every call: fresh allocations would pile up in the pool, never reused).
     pub fn unshared(&self) -> Buffer {
+        fn copy<T: crate::pool::Pooled>(v: &[T]) -> Vec<T> {
+            match crate::pool::take(v.len()) {
+                Some(mut out) => {
+                    out.copy_from_slice(v);
+                    out
+                }
+                None => v.to_vec(),
+            }
+        }
         match self {
-            Buffer::F32(v) => Buffer::from(v.to_vec()),
-            Buffer::F64(v) => Buffer::from(v.to_vec()),
+            Buffer::F32(v) => Buffer::from(copy(v)),
+            Buffer::F64(v) => Buffer::from(copy(v)),
             Buffer::I64(v) => Buffer::from(v.to_vec()),
         }
     }
@@ -179,6 +213,9 @@ macro_rules! storage {
                 }
             }
             fn slice_mut(b: &mut Buffer) -> Option<&mut [$T]> {
+                if matches!(b, Buffer::$variant(_)) && !b.is_unshared() {
+                    *b = b.unshared(); // copy on write, into a pooled buffer
+                }
                 match b {
                     Buffer::$variant(v) => Some(Arc::make_mut(v).as_mut_slice()),
                     _ => None,

@@ -61,6 +61,16 @@ pub enum Error {
         /// Elements supplied.
         len: usize,
     },
+    /// A tensor too large to exist: its element count overflows `usize`, its bytes exceed
+    /// `isize::MAX`, or the allocator refused the memory.
+    TooLarge {
+        /// The op that was called.
+        op: &'static str,
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// Its element type.
+        dtype: DType,
+    },
     /// Named tensors do not match what they are loaded into.
     StateMismatch {
         /// Names expected but absent.
@@ -125,11 +135,25 @@ impl fmt::Display for Error {
                 write!(f, "{op}: index {index} is out of range for a dimension of size {len}")
             }
             Error::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
-            Error::DataLength { shape, len } => write!(
-                f,
-                "from_vec: {len} elements cannot fill shape {shape:?} ({} elements)",
-                shape.iter().product::<usize>()
-            ),
+            Error::DataLength { shape, len } => {
+                write!(f, "from_vec: {len} elements cannot fill shape {shape:?}")?;
+                match shape.iter().try_fold(1u128, |n, &d| n.checked_mul(d as u128)) {
+                    Some(n) => write!(f, " ({n} elements)"),
+                    None => write!(f, " (more than 2^128 elements)"),
+                }
+            }
+            Error::TooLarge { op, shape, dtype } => {
+                let elements = shape.iter().try_fold(1u128, |n, &d| n.checked_mul(d as u128));
+                let bytes = elements.and_then(|n| n.checked_mul(dtype.size() as u128));
+                match (elements, bytes) {
+                    (Some(n), Some(b)) => write!(
+                        f,
+                        "{op}: a {dtype} tensor of shape {shape:?} ({n} elements, {b} bytes) is too \
+                         large to allocate"
+                    ),
+                    _ => write!(f, "{op}: a {dtype} tensor of shape {shape:?} is too large to allocate"),
+                }
+            }
             Error::StateMismatch { missing, unexpected, mismatched } => {
                 write!(f, "load_state: state does not match")?;
                 if !missing.is_empty() {
@@ -164,7 +188,29 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// This error as reported by `op`, the op the user called, when it came from a primitive
+    /// that op is made of (`stack` is `unsqueeze` + `cat`): the message names what was called.
+    pub fn called_as(self, op: &'static str) -> Error {
+        match self {
+            Error::ShapeMismatch { lhs, rhs, .. } => Error::ShapeMismatch { op, lhs, rhs },
+            Error::DTypeMismatch { lhs, rhs, .. } => Error::DTypeMismatch { op, lhs, rhs },
+            Error::AxisOutOfRange { axis, shape, .. } => Error::AxisOutOfRange { op, axis, shape },
+            Error::IndexOutOfRange { index, len, .. } => Error::IndexOutOfRange { op, index, len },
+            Error::InvalidArgument { reason, .. } => Error::InvalidArgument { op, reason },
+            Error::TooLarge { shape, dtype, .. } => Error::TooLarge { op, shape, dtype },
+            other => other,
+        }
+    }
+}
+
 impl std::error::Error for Error {}
+
+/// Runs `f`, the body of `op`, reporting its errors as `op`'s ([`Error::called_as`]): a
+/// composite (a loss, a layer) names itself, not the primitive inside it that failed.
+pub fn reported_as<T>(op: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    f().map_err(|e| e.called_as(op))
+}
 
 /// Returns early with an [`Error::InvalidArgument`] built from a format string.
 #[macro_export]

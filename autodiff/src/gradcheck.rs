@@ -49,6 +49,14 @@ pub fn gradcheck<F>(f: F, inputs: &[Tensor], options: GradcheckOptions) -> Resul
 where
     F: Fn(&[Tensor]) -> Result<Tensor>,
 {
+    let GradcheckOptions { eps, atol, rtol } = options;
+    if !(eps.is_finite() && eps > 0.0 && atol.is_finite() && atol >= 0.0 && rtol.is_finite() && rtol >= 0.0) {
+        crate::bail!(
+            "gradcheck",
+            "eps must be finite and positive and atol, rtol finite and non-negative, got eps {eps:?}, \
+             atol {atol:?}, rtol {rtol:?}"
+        );
+    }
     for (i, x) in inputs.iter().enumerate() {
         if x.dtype() != DType::F64 {
             crate::bail!("gradcheck", "input {i} is {}, gradcheck runs in f64", x.dtype());
@@ -99,7 +107,7 @@ where
         let grads = if loss.requires_grad() {
             grad(&[loss], xs, true)?
         } else {
-            xs.iter().map(|x| Tensor::zeros(x.shape(), x.dtype())).collect()
+            xs.iter().map(|x| Tensor::zeros(x.shape(), x.dtype())).collect::<Result<_>>()?
         };
         let flat = grads.iter().map(|g| g.reshape(&[g.numel()])).collect::<Result<Vec<_>>>()?;
         Tensor::cat(&flat, 0)
@@ -146,19 +154,18 @@ where
     // each input alone, then all together (`None`)
     let cases = (0..inputs.len()).map(Some).chain((inputs.len() > 1).then_some(None));
     for case in cases {
-        let tangents: Vec<Tensor> =
-            inputs
-                .iter()
-                .zip(&directions)
-                .enumerate()
-                .map(|(i, (x, d))| {
-                    if case.is_none_or(|c| c == i) {
-                        d.clone()
-                    } else {
-                        Tensor::zeros(x.shape(), x.dtype())
-                    }
-                })
-                .collect();
+        let tangents: Vec<Tensor> = inputs
+            .iter()
+            .zip(&directions)
+            .enumerate()
+            .map(|(i, (x, d))| {
+                if case.is_none_or(|c| c == i) {
+                    Ok(d.clone())
+                } else {
+                    Tensor::zeros(x.shape(), x.dtype())
+                }
+            })
+            .collect::<Result<_>>()?;
         let (_, pushed) = func::jvp(|xs| Ok(vec![f(xs)?]), inputs, &tangents)?;
         let forward = pushed[0].to_f64_vec();
         let at = |scale: f64| -> Result<Vec<f64>> {

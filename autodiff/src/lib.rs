@@ -42,7 +42,7 @@ pub use backward::{grad, grad_with_seeds};
 pub use buffer::{Buffer, Elem, Storage};
 pub use checkpoint::{checkpoint, Segment};
 pub use compile::{compile, compile_if, compile_with, CompileOptions, Compiled, IntoOutputs, Program};
-pub use error::{Error, Result};
+pub use error::{reported_as, Error, Result};
 pub use gradcheck::{gradcheck, gradgradcheck, jvpcheck, GradcheckOptions};
 pub use graphgrad_ops::DType;
 pub use mode::{grad_enabled, no_grad, GradModeGuard};

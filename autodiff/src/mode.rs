@@ -45,10 +45,15 @@ pub(crate) fn index_lists_allowed() -> bool {
 
 /// Runs `f` with index lists allowed as trace constants (see `compile::constant_indices`).
 pub(crate) fn with_constant_indices<R>(f: impl FnOnce() -> R) -> R {
-    let previous = CONSTANT_INDICES.with(|c| c.replace(true));
-    let result = f();
-    CONSTANT_INDICES.with(|c| c.set(previous));
-    result
+    /// Restores the previous setting when dropped, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = CONSTANT_INDICES.try_with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CONSTANT_INDICES.with(|c| c.replace(true)));
+    f()
 }
 
 /// Turns tracing on until dropped (restoring the previous state), for `compile`.
@@ -106,4 +111,16 @@ impl Drop for GradModeGuard {
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     let _guard = GradModeGuard::new(false);
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_constant_indices_restores_the_setting() {
+        let caught = std::panic::catch_unwind(|| with_constant_indices(|| panic!("inside")));
+        assert!(caught.is_err());
+        assert!(!CONSTANT_INDICES.with(Cell::get), "index lists stay constants after the panic");
+    }
 }

@@ -73,12 +73,23 @@ pub(crate) fn share<T: Pooled>(data: Vec<T>) -> Arc<Vec<T>> {
 /// A buffer of `len` elements whose contents the caller overwrites, reusing a freed buffer of
 /// that length when there is one. Debug builds fill it with NaN so that a kernel which reads
 /// its output before writing all of it fails its tests instead of leaking stale values.
-pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
-    let mut v = reuse(len).unwrap_or_else(|| vec![T::ZERO; len]);
+/// `None` when the allocator refuses the memory.
+pub(crate) fn take<T: Pooled>(len: usize) -> Option<Vec<T>> {
+    let mut v = match reuse(len) {
+        Some(v) => v,
+        // small: the allocator's zeroed fast path (the size cannot be refused in practice)
+        None if len * std::mem::size_of::<T>() < MIN_POOLED_BYTES => vec![T::ZERO; len],
+        None => {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).ok()?;
+            v.resize(len, T::ZERO);
+            v
+        }
+    };
     if cfg!(debug_assertions) {
         v.fill(T::from_f64(f64::NAN));
     }
-    v
+    Some(v)
 }
 
 /// A freed buffer of exactly `len` elements, with stale contents.

@@ -66,7 +66,7 @@ impl Tensor {
 
     /// A leaf holding `buffer`, reshaped to `shape` (checked).
     pub(crate) fn leaf(buffer: Buffer, shape: &[usize], requires_grad: bool) -> Result<Tensor> {
-        if buffer.len() != numel(shape) {
+        if graphgrad_ops::checked_numel(shape) != Some(buffer.len()) {
             return Err(Error::DataLength { shape: shape.into(), len: buffer.len() });
         }
         Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, requires_grad))
@@ -126,20 +126,16 @@ impl Tensor {
             operands.push(Operand { shape: t.shape(), dtype: t.dtype() });
         }
         let out = op.infer(&operands)?;
-        let value = {
-            let mut guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 3]> = SmallVec::new();
-            for t in inputs {
-                guards.push(t.read());
-            }
+        let value = Tensor::read_all(inputs, |bufs| {
             let mut args: SmallVec<[op::Arg<'_>; 3]> = SmallVec::new();
-            for (g, t) in guards.iter().zip(inputs) {
-                args.push(op::Arg { buf: g, shape: t.shape() });
+            for (&buf, t) in bufs.iter().zip(inputs) {
+                args.push(op::Arg { buf, shape: t.shape() });
             }
             if op.checks_values() {
                 op.check_values(&args, &out.shape)?;
             }
             op.evaluate(&args, &out)
-        };
+        })?;
         let requires_grad =
             grad_enabled() && op.is_differentiable() && inputs.iter().any(|t| t.0.requires_grad);
         // While `compile` traces (or a function transform records), every op keeps its inputs
@@ -194,53 +190,76 @@ impl Tensor {
         Tensor::new_node(Op::Leaf, Inputs::new(), Shape::new(), T::wrap(vec![value]), false)
     }
 
-    /// A tensor of `shape` filled with `value`.
-    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let buffer =
-            crate::buffer::with_storage!(dtype, T => T::wrap(vec![T::cast_from_f64(value); numel(shape)]));
-        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+    /// A rank-0 tensor of `dtype` holding `value` (rounded, or truncated toward zero for i64).
+    pub fn scalar_of(value: f64, dtype: DType) -> Tensor {
+        Tensor::new_node(Op::Leaf, Inputs::new(), Shape::new(), Buffer::from_f64(dtype, &[value]), false)
+    }
+
+    /// A tensor of `shape` filled with `value`. A shape too large for memory is
+    /// [`Error::TooLarge`] (as for every constructor below).
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        Tensor::filled("full", shape, value, dtype)
     }
 
     /// Zeros of `shape`.
-    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::full(shape, 0.0, dtype)
+    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::filled("zeros", shape, 0.0, dtype)
     }
 
     /// Ones of `shape`.
-    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::full(shape, 1.0, dtype)
+    pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::filled("ones", shape, 1.0, dtype)
     }
 
-    /// Uniform samples in `[low, high)` from `rng`.
-    pub fn rand(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Tensor {
+    fn filled(op: &'static str, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        let buffer = crate::buffer::with_storage!(dtype, T => {
+            T::wrap(crate::buffer::filled(op, shape, T::cast_from_f64(value))?)
+        });
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false))
+    }
+
+    /// Uniform samples in `[low, high)` from `rng`. The bounds must be finite in `dtype`, with
+    /// `low <= high` and a finite width.
+    pub fn rand(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let in_range = |v: f64| match dtype {
+            DType::F32 => (v as f32).is_finite(),
+            DType::F64 | DType::I64 => v.is_finite(),
+        };
+        if !(low <= high && in_range(low) && in_range(high) && (high - low).is_finite()) {
+            crate::bail!("rand", "bounds {low:?}..{high:?} must be finite {dtype} values with low <= high");
+        }
         let buffer = with_dtype!(dtype, T => {
-            let mut v = vec![T::ZERO; numel(shape)];
+            let mut v = crate::buffer::filled("rand", shape, T::ZERO)?;
             random::fill_uniform(rng, &mut v, T::from_f64(low), T::from_f64(high));
             T::wrap(v)
         });
-        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false))
     }
 
-    /// Normal samples with the given mean and standard deviation from `rng`.
-    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Tensor {
+    /// Normal samples with the given mean and standard deviation from `rng`. The mean must be
+    /// finite and the standard deviation finite and non-negative.
+    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        if !(mean.is_finite() && std.is_finite() && std >= 0.0) {
+            crate::bail!("randn", "mean {mean:?} must be finite and std {std:?} finite and >= 0");
+        }
         let buffer = with_dtype!(dtype, T => {
-            let mut v = vec![T::ZERO; numel(shape)];
+            let mut v = crate::buffer::filled("randn", shape, T::ZERO)?;
             random::fill_normal(rng, &mut v, T::from_f64(mean), T::from_f64(std));
             T::wrap(v)
         });
-        Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false)
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), shape.into(), buffer, false))
     }
 
     /// `[0, 1, ..., n-1]`.
-    pub fn arange(n: usize, dtype: DType) -> Tensor {
-        let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
-        Tensor::new_node(
-            Op::Leaf,
-            Inputs::new(),
-            [n].as_slice().into(),
-            Buffer::from_f64(dtype, &values),
-            false,
-        )
+    pub fn arange(n: usize, dtype: DType) -> Result<Tensor> {
+        let buffer = crate::buffer::with_storage!(dtype, T => {
+            let mut v = crate::buffer::filled("arange", &[n], T::cast_from_f64(0.0))?;
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = T::cast_from_f64(i as f64);
+            }
+            T::wrap(v)
+        });
+        Ok(Tensor::new_node(Op::Leaf, Inputs::new(), [n].as_slice().into(), buffer, false))
     }
 
     /// A new leaf with this value that requires a gradient (`backward` fills its `.grad()`).
@@ -266,11 +285,11 @@ impl Tensor {
     ///
     /// ```
     /// use graphgrad_autodiff::{compile, DType, Tensor};
-    /// let scale = Tensor::variable(&Tensor::full(&[], 2.0, DType::F32));
+    /// let scale = Tensor::variable(&Tensor::scalar_of(2.0, DType::F32));
     /// let mut f = compile(|io: &[Tensor]| io[0].mul(&scale));
-    /// let x = Tensor::ones(&[2], DType::F32);
+    /// let x = Tensor::ones(&[2], DType::F32)?;
     /// assert_eq!(f.call(&[x.clone()])?[0].to_vec::<f32>()?, [2.0, 2.0]);
-    /// scale.assign(&Tensor::full(&[], 3.0, DType::F32))?; // read again at the next call
+    /// scale.assign(&Tensor::scalar_of(3.0, DType::F32))?; // read again at the next call
     /// assert_eq!(f.call(&[x])?[0].to_vec::<f32>()?, [3.0, 3.0]);
     /// # Ok::<(), graphgrad_autodiff::Error>(())
     /// ```
@@ -459,6 +478,49 @@ impl Tensor {
     /// Read access to the value buffer.
     pub fn read(&self) -> RwLockReadGuard<'_, Buffer> {
         self.0.value.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the values of `tensors`, in order, read-locked. Each distinct tensor is
+    /// locked once, in address order: a second read of the same lock (`x.mul(&x)`) would wait
+    /// forever behind another thread's pending write (an optimiser's step), and two threads
+    /// locking the same tensors in different orders could each hold one the other waits for.
+    pub(crate) fn read_all<T: std::borrow::Borrow<Tensor>, R>(
+        tensors: &[T],
+        f: impl FnOnce(&[&Buffer]) -> R,
+    ) -> R {
+        let t = |i: usize| tensors[i].borrow();
+        match tensors.len() {
+            // the common cases without sorting or collecting (this runs for every op)
+            0 => f(&[]),
+            1 => f(&[&t(0).read()]),
+            2 if t(0).id() == t(1).id() => {
+                let a = t(0).read();
+                f(&[&a, &a])
+            }
+            2 => {
+                let (first, second) = if t(0).id() < t(1).id() { (0, 1) } else { (1, 0) };
+                let (g, h) = (t(first).read(), t(second).read());
+                if first == 0 {
+                    f(&[&g, &h])
+                } else {
+                    f(&[&h, &g])
+                }
+            }
+            n => {
+                let mut order: SmallVec<[usize; 4]> = (0..n).collect();
+                order.sort_unstable_by_key(|&i| t(i).id());
+                let mut guards: SmallVec<[RwLockReadGuard<'_, Buffer>; 4]> = SmallVec::new();
+                let mut guard_of: SmallVec<[usize; 4]> = smallvec::smallvec![0; n];
+                for (k, &i) in order.iter().enumerate() {
+                    if k == 0 || t(order[k - 1]).id() != t(i).id() {
+                        guards.push(t(i).read());
+                    }
+                    guard_of[i] = guards.len() - 1;
+                }
+                let bufs: SmallVec<[&Buffer; 4]> = guard_of.iter().map(|&g| &*guards[g]).collect();
+                f(&bufs)
+            }
+        }
     }
 
     /// Write access to the value buffer, for kernels that update a leaf in place (optimisers).

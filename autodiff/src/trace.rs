@@ -130,7 +130,8 @@ pub(crate) fn end() -> Effects {
             // untouched since the trace began: nothing to write
             Some(g) if holder.as_ref().is_some_and(|h| h.id() == g.id()) => {}
             Some(g) => {
-                let holder = holder.unwrap_or_else(|| Tensor::variable(&Tensor::zeros(g.shape(), g.dtype())));
+                // its first value is the traced one; the program writes it at every call
+                let holder = holder.unwrap_or_else(|| Tensor::variable(&g));
                 effects.updates.push((holder.clone(), g));
                 effects.grads.push((leaf, Some(holder)));
             }

@@ -59,11 +59,11 @@ fn mlp(seed: u64) -> Mlp {
         let std = (2.0 / fan_in as f64).sqrt();
         params.push(Var::new(
             format!("w{i}"),
-            &Tensor::randn(&[fan_in, fan_out], 0.0, std, DType::F32, &mut rng),
+            &Tensor::randn(&[fan_in, fan_out], 0.0, std, DType::F32, &mut rng).unwrap(),
         ));
-        params.push(Var::new(format!("b{i}"), &Tensor::zeros(&[fan_out], DType::F32)));
+        params.push(Var::new(format!("b{i}"), &Tensor::zeros(&[fan_out], DType::F32).unwrap()));
     }
-    let momenta = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32)).collect();
+    let momenta = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32).unwrap()).collect();
     Mlp { params, momenta }
 }
 
@@ -80,7 +80,7 @@ fn loss(params: &[Var], x: &Tensor, target: &Tensor) -> Result<Tensor> {
 
 fn batch(seed: u64) -> (Tensor, Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x = Tensor::rand(&[128, 784], 0.0, 1.0, DType::F32, &mut rng);
+    let x = Tensor::rand(&[128, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let mut t = vec![0.0f32; 128 * 10];
     for row in t.chunks_mut(10) {
         row[rng.gen_range(0..10)] = 1.0;

@@ -18,7 +18,7 @@ struct Model {
 }
 
 fn var(name: &str, shape: &[usize], std: f64, rng: &mut ChaCha8Rng) -> Var {
-    Var::new(name, &Tensor::randn(shape, 0.0, std, DType::F32, rng))
+    Var::new(name, &Tensor::randn(shape, 0.0, std, DType::F32, rng).unwrap())
 }
 
 /// Mean cross-entropy of `logits` [n, c] against one-hot `target` [n, c].
@@ -116,7 +116,7 @@ fn check_model(
         options,
     );
     for it in 0..4 {
-        let x = Tensor::randn(x_shape, 0.0, 1.0, DType::F32, &mut rng);
+        let x = Tensor::randn(x_shape, 0.0, 1.0, DType::F32, &mut rng).unwrap();
         let t = one_hot(x_shape[0], classes, &mut rng);
         // eager
         let loss = (eager.loss)(&eager.params, &x, &t).unwrap();

@@ -64,7 +64,7 @@ fn jvp_matches_central_differences_and_does_not_run_backward() -> Result<()> {
     let (ys, ts) = func::jvp(|v| Ok(vec![f(v)?]), &inputs, &tangents)?;
     close(&ys[0], &f(&inputs)?, 1e-12);
     // J·t = Σ_i J_i·t_i from the numeric Jacobians
-    let mut want = Tensor::zeros(ys[0].shape(), DType::F64);
+    let mut want = Tensor::zeros(ys[0].shape(), DType::F64)?;
     for (i, t) in tangents.iter().enumerate() {
         let j = numeric_jacobian(&f, &inputs, i);
         let jt = j.reshape(&[ys[0].numel(), t.numel()])?.matmul(&t.reshape(&[t.numel()])?)?;
@@ -344,7 +344,7 @@ fn nested_vmap_and_vmap_of_jvp_match_loops() -> Result<()> {
     let w = randn(&[3, 2], 42);
     let (xs, ts) = (randn(&[4, 3], 43), randn(&[4, 3], 44));
     let in_axes = [Some(0), None, Some(0), Some(0)];
-    let inputs = [xs, w, ts, Tensor::zeros(&[4, 3, 2], DType::F64)];
+    let inputs = [xs, w, ts, Tensor::zeros(&[4, 3, 2], DType::F64)?];
     let got = func::vmap(jvp_one, &in_axes, &[0])(&inputs)?;
     close(&got[0], &looped(&jvp_one, &inputs, &in_axes)[0], 1e-12);
     Ok(())
@@ -360,7 +360,7 @@ fn vmap_moves_axes_and_shares_random_draws() -> Result<()> {
     // a draw inside the mapped function is the same for every sample
     let generator = Generator::new(3);
     let noisy = |v: &[Tensor]| Ok(vec![v[0].add(&generator.uniform(&[2], DType::F64)?)?]);
-    let zeros = Tensor::zeros(&[4, 2], DType::F64);
+    let zeros = Tensor::zeros(&[4, 2], DType::F64)?;
     let y = func::vmap(noisy, &[Some(0)], &[0])(&[zeros])?.remove(0).to_f64_vec();
     assert!(y[0] != y[1] && (0..4).all(|b| y[2 * b..2 * b + 2] == y[..2]), "{y:?}");
     Ok(())

@@ -15,10 +15,10 @@ fn resident_kib() -> Option<u64> {
 #[test]
 fn training_loop_memory_does_not_grow() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let w1 = Var::new("w1", &Tensor::randn(&[8, 16], 0.0, 0.3, DType::F32, &mut rng));
-    let w2 = Var::new("w2", &Tensor::randn(&[16, 1], 0.0, 0.3, DType::F32, &mut rng));
-    let x = Tensor::randn(&[4, 8], 0.0, 1.0, DType::F32, &mut rng);
-    let y = Tensor::randn(&[4, 1], 0.0, 1.0, DType::F32, &mut rng);
+    let w1 = Var::new("w1", &Tensor::randn(&[8, 16], 0.0, 0.3, DType::F32, &mut rng).unwrap());
+    let w2 = Var::new("w2", &Tensor::randn(&[16, 1], 0.0, 0.3, DType::F32, &mut rng).unwrap());
+    let x = Tensor::randn(&[4, 8], 0.0, 1.0, DType::F32, &mut rng).unwrap();
+    let y = Tensor::randn(&[4, 1], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let step = || {
         let h = x.matmul(&w1).unwrap().tanh();
         let loss = h.matmul(&w2).unwrap().sub(&y).unwrap().square().mean_all().unwrap();

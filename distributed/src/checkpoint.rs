@@ -89,7 +89,7 @@ mod tests {
         let path = dir.join("c.ggck");
         let built = std::sync::atomic::AtomicUsize::new(0);
         let loaded = ThreadGroup::run(3, |g| -> Result<Vec<f32>> {
-            let w = Var::new("w", &Tensor::full(&[2], g.rank() as f64 + 1.0, DType::F32));
+            let w = Var::new("w", &Tensor::full(&[2], g.rank() as f64 + 1.0, DType::F32)?);
             let model = vec![("w".to_string(), w.clone())];
             save_checkpoint(&g, &path, || {
                 built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

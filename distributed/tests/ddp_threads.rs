@@ -139,7 +139,7 @@ fn misuse_is_reported() {
     // a second backward of the same forward would add unaveraged gradients
     let err = out.backward().unwrap_err().to_string();
     assert!(err.contains("a second backward after one forward"), "{err}");
-    let err = ddp.average_gradients(&[Tensor::zeros(&[1], DType::F32)]).unwrap_err().to_string();
+    let err = ddp.average_gradients(&[Tensor::zeros(&[1], DType::F32).unwrap()]).unwrap_err().to_string();
     assert!(err.contains("1 gradients for 2 parameters"), "{err}");
     let zero = DdpConfig::default().bucket_bytes(0);
     let err = DistributedDataParallel::new(common::Mlp::new(1, 4, 0.0), group.clone(), zero).err().unwrap();
@@ -155,7 +155,7 @@ fn buckets_start_while_backward_runs() {
         let ddp = DistributedDataParallel::new(common::Mlp::new(1, 256, 0.0), group, config)?;
         assert!(ddp.overlaps());
         assert!(ddp.buckets().len() >= 3, "{} buckets", ddp.buckets().len());
-        let x = Tensor::ones(&[64, common::FEATURES], DType::F32);
+        let x = Tensor::ones(&[64, common::FEATURES], DType::F32)?;
         ddp.forward(&x)?.square().mean_all()?.backward()?;
         Ok(ddp.timeline())
     })

@@ -22,7 +22,7 @@ use graphgrad_autodiff::{func, Error, Result, Tensor};
 /// let grads = func::grad(|p: &[Tensor]| {
 ///     let given: Vec<(String, Tensor)> = names.iter().cloned().zip(p.iter().cloned()).collect();
 ///     functional_call(&layer, &given, &x)?.sum_all()
-/// })(&[Tensor::zeros(&[1, 2], DType::F64), Tensor::zeros(&[1], DType::F64)])?;
+/// })(&[Tensor::zeros(&[1, 2], DType::F64)?, Tensor::zeros(&[1], DType::F64)?])?;
 /// assert_eq!(grads[0].to_vec::<f64>()?, [3.0, -1.0]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```

@@ -78,8 +78,12 @@ pub fn fans(shape: &[usize]) -> Result<(usize, usize)> {
     if shape.len() < 2 {
         bail!("init", "fan in and fan out need a shape of rank >= 2, got {shape:?}");
     }
-    let receptive = numel(&shape[2..]);
-    Ok((shape[1] * receptive, shape[0] * receptive))
+    let fan =
+        |channels: usize| graphgrad_ops::checked_numel(&shape[2..]).and_then(|r| r.checked_mul(channels));
+    match (fan(shape[1]), fan(shape[0])) {
+        (Some(fan_in), Some(fan_out)) => Ok((fan_in, fan_out)),
+        _ => bail!("init", "the fans of shape {shape:?} overflow"),
+    }
 }
 
 fn nonzero_fan(fan: usize, shape: &[usize]) -> Result<f64> {
@@ -91,18 +95,12 @@ fn nonzero_fan(fan: usize, shape: &[usize]) -> Result<f64> {
 
 /// Samples from U(`low`, `high`).
 pub fn uniform(shape: &[usize], low: f64, high: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-    if low > high || !low.is_finite() || !high.is_finite() {
-        bail!("init::uniform", "bounds must be finite with low <= high, got [{low}, {high})");
-    }
-    Ok(Tensor::rand(shape, low, high, dtype, rng))
+    Tensor::rand(shape, low, high, dtype, rng).map_err(|e| e.called_as("init::uniform"))
 }
 
 /// Samples from N(`mean`, `std`²).
 pub fn normal(shape: &[usize], mean: f64, std: f64, dtype: DType, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-    if std < 0.0 || !std.is_finite() || !mean.is_finite() {
-        bail!("init::normal", "mean must be finite and std finite and >= 0, got mean {mean}, std {std}");
-    }
-    Ok(Tensor::randn(shape, mean, std, dtype, rng))
+    Tensor::randn(shape, mean, std, dtype, rng).map_err(|e| e.called_as("init::normal"))
 }
 
 /// Glorot uniform: U(−a, a) with a = gain·√(6 / (fan_in + fan_out)).
@@ -173,9 +171,9 @@ pub fn orthogonal(shape: &[usize], gain: f64, dtype: DType, rng: &mut ChaCha8Rng
     let rows = shape[0];
     let cols = numel(&shape[1..]);
     if rows == 0 || cols == 0 {
-        return Ok(Tensor::zeros(shape, dtype));
+        return Tensor::zeros(shape, dtype);
     }
-    let flat = Tensor::randn(&[rows, cols], 0.0, 1.0, DType::F64, rng).to_f64_vec();
+    let flat = Tensor::randn(&[rows, cols], 0.0, 1.0, DType::F64, rng)?.to_f64_vec();
     // Work on the tall orientation: a [m, n] matrix with m >= n, stored column by column.
     let (m, n) = (rows.max(cols), rows.min(cols));
     let mut columns: Vec<Vec<f64>> = (0..n)

@@ -94,11 +94,16 @@ impl ConfusionMatrix {
         if num_classes == 0 {
             bail!("ConfusionMatrix", "num_classes must be positive");
         }
-        Ok(ConfusionMatrix {
-            num_classes,
-            counts: vec![0; num_classes * num_classes],
-            labels: (0..num_classes).map(|c| c.to_string()).collect(),
-        })
+        let mut counts = Vec::new();
+        let cells = num_classes.checked_mul(num_classes);
+        if cells.is_none_or(|n| n > isize::MAX as usize / 8 || counts.try_reserve_exact(n).is_err()) {
+            bail!(
+                "ConfusionMatrix",
+                "a {num_classes}×{num_classes} matrix of counts is too large to allocate"
+            );
+        }
+        counts.resize(num_classes * num_classes, 0);
+        Ok(ConfusionMatrix { num_classes, counts, labels: (0..num_classes).map(|c| c.to_string()).collect() })
     }
 
     /// The matrix of `predicted` against `target` (same length, values `< num_classes`).

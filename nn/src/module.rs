@@ -83,7 +83,7 @@ impl dyn Visitor + '_ {
 /// let net = Net {
 ///     hidden: LinearConfig::new(3, 2).init(&mut rng)?,
 ///     dropout: DropoutConfig::new(0.5).init(&mut rng)?,
-///     scale: Var::new("scale", &Tensor::ones(&[2], graphgrad_autodiff::DType::F32)),
+///     scale: Var::new("scale", &Tensor::ones(&[2], graphgrad_autodiff::DType::F32)?),
 /// };
 /// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["hidden.weight", "hidden.bias", "scale"]);

@@ -66,8 +66,8 @@ fn net(seed: u64) -> Net {
         blocks: vec![block(&mut rng, 0), block(&mut rng, 1)],
         dropout: DropoutConfig::new(0.3).init(&mut rng).unwrap(),
         head: Some(LinearConfig::new(width, 2).with_dtype(f64).init(&mut rng).unwrap()),
-        scale: Var::new("scale", &Tensor::ones(&[2], f64)),
-        calls: Var::new("calls", &Tensor::zeros(&[], f64)),
+        scale: Var::new("scale", &Tensor::ones(&[2], f64).unwrap()),
+        calls: Var::new("calls", &Tensor::zeros(&[], f64).unwrap()),
         noisy: Flag::new(true),
         noise: Generator::new(seed + 100),
         width,
@@ -162,6 +162,6 @@ fn tuple_fields_are_named_by_index_and_boxes_are_modules() {
     let boxed: Box<dyn Module> = Box::new(pair);
     let names: Vec<String> = boxed.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["0.weight", "0.bias"]);
-    let y = boxed.forward(&Tensor::ones(&[1, 2], DType::F32)).unwrap();
+    let y = boxed.forward(&Tensor::ones(&[1, 2], DType::F32).unwrap()).unwrap();
     assert_eq!(y.shape(), &[1, 2]);
 }

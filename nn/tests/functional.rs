@@ -58,10 +58,10 @@ fn per_sample_gradients_of_a_model_match_a_loop_of_backward_passes() -> Result<(
 #[test]
 fn unknown_names_and_wrong_shapes_are_errors() -> Result<()> {
     let layer = LinearConfig::new(2, 1).with_dtype(DType::F64).init(&mut ChaCha8Rng::seed_from_u64(1))?;
-    let x = Tensor::zeros(&[1, 2], DType::F64);
-    let unknown = functional_call(&layer, &[("wieght".into(), Tensor::zeros(&[1, 2], DType::F64))], &x);
+    let x = Tensor::zeros(&[1, 2], DType::F64)?;
+    let unknown = functional_call(&layer, &[("wieght".into(), Tensor::zeros(&[1, 2], DType::F64)?)], &x);
     assert!(unknown.unwrap_err().to_string().contains("wieght"));
-    let shape = functional_call(&layer, &[("weight".into(), Tensor::zeros(&[2, 1], DType::F64))], &x);
+    let shape = functional_call(&layer, &[("weight".into(), Tensor::zeros(&[2, 1], DType::F64)?)], &x);
     let message = shape.unwrap_err().to_string();
     assert!(message.contains("[1, 2]") && message.contains("[2, 1]"), "{message}");
     Ok(())

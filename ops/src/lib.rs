@@ -38,4 +38,7 @@ pub mod threads;
 pub mod unary;
 
 pub use element::{DType, Element};
-pub use shape::{broadcast_shapes, broadcast_strides, contiguous_strides, numel, split_at_axis, Shape};
+pub use shape::{
+    broadcast_shapes, broadcast_strides, checked_numel, checked_window_len, contiguous_strides, numel,
+    split_at_axis, Shape,
+};

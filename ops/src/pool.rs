@@ -82,6 +82,23 @@ impl Pool2dGeometry {
         self.batch * self.channels * self.out_h() * self.out_w()
     }
 
+    /// Whether every length the kernels derive from this geometry (padded sizes, the buffers)
+    /// fits in `usize`, kernel and stride being positive: kernels take only such geometries.
+    pub fn is_representable(&self) -> bool {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        if k.0 == 0 || k.1 == 0 || s.0 == 0 || s.1 == 0 {
+            return false;
+        }
+        let (Some(out_h), Some(out_w)) = (
+            crate::checked_window_len(self.in_h, k.0, s.0, p.0, 1),
+            crate::checked_window_len(self.in_w, k.1, s.1, p.1, 1),
+        ) else {
+            return false;
+        };
+        crate::checked_numel(&[self.batch, self.channels, self.in_h, self.in_w]).is_some()
+            && crate::checked_numel(&[self.batch, self.channels, out_h, out_w]).is_some()
+    }
+
     fn check(&self, x_len: usize, y_len: usize) {
         assert!(
             self.stride.0 >= 1 && self.stride.1 >= 1,

@@ -7,9 +7,36 @@ use smallvec::SmallVec;
 /// Dimension sizes, outermost first. Inline up to rank 6.
 pub type Shape = SmallVec<[usize; 6]>;
 
-/// Number of elements of a shape (1 for a scalar, 0 when any dimension is 0).
+/// Number of elements of a shape (1 for a scalar, 0 when any dimension is 0). The shape must
+/// be one [`checked_numel`] accepts: every tensor's is, as its constructor checked it.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// Number of elements of a shape, or `None` when the count does not fit in `usize`. A shape
+/// with a zero dimension has no elements, however large its other dimensions.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) => Some(n),
+        None if shape.contains(&0) => Some(0),
+        None => None,
+    }
+}
+
+/// Output length of a sliding window along one axis: `(input + 2·padding − span) / stride + 1`
+/// with `span = dilation·(kernel − 1) + 1` (0 when the padded input is shorter than the span),
+/// or `None` when a length on the way does not fit in `usize`. `stride` must be positive. The
+/// one rule for convolutions and pooling: a geometry it accepts computes without overflow.
+pub fn checked_window_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let padded = padding.checked_mul(2)?.checked_add(input)?;
+    let span = dilation.checked_mul(kernel.saturating_sub(1))?.checked_add(1)?;
+    Some(if padded < span { 0 } else { (padded - span) / stride + 1 })
 }
 
 /// Row-major strides (in elements) of a contiguous buffer of this shape.
@@ -77,5 +104,24 @@ mod tests {
         assert_eq!(contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
         assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]).as_slice(), &[0, 1, 0]);
         assert_eq!(split_at_axis(&[2, 3, 4], 1), (2, 3, 4));
+    }
+
+    #[test]
+    fn checked_numel_refuses_counts_past_usize() {
+        assert_eq!(checked_numel(&[2, 3]), Some(6));
+        assert_eq!(checked_numel(&[]), Some(1));
+        assert_eq!(checked_numel(&[1 << 32, 1 << 32]), None);
+        assert_eq!(checked_numel(&[(1 << 63) + 1, 2]), None);
+        assert_eq!(checked_numel(&[usize::MAX, usize::MAX, 0]), Some(0));
+    }
+
+    #[test]
+    fn window_lengths_are_checked() {
+        // (5 + 2·1 − 3) / 2 + 1 = 3
+        assert_eq!(checked_window_len(5, 3, 2, 1, 1), Some(3));
+        // (4 − (2·(3 − 1) + 1)) < 0: the dilated kernel does not fit
+        assert_eq!(checked_window_len(4, 3, 1, 0, 2), Some(0));
+        assert_eq!(checked_window_len(4, 3, 1, usize::MAX / 2 + 1, 1), None);
+        assert_eq!(checked_window_len(4, 3, 1, 0, usize::MAX), None);
     }
 }

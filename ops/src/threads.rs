@@ -13,13 +13,26 @@ use std::sync::Once;
 /// compute a share of their work on it. Only the first call counts, and it acts only when made
 /// from the main thread before the global pool exists: an application that configured the pool
 /// keeps its configuration, and other threads use the pool as before (while the main thread is
-/// busy outside a kernel, theirs run on the other workers). Cheap after the first call.
+/// busy outside a kernel, theirs run on the other workers). A pool of one thread is left to
+/// rayon: its only worker would be the main thread, and a kernel called from another thread
+/// while the main thread waits (in `join`, say) would wait for it forever. Cheap after the
+/// first call.
 pub fn adopt_main_thread() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        if std::thread::current().name() == Some("main") {
+        if std::thread::current().name() == Some("main") && pool_size() > 1 {
             // Fails, leaving everything as it was, when the global pool already exists.
             let _ = rayon::ThreadPoolBuilder::new().use_current_thread().build_global();
         }
     });
+}
+
+/// The number of threads rayon's global pool will have: `RAYON_NUM_THREADS` when it is a
+/// positive number, else one per core.
+fn pool_size() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

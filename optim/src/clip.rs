@@ -92,7 +92,7 @@ mod tests {
 
     fn var_with_grad(name: &str, grad: Vec<f64>) -> (String, Var) {
         let n = grad.len();
-        let var = Var::new(name, &Tensor::zeros(&[n], graphgrad_autodiff::DType::F64));
+        let var = Var::new(name, &Tensor::zeros(&[n], graphgrad_autodiff::DType::F64).unwrap());
         replace_grad(&var, &Tensor::from_vec(grad, &[n]).unwrap()).unwrap();
         (name.to_string(), var)
     }

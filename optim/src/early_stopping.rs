@@ -94,6 +94,15 @@ impl EarlyStopping {
         self.best.map(|(_, e)| e)
     }
 
+    /// Errors unless the settings are usable: `min_delta` finite (a NaN would make no metric an
+    /// improvement, and stop training while it improves).
+    pub fn check(&self) -> Result<()> {
+        if !self.min_delta.is_finite() {
+            crate::error::invalid!("EarlyStopping", "min_delta must be finite, got {:?}", self.min_delta);
+        }
+        Ok(())
+    }
+
     /// Epochs in a row without improvement.
     pub fn bad_epochs(&self) -> u64 {
         self.bad_epochs
@@ -104,6 +113,7 @@ impl EarlyStopping {
     /// weights, unless disabled). A NaN or infinite metric is an error
     /// ([`Error::Diverged`]) and changes nothing.
     pub fn observe(&mut self, epoch: u64, metric: f64, params: &[(String, Var)]) -> Result<bool> {
+        self.check()?;
         if !metric.is_finite() {
             return Err(Error::Diverged { what: "validation metric", value: metric, epoch, step: 0 });
         }

@@ -56,6 +56,16 @@ pub enum Error {
         /// The global norm (NaN or inf), when the op computed one.
         norm: Option<f64>,
     },
+    /// A step with finite gradients made a weight NaN or infinite (an update too large for
+    /// the weight's type): the weights hold that step's values.
+    NonFiniteUpdate {
+        /// The first parameter whose new value is not finite.
+        param: String,
+        /// The epoch it happened in.
+        epoch: u64,
+        /// The optimiser step it happened at.
+        step: u64,
+    },
     // ---- files ----
     /// An operating-system I/O error on a file.
     Io {
@@ -198,6 +208,11 @@ impl fmt::Display for Error {
                 }
                 write!(f, "; no gradient or weight was changed")
             }
+            Error::NonFiniteUpdate { param, epoch, step } => write!(
+                f,
+                "step_if_finite: the update at epoch {epoch}, step {step} made `{param}` non-finite \
+                 (gradients were finite; the step is too large for the weights' type)"
+            ),
             Error::Io { action, path, source } => {
                 write!(f, "{}: cannot {action}: {source}", path.display())
             }
@@ -240,7 +255,7 @@ pub(crate) use invalid;
 /// Checks that a hyper-parameter is finite and within `[low, high]`.
 pub(crate) fn check_range(what: &'static str, name: &str, value: f64, low: f64, high: f64) -> Result<()> {
     if !(value.is_finite() && value >= low && value <= high) {
-        invalid!(what, "{name} must be in [{low}, {high}], got {value}");
+        invalid!(what, "{name} must be in [{low:?}, {high:?}], got {value:?}");
     }
     Ok(())
 }

@@ -1,7 +1,16 @@
-//! Replacing a parameter's accumulated gradient (what clipping needs).
+//! Replacing a parameter's accumulated gradient (what clipping needs), and a value scan.
 
 use crate::Result;
-use graphgrad_autodiff::{Tensor, Var};
+use graphgrad_autodiff::{Buffer, Tensor, Var};
+
+/// True when no element is NaN or infinite.
+pub(crate) fn all_finite(buffer: &Buffer) -> bool {
+    match buffer {
+        Buffer::F32(v) => v.iter().all(|g| g.is_finite()),
+        Buffer::F64(v) => v.iter().all(|g| g.is_finite()),
+        Buffer::I64(_) => true,
+    }
+}
 
 /// Makes `value` (same shape and dtype as `var`) the accumulated gradient of `var`.
 pub(crate) fn replace_grad(var: &Var, value: &Tensor) -> Result<()> {

@@ -99,6 +99,9 @@ impl Slots {
     }
 }
 
+/// The most updates a parameter's step count holds exactly (it is an f64 variable).
+const MAX_STEPS: u64 = 1 << 53;
+
 fn step_variable(step: u64) -> Tensor {
     Tensor::variable(&Tensor::scalar(step as f64))
 }
@@ -133,13 +136,22 @@ impl<R: UpdateRule> ParamOptimizer<R> {
         Ok(optimizer)
     }
 
-    /// Adds a group (validated; its names must not clash with existing ones).
+    /// Adds a group (validated; its names must not clash with existing ones, and none of its
+    /// parameters may be in a group already: it would be updated twice per step).
     pub fn add_param_group(&mut self, group: ParamGroup<R>) -> Result<()> {
         group.config.validate()?;
         let mut seen: BTreeSet<&str> = self.names().collect();
-        for (name, _) in &group.params {
+        let mut ids: BTreeMap<usize, &str> =
+            self.groups.iter().flat_map(|g| g.params.iter().map(|(n, v)| (v.id(), n.as_str()))).collect();
+        for (name, var) in &group.params {
             if !seen.insert(name) {
                 invalid!(R::NAME, "parameter name `{name}` appears more than once");
+            }
+            if let Some(other) = ids.insert(var.id(), name) {
+                invalid!(
+                    R::NAME,
+                    "parameter `{name}` is the same tensor as `{other}`: it would be updated twice"
+                );
             }
         }
         self.lrs.push(lr_variable(group.config.lr()));
@@ -254,22 +266,22 @@ fn update_elements<R: UpdateRule, T: Elem>(
     }
 }
 
-fn new_slots<R: UpdateRule>(rule: &R, dtype: DType, shape: &[usize]) -> Slots {
-    Slots {
+fn new_slots<R: UpdateRule>(rule: &R, dtype: DType, shape: &[usize]) -> Result<Slots> {
+    Ok(Slots {
         step: step_variable(0),
-        buffers: (0..R::SLOTS.len()).map(|i| new_slot(rule, i, dtype, shape)).collect(),
-    }
+        buffers: (0..R::SLOTS.len()).map(|i| new_slot(rule, i, dtype, shape)).collect::<Result<_>>()?,
+    })
 }
 
 /// Slot `i` as a variable of the parameter's shape: its initial value if the configuration
 /// uses it, else empty.
-fn new_slot<R: UpdateRule>(rule: &R, i: usize, dtype: DType, shape: &[usize]) -> Tensor {
+fn new_slot<R: UpdateRule>(rule: &R, i: usize, dtype: DType, shape: &[usize]) -> Result<Tensor> {
     let value = if rule.uses_slot(i) {
-        rule.initial_slot_value(i)
+        Tensor::full(shape, rule.initial_slot_value(i), dtype)?
     } else {
-        return Tensor::variable(&Tensor::zeros(&[0], dtype));
+        Tensor::zeros(&[0], dtype)?
     };
-    Tensor::variable(&Tensor::full(shape, value, dtype))
+    Ok(Tensor::variable(&value))
 }
 
 /// One eager update of `var` (whose gradient is `grad`) with its slots, at step `t`.
@@ -312,7 +324,7 @@ fn apply_traced<R: UpdateRule>(rule: &R, lr: &Tensor, var: &Var, grad: &Tensor, 
         .buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| if rule.uses_slot(i) { b.clone() } else { Tensor::zeros(&[], dtype) })
+        .map(|(i, b)| if rule.uses_slot(i) { b.clone() } else { Tensor::scalar_of(0.0, dtype) })
         .collect();
     let p = rule.update(&k, var.tensor(), grad, &mut values);
     var.set(&p)?;
@@ -354,16 +366,18 @@ impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
             for (name, var) in &group.params {
                 let Some(grad) = var.grad() else { continue };
                 let numel = var.numel();
-                let slots = self
-                    .state
-                    .entry(name.clone())
-                    .or_insert_with(|| new_slots(&group.config, var.dtype(), var.shape()));
+                let slots = match self.state.entry(name.clone()) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(new_slots(&group.config, var.dtype(), var.shape())?)
+                    }
+                };
                 // A configuration changed since the state was made (amsgrad switched on, say)
                 // gets its newly used slots here, so kernels always see full-length slots.
                 for (i, buffer) in slots.buffers.iter_mut().enumerate() {
                     let len = if group.config.uses_slot(i) { numel } else { 0 };
                     if buffer.numel() != len {
-                        *buffer = new_slot(&group.config, i, var.dtype(), var.shape());
+                        *buffer = new_slot(&group.config, i, var.dtype(), var.shape())?;
                     }
                 }
                 if tracing {
@@ -522,7 +536,7 @@ impl<R: UpdateRule> ParamOptimizer<R> {
                 let used = config.uses_slot(i);
                 match saved.slots.get(*slot) {
                     None if used => missing.push(format!("`{name}` slot `{slot}`")),
-                    None => buffers.push(Tensor::variable(&Tensor::zeros(&[0], var.dtype()))),
+                    None => buffers.push(Tensor::variable(&Tensor::zeros(&[0], var.dtype())?)),
                     Some(t)
                         if t.shape != var.shape()
                             || t.dtype() != var.dtype()
@@ -545,6 +559,9 @@ impl<R: UpdateRule> ParamOptimizer<R> {
             }
             for slot in saved.slots.keys().filter(|s| !R::SLOTS.contains(&s.as_str())) {
                 unexpected.push(format!("`{name}` slot `{slot}`"));
+            }
+            if saved.step > MAX_STEPS {
+                mismatched.push(format!("`{name}` step {} (at most 2^53: steps count in f64)", saved.step));
             }
             slots.insert(name.clone(), Slots { step: step_variable(saved.step), buffers });
         }

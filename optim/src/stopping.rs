@@ -5,6 +5,7 @@
 //! next update would write NaN into the weights. [`check_loss`] and [`step_if_finite`] catch
 //! it before the optimiser runs, so the weights stay those of the last good step.
 
+use crate::grad::all_finite;
 use crate::{EarlyStopping, Error, Optimizer, Result};
 use graphgrad_autodiff::{DType, Tensor, Var};
 use std::fmt;
@@ -61,11 +62,18 @@ pub fn check_loss(loss: f64, epoch: u64, step: u64) -> Result<()> {
 }
 
 /// Steps `optimizer` only when `loss` and every gradient are finite; otherwise returns the
-/// error and leaves every weight as it was.
+/// error and leaves every weight as it was. A step that makes a weight non-finite all the same
+/// (finite gradients, an update too large for the weight's type) is
+/// [`Error::NonFiniteUpdate`]: the weights then hold that step's values.
 pub fn step_if_finite(optimizer: &mut dyn Optimizer, loss: f64, epoch: u64, step: u64) -> Result<()> {
     check_loss(loss, epoch, step)?;
-    check_gradients_finite(&optimizer.named_parameters())?;
-    optimizer.step()
+    let params = optimizer.named_parameters();
+    check_gradients_finite(&params)?;
+    optimizer.step()?;
+    match params.into_iter().find(|(_, var)| var.grad().is_some() && !all_finite(&var.read())) {
+        Some((param, _)) => Err(Error::NonFiniteUpdate { param, epoch, step }),
+        None => Ok(()),
+    }
 }
 
 /// An error naming the first parameter whose gradient holds a NaN or an infinity. Inside a

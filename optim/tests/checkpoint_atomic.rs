@@ -19,7 +19,7 @@ const ELEMENTS: usize = 1 << 21;
 
 fn checkpoint(iteration: u64) -> Checkpoint {
     let mut state = StateDict::new();
-    state.insert("big".into(), Tensor::full(&[ELEMENTS], iteration as f64, DType::F32));
+    state.insert("big".into(), Tensor::full(&[ELEMENTS], iteration as f64, DType::F32).unwrap());
     Checkpoint::from_state_dict(&state)
         .with_progress(iteration, iteration)
         .with_metadata("iteration", iteration.to_string())

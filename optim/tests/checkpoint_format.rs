@@ -24,7 +24,7 @@ fn model(shapes: &[(&str, &[usize])], dtype: DType, seed: u64) -> Vec<(String, V
     shapes
         .iter()
         .map(|(name, shape)| {
-            (name.to_string(), Var::new(*name, &Tensor::randn(shape, 0.0, 1.0, dtype, &mut rng)))
+            (name.to_string(), Var::new(*name, &Tensor::randn(shape, 0.0, 1.0, dtype, &mut rng).unwrap()))
         })
         .collect()
 }
@@ -72,7 +72,7 @@ fn round_trip_through_a_file_keeps_every_part() {
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), FORMAT_VERSION);
     // Restoring into the live model after it drifted brings back the saved values.
     let saved = params[0].1.to_vec::<f32>().unwrap();
-    params[0].1.set(&Tensor::zeros(&[3, 4], DType::F32)).unwrap();
+    params[0].1.set(&Tensor::zeros(&[3, 4], DType::F32).unwrap()).unwrap();
     back.restore_model(&params).unwrap();
     assert_eq!(params[0].1.to_vec::<f32>().unwrap(), saved);
     let mut rng = back.rng().unwrap();

@@ -220,8 +220,8 @@ fn state_round_trip_continues_bit_identically() {
 
 #[test]
 fn loading_mismatched_state_lists_what_differs_and_changes_nothing() {
-    let a = ("a".to_string(), Var::new("a", &Tensor::zeros(&[2, 3], DType::F32)));
-    let b = ("b".to_string(), Var::new("b", &Tensor::zeros(&[4], DType::F32)));
+    let a = ("a".to_string(), Var::new("a", &Tensor::zeros(&[2, 3], DType::F32).unwrap()));
+    let b = ("b".to_string(), Var::new("b", &Tensor::zeros(&[4], DType::F32).unwrap()));
     let mut opt = Adam::new(vec![a.clone(), b.clone()], AdamConfig::new(0.1)).unwrap();
     set_grad(&a.1, &[1.0; 6]);
     set_grad(&b.1, &[1.0; 4]);
@@ -234,8 +234,8 @@ fn loading_mismatched_state_lists_what_differs_and_changes_nothing() {
     assert!(err.contains("cannot load state saved by Adam into SGD"), "{err}");
 
     // Other names and shapes.
-    let a2 = ("a".to_string(), Var::new("a", &Tensor::zeros(&[3, 2], DType::F32)));
-    let c = ("c".to_string(), Var::new("c", &Tensor::zeros(&[4], DType::F32)));
+    let a2 = ("a".to_string(), Var::new("a", &Tensor::zeros(&[3, 2], DType::F32).unwrap()));
+    let c = ("c".to_string(), Var::new("c", &Tensor::zeros(&[4], DType::F32).unwrap()));
     let mut other = Adam::new(vec![a2, c], AdamConfig::new(0.5)).unwrap();
     let before = other.state();
     let err = other.load_state(&state).unwrap_err();
@@ -255,7 +255,7 @@ fn loading_mismatched_state_lists_what_differs_and_changes_nothing() {
 
 #[test]
 fn switching_amsgrad_on_mid_run_allocates_its_slot() {
-    let w = ("w".to_string(), Var::new("w", &Tensor::ones(&[3], DType::F64)));
+    let w = ("w".to_string(), Var::new("w", &Tensor::ones(&[3], DType::F64).unwrap()));
     let mut opt = Adam::new(vec![w.clone()], AdamConfig::new(0.1)).unwrap();
     set_grad(&w.1, &[1.0, 2.0, 3.0]);
     opt.step().unwrap();

@@ -46,7 +46,10 @@ impl Run {
     fn new(init_seed: u64) -> Run {
         let mut init = ChaCha8Rng::seed_from_u64(init_seed);
         let mut var = |name: &str, shape: &[usize], std: f64| {
-            (name.to_string(), Var::new(name, &Tensor::randn(shape, 0.0, std, DType::F32, &mut init)))
+            (
+                name.to_string(),
+                Var::new(name, &Tensor::randn(shape, 0.0, std, DType::F32, &mut init).unwrap()),
+            )
         };
         let params = vec![
             var("w1", &[4, 16], 0.5),

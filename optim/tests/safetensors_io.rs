@@ -16,7 +16,7 @@ fn state() -> StateDict {
     );
     s.insert("enc.bias".into(), Tensor::from_vec(vec![0.1f64, -1e300, 7.0], &[3]).unwrap());
     s.insert("scale".into(), Tensor::scalar(2.5f32));
-    s.insert("empty".into(), Tensor::zeros(&[0, 4], DType::F64));
+    s.insert("empty".into(), Tensor::zeros(&[0, 4], DType::F64).unwrap());
     s
 }
 
@@ -54,7 +54,7 @@ fn round_trip_is_bit_exact_through_bytes_and_files() {
     // Importing into parameters of the right names and shapes.
     let params: Vec<(String, Var)> = s
         .iter()
-        .map(|(n, t)| (n.clone(), Var::new(n.as_str(), &Tensor::zeros(t.shape(), t.dtype()))))
+        .map(|(n, t)| (n.clone(), Var::new(n.as_str(), &Tensor::zeros(t.shape(), t.dtype()).unwrap())))
         .collect();
     load_safetensors_into(&params, &path).unwrap();
     let weight = &params.iter().find(|(n, _)| n == "enc.weight").unwrap().1;
@@ -91,12 +91,12 @@ fn wrong_shapes_are_rejected_listing_the_tensor_and_both_shapes() {
     let path = dir.join("w.safetensors");
     let data: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
     std::fs::write(&path, file_with(Dtype::F32, vec![2, 3], &data)).unwrap();
-    let params = vec![("w".to_string(), Var::new("w", &Tensor::zeros(&[3, 2], DType::F32)))];
+    let params = vec![("w".to_string(), Var::new("w", &Tensor::zeros(&[3, 2], DType::F32).unwrap()))];
     let err = load_safetensors_into(&params, &path).unwrap_err().to_string();
     assert!(err.contains("w: expected [3, 2] f32, found [2, 3] f32"), "{err}");
     assert_eq!(params[0].1.to_vec::<f32>().unwrap(), vec![0.0; 6], "nothing written on error");
     // A wrong dtype (f64 parameter, f32 file) is a mismatch too.
-    let params = vec![("w".to_string(), Var::new("w", &Tensor::zeros(&[2, 3], DType::F64)))];
+    let params = vec![("w".to_string(), Var::new("w", &Tensor::zeros(&[2, 3], DType::F64).unwrap()))];
     let err = load_safetensors_into(&params, &path).unwrap_err().to_string();
     assert!(err.contains("w: expected [2, 3] f64, found [2, 3] f32"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

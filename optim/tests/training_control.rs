@@ -127,7 +127,7 @@ fn schedule_state_survives_a_checkpoint() {
 fn scheduler_notices_a_changed_number_of_groups() {
     let mut opt = Sgd::new(weights(vec![1.0]), SgdConfig::new(1.0)).unwrap();
     let mut sched = LrScheduler::new(ExponentialLr::new(0.5), &mut opt).unwrap();
-    let extra = vec![("v".to_string(), Var::new("v", &Tensor::zeros(&[1], DType::F64)))];
+    let extra = vec![("v".to_string(), Var::new("v", &Tensor::zeros(&[1], DType::F64).unwrap()))];
     opt.add_param_group(graphgrad_optim::ParamGroup::new(extra, SgdConfig::new(0.1))).unwrap();
     let err = sched.step(&mut opt).unwrap_err().to_string();
     assert!(err.contains("2 parameter groups but the schedule was set up for 1"), "{err}");

@@ -18,7 +18,7 @@
 //! use graphgrad_autodiff::compile::compile;
 //! use graphgrad_autodiff::{DType, Tensor, Var};
 //! // one SGD step of least squares, y ≈ x·w, written as in eager mode
-//! let w = Var::new("w", &Tensor::zeros(&[3, 1], DType::F32));
+//! let w = Var::new("w", &Tensor::zeros(&[3, 1], DType::F32)?);
 //! let mut train = compile(|io: &[Tensor]| {
 //!     w.zero_grad();
 //!     let loss = io[0].matmul(&w)?.sub(&io[1])?.square().mean_all()?;
@@ -416,8 +416,8 @@ impl Program {
     /// ```
     /// use graphgrad_autodiff::compile::Program;
     /// use graphgrad_autodiff::{DType, Tensor};
-    /// let x = Tensor::ones(&[256, 64], DType::F32);
-    /// let w = Tensor::ones(&[64, 32], DType::F32);
+    /// let x = Tensor::ones(&[256, 64], DType::F32)?;
+    /// let w = Tensor::ones(&[64, 32], DType::F32)?;
     /// let mut program = Program::trace(
     ///     &mut |io: &[Tensor]| io[0].matmul(&io[1])?.relu().sum_all(),
     ///     &[x.clone(), w.clone()],
@@ -583,7 +583,7 @@ pub fn compile_with<F>(step: F, options: CompileOptions) -> Compiled<F> {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// for compiled in [false, true] {
 ///     let mut step = compile_if(compiled, |io: &[Tensor]| io[0].exp().sum_all());
-///     let y = step.call(&[Tensor::zeros(&[3], DType::F64)])?;
+///     let y = step.call(&[Tensor::zeros(&[3], DType::F64)?])?;
 ///     assert_eq!(y[0].item()?, 3.0);
 ///     assert_eq!(step.trace_count(), usize::from(compiled));
 /// }
@@ -602,7 +602,9 @@ impl<F> Compiled<F> {
         R: IntoOutputs,
         E: From<Error>,
     {
-        if self.eager {
+        // Inside another compiled step's trace, the step runs as written and becomes part of
+        // that trace (a program replayed there would be a constant of the outer one).
+        if self.eager || crate::mode::tracing() {
             return Ok((self.step)(inputs)?.into_outputs());
         }
         let sig = signature(inputs);

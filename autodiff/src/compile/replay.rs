@@ -1,11 +1,14 @@
 //! Replay: runs a planned program on new inputs.
 //!
 //! The executor owns one buffer per planned slot, allocated once at its planned size and kept
-//! across calls. A call moves the state leaves' buffers in (so updates can be written in
-//! place, and no lock is held while kernels run), runs the steps in planned order, copies
-//! the outputs out (large ones take their slot's buffer instead, which comes back on a
-//! later call once the caller has dropped the tensor), writes back the updates that were not done in place, and moves the state
-//! buffers back (also when a kernel panics).
+//! across calls. A call write-locks the state leaves and moves their buffers in (so updates
+//! can be written in place), runs the steps in planned order, copies the outputs out (large
+//! ones take their slot's buffer instead, which comes back on a later call once the caller has
+//! dropped the tensor), writes back the updates that were not done in place, and moves the
+//! state buffers back (also when a kernel panics) before unlocking. Another thread that reads
+//! a parameter meanwhile waits for the call to end, and never sees it without its value. Locks
+//! are taken in address order, as [`Tensor::read_all`] takes them, so two threads that lock
+//! the same tensors cannot each hold one the other waits for.
 //!
 //! Kernels: every op runs the same forward as in eager mode (`Op::forward`), writing straight
 //! into its planned slot; fused kernels and matmul epilogues, the compiler's own, do the same.
@@ -23,7 +26,7 @@ use crate::{Buffer, Result, Tensor};
 use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
 use graphgrad_ops::{numel, DType, Shape};
 use smallvec::SmallVec;
-use std::sync::Arc;
+use std::sync::{Arc, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// What a step runs.
@@ -187,15 +190,20 @@ impl Executor {
         state: &[Tensor],
         accept: impl FnOnce(&[Tensor]) -> bool,
     ) -> Result<Option<Vec<Tensor>>> {
-        let mut params = StateGuard {
-            leaves: state,
-            buffers: state.iter().map(|t| std::mem::take(&mut *t.write())).collect(),
-        };
-        let guards: Vec<_> = inputs.iter().map(Tensor::read).collect();
-        let input_bufs: Vec<&Buffer> = guards.iter().map(|g| &**g).collect();
+        let mut params = StateGuard::lock(state);
+        Tensor::read_all(inputs, |input_bufs| self.run_locked(input_bufs, &mut params, accept))
+    }
+
+    /// [`Executor::run`] with the state locked and the inputs read.
+    fn run_locked(
+        &mut self,
+        input_bufs: &[&Buffer],
+        params: &mut StateGuard<'_>,
+        accept: impl FnOnce(&[Tensor]) -> bool,
+    ) -> Result<Option<Vec<Tensor>>> {
         for (i, step) in self.steps.iter().enumerate() {
             let started = self.profile.is_some().then(Instant::now);
-            run_step(step, &input_bufs, &mut params.buffers, &mut self.slots)?;
+            run_step(step, input_bufs, &mut params.buffers, &mut self.slots)?;
             if let (Some(times), Some(started)) = (self.profile.as_mut(), started) {
                 times[i] += started.elapsed();
             }
@@ -247,16 +255,32 @@ impl Executor {
     }
 }
 
-/// Holds the state leaves' buffers during a call and puts them back when dropped.
+/// Holds the state leaves write-locked and their buffers during a call, and puts the buffers
+/// back when dropped, before the locks are released.
 struct StateGuard<'a> {
-    leaves: &'a [Tensor],
+    locks: Vec<RwLockWriteGuard<'a, Buffer>>,
     buffers: Vec<Buffer>,
+}
+
+impl<'a> StateGuard<'a> {
+    /// Locks `leaves` (distinct tensors) in address order; `buffers[i]` is `leaves[i]`'s.
+    fn lock(leaves: &'a [Tensor]) -> StateGuard<'a> {
+        let mut order: Vec<usize> = (0..leaves.len()).collect();
+        order.sort_by_key(|&i| leaves[i].id());
+        let mut locked: Vec<Option<RwLockWriteGuard<'a, Buffer>>> = leaves.iter().map(|_| None).collect();
+        for i in order {
+            locked[i] = Some(leaves[i].write());
+        }
+        let mut locks: Vec<_> = locked.into_iter().flatten().collect();
+        let buffers = locks.iter_mut().map(|l| std::mem::take(&mut **l)).collect();
+        StateGuard { locks, buffers }
+    }
 }
 
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
-        for (leaf, buf) in self.leaves.iter().zip(self.buffers.drain(..)) {
-            *leaf.write() = buf;
+        for (lock, buf) in self.locks.iter_mut().zip(self.buffers.drain(..)) {
+            **lock = buf;
         }
     }
 }

@@ -69,7 +69,7 @@ fn columns(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     for k in 0..x.numel() {
         let seed = (x.clone(), basis(x.shape(), x.dtype(), k)?);
         let t = push_forward(std::slice::from_ref(y), &[seed])?.remove(0);
-        cols.push(t.unwrap_or_else(|| Tensor::zeros(y.shape(), y.dtype())));
+        cols.push(t.map_or_else(|| Tensor::zeros(y.shape(), y.dtype()), Ok)?);
     }
     stacked(cols, false, y.shape(), x)
 }
@@ -79,7 +79,7 @@ fn columns(y: &Tensor, x: &Tensor) -> Result<Tensor> {
 fn stacked(parts: Vec<Tensor>, rows: bool, y: &[usize], x: &Tensor) -> Result<Tensor> {
     let shape = joined(y, x.shape());
     if parts.is_empty() {
-        return Ok(Tensor::zeros(&shape, x.dtype()));
+        return Tensor::zeros(&shape, x.dtype());
     }
     let parts: Vec<Tensor> = parts.iter().map(|p| p.reshape(&[p.numel()])).collect::<Result<_>>()?;
     Tensor::stack(&parts, if rows { 0 } else { 1 })?.reshape(&shape)

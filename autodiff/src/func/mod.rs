@@ -140,8 +140,8 @@ where
     let tangents_out = outputs
         .iter()
         .zip(pushed)
-        .map(|(o, t)| t.unwrap_or_else(|| Tensor::zeros(o.shape(), o.dtype())))
-        .collect();
+        .map(|(o, t)| t.map_or_else(|| Tensor::zeros(o.shape(), o.dtype()), Ok))
+        .collect::<Result<_>>()?;
     Ok((outputs, tangents_out))
 }
 
@@ -160,7 +160,7 @@ impl Pullback {
     pub fn call(&self, cotangents: &[Tensor]) -> Result<Vec<Tensor>> {
         check_pairs("vjp", &self.outputs, cotangents)?;
         let mut result: Vec<Tensor> =
-            self.primals.iter().map(|p| Tensor::zeros(p.shape(), p.dtype())).collect();
+            self.primals.iter().map(|p| Tensor::zeros(p.shape(), p.dtype())).collect::<Result<_>>()?;
         // outputs that no primal reaches contribute nothing
         let (outs, seeds): (Vec<Tensor>, Vec<Tensor>) = self
             .outputs
@@ -279,7 +279,7 @@ where
         if y.numel() != 1 {
             crate::bail!("grad", "the function must return a scalar, got shape {:?}", y.shape());
         }
-        pullback.call(&[Tensor::ones(y.shape(), y.dtype())])
+        pullback.call(&[Tensor::ones(y.shape(), y.dtype())?])
     }
 }
 

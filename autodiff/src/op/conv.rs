@@ -170,7 +170,9 @@ fn geometry(
         crate::bail!(op, "stride, dilation and groups must be positive, got {o:?}");
     }
     let (out_c, in_per_group, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
-    let in_c = in_per_group * o.groups;
+    let Some(in_c) = in_per_group.checked_mul(o.groups) else {
+        crate::bail!(op, "{in_per_group} channels per group times {} groups overflows", o.groups);
+    };
     if out_c % o.groups != 0 {
         crate::bail!(op, "{out_c} output channels do not divide into {} groups", o.groups);
     }
@@ -187,7 +189,17 @@ fn geometry(
         dilation: o.dilation,
         groups: o.groups,
     };
-    let fits = |size: usize, pad: usize, k: usize, d: usize| size + 2 * pad > d * (k.max(1) - 1);
+    if !geo.is_representable() {
+        crate::bail!(
+            op,
+            "input {}×{} with kernel {kh}×{kw} and {o:?} gives sizes beyond what memory can address",
+            in_hw.0,
+            in_hw.1
+        );
+    }
+    let fits = |size: usize, pad: usize, k: usize, d: usize| {
+        graphgrad_ops::checked_window_len(size, k, 1, pad, d).is_some_and(|n| n > 0)
+    };
     if kh == 0
         || kw == 0
         || !fits(in_hw.0, o.padding.0, kh, o.dilation.0)
@@ -224,22 +236,25 @@ fn add_channel_bias(
 impl Tensor {
     /// 2-d convolution of `[N, C, H, W]` by `weight` `[O, C/groups, kh, kw]`, plus `bias` `[O]`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Result<Tensor> {
+        self.conv2d_as("conv2d", weight, bias, options)
+    }
+
+    /// [`Tensor::conv2d`] whose errors name `op`, the op the caller was asked for.
+    fn conv2d_as(
+        &self,
+        op: &'static str,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: Conv2dOptions,
+    ) -> Result<Tensor> {
         if self.rank() != 4 {
-            return Err(Error::ShapeMismatch {
-                op: "conv2d",
-                lhs: self.shape().into(),
-                rhs: weight.shape().into(),
-            });
+            return Err(Error::ShapeMismatch { op, lhs: self.shape().into(), rhs: weight.shape().into() });
         }
-        let geo = geometry("conv2d", self, weight, (self.shape()[2], self.shape()[3]), &options)?;
+        let geo = geometry(op, self, weight, (self.shape()[2], self.shape()[3]), &options)?;
         if self.shape()[1] != geo.in_channels {
-            return Err(Error::ShapeMismatch {
-                op: "conv2d",
-                lhs: self.shape().into(),
-                rhs: weight.shape().into(),
-            });
+            return Err(Error::ShapeMismatch { op, lhs: self.shape().into(), rhs: weight.shape().into() });
         }
-        add_channel_bias(conv_fwd(geo, self, weight)?, bias, "conv2d", 2)
+        add_channel_bias(conv_fwd(geo, self, weight)?, bias, op, 2)
     }
 
     /// 1-d convolution of `[N, C, L]` by `weight` `[O, C/groups, k]`, plus `bias` `[O]`
@@ -264,7 +279,12 @@ impl Tensor {
         let (o, ci, k) = (weight.shape()[0], weight.shape()[1], weight.shape()[2]);
         let options =
             Conv2dOptions { stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups };
-        let y = self.reshape(&[n, c, 1, l])?.conv2d(&weight.reshape(&[o, ci, 1, k])?, None, options)?;
+        let y = self.reshape(&[n, c, 1, l])?.conv2d_as(
+            "conv1d",
+            &weight.reshape(&[o, ci, 1, k])?,
+            None,
+            options,
+        )?;
         let out_len = y.shape()[3];
         add_channel_bias(y.reshape(&[n, o, out_len])?, bias, "conv1d", 1)
     }
@@ -297,7 +317,12 @@ impl Tensor {
             );
         }
         let out_size = |size: usize, s: usize, p: usize, d: usize, k: usize, extra: usize| {
-            ((size.max(1) - 1) * s + d * (k.max(1) - 1) + extra + 1).checked_sub(2 * p)
+            (size.max(1) - 1)
+                .checked_mul(s)?
+                .checked_add(d.checked_mul(k.max(1) - 1)?)?
+                .checked_add(extra)?
+                .checked_add(1)?
+                .checked_sub(p.checked_mul(2)?)
         };
         let (kh, kw) = (weight.shape()[2], weight.shape()[3]);
         let (h, w) = (self.shape()[2], self.shape()[3]);
@@ -305,7 +330,12 @@ impl Tensor {
             out_size(h, o.stride.0, o.padding.0, o.dilation.0, kh, op_h),
             out_size(w, o.stride.1, o.padding.1, o.dilation.1, kw, op_w),
         ) else {
-            crate::bail!("conv_transpose2d", "padding {:?} leaves no output for input {h}×{w}", o.padding);
+            crate::bail!(
+                "conv_transpose2d",
+                "padding {:?} leaves no output for input {h}×{w}, or {o:?} gives sizes beyond what \
+                 memory can address",
+                o.padding
+            );
         };
         // The convolution this one transposes maps [N, C_out, out_h, out_w] to our input.
         let geo = geometry("conv_transpose2d", &self.clone(), weight, (out_h, out_w), &o)?;

@@ -46,7 +46,7 @@ pub(super) fn where_forward<T: Elem>(ins: &[Arg<'_>], shape: &[usize], out: &mut
 /// d/da where(c, a, b) = [c], d/db = [!c]; the condition gets none.
 pub(super) fn where_vjp(inputs: &[Tensor], g: &Tensor) -> Result<InputGrads> {
     let (cond, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
-    let zero = Tensor::full(&[], 0.0, g.dtype());
+    let zero = Tensor::scalar_of(0.0, g.dtype());
     let ga = Tensor::where_(cond, g, &zero)?;
     let gb = Tensor::where_(cond, &zero, g)?;
     Ok(smallvec![None, Some(sum_to_shape(&ga, a.shape())?), Some(sum_to_shape(&gb, b.shape())?)])
@@ -221,7 +221,7 @@ pub(super) fn where_jvp(inputs: &[Tensor], y: &Tensor, t: &[Option<Tensor>]) -> 
     if t[1].is_none() && t[2].is_none() {
         return Ok(None);
     }
-    let zero = Tensor::full(&[], 0.0, y.dtype());
+    let zero = Tensor::full(&[], 0.0, y.dtype())?;
     let (ta, tb) = (t[1].as_ref().unwrap_or(&zero), t[2].as_ref().unwrap_or(&zero));
     Ok(Some(Tensor::where_(&inputs[0], ta, tb)?.expand(y.shape())?))
 }
@@ -287,7 +287,7 @@ macro_rules! binary_methods {
                 /// (`other` a scalar.)
                 pub fn $scalar(&self, other: f64) -> Tensor {
                     let x = self.float_or_f32();
-                    let other = Tensor::full(&[], other, x.dtype());
+                    let other = Tensor::scalar_of(other, x.dtype());
                     x.binary($op, &other).expect("internal invariant: a scalar broadcasts")
                 }
             )*
@@ -389,7 +389,7 @@ impl Tensor {
     /// Values limited to `[min, max]` (errors when min > max).
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max || min.is_nan() || max.is_nan() {
-            crate::bail!("clamp", "min {min} must not exceed max {max}");
+            crate::bail!("clamp", "min {min:?} must not exceed max {max:?}");
         }
         Ok(self.unary(UnaryOp::Clamp { min, max }))
     }
@@ -398,7 +398,7 @@ impl Tensor {
     /// and beyond (errors when min > max).
     pub fn hardtanh(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max || min.is_nan() || max.is_nan() {
-            crate::bail!("hardtanh", "min {min} must not exceed max {max}");
+            crate::bail!("hardtanh", "min {min:?} must not exceed max {max:?}");
         }
         Ok(self.unary(UnaryOp::Hardtanh { min, max }))
     }
@@ -410,7 +410,7 @@ impl Tensor {
 
     /// `value` where `mask != 0`, else `self` (like `masked_fill`).
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
-        let fill = Tensor::full(&[], value, self.dtype());
-        Tensor::where_(mask, &fill, self)
+        let fill = Tensor::scalar_of(value, self.dtype());
+        Tensor::where_(mask, &fill, self).map_err(|e| e.called_as("masked_fill"))
     }
 }

@@ -9,7 +9,7 @@ use super::{Arg, InputGrads, Op};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::gemm::{batched_gemm, Gemm};
-use graphgrad_ops::{broadcast_shapes, layout, numel, Shape};
+use graphgrad_ops::{broadcast_shapes, checked_numel, layout, numel, Shape};
 use smallvec::smallvec;
 
 /// (rows, cols) of an operand as used in the product.
@@ -123,12 +123,12 @@ impl Tensor {
     /// of an operand whose flag is set (without copying it).
     pub fn matmul_with(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         let shape = infer(trans_a, trans_b, self.shape(), other.shape())?;
-        if other.rank() == 2 && self.rank() > 2 && !trans_a {
-            // [..., m, k]·[k, n]: fold the batch into the rows, so the product (and the weight
-            // gradient) is one large GEMM instead of a batch of small ones and a sum.
-            let k = self.shape()[self.rank() - 1];
-            let rows = self.numel() / k.max(1);
-            return self.reshape(&[rows, k])?.matmul_with(other, false, trans_b)?.reshape(&shape);
+        // [..., m, k]·[k, n]: fold the batch into the rows, so the product (and the weight
+        // gradient) is one large GEMM instead of a batch of small ones and a sum. (With k = 0
+        // the rows are counted from the other dimensions, whose product may not fit.)
+        let (rows, k) = self.shape().split_at(self.rank().saturating_sub(1));
+        if let (true, Some(rows)) = (other.rank() == 2 && self.rank() > 2 && !trans_a, checked_numel(rows)) {
+            return self.reshape(&[rows, k[0]])?.matmul_with(other, false, trans_b)?.reshape(&shape);
         }
         Tensor::record(Op::MatMul { trans_a, trans_b }, &[self, other])
     }

@@ -208,6 +208,17 @@ impl Op {
     /// The shape-and-dtype rule: the output of this op on operands `ins`, or an error naming
     /// the op and the offending shapes.
     pub fn infer(&self, ins: &[Operand<'_>]) -> Result<ValueInfo> {
+        let out = self.infer_unchecked(ins)?;
+        // an output of its first operand's shape and type fits, as that operand does
+        let grows = ins.first().is_none_or(|x| x.shape != out.shape.as_slice() || x.dtype != out.dtype);
+        if grows && crate::buffer::addressable_len(&out.shape, out.dtype).is_none() {
+            return Err(Error::TooLarge { op: self.name(), shape: out.shape.to_vec(), dtype: out.dtype });
+        }
+        Ok(out)
+    }
+
+    /// [`Op::infer`] before the output's size is checked.
+    fn infer_unchecked(&self, ins: &[Operand<'_>]) -> Result<ValueInfo> {
         if !self.arity().admits(ins.len()) {
             crate::bail!(self.name(), "takes {:?} operands, got {}", self.arity(), ins.len());
         }
@@ -324,19 +335,21 @@ impl Op {
 
     /// Evaluates the op into a new buffer of `out`'s shape and dtype (views share their
     /// operand's storage).
-    pub(crate) fn evaluate(&self, ins: &[Arg<'_>], out: &ValueInfo) -> Buffer {
+    /// An allocation the system refuses is [`Error::TooLarge`], naming this op.
+    pub(crate) fn evaluate(&self, ins: &[Arg<'_>], out: &ValueInfo) -> Result<Buffer> {
         if self.is_view() {
-            return ins[0].buf.clone();
+            return Ok(ins[0].buf.clone());
         }
         if out.dtype == DType::I64 {
-            let mut values = vec![0i64; numel(&out.shape)];
+            let mut values = crate::buffer::filled(self.name(), &out.shape, 0i64)?;
             self.forward_moves(ins, &out.shape, &mut values);
-            return Buffer::from(values);
+            return Ok(Buffer::from(values));
         }
         crate::buffer::with_dtype!(out.dtype, T => {
-            let mut values: Vec<T> = crate::pool::take(numel(&out.shape));
+            let too_large = || Error::TooLarge { op: self.name(), shape: out.shape.to_vec(), dtype: out.dtype };
+            let mut values: Vec<T> = crate::pool::take(numel(&out.shape)).ok_or_else(too_large)?;
             self.forward(ins, &out.shape, &mut values);
-            T::wrap(values)
+            Ok(T::wrap(values))
         })
     }
 

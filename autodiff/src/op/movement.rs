@@ -93,7 +93,7 @@ impl MovementOp {
         let mismatch = |rhs: &[usize]| Error::ShapeMismatch { op: name, lhs: x.to_vec(), rhs: rhs.into() };
         match self {
             MovementOp::Reshape(shape) => {
-                if numel(shape) != numel(x) {
+                if graphgrad_ops::checked_numel(shape) != Some(numel(x)) {
                     return Err(mismatch(shape));
                 }
                 Ok(shape.clone())
@@ -238,8 +238,8 @@ impl MovementOp {
                     .inputs()
                     .iter()
                     .zip(t)
-                    .map(|(x, t)| t.clone().unwrap_or_else(|| Tensor::zeros(x.shape(), x.dtype())))
-                    .collect();
+                    .map(|(x, t)| t.clone().map_or_else(|| Tensor::zeros(x.shape(), x.dtype()), Ok))
+                    .collect::<Result<_>>()?;
                 moved(self.clone(), &parts.iter().collect::<Vec<_>>())
             }
             MovementOp::Pad { pads, .. } => match &t[0] {
@@ -364,8 +364,9 @@ impl Tensor {
 
     /// Joins same-shaped tensors along a new axis.
     pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
-        let unsqueezed = tensors.iter().map(|t| t.unsqueeze(axis)).collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&unsqueezed, axis)
+        let stacked =
+            || Tensor::cat(&tensors.iter().map(|t| t.unsqueeze(axis)).collect::<Result<Vec<_>>>()?, axis);
+        stacked().map_err(|e| e.called_as("stack"))
     }
 
     /// The slice `start..start + len` along `axis`.

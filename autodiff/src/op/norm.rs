@@ -306,14 +306,16 @@ impl Tensor {
             }
         }
         let op = NormOp::LayerNorm { cols: numel(normalized_shape), eps };
-        let mut y = Tensor::record(Op::Norm(op), &[self])?;
-        if let Some(w) = weight {
-            y = y.mul(w)?;
-        }
-        if let Some(b) = bias {
-            y = y.add(b)?;
-        }
-        Ok(y)
+        crate::reported_as("layer_norm", || {
+            let mut y = Tensor::record(Op::Norm(op), &[self])?;
+            if let Some(w) = weight {
+                y = y.mul(w)?;
+            }
+            if let Some(b) = bias {
+                y = y.add(b)?;
+            }
+            Ok(y)
+        })
     }
 
     /// Inverted dropout: in training, zeroes each element with probability `p` and scales the

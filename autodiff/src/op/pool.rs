@@ -158,14 +158,22 @@ impl Tensor {
         if kernel.0 == 0 || kernel.1 == 0 || stride.0 == 0 || stride.1 == 0 {
             crate::bail!(op, "kernel {kernel:?} and stride {stride:?} must be positive");
         }
-        if 2 * padding.0 > kernel.0 || 2 * padding.1 > kernel.1 {
+        if padding.0 > kernel.0 / 2 || padding.1 > kernel.1 / 2 {
             crate::bail!(op, "padding {padding:?} must be at most half the kernel {kernel:?}");
         }
         let s = self.shape();
-        if s[2] + 2 * padding.0 < kernel.0 || s[3] + 2 * padding.1 < kernel.1 {
+        let geo =
+            Pool2dGeometry { batch: s[0], channels: s[1], in_h: s[2], in_w: s[3], kernel, stride, padding };
+        if !geo.is_representable() {
+            crate::bail!(
+                op,
+                "kernel {kernel:?} and padding {padding:?} give sizes beyond what memory can address"
+            );
+        }
+        if geo.out_h() == 0 || geo.out_w() == 0 {
             crate::bail!(op, "kernel {kernel:?} is larger than the padded input {:?}", &s[2..]);
         }
-        Ok(Pool2dGeometry { batch: s[0], channels: s[1], in_h: s[2], in_w: s[3], kernel, stride, padding })
+        Ok(geo)
     }
 
     /// Max pooling over `kernel` windows of `[N, C, H, W]` (padding acts as −∞).

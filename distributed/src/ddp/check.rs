@@ -81,7 +81,7 @@ mod tests {
     use graphgrad_autodiff::{DType, Tensor};
 
     fn var(name: &str, shape: &[usize]) -> (String, Var) {
-        (name.to_string(), Var::new(name, &Tensor::zeros(shape, DType::F32)))
+        (name.to_string(), Var::new(name, &Tensor::zeros(shape, DType::F32).unwrap()))
     }
 
     #[test]

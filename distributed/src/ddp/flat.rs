@@ -68,8 +68,8 @@ pub(crate) enum Outgoing {
 }
 
 /// A bucket's receive buffer: `[len]` of the bucket's type.
-pub(crate) fn receive_buffer(dtype: DType, len: usize) -> Var {
-    Var::new("bucket", &Tensor::zeros(&[len], dtype))
+pub(crate) fn receive_buffer(dtype: DType, len: usize) -> Result<Var> {
+    Ok(Var::new("bucket", &Tensor::zeros(&[len], dtype)?))
 }
 
 /// One bucket's all-reduce, handed to the communication thread and back.

@@ -126,7 +126,7 @@ impl Overlap {
 /// use std::sync::Arc;
 /// let linear = LinearConfig::new(3, 1).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
 /// let ddp = DistributedDataParallel::new(linear, Arc::new(SingleProcess), DdpConfig::default())?;
-/// let loss = ddp.forward(&Tensor::ones(&[4, 3], DType::F32))?.square().mean_all()?;
+/// let loss = ddp.forward(&Tensor::ones(&[4, 3], DType::F32)?)?.square().mean_all()?;
 /// loss.backward()?; // the gradients are averaged over the ranks (here: one) before it returns
 /// assert!(ddp.named_parameters().iter().all(|(_, p)| p.grad().is_some()));
 /// # Ok::<(), graphgrad_distributed::Error>(())
@@ -315,10 +315,10 @@ fn replicate(
 /// use graphgrad_autodiff::{DType, Tensor, Var};
 /// use graphgrad_distributed::{DdpConfig, GradientAverager, SingleProcess};
 /// use std::sync::Arc;
-/// let w = Var::new("w", &Tensor::ones(&[3], DType::F32));
+/// let w = Var::new("w", &Tensor::ones(&[3], DType::F32)?);
 /// let mut averager =
 ///     GradientAverager::new(Arc::new(SingleProcess), vec![("w".into(), w.clone())], &[], &DdpConfig::default())?;
-/// w.set_grad(Some(&Tensor::full(&[3], 2.0, DType::F32)))?;
+/// w.set_grad(Some(&Tensor::full(&[3], 2.0, DType::F32)?))?;
 /// averager.average()?; // the mean over one rank: unchanged
 /// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, vec![2.0; 3]);
 /// # Ok::<(), graphgrad_distributed::Error>(())

@@ -100,16 +100,18 @@ impl Reducer {
         }
         let slots = layout
             .iter()
-            .map(|b| Slot {
-                flat: (b.params.len() > 1).then(|| Flat::zeros(b.dtype, b.len)),
-                recv: Some(receive_buffer(b.dtype, b.len)),
-                direct: None,
-                ready: vec![false; b.params.len()],
-                pending: b.params.len(),
-                launched_at: None,
-                returned_at: None,
+            .map(|b| {
+                Ok(Slot {
+                    flat: (b.params.len() > 1).then(|| Flat::zeros(b.dtype, b.len)),
+                    recv: Some(receive_buffer(b.dtype, b.len)?),
+                    direct: None,
+                    ready: vec![false; b.params.len()],
+                    pending: b.params.len(),
+                    launched_at: None,
+                    returned_at: None,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (to_comm, jobs) = channel::<Job>();
         let (done, from_comm) = channel::<Done>();
         let rank = group.rank();
@@ -184,7 +186,7 @@ impl Reducer {
         }
         if result.is_err() {
             // The step cannot complete: wait for what is in flight and start afresh.
-            self.reset(false);
+            result = result.and(self.reset(false));
         }
         result
     }
@@ -196,8 +198,8 @@ impl Reducer {
         }
         self.backward_end = Some(Instant::now());
         let result = self.complete();
-        self.reset(result.is_ok());
-        result
+        let reset = self.reset(result.is_ok());
+        result.and(reset)
     }
 
     /// Averages the given gradients (one per parameter, in `named_parameters` order; `None`
@@ -223,13 +225,12 @@ impl Reducer {
             }
             // Each bucket leaves as soon as it is filled: the next one is copied meanwhile.
             if let Err(e) = self.launch_full() {
-                self.reset(false);
-                return Err(e);
+                return self.reset(false).and(Err(e));
             }
         }
         result = result.and(self.complete());
-        self.reset(result.is_ok());
-        result
+        let reset = self.reset(result.is_ok());
+        result.and(reset)
     }
 
     /// Copies one gradient into its bucket (or keeps it, for a bucket of one). On error the
@@ -353,7 +354,7 @@ impl Reducer {
     }
 
     /// Ends the step (successful or not): records the timeline and empties the buckets.
-    fn reset(&mut self, succeeded: bool) {
+    fn reset(&mut self, succeeded: bool) -> Result<()> {
         // (After a failure, buckets may still be in flight: their buffers come back first.)
         let _ = self.drain();
         let started = self.started.take().unwrap_or_else(Instant::now);
@@ -370,6 +371,7 @@ impl Reducer {
                 end: since(Some(Instant::now())),
             };
         }
+        let mut made = Ok(());
         for (slot, bucket) in self.slots.iter_mut().zip(&self.layout) {
             slot.ready.fill(false);
             slot.pending = bucket.params.len();
@@ -382,7 +384,12 @@ impl Reducer {
             } else {
                 slot.flat = None; // a bucket of one sends its gradient itself
             }
-            slot.recv.get_or_insert_with(|| receive_buffer(bucket.dtype, bucket.len));
+            if slot.recv.is_none() {
+                match receive_buffer(bucket.dtype, bucket.len) {
+                    Ok(recv) => slot.recv = Some(recv),
+                    Err(e) => made = made.and(Err(e)),
+                }
+            }
         }
         self.next_launch = 0;
         self.in_flight = 0;
@@ -392,6 +399,7 @@ impl Reducer {
             (true, phase) => phase,
             (false, _) => Phase::Local,
         };
+        made
     }
 }
 

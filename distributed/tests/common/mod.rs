@@ -223,7 +223,7 @@ pub fn train_ddp(
     let sampler = DistributedSampler::for_group(SAMPLES, BATCH_PER_RANK, group.as_ref())?.seed(DATA_SEED);
     let mut program = compile(|io: &[Tensor]| traced_step(ddp.module(), io));
     let params: Vec<Var> = ddp.parameters();
-    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), p.dtype())).collect();
+    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), p.dtype()).unwrap()).collect();
     let mut update = compile(|grads: &[Tensor]| sgd_update(&params, &velocity, grads));
     assert!(mode != Mode::CompiledUpdate || opt == Opt::Sgd, "the compiled update is SGD's");
     let mut last_epoch = 0;

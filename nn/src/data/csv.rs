@@ -181,15 +181,15 @@ impl CsvTable {
         let mut labels = Vec::with_capacity(self.rows);
         for (r, row) in self.values.chunks_exact(self.columns).enumerate() {
             let label = row[label_col];
-            if label < 0.0 || label.fract() != 0.0 || !label.is_finite() {
+            let Some(class) = super::dataset::class_index(label) else {
                 bail!(
                     "read_csv",
-                    "line {}, column {}: label {label} is not a non-negative integer",
+                    "line {}, column {}: label {label:?} is not a class index (an integer in 0..=2^53)",
                     self.lines[r],
                     label_col + 1
                 );
-            }
-            labels.push(label as usize);
+            };
+            labels.push(class);
             features.extend(row.iter().enumerate().filter(|&(c, _)| c != label_col).map(|(_, &v)| v as f32));
         }
         Dataset::classification(features, &[self.columns - 1], labels)

@@ -134,6 +134,13 @@ pub struct Split {
     pub test: Dataset,
 }
 
+/// A label read from a file as a class index: a non-negative integer of at most 2^53 (the
+/// integers f64 holds exactly), or `None`.
+pub(crate) fn class_index(value: f64) -> Option<usize> {
+    const LARGEST: f64 = (1u64 << 53) as f64;
+    ((0.0..=LARGEST).contains(&value) && value.fract() == 0.0).then_some(value as usize)
+}
+
 impl Dataset {
     /// A classification data set: `features` row-major, `feature_shape` per sample (for example
     /// `[64]` or `[1, 8, 8]`), one label per sample.
@@ -157,10 +164,11 @@ impl Dataset {
 
     /// A data set from features and any [`Targets`] (checked for consistent lengths).
     pub fn new(features: Vec<f32>, feature_shape: &[usize], targets: Targets) -> Result<Dataset> {
-        let per_sample: usize = feature_shape.iter().product();
-        if per_sample == 0 {
-            bail!("Dataset", "feature shape {feature_shape:?} has no elements");
-        }
+        let per_sample = match graphgrad_ops::checked_numel(feature_shape) {
+            Some(0) => bail!("Dataset", "feature shape {feature_shape:?} has no elements"),
+            Some(n) => n,
+            None => bail!("Dataset", "feature shape {feature_shape:?} has more elements than memory holds"),
+        };
         if features.len().rem_euclid(per_sample) != 0 {
             bail!(
                 "Dataset",
@@ -173,14 +181,12 @@ impl Dataset {
             Targets::Classes(labels) if labels.len() != len => {
                 bail!("Dataset", "{len} samples but {} labels", labels.len())
             }
+            Targets::Classes(labels) if labels.contains(&usize::MAX) => {
+                bail!("Dataset", "label {} is not a class index (num_classes would overflow)", usize::MAX)
+            }
             Targets::Values { dim: 0, .. } => bail!("Dataset", "target dimension must be positive"),
-            Targets::Values { data, dim } if data.len() != len * dim => {
-                bail!(
-                    "Dataset",
-                    "{len} samples need {} target values ({dim} each), got {}",
-                    len * dim,
-                    data.len()
-                )
+            Targets::Values { data, dim } if len.checked_mul(*dim) != Some(data.len()) => {
+                bail!("Dataset", "{len} samples need {dim} target values each, got {}", data.len())
             }
             _ => {}
         }
@@ -246,13 +252,15 @@ impl Dataset {
 
     /// `1 + the largest label` (0 for an empty or regression data set).
     pub fn num_classes(&self) -> usize {
+        // labels are below usize::MAX (checked when the data set is made)
         self.labels().and_then(|l| l.iter().max()).map_or(0, |m| m + 1)
     }
 
     /// The features of sample `i`.
     pub fn sample_features(&self, i: usize) -> Option<&[f32]> {
         let n = self.num_features();
-        self.features.get(i * n..(i + 1) * n)
+        // below len, i·n and (i + 1)·n are within the features
+        (i < self.len()).then(|| &self.features[i * n..(i + 1) * n])
     }
 
     /// Multiplies every feature by `factor` (e.g. `1/16` for the digits' 0..16 pixels).
@@ -280,11 +288,20 @@ impl Dataset {
         Ok((mean.into_iter().map(|m| m as f32).collect(), std))
     }
 
-    /// `(x − mean) / std` per feature; a feature with std 0 is only centred.
+    /// `(x − mean) / std` per feature; a feature with std 0 is only centred. Means must be
+    /// finite and standard deviations finite and non-negative.
     pub fn standardize(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
         let d = self.num_features();
         if mean.len() != d || std.len() != d {
             bail!("Dataset::standardize", "{} means and {} stds for {d} features", mean.len(), std.len());
+        }
+        if let Some(j) = (0..d).find(|&j| !(mean[j].is_finite() && std[j].is_finite() && std[j] >= 0.0)) {
+            bail!(
+                "Dataset::standardize",
+                "feature {j}: mean {:?} must be finite and std {:?} finite and >= 0",
+                mean[j],
+                std[j]
+            );
         }
         for row in self.features.chunks_exact_mut(d) {
             for ((v, &m), &s) in row.iter_mut().zip(mean).zip(std) {

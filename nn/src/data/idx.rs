@@ -194,11 +194,12 @@ pub fn mnist_from_arrays(images: &IdxArray, labels: &IdxArray) -> Result<Dataset
     if labels.shape.len() != 1 || labels.shape[0] != images.shape[0] {
         bail!("load_mnist", "labels of shape {:?} do not match {} images", labels.shape, images.shape[0]);
     }
-    if let Some(bad) = labels.values.iter().find(|v| **v < 0.0 || v.fract() != 0.0) {
-        bail!("load_mnist", "label {bad} is not a class index");
+    use super::dataset::class_index;
+    if let Some(bad) = labels.values.iter().find(|&&v| class_index(v).is_none()) {
+        bail!("load_mnist", "label {bad:?} is not a class index (an integer in 0..=2^53)");
     }
+    let labels = labels.values.iter().filter_map(|&v| class_index(v)).collect();
     let features = images.values.iter().map(|&v| (v / 255.0) as f32).collect();
-    let labels = labels.values.iter().map(|&v| v as usize).collect();
     Dataset::classification(features, &[1, images.shape[1], images.shape[2]], labels)
 }
 

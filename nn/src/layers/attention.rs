@@ -156,9 +156,12 @@ impl MultiheadAttentionConfig {
         }
         let in_proj_weight =
             Var::new("in_proj_weight", &init::xavier_uniform(&[3 * e, e], 1.0, self.dtype, rng)?);
-        let in_proj_bias = self.bias.then(|| Var::new("in_proj_bias", &Tensor::zeros(&[3 * e], self.dtype)));
+        let in_proj_bias = self
+            .bias
+            .then(|| Tensor::zeros(&[3 * e], self.dtype).map(|t| Var::new("in_proj_bias", &t)))
+            .transpose()?;
         let out = LinearConfig::new(e, e).with_bias(false).with_dtype(self.dtype).init(rng)?;
-        let zero_bias = Tensor::zeros(&[e], self.dtype);
+        let zero_bias = Tensor::zeros(&[e], self.dtype)?;
         let out_proj = Linear::from_tensors(&out.weight, self.bias.then_some(&zero_bias))?;
         let dropout = DropoutConfig::new(self.dropout).init(rng)?;
         Ok(MultiheadAttention { in_proj_weight, in_proj_bias, out_proj, num_heads: h, dropout })
@@ -179,7 +182,7 @@ impl MultiheadAttentionConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let mha = MultiheadAttentionConfig::new(8, 2).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let x = Tensor::ones(&[3, 5, 8], DType::F32);
+/// let x = Tensor::ones(&[3, 5, 8], DType::F32)?;
 /// let out = mha.forward_attention(&x, &x, &x, &AttentionMasks::causal())?;
 /// assert_eq!((out.output.shape(), out.weights.shape()), (&[3, 5, 8][..], &[3, 2, 5, 5][..]));
 /// assert_eq!(out.weights.to_vec::<f32>()?[1], 0.0); // query 0 cannot see key 1
@@ -337,7 +340,7 @@ impl AdditiveAttentionConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let att = AdditiveAttentionConfig::new(4, 6, 5).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let (q, keys) = (Tensor::ones(&[2, 4], DType::F32), Tensor::ones(&[2, 7, 6], DType::F32));
+/// let (q, keys) = (Tensor::ones(&[2, 4], DType::F32)?, Tensor::ones(&[2, 7, 6], DType::F32)?);
 /// let out = att.forward_attention(&q, &keys, &keys, None)?;
 /// assert_eq!((out.output.shape(), out.weights.shape()), (&[2, 6][..], &[2, 7][..]));
 /// # Ok::<(), graphgrad_autodiff::Error>(())

@@ -163,16 +163,16 @@ fn names_init_and_errors() {
     assert!(layer.in_proj_bias.as_ref().unwrap().to_f64_vec().iter().all(|&v| v == 0.0));
     assert!(MultiheadAttentionConfig::new(6, 4).init(&mut rng).is_err());
     assert!(MultiheadAttentionConfig::new(0, 1).init(&mut rng).is_err());
-    let x = Tensor::zeros(&[1, 3, 6], DType::F32);
-    assert!(layer.forward(&Tensor::zeros(&[1, 3, 5], DType::F32)).is_err());
-    let short = Tensor::zeros(&[1, 2, 6], DType::F32);
+    let x = Tensor::zeros(&[1, 3, 6], DType::F32).unwrap();
+    assert!(layer.forward(&Tensor::zeros(&[1, 3, 5], DType::F32).unwrap()).is_err());
+    let short = Tensor::zeros(&[1, 2, 6], DType::F32).unwrap();
     assert!(
         layer.forward_attention(&x, &short, &short, &AttentionMasks::causal()).is_err(),
         "causal needs tgt = src"
     );
-    let bad_pad = AttentionMasks::none().with_key_padding(Tensor::zeros(&[1, 4], DType::F32));
+    let bad_pad = AttentionMasks::none().with_key_padding(Tensor::zeros(&[1, 4], DType::F32).unwrap());
     assert!(layer.forward_attention(&x, &x, &x, &bad_pad).is_err());
-    let bad_attn = AttentionMasks::none().with_attn(Tensor::zeros(&[2, 3], DType::F32));
+    let bad_attn = AttentionMasks::none().with_attn(Tensor::zeros(&[2, 3], DType::F32).unwrap());
     assert!(layer.forward_attention(&x, &x, &x, &bad_attn).is_err());
     assert!(padding_mask(&[4], 3, DType::F32).is_err());
     assert_eq!(causal_mask(3, DType::F64).to_f64_vec(), vec![0., 1., 1., 0., 0., 1., 0., 0., 0.]);

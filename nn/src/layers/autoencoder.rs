@@ -121,7 +121,7 @@ impl AutoencoderConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let ae = AutoencoderConfig::new(64, &[32], 8).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let x = Tensor::zeros(&[5, 64], DType::F32);
+/// let x = Tensor::zeros(&[5, 64], DType::F32)?;
 /// assert_eq!(ae.encode(&x)?.shape(), &[5, 8]);
 /// assert_eq!(ae.forward(&x)?.shape(), &[5, 64]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -259,7 +259,7 @@ impl ConvAutoencoderConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let ae = ConvAutoencoderConfig::new(1, &[4, 8]).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let x = Tensor::zeros(&[2, 1, 8, 8], DType::F32); // the digits' 8×8 images
+/// let x = Tensor::zeros(&[2, 1, 8, 8], DType::F32)?; // the digits' 8×8 images
 /// assert_eq!(ae.encode(&x)?.shape(), &[2, 8, 2, 2]);
 /// assert_eq!(ae.forward(&x)?.shape(), &[2, 1, 8, 8]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -413,7 +413,7 @@ pub struct VaeOutput {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let vae = VaeConfig::new(64, &[32], 2).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let out = vae.forward_vae(&Tensor::zeros(&[4, 64], DType::F32))?;
+/// let out = vae.forward_vae(&Tensor::zeros(&[4, 64], DType::F32)?)?;
 /// let kl = kl_divergence(&out.mu, &out.logvar)?; // a scalar ≥ 0
 /// assert!(kl.item()? >= 0.0);
 /// assert_eq!(out.reconstruction.shape(), &[4, 64]);
@@ -476,21 +476,24 @@ impl Vae {
 
     /// Decodes `n` draws from the prior N(0, I).
     pub fn sample(&self, n: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let z = Tensor::randn(&[n, self.latent_dim()], 0.0, 1.0, self.mu.weight.dtype(), rng);
+        let z = Tensor::randn(&[n, self.latent_dim()], 0.0, 1.0, self.mu.weight.dtype(), rng)?;
         self.decode(&z)
     }
 }
 
 /// z = μ + exp(½·log σ²) ⊙ ε (the reparameterisation trick).
 pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tensor> {
-    if mu.shape() != logvar.shape() || mu.shape() != eps.shape() {
+    // the operand that differs from μ
+    let other = if mu.shape() != logvar.shape() { logvar } else { eps };
+    if mu.shape() != other.shape() {
         return Err(Error::ShapeMismatch {
             op: "reparameterize",
             lhs: mu.shape().into(),
-            rhs: eps.shape().into(),
+            rhs: other.shape().into(),
         });
     }
-    mu.add(&logvar.mul_scalar(0.5).exp().mul(eps)?)
+    let z = || mu.add(&logvar.mul_scalar(0.5).exp().mul(eps)?);
+    z().map_err(|e| e.called_as("reparameterize"))
 }
 
 /// KL(N(μ, σ²) ‖ N(0, 1)) per sample: −½·Σⱼ (1 + log σ²ⱼ − μⱼ² − σ²ⱼ), summed over the latent

@@ -136,9 +136,13 @@ fn kl_and_reparameterisation_by_hand() {
     assert!((kl - (1.0 - 2f64.ln() / 2.0)).abs() < 1e-15, "{kl}");
     // zero exactly at the prior, and averaged over the batch
     let two = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 0.0], &[2, 2]).unwrap();
-    let per = kl_divergence_per_sample(&two, &Tensor::zeros(&[2, 2], DType::F64)).unwrap().to_f64_vec();
+    let per =
+        kl_divergence_per_sample(&two, &Tensor::zeros(&[2, 2], DType::F64).unwrap()).unwrap().to_f64_vec();
     assert_eq!(per, vec![0.5, 0.0]);
-    assert_eq!(kl_divergence(&two, &Tensor::zeros(&[2, 2], DType::F64)).unwrap().item().unwrap(), 0.25);
+    assert_eq!(
+        kl_divergence(&two, &Tensor::zeros(&[2, 2], DType::F64).unwrap()).unwrap().item().unwrap(),
+        0.25
+    );
     // z = μ + exp(½ log σ²)·ε: [1 + 1·0.5, 0 + √2·(−1)]
     let eps = Tensor::from_vec(vec![0.5f64, -1.0], &[1, 2]).unwrap();
     let z = reparameterize(&mu, &logvar, &eps).unwrap().to_f64_vec();

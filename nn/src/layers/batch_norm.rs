@@ -100,12 +100,23 @@ impl BatchNormConfig {
         let dtype = self.dtype;
         let track = self.track_running_stats;
         Ok(BatchNorm {
-            weight: self.affine.then(|| Var::new("weight", &Tensor::ones(&[c], dtype))),
-            bias: self.affine.then(|| Var::new("bias", &Tensor::zeros(&[c], dtype))),
-            running_mean: track.then(|| Var::buffer("running_mean", &Tensor::zeros(&[c], dtype))),
-            running_var: track.then(|| Var::buffer("running_var", &Tensor::ones(&[c], dtype))),
+            weight: self
+                .affine
+                .then(|| Tensor::ones(&[c], dtype).map(|t| Var::new("weight", &t)))
+                .transpose()?,
+            bias: self
+                .affine
+                .then(|| Tensor::zeros(&[c], dtype).map(|t| Var::new("bias", &t)))
+                .transpose()?,
+            running_mean: track
+                .then(|| Tensor::zeros(&[c], dtype).map(|t| Var::buffer("running_mean", &t)))
+                .transpose()?,
+            running_var: track
+                .then(|| Tensor::ones(&[c], dtype).map(|t| Var::buffer("running_var", &t)))
+                .transpose()?,
             num_batches_tracked: track
-                .then(|| Var::buffer("num_batches_tracked", &Tensor::zeros(&[], dtype))),
+                .then(|| Tensor::zeros(&[], dtype).map(|t| Var::buffer("num_batches_tracked", &t)))
+                .transpose()?,
             num_features: c,
             eps: self.eps,
             momentum: self.momentum,
@@ -130,7 +141,7 @@ impl BatchNormConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let bn = BatchNormConfig::new(3).init_2d(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let y = bn.forward(&Tensor::ones(&[2, 3, 4, 4], DType::F32))?; // y: [2, 3, 4, 4]
+/// let y = bn.forward(&Tensor::ones(&[2, 3, 4, 4], DType::F32)?)?; // y: [2, 3, 4, 4]
 /// assert_eq!(y.shape(), &[2, 3, 4, 4]);
 /// bn.set_training(false); // now normalises with the running statistics
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -200,7 +211,7 @@ impl<const D: usize> BatchNorm<D> {
                 ),
                 None => {
                     // cumulative average: factor 1/batches
-                    let f = Tensor::full(&[], 1.0, batches.dtype()).div(&batches)?;
+                    let f = Tensor::scalar_of(1.0, batches.dtype()).div(&batches)?;
                     let keep = f.neg().add_scalar(1.0);
                     let fold = |running: &Var, batch: &Tensor| -> Result<Tensor> {
                         running.detach().mul(&keep)?.add(&batch.mul(&f)?)
@@ -411,13 +422,13 @@ mod tests {
             .take(4)
             .zip(y.to_f64_vec().iter().skip(4))
             .all(|(a, b)| (a + b).abs() < 1e-9));
-        assert!(bn.forward(&Tensor::zeros(&[2, 3, 4, 4], DType::F32)).is_err());
-        assert!(bn.forward(&Tensor::zeros(&[2, 4, 4], DType::F32)).is_err());
+        assert!(bn.forward(&Tensor::zeros(&[2, 3, 4, 4], DType::F32).unwrap()).is_err());
+        assert!(bn.forward(&Tensor::zeros(&[2, 4, 4], DType::F32).unwrap()).is_err());
         // one value per channel in training is an error, as in PyTorch
         let bn1 = BatchNormConfig::new(3).init_1d(&mut rng()).unwrap();
-        assert!(bn1.forward(&Tensor::zeros(&[1, 3], DType::F32)).is_err());
+        assert!(bn1.forward(&Tensor::zeros(&[1, 3], DType::F32).unwrap()).is_err());
         bn1.set_training(false);
-        assert!(bn1.forward(&Tensor::zeros(&[1, 3], DType::F32)).is_ok());
+        assert!(bn1.forward(&Tensor::zeros(&[1, 3], DType::F32).unwrap()).is_ok());
         assert!(BatchNormConfig::new(0).init_1d(&mut rng()).is_err());
         assert!(BatchNormConfig::new(2).with_momentum(Some(1.5)).init_1d(&mut rng()).is_err());
     }

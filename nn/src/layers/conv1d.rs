@@ -119,7 +119,7 @@ impl Conv1dConfig {
 /// use rand::SeedableRng;
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 /// let conv = Conv1dConfig::new(2, 4, 3).with_stride(2).init(&mut rng)?;
-/// let y = conv.forward(&Tensor::zeros(&[5, 2, 11], DType::F32))?; // (11 − 3)/2 + 1 = 5
+/// let y = conv.forward(&Tensor::zeros(&[5, 2, 11], DType::F32)?)?; // (11 − 3)/2 + 1 = 5
 /// assert_eq!(y.shape(), &[5, 4, 5]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -227,7 +227,7 @@ mod tests {
         };
         let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 4]).unwrap();
         assert_eq!(conv.forward(&x).unwrap().to_f64_vec(), vec![-1.0; 3]);
-        assert!(conv.forward(&Tensor::zeros(&[1, 1, 4, 1], DType::F64)).is_err());
+        assert!(conv.forward(&Tensor::zeros(&[1, 1, 4, 1], DType::F64).unwrap()).is_err());
         assert!(Conv1dConfig::new(3, 2, 3).with_groups(2).init(&mut ChaCha8Rng::seed_from_u64(0)).is_err());
     }
 }

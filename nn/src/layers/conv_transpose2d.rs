@@ -147,7 +147,7 @@ impl ConvTranspose2dConfig {
 /// use rand::SeedableRng;
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 /// let up = ConvTranspose2dConfig::new(8, 4, (2, 2)).with_stride((2, 2)).init(&mut rng)?;
-/// let y = up.forward(&Tensor::zeros(&[1, 8, 7, 7], DType::F32))?; // y: [1, 4, 14, 14]
+/// let y = up.forward(&Tensor::zeros(&[1, 8, 7, 7], DType::F32)?)?; // y: [1, 4, 14, 14]
 /// assert_eq!(y.shape(), &[1, 4, 14, 14]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -266,7 +266,7 @@ mod tests {
         // 1 channel, x = [[1, 2]], kernel 2×2 of ones, stride 2: each pixel paints a 2×2 block
         // y = [[1, 1, 2, 2], [1, 1, 2, 2]]
         let layer = ConvTranspose2d {
-            weight: Var::new("weight", &Tensor::ones(&[1, 1, 2, 2], DType::F64)),
+            weight: Var::new("weight", &Tensor::ones(&[1, 1, 2, 2], DType::F64).unwrap()),
             bias: None,
             options: ConvTranspose2dOptions {
                 conv: Conv2dOptions { stride: (2, 2), ..Conv2dOptions::default() },
@@ -288,6 +288,6 @@ mod tests {
         assert!(layer.weight.to_f64_vec().iter().all(|v| v.abs() <= bound));
         let bad = ConvTranspose2dConfig::new(2, 2, (3, 3)).with_stride((2, 2)).with_output_padding((2, 0));
         assert!(bad.init(&mut rng).is_err());
-        assert!(layer.forward(&Tensor::zeros(&[1, 4, 3, 3], DType::F32)).is_err());
+        assert!(layer.forward(&Tensor::zeros(&[1, 4, 3, 3], DType::F32).unwrap()).is_err());
     }
 }

@@ -49,7 +49,7 @@ impl Default for DropoutConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let dropout = DropoutConfig::new(0.5).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let x = Tensor::ones(&[4, 4], DType::F32);
+/// let x = Tensor::ones(&[4, 4], DType::F32)?;
 /// let y = dropout.forward(&x)?; // each value is 0 or 2
 /// assert!(y.to_vec::<f32>()?.iter().all(|&v| v == 0.0 || v == 2.0));
 /// dropout.set_training(false);
@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn training_drops_and_scales() {
         // p = 0.25: kept values are 1/(1 − 0.25) = 4/3, about a quarter are zero
-        let x = Tensor::ones(&[100, 100], DType::F64);
+        let x = Tensor::ones(&[100, 100], DType::F64).unwrap();
         let d = layer(0.25, 1);
         assert!(d.is_training());
         let y = d.forward(&x).unwrap().to_f64_vec();
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn gradient_follows_mask() {
         // y = m ⊙ x / (1 − p), so dL/dx for L = Σ y is the scaled mask itself
-        let x = Tensor::full(&[50], 3.0, DType::F64).requires_grad_();
+        let x = Tensor::full(&[50], 3.0, DType::F64).unwrap().requires_grad_();
         let d = layer(0.5, 2);
         let y = d.forward(&x).unwrap();
         y.sum_all().unwrap().backward().unwrap();

@@ -125,7 +125,7 @@ impl Embedding {
 
     /// The rows for an `i64` index tensor: `[index shape, dim]`.
     fn embed(&self, ids: Tensor) -> Result<Tensor> {
-        let rows = self.weight.embedding(&ids)?;
+        let rows = self.weight.embedding(&ids).map_err(|e| e.called_as("Embedding"))?;
         let Some(pad) = self.padding_idx else { return Ok(rows) };
         // Padding positions take the padding row as a constant, so no gradient reaches it.
         let dim = self.embedding_dim();

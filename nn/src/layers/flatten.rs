@@ -13,7 +13,7 @@ use graphgrad_autodiff::{Error, Result, Tensor};
 /// ```
 /// use graphgrad_nn::{Flatten, Module};
 /// use graphgrad_autodiff::{DType, Tensor};
-/// let y = Flatten::default().forward(&Tensor::zeros(&[2, 3, 4, 5], DType::F32))?;
+/// let y = Flatten::default().forward(&Tensor::zeros(&[2, 3, 4, 5], DType::F32)?)?;
 /// assert_eq!(y.shape(), &[2, 60]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -80,7 +80,7 @@ mod tests {
         assert_eq!(Flatten::new(0, 0).forward(&Tensor::scalar(1.0f32)).unwrap().shape(), &[1]);
         assert!(Flatten::new(3, 1).forward(&x).is_err());
         assert!(Flatten::new(1, 4).forward(&x).is_err());
-        assert!(Flatten::default().forward(&Tensor::zeros(&[3], DType::F32)).is_err());
+        assert!(Flatten::default().forward(&Tensor::zeros(&[3], DType::F32).unwrap()).is_err());
     }
 
     #[test]

@@ -69,8 +69,12 @@ impl LayerNormConfig {
         Ok(LayerNorm {
             normalized_shape: shape.clone(),
             eps: self.eps,
-            weight: affine.then(|| Var::new("weight", &Tensor::ones(shape, self.dtype))),
-            bias: (affine && self.bias).then(|| Var::new("bias", &Tensor::zeros(shape, self.dtype))),
+            weight: affine
+                .then(|| Tensor::ones(shape, self.dtype).map(|t| Var::new("weight", &t)))
+                .transpose()?,
+            bias: (affine && self.bias)
+                .then(|| Tensor::zeros(shape, self.dtype).map(|t| Var::new("bias", &t)))
+                .transpose()?,
         })
     }
 }
@@ -172,7 +176,7 @@ mod tests {
         let names: Vec<String> = ln.named_parameters().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["weight"]);
         assert_eq!(ln.weight.as_ref().unwrap().to_f64_vec(), vec![1.0; 5]);
-        assert!(ln.forward(&Tensor::zeros(&[2, 4], DType::F32)).is_err());
+        assert!(ln.forward(&Tensor::zeros(&[2, 4], DType::F32).unwrap()).is_err());
         assert!(LayerNormConfig::new(&[]).init(&mut rng()).is_err());
         assert!(LayerNormConfig::new(&[3]).with_eps(-1.0).init(&mut rng()).is_err());
     }

@@ -51,13 +51,15 @@ impl LinearConfig {
             );
         }
         let shape = [self.out_features, self.in_features];
-        let weight = init::default_uniform(&shape, self.in_features, self.dtype, rng)?;
-        let bias = if self.bias {
-            Some(init::default_uniform(&[self.out_features], self.in_features, self.dtype, rng)?)
-        } else {
-            None
-        };
-        Linear::from_tensors(&weight, bias.as_ref())
+        graphgrad_autodiff::reported_as("Linear", || {
+            let weight = init::default_uniform(&shape, self.in_features, self.dtype, rng)?;
+            let bias = if self.bias {
+                Some(init::default_uniform(&[self.out_features], self.in_features, self.dtype, rng)?)
+            } else {
+                None
+            };
+            Linear::from_tensors(&weight, bias.as_ref())
+        })
     }
 }
 
@@ -74,7 +76,7 @@ impl LinearConfig {
 /// use rand::SeedableRng;
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 /// let layer = LinearConfig::new(3, 2).init(&mut rng)?;
-/// let x = Tensor::ones(&[4, 3], DType::F32);
+/// let x = Tensor::ones(&[4, 3], DType::F32)?;
 /// let y = layer.forward(&x)?; // y: [batch 4, out 2]
 /// assert_eq!(y.shape(), &[4, 2]);
 /// let names: Vec<String> = layer.named_parameters().into_iter().map(|(n, _)| n).collect();
@@ -212,7 +214,7 @@ mod tests {
     #[test]
     fn rejects_wrong_input_width() {
         let layer = LinearConfig::new(4, 2).init(&mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-        let err = layer.forward(&Tensor::zeros(&[3, 5], DType::F32)).unwrap_err();
+        let err = layer.forward(&Tensor::zeros(&[3, 5], DType::F32).unwrap()).unwrap_err();
         assert!(err.to_string().contains("Linear"), "{err}");
         assert!(layer.forward(&Tensor::scalar(1.0f32)).is_err());
     }

@@ -292,7 +292,11 @@ impl MemN2N {
         query: &[usize],
     ) -> Result<MemN2NOutput> {
         let [batch, memories, words] = story_shape;
-        if batch == 0 || memories == 0 || words == 0 || story.len() != batch * memories * words {
+        if batch == 0
+            || memories == 0
+            || words == 0
+            || graphgrad_ops::checked_numel(&story_shape) != Some(story.len())
+        {
             bail!(
                 "MemN2N",
                 "story of {} indices does not fill a non-empty shape {story_shape:?}",
@@ -400,7 +404,7 @@ impl Module for MemN2N {
     /// `input`: `[batch, memories + 1, words]` word indices as floats, the last row of each
     /// sample being the question; returns answer logits `[batch, vocab]`.
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        if input.rank() != 3 || input.shape()[1] < 2 {
+        if input.rank() != 3 || input.shape()[1] < 2 || input.shape()[2] == 0 {
             bail!("MemN2N", "packed input must be [batch, memories + 1, words], got {:?}", input.shape());
         }
         let (batch, rows, words) = (input.shape()[0], input.shape()[1], input.shape()[2]);

@@ -16,7 +16,7 @@ use graphgrad_autodiff::{Result, Tensor};
 /// ```
 /// use graphgrad_nn::{MaxPool2d, Module};
 /// use graphgrad_autodiff::{DType, Tensor};
-/// let y = MaxPool2d::new((2, 2)).forward(&Tensor::zeros(&[1, 3, 8, 6], DType::F32))?;
+/// let y = MaxPool2d::new((2, 2)).forward(&Tensor::zeros(&[1, 3, 8, 6], DType::F32)?)?;
 /// assert_eq!(y.shape(), &[1, 3, 4, 3]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -189,7 +189,7 @@ mod tests {
         let x = Tensor::from_vec((0..16).map(f64::from).collect::<Vec<_>>(), &[1, 1, 4, 4]).unwrap();
         assert_eq!(MaxPool2d::new((2, 2)).forward(&x).unwrap().to_f64_vec(), vec![5.0, 7.0, 13.0, 15.0]);
         assert_eq!(AvgPool2d::new((2, 2)).forward(&x).unwrap().to_f64_vec(), vec![2.5, 4.5, 10.5, 12.5]);
-        assert!(MaxPool2d::new((2, 2)).forward(&Tensor::zeros(&[4, 4], DType::F32)).is_err());
+        assert!(MaxPool2d::new((2, 2)).forward(&Tensor::zeros(&[4, 4], DType::F32).unwrap()).is_err());
         assert!(AvgPool2d::new((0, 2)).forward(&x).is_err());
         assert!(MaxPool2d::new((5, 5)).forward(&x).is_err());
     }

@@ -153,7 +153,7 @@ impl Recurrent {
     fn initial(&self, state: Option<&Tensor>, batch: usize, what: &str) -> Result<Tensor> {
         let shape = [self.num_layers * self.directions, batch, self.hidden_size];
         match state {
-            None => Ok(Tensor::zeros(&shape, self.dtype())),
+            None => Ok(Tensor::zeros(&shape, self.dtype())?),
             Some(s) if s.shape() != shape || s.dtype() != self.dtype() => bail!(
                 self.kind.name(),
                 "{what} must be {shape:?} {}, got {:?} {}",
@@ -418,7 +418,7 @@ impl GruConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let rnn = RnnConfig::new(3, 5).with_num_layers(2).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let (out, h_n) = rnn.forward_with_state(&Tensor::zeros(&[4, 7, 3], DType::F32), None)?;
+/// let (out, h_n) = rnn.forward_with_state(&Tensor::zeros(&[4, 7, 3], DType::F32)?, None)?;
 /// assert_eq!((out.shape(), h_n.shape()), (&[4, 7, 5][..], &[2, 4, 5][..]));
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -440,7 +440,7 @@ pub struct Rnn {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let lstm = LstmConfig::new(3, 4).with_bidirectional(true).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// let (out, state) = lstm.forward_with_state(&Tensor::zeros(&[2, 6, 3], DType::F32), None)?;
+/// let (out, state) = lstm.forward_with_state(&Tensor::zeros(&[2, 6, 3], DType::F32)?, None)?;
 /// assert_eq!(out.shape(), &[2, 6, 8]);
 /// assert_eq!((state.h.shape(), state.c.shape()), (&[2, 2, 4][..], &[2, 2, 4][..]));
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -463,7 +463,7 @@ pub struct Lstm {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let gru = GruConfig::new(3, 4).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
-/// assert_eq!(gru.forward(&Tensor::zeros(&[2, 5, 3], DType::F32))?.shape(), &[2, 5, 4]);
+/// assert_eq!(gru.forward(&Tensor::zeros(&[2, 5, 3], DType::F32)?)?.shape(), &[2, 5, 4]);
 /// assert_eq!(gru.named_parameters()[0].0, "weight_ih_l0");
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```

@@ -127,7 +127,7 @@ fn every_cell_matches_the_reference_loop() {
 /// Sets every parameter of a one-layer, hidden-1 cell to `value`.
 fn constant(inner: &Recurrent, value: f64) {
     for (_, p) in inner.named_parameters() {
-        p.set(&Tensor::full(p.shape(), value, DType::F64)).unwrap();
+        p.set(&Tensor::full(p.shape(), value, DType::F64).unwrap()).unwrap();
     }
 }
 
@@ -167,12 +167,14 @@ fn initial_state_is_used_and_checked() {
     let joined = Tensor::cat(&[first, second], 1).unwrap();
     assert_close(&joined.to_f64_vec(), &full.to_f64_vec(), 1e-14, 1e-12);
     assert_close(&end2.h.to_f64_vec(), &end.h.to_f64_vec(), 1e-14, 1e-12);
-    let bad =
-        LstmState { h: Tensor::zeros(&[1, 3, 3], DType::F64), c: Tensor::zeros(&[1, 2, 3], DType::F64) };
+    let bad = LstmState {
+        h: Tensor::zeros(&[1, 3, 3], DType::F64).unwrap(),
+        c: Tensor::zeros(&[1, 2, 3], DType::F64).unwrap(),
+    };
     assert!(lstm.forward_with_state(&x, Some(&bad)).is_err());
-    assert!(lstm.forward(&Tensor::zeros(&[2, 4, 3], DType::F64)).is_err(), "wrong feature size");
-    assert!(lstm.forward(&Tensor::zeros(&[2, 4, 2], DType::F32)).is_err(), "wrong dtype");
-    assert!(lstm.forward(&Tensor::zeros(&[2, 0, 2], DType::F64)).is_err(), "empty sequence");
+    assert!(lstm.forward(&Tensor::zeros(&[2, 4, 3], DType::F64).unwrap()).is_err(), "wrong feature size");
+    assert!(lstm.forward(&Tensor::zeros(&[2, 4, 2], DType::F32).unwrap()).is_err(), "wrong dtype");
+    assert!(lstm.forward(&Tensor::zeros(&[2, 0, 2], DType::F64).unwrap()).is_err(), "empty sequence");
     assert!(LstmConfig::new(0, 3).init(&mut rng).is_err());
 }
 

@@ -22,15 +22,18 @@ use graphgrad_autodiff::{Result, Tensor};
 ///     .append(LinearConfig::new(4, 8).init(&mut rng)?)
 ///     .append(ReLU)
 ///     .append(LinearConfig::new(8, 2).init(&mut rng)?);
-/// let y = mlp.forward(&Tensor::ones(&[3, 4], DType::F32))?; // y: [3, 2]
+/// let y = mlp.forward(&Tensor::ones(&[3, 4], DType::F32)?)?; // y: [3, 2]
 /// assert_eq!(y.shape(), &[3, 2]);
 /// let names: Vec<String> = mlp.state_dict().into_keys().collect();
 /// assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight"]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
+///
+/// Its modules are `Send + Sync` (every layer of this crate is), so a `Sequential` can be
+/// moved to and shared by threads.
 #[derive(Default)]
 pub struct Sequential {
-    layers: Vec<Box<dyn Module>>,
+    layers: Vec<Box<dyn Module + Send + Sync>>,
 }
 
 impl Sequential {
@@ -40,13 +43,13 @@ impl Sequential {
     }
 
     /// Appends `module` (builder style; PyTorch's `append`).
-    pub fn append(mut self, module: impl Module + 'static) -> Sequential {
+    pub fn append(mut self, module: impl Module + Send + Sync + 'static) -> Sequential {
         self.layers.push(Box::new(module));
         self
     }
 
     /// Appends an already boxed module.
-    pub fn push(&mut self, module: Box<dyn Module>) {
+    pub fn push(&mut self, module: Box<dyn Module + Send + Sync>) {
         self.layers.push(module);
     }
 
@@ -62,17 +65,17 @@ impl Sequential {
 
     /// The module at position `index`.
     pub fn get(&self, index: usize) -> Option<&dyn Module> {
-        self.layers.get(index).map(|m| m.as_ref())
+        self.layers.get(index).map(|m| m.as_ref() as &dyn Module)
     }
 
     /// The modules in order.
     pub fn iter(&self) -> impl Iterator<Item = &dyn Module> {
-        self.layers.iter().map(|m| m.as_ref())
+        self.layers.iter().map(|m| m.as_ref() as &dyn Module)
     }
 }
 
-impl FromIterator<Box<dyn Module>> for Sequential {
-    fn from_iter<I: IntoIterator<Item = Box<dyn Module>>>(iter: I) -> Sequential {
+impl FromIterator<Box<dyn Module + Send + Sync>> for Sequential {
+    fn from_iter<I: IntoIterator<Item = Box<dyn Module + Send + Sync>>>(iter: I) -> Sequential {
         Sequential { layers: iter.into_iter().collect() }
     }
 }
@@ -159,9 +162,9 @@ mod tests {
         let mut state = m.state_dict();
         let before = m.state_dict();
         state.remove("0.bias");
-        state.insert("9.weight".into(), Tensor::zeros(&[1], DType::F64));
-        state.insert("4.0.weight".into(), Tensor::zeros(&[3, 3], DType::F64));
-        state.insert("1.weight".into(), Tensor::zeros(&[4], DType::F32));
+        state.insert("9.weight".into(), Tensor::zeros(&[1], DType::F64).unwrap());
+        state.insert("4.0.weight".into(), Tensor::zeros(&[3, 3], DType::F64).unwrap());
+        state.insert("1.weight".into(), Tensor::zeros(&[4], DType::F32).unwrap());
         let err = m.load_state_dict(&state).unwrap_err();
         match &err {
             Error::StateMismatch { missing, unexpected, mismatched } => {
@@ -184,7 +187,7 @@ mod tests {
     #[test]
     fn train_eval_reaches_children() {
         let m = model(3);
-        let x = Tensor::ones(&[6, 3], DType::F64);
+        let x = Tensor::ones(&[6, 3], DType::F64).unwrap();
         m.set_training(false);
         // eval: deterministic (dropout off, running statistics)
         assert_eq!(m.forward(&x).unwrap().to_f64_vec(), m.forward(&x).unwrap().to_f64_vec());

@@ -144,7 +144,7 @@ impl TransformerEncoderLayerConfig {
 ///     .with_norm_first(true)
 ///     .init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
 /// layer.set_training(false); // no dropout
-/// let x = Tensor::ones(&[2, 5, 8], DType::F32);
+/// let x = Tensor::ones(&[2, 5, 8], DType::F32)?;
 /// let y = layer.forward_with_masks(&x, &AttentionMasks::causal())?;
 /// assert_eq!(y.shape(), &[2, 5, 8]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())

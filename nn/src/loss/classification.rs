@@ -10,7 +10,7 @@
 //! input, so each call reads new labels.
 
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, DType, Error, IntoIndices, Result, Tensor};
+use graphgrad_autodiff::{bail, reported_as, DType, Error, IntoIndices, Result, Tensor};
 
 /// Scores as rows `[samples, classes]` and the shape of the unreduced loss.
 pub(super) fn class_rows(op: &'static str, scores: &Tensor) -> Result<(Tensor, Vec<usize>)> {
@@ -41,9 +41,9 @@ pub(super) fn class_targets(op: &'static str, target: impl IntoIndices, samples:
 }
 
 /// 1 where a target is not `ignore_index`, else 0, in `dtype` (`None`: all 1).
-fn valid_targets(target: &Tensor, ignore_index: Option<usize>, dtype: DType) -> Tensor {
+fn valid_targets(target: &Tensor, ignore_index: Option<usize>, dtype: DType) -> Result<Tensor> {
     match ignore_index {
-        Some(k) => target.to_dtype(DType::F64).ne_scalar(k as f64).to_dtype(dtype),
+        Some(k) => Ok(target.to_dtype(DType::F64).ne_scalar(k as f64).to_dtype(dtype)),
         None => Tensor::ones(target.shape(), dtype),
     }
 }
@@ -60,11 +60,14 @@ fn nll_rows(
 ) -> Result<(Tensor, Tensor)> {
     let (samples, classes) = (log_probs.shape()[0], log_probs.shape()[1]);
     if let Some(w) = weight {
-        if w.shape() != [classes] || w.dtype() != log_probs.dtype() {
+        if w.shape() != [classes] {
             return Err(Error::ShapeMismatch { op, lhs: log_probs.shape().into(), rhs: w.shape().into() });
         }
+        if w.dtype() != log_probs.dtype() {
+            return Err(Error::DTypeMismatch { op, lhs: log_probs.dtype(), rhs: w.dtype() });
+        }
     }
-    let valid = valid_targets(target, ignore_index, log_probs.dtype());
+    let valid = valid_targets(target, ignore_index, log_probs.dtype())?;
     // ignored samples read class 0, then weigh nothing
     let index = match ignore_index {
         Some(_) => target.to_dtype(DType::F64).mul(&valid.to_dtype(DType::F64))?.to_dtype(DType::I64),
@@ -92,8 +95,8 @@ fn nll_rows(
 pub fn one_hot(target: impl IntoIndices, classes: usize, dtype: DType) -> Result<Tensor> {
     let target = target.into_indices("one_hot", None)?;
     let samples = target.numel();
-    let rows = Tensor::zeros(&[samples, classes], dtype);
-    let ones = Tensor::ones(&[samples, 1], dtype);
+    let rows = Tensor::zeros(&[samples, classes], dtype)?;
+    let ones = Tensor::ones(&[samples, 1], dtype)?;
     rows.scatter_add(1, &target.reshape(&[samples, 1])?, &ones)
 }
 
@@ -159,7 +162,7 @@ impl NllLoss {
 
 /// [`NllLoss`] with no class weights and nothing ignored.
 pub fn nll_loss(log_probs: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
-    NllLoss { reduction, ..NllLoss::default() }.forward(log_probs, target)
+    reported_as("nll_loss", || NllLoss { reduction, ..NllLoss::default() }.forward(log_probs, target))
 }
 
 /// Cross-entropy between logits and target classes (PyTorch's `CrossEntropyLoss`):
@@ -242,7 +245,7 @@ impl CrossEntropyLoss {
             None => log_probs,
         };
         // valid: [samples], 0 for ignored samples (a zero class weight does not ignore a sample)
-        let valid = valid_targets(&target, self.ignore_index, rows.dtype());
+        let valid = valid_targets(&target, self.ignore_index, rows.dtype())?;
         let smooth = weighted.sum(&[1], false)?.neg().mul(&valid)?;
         let smooth = reduce_weighted(smooth, &w, &out_shape, self.reduction)?;
         nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(eps / classes as f64))
@@ -251,14 +254,16 @@ impl CrossEntropyLoss {
 
 /// [`CrossEntropyLoss`] with no class weights, nothing ignored and no smoothing.
 pub fn cross_entropy(logits: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
-    CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
+    reported_as("cross_entropy", || {
+        CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
+    })
 }
 
 /// ln x clamped below at −100 (as PyTorch's BCE), with a finite gradient at x = 0.
 fn clamped_log(x: &Tensor) -> Result<Tensor> {
     let positive = x.gt_scalar(0.0);
-    let one = Tensor::full(&[], 1.0, x.dtype());
-    let floor = Tensor::full(&[], -100.0, x.dtype());
+    let one = Tensor::scalar_of(1.0, x.dtype());
+    let floor = Tensor::scalar_of(-100.0, x.dtype());
     let safe = Tensor::where_(&positive, x, &one)?;
     Tensor::where_(&positive, &safe.log(), &floor)?.clamp(-100.0, f64::INFINITY)
 }
@@ -282,18 +287,20 @@ pub fn binary_cross_entropy(
     weight: Option<&Tensor>,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "binary_cross_entropy";
-    same_shape(OP, input, target)?;
-    if input.to_f64_vec().iter().any(|v| !(0.0..=1.0).contains(v)) {
-        bail!(OP, "all elements of input must be probabilities in [0, 1]");
-    }
-    let log_x = clamped_log(input)?;
-    let log_1mx = clamped_log(&input.neg().add_scalar(1.0))?;
-    // −(y·ln x + (1 − y)·ln(1 − x))
-    let positive = target.mul(&log_x)?;
-    let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
-    let losses = positive.add(&negative)?.neg();
-    reduction.apply(apply_weight(OP, losses, weight)?)
+    reported_as("binary_cross_entropy", || {
+        const OP: &str = "binary_cross_entropy";
+        same_shape(OP, input, target)?;
+        if input.to_f64_vec().iter().any(|v| !(0.0..=1.0).contains(v)) {
+            bail!(OP, "all elements of input must be probabilities in [0, 1]");
+        }
+        let log_x = clamped_log(input)?;
+        let log_1mx = clamped_log(&input.neg().add_scalar(1.0))?;
+        // −(y·ln x + (1 − y)·ln(1 − x))
+        let positive = target.mul(&log_x)?;
+        let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
+        let losses = positive.add(&negative)?.neg();
+        reduction.apply(apply_weight(OP, losses, weight)?)
+    })
 }
 
 /// Binary cross-entropy on logits, computed stably (PyTorch's
@@ -307,17 +314,19 @@ pub fn binary_cross_entropy_with_logits(
     pos_weight: Option<&Tensor>,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "binary_cross_entropy_with_logits";
-    same_shape(OP, input, target)?;
-    // softplus(−x) = −ln σ(x) and −ln(1 − σ(x)) = x + softplus(−x), so
-    // −(p·y·ln σ + (1 − y)·ln(1 − σ)) = (1 − y)·x + (1 + (p − 1)·y)·softplus(−x)
-    let neg_log_sigmoid = input.neg().softplus();
-    let log_weight = match pos_weight {
-        Some(p) => apply_weight(OP, target.clone(), Some(&p.add_scalar(-1.0)))?.add_scalar(1.0),
-        None => Tensor::full(&[], 1.0, input.dtype()),
-    };
-    let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
-    reduction.apply(apply_weight(OP, losses, weight)?)
+    reported_as("binary_cross_entropy_with_logits", || {
+        const OP: &str = "binary_cross_entropy_with_logits";
+        same_shape(OP, input, target)?;
+        // softplus(−x) = −ln σ(x) and −ln(1 − σ(x)) = x + softplus(−x), so
+        // −(p·y·ln σ + (1 − y)·ln(1 − σ)) = (1 − y)·x + (1 + (p − 1)·y)·softplus(−x)
+        let neg_log_sigmoid = input.neg().softplus();
+        let log_weight = match pos_weight {
+            Some(p) => apply_weight(OP, target.clone(), Some(&p.add_scalar(-1.0)))?.add_scalar(1.0),
+            None => Tensor::scalar_of(1.0, input.dtype()),
+        };
+        let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
+        reduction.apply(apply_weight(OP, losses, weight)?)
+    })
 }
 
 /// Kullback–Leibler divergence KL(target ‖ prediction) where `input` holds log-probabilities
@@ -327,19 +336,21 @@ pub fn binary_cross_entropy_with_logits(
 /// `Mean` averages over all elements, as PyTorch's `reduction='mean'`; for the mathematically
 /// correct `'batchmean'`, use `Sum` and divide by the batch size.
 pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target: bool) -> Result<Tensor> {
-    const OP: &str = "kl_div";
-    same_shape(OP, input, target)?;
-    let pointwise = if log_target {
-        target.exp().mul(&target.sub(input)?)?
-    } else {
-        // xlogy: 0·ln 0 = 0 (and no NaN gradient through ln of the zeros)
-        let positive = target.gt_scalar(0.0);
-        let one = Tensor::full(&[], 1.0, target.dtype());
-        let zero = Tensor::full(&[], 0.0, target.dtype());
-        let log_target = Tensor::where_(&positive, target, &one)?.log();
-        Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
-    };
-    reduction.apply(pointwise)
+    reported_as("kl_div", || {
+        const OP: &str = "kl_div";
+        same_shape(OP, input, target)?;
+        let pointwise = if log_target {
+            target.exp().mul(&target.sub(input)?)?
+        } else {
+            // xlogy: 0·ln 0 = 0 (and no NaN gradient through ln of the zeros)
+            let positive = target.gt_scalar(0.0);
+            let one = Tensor::scalar_of(1.0, target.dtype());
+            let zero = Tensor::scalar_of(0.0, target.dtype());
+            let log_target = Tensor::where_(&positive, target, &one)?.log();
+            Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
+        };
+        reduction.apply(pointwise)
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! last axis unless a `dim` is given.
 
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, Result, Tensor};
+use graphgrad_autodiff::{bail, reported_as, Result, Tensor};
 
 /// The p-norm distance ‖x1 − x2 + eps‖_p along the last axis (p = 1: L1, p = 2: L2 (PyTorch's
 /// default), any p > 0, or `f64::INFINITY`: the largest difference). `eps` (PyTorch: 1e-6)
@@ -20,32 +20,36 @@ use graphgrad_autodiff::{bail, Result, Tensor};
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
 pub fn pairwise_distance(x1: &Tensor, x2: &Tensor, p: f64, eps: f64, keepdim: bool) -> Result<Tensor> {
-    const OP: &str = "pairwise_distance";
-    if p.is_nan() || p <= 0.0 {
-        bail!(OP, "p must be positive, got {p}");
-    }
-    let d = x1.sub(x2)?.add_scalar(eps);
-    if d.rank() == 0 {
-        bail!(OP, "needs vectors along a last axis, got scalars");
-    }
-    if p == 1.0 {
-        d.abs().sum(&[-1], keepdim)
-    } else if p == 2.0 {
-        Ok(d.square().sum(&[-1], keepdim)?.sqrt())
-    } else if p.is_infinite() {
-        d.abs().max(&[-1], keepdim)
-    } else {
-        Ok(d.abs().pow_scalar(p).sum(&[-1], keepdim)?.pow_scalar(1.0 / p))
-    }
+    reported_as("pairwise_distance", || {
+        const OP: &str = "pairwise_distance";
+        if p.is_nan() || p <= 0.0 {
+            bail!(OP, "p must be positive, got {p}");
+        }
+        let d = x1.sub(x2)?.add_scalar(eps);
+        if d.rank() == 0 {
+            bail!(OP, "needs vectors along a last axis, got scalars");
+        }
+        if p == 1.0 {
+            d.abs().sum(&[-1], keepdim)
+        } else if p == 2.0 {
+            Ok(d.square().sum(&[-1], keepdim)?.sqrt())
+        } else if p.is_infinite() {
+            d.abs().max(&[-1], keepdim)
+        } else {
+            Ok(d.abs().pow_scalar(p).sum(&[-1], keepdim)?.pow_scalar(1.0 / p))
+        }
+    })
 }
 
 /// x1·x2 / (max(‖x1‖, eps)·max(‖x2‖, eps)) along `dim` (PyTorch's defaults: dim 1,
 /// eps 1e-8). Shapes broadcast; `dim` is removed.
 pub fn cosine_similarity(x1: &Tensor, x2: &Tensor, dim: isize, eps: f64) -> Result<Tensor> {
-    // each vector divided by its (clamped) norm first, as PyTorch, for stability
-    let n1 = x1.square().sum(&[dim], true)?.sqrt().maximum_scalar(eps);
-    let n2 = x2.square().sum(&[dim], true)?.sqrt().maximum_scalar(eps);
-    x1.div(&n1)?.mul(&x2.div(&n2)?)?.sum(&[dim], false)
+    reported_as("cosine_similarity", || {
+        // each vector divided by its (clamped) norm first, as PyTorch, for stability
+        let n1 = x1.square().sum(&[dim], true)?.sqrt().maximum_scalar(eps);
+        let n2 = x2.square().sum(&[dim], true)?.sqrt().maximum_scalar(eps);
+        x1.div(&n1)?.mul(&x2.div(&n2)?)?.sum(&[dim], false)
+    })
 }
 
 /// Cosine embedding loss (PyTorch's `cosine_embedding_loss`) for pairs along the last axis
@@ -63,25 +67,27 @@ pub fn cosine_embedding_loss(
     margin: f64,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "cosine_embedding_loss";
-    const EPSILON: f64 = 1e-12;
-    same_shape(OP, x1, x2)?;
-    if !(x1.rank() == 1 || x1.rank() == 2) || y.shape() != &x1.shape()[..x1.rank() - 1] {
-        bail!(
-            OP,
-            "expects x1, x2 [batch, dim] or [dim] and y [batch] or [], got {:?} and y {:?}",
-            x1.shape(),
-            y.shape()
-        );
-    }
-    let prod = x1.mul(x2)?.sum(&[-1], false)?;
-    let mag1 = x1.square().sum(&[-1], false)?.add_scalar(EPSILON);
-    let mag2 = x2.square().sum(&[-1], false)?.add_scalar(EPSILON);
-    let cos = prod.div(&mag1.mul(&mag2)?.sqrt())?;
-    let zero = Tensor::full(&[], 0.0, cos.dtype());
-    let positive = Tensor::where_(&y.eq_scalar(1.0), &cos.neg().add_scalar(1.0), &zero)?;
-    let negative = Tensor::where_(&y.eq_scalar(-1.0), &cos.add_scalar(-margin).relu(), &zero)?;
-    reduction.apply(positive.add(&negative)?)
+    reported_as("cosine_embedding_loss", || {
+        const OP: &str = "cosine_embedding_loss";
+        const EPSILON: f64 = 1e-12;
+        same_shape(OP, x1, x2)?;
+        if !(x1.rank() == 1 || x1.rank() == 2) || y.shape() != &x1.shape()[..x1.rank() - 1] {
+            bail!(
+                OP,
+                "expects x1, x2 [batch, dim] or [dim] and y [batch] or [], got {:?} and y {:?}",
+                x1.shape(),
+                y.shape()
+            );
+        }
+        let prod = x1.mul(x2)?.sum(&[-1], false)?;
+        let mag1 = x1.square().sum(&[-1], false)?.add_scalar(EPSILON);
+        let mag2 = x2.square().sum(&[-1], false)?.add_scalar(EPSILON);
+        let cos = prod.div(&mag1.mul(&mag2)?.sqrt())?;
+        let zero = Tensor::scalar_of(0.0, cos.dtype());
+        let positive = Tensor::where_(&y.eq_scalar(1.0), &cos.neg().add_scalar(1.0), &zero)?;
+        let negative = Tensor::where_(&y.eq_scalar(-1.0), &cos.add_scalar(-margin).relu(), &zero)?;
+        reduction.apply(positive.add(&negative)?)
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::classification::{class_rows, class_targets, one_hot};
 use super::embedding::pairwise_distance;
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, Error, IntoIndices, Result, Tensor};
+use graphgrad_autodiff::{bail, reported_as, Error, IntoIndices, Result, Tensor};
 
 /// Multi-class hinge loss (PyTorch's `MultiMarginLoss`): for scores x and target class y,
 /// `l = Σ_{j≠y} w[y]·max(0, margin − x[y] + x[j])^p / C` with p ∈ {1, 2} (default 1, margin 1).
@@ -20,33 +20,35 @@ pub fn multi_margin_loss(
     weight: Option<&Tensor>,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "multi_margin_loss";
-    if p != 1 && p != 2 {
-        bail!(OP, "only p = 1 and p = 2 are supported, got {p}");
-    }
-    if input.rank() > 2 {
-        bail!(OP, "expects [batch, classes] or [classes], got {:?}", input.shape());
-    }
-    let (rows, out_shape) = class_rows(OP, input)?;
-    let (samples, classes) = (rows.shape()[0], rows.shape()[1]);
-    let target = class_targets(OP, target, samples)?;
-    // x_y: [samples, 1] (the gather reports a target that is not a class)
-    let x_y = rows.gather(1, &target.reshape(&[samples, 1])?, None)?;
-    // hinge: [samples, classes] = max(0, margin − x[y] + x[j])^p
-    let mut hinge = rows.sub(&x_y)?.add_scalar(margin).relu();
-    if p == 2 {
-        hinge = hinge.square();
-    }
-    // the target class itself is excluded
-    let others = one_hot(&target, classes, rows.dtype())?.neg().add_scalar(1.0);
-    let mut losses = hinge.mul(&others)?.sum(&[1], false)?.mul_scalar(1.0 / classes as f64);
-    if let Some(w) = weight {
-        if w.shape() != [classes] {
-            return Err(Error::ShapeMismatch { op: OP, lhs: rows.shape().into(), rhs: w.shape().into() });
+    reported_as("multi_margin_loss", || {
+        const OP: &str = "multi_margin_loss";
+        if p != 1 && p != 2 {
+            bail!(OP, "only p = 1 and p = 2 are supported, got {p}");
         }
-        losses = losses.mul(&w.index_select(0, &target)?)?;
-    }
-    reduction.apply(losses.reshape(&out_shape)?)
+        if input.rank() > 2 {
+            bail!(OP, "expects [batch, classes] or [classes], got {:?}", input.shape());
+        }
+        let (rows, out_shape) = class_rows(OP, input)?;
+        let (samples, classes) = (rows.shape()[0], rows.shape()[1]);
+        let target = class_targets(OP, target, samples)?;
+        // x_y: [samples, 1] (the gather reports a target that is not a class)
+        let x_y = rows.gather(1, &target.reshape(&[samples, 1])?, None)?;
+        // hinge: [samples, classes] = max(0, margin − x[y] + x[j])^p
+        let mut hinge = rows.sub(&x_y)?.add_scalar(margin).relu();
+        if p == 2 {
+            hinge = hinge.square();
+        }
+        // the target class itself is excluded
+        let others = one_hot(&target, classes, rows.dtype())?.neg().add_scalar(1.0);
+        let mut losses = hinge.mul(&others)?.sum(&[1], false)?.mul_scalar(1.0 / classes as f64);
+        if let Some(w) = weight {
+            if w.shape() != [classes] {
+                return Err(Error::ShapeMismatch { op: OP, lhs: rows.shape().into(), rhs: w.shape().into() });
+            }
+            losses = losses.mul(&w.index_select(0, &target)?)?;
+        }
+        reduction.apply(losses.reshape(&out_shape)?)
+    })
 }
 
 /// `max(0, −y·(x1 − x2) + margin)` for labels y ∈ {1, −1} (y = 1: x1 should rank higher).
@@ -58,10 +60,12 @@ pub fn margin_ranking_loss(
     margin: f64,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "margin_ranking_loss";
-    same_shape(OP, x1, x2)?;
-    same_shape(OP, x1, y)?;
-    reduction.apply(y.mul(&x1.sub(x2)?)?.neg().add_scalar(margin).relu())
+    reported_as("margin_ranking_loss", || {
+        const OP: &str = "margin_ranking_loss";
+        same_shape(OP, x1, x2)?;
+        same_shape(OP, x1, y)?;
+        reduction.apply(y.mul(&x1.sub(x2)?)?.neg().add_scalar(margin).relu())
+    })
 }
 
 /// Hinge embedding loss for labels y ∈ {1, −1} (PyTorch's): `x` where y = 1,
@@ -72,13 +76,16 @@ pub fn hinge_embedding_loss(
     margin: f64,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    const OP: &str = "hinge_embedding_loss";
-    same_shape(OP, input, target)?;
-    let zero = Tensor::full(&[], 0.0, input.dtype());
-    // as PyTorch: where(y ≠ 1, max(0, margin − x), 0) + where(y ≠ −1, x, 0)
-    let margin_part = Tensor::where_(&target.ne_scalar(1.0), &input.neg().add_scalar(margin).relu(), &zero)?;
-    let self_part = Tensor::where_(&target.ne_scalar(-1.0), input, &zero)?;
-    reduction.apply(margin_part.add(&self_part)?)
+    reported_as("hinge_embedding_loss", || {
+        const OP: &str = "hinge_embedding_loss";
+        same_shape(OP, input, target)?;
+        let zero = Tensor::scalar_of(0.0, input.dtype());
+        // as PyTorch: where(y ≠ 1, max(0, margin − x), 0) + where(y ≠ −1, x, 0)
+        let margin_part =
+            Tensor::where_(&target.ne_scalar(1.0), &input.neg().add_scalar(margin).relu(), &zero)?;
+        let self_part = Tensor::where_(&target.ne_scalar(-1.0), input, &zero)?;
+        reduction.apply(margin_part.add(&self_part)?)
+    })
 }
 
 /// Triplet margin loss (PyTorch's `TripletMarginLoss`):
@@ -132,8 +139,10 @@ pub fn triplet_margin_loss(
     margin: f64,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    TripletMarginLoss { margin, reduction, ..TripletMarginLoss::default() }
-        .forward(anchor, positive, negative)
+    reported_as("triplet_margin_loss", || {
+        TripletMarginLoss { margin, reduction, ..TripletMarginLoss::default() }
+            .forward(anchor, positive, negative)
+    })
 }
 
 #[cfg(test)]

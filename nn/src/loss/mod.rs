@@ -49,10 +49,13 @@ impl Reduction {
     }
 }
 
-/// Errors unless `a` and `b` have the same shape.
+/// Errors unless `a` and `b` have the same shape and element type.
 pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
         return Err(Error::ShapeMismatch { op, lhs: a.shape().into(), rhs: b.shape().into() });
+    }
+    if a.dtype() != b.dtype() {
+        return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
     }
     Ok(())
 }

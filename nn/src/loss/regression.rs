@@ -3,7 +3,7 @@
 //! unreduced loss has that shape too.
 
 use super::{same_shape, Reduction};
-use graphgrad_autodiff::{bail, Result, Tensor};
+use graphgrad_autodiff::{bail, reported_as, Result, Tensor};
 
 /// |input − target|, reduced.
 ///
@@ -16,43 +16,51 @@ use graphgrad_autodiff::{bail, Result, Tensor};
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
 pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
-    same_shape("l1_loss", input, target)?;
-    reduction.apply(input.sub(target)?.abs())
+    reported_as("l1_loss", || {
+        same_shape("l1_loss", input, target)?;
+        reduction.apply(input.sub(target)?.abs())
+    })
 }
 
 /// (input − target)², reduced.
 pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
-    same_shape("mse_loss", input, target)?;
-    reduction.apply(input.sub(target)?.square())
+    reported_as("mse_loss", || {
+        same_shape("mse_loss", input, target)?;
+        reduction.apply(input.sub(target)?.square())
+    })
 }
 
 /// 0.5·d²/β where |d| < β, |d| − 0.5·β elsewhere (β ≥ 0; β = 0 is the L1 loss). PyTorch's
 /// default β is 1.
 pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Reduction) -> Result<Tensor> {
-    same_shape("smooth_l1_loss", input, target)?;
-    if beta < 0.0 || beta.is_nan() {
-        bail!("smooth_l1_loss", "beta must be non-negative, got {beta}");
-    }
-    if beta == 0.0 {
-        return l1_loss(input, target, reduction);
-    }
-    let d = input.sub(target)?.abs();
-    let quadratic = d.square().mul_scalar(0.5 / beta);
-    let linear = d.add_scalar(-0.5 * beta);
-    reduction.apply(Tensor::where_(&d.lt_scalar(beta), &quadratic, &linear)?)
+    reported_as("smooth_l1_loss", || {
+        same_shape("smooth_l1_loss", input, target)?;
+        if beta < 0.0 || beta.is_nan() {
+            bail!("smooth_l1_loss", "beta must be non-negative, got {beta}");
+        }
+        if beta == 0.0 {
+            return l1_loss(input, target, reduction);
+        }
+        let d = input.sub(target)?.abs();
+        let quadratic = d.square().mul_scalar(0.5 / beta);
+        let linear = d.add_scalar(-0.5 * beta);
+        reduction.apply(Tensor::where_(&d.lt_scalar(beta), &quadratic, &linear)?)
+    })
 }
 
 /// 0.5·d² where |d| ≤ δ, δ·(|d| − 0.5·δ) elsewhere (δ > 0; PyTorch's default is 1). Equals
 /// δ·smooth_l1(β = δ).
 pub fn huber_loss(input: &Tensor, target: &Tensor, delta: f64, reduction: Reduction) -> Result<Tensor> {
-    same_shape("huber_loss", input, target)?;
-    if delta <= 0.0 || delta.is_nan() {
-        bail!("huber_loss", "delta must be positive, got {delta}");
-    }
-    let d = input.sub(target)?.abs();
-    let quadratic = d.square().mul_scalar(0.5);
-    let linear = d.add_scalar(-0.5 * delta).mul_scalar(delta);
-    reduction.apply(Tensor::where_(&d.le_scalar(delta), &quadratic, &linear)?)
+    reported_as("huber_loss", || {
+        same_shape("huber_loss", input, target)?;
+        if delta <= 0.0 || delta.is_nan() {
+            bail!("huber_loss", "delta must be positive, got {delta}");
+        }
+        let d = input.sub(target)?.abs();
+        let quadratic = d.square().mul_scalar(0.5);
+        let linear = d.add_scalar(-0.5 * delta).mul_scalar(delta);
+        reduction.apply(Tensor::where_(&d.le_scalar(delta), &quadratic, &linear)?)
+    })
 }
 
 #[cfg(test)]
@@ -134,7 +142,7 @@ mod tests {
         assert!(l1_loss(&x(), &z, Reduction::Mean).is_err());
         assert!(mse_loss(&x(), &y().to_dtype(DType::F32), Reduction::Mean).is_err());
         // mean of nothing is NaN, as PyTorch
-        let empty = Tensor::zeros(&[0], DType::F64);
+        let empty = Tensor::zeros(&[0], DType::F64).unwrap();
         assert!(mse_loss(&empty, &empty, Reduction::Mean).unwrap().item().unwrap().is_nan());
     }
 }

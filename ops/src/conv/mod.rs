@@ -20,7 +20,8 @@ use lowering::Lowering;
 
 /// Output length of one spatial axis of a convolution:
 /// `(input + 2·padding − dilation·(kernel − 1) − 1) / stride + 1`, or 0 when the padded input is
-/// shorter than the dilated kernel.
+/// shorter than the dilated kernel. The lengths must fit in `usize`
+/// ([`checked_window_len`](crate::checked_window_len) says whether they do).
 pub fn conv_out_len(input: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> usize {
     let padded = input + 2 * padding;
     let span = dilation * kernel.saturating_sub(1) + 1;
@@ -78,6 +79,34 @@ impl Conv2dGeometry {
     /// Elements of the output `(batch, out_channels, out_h, out_w)`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_channels * self.out_h() * self.out_w()
+    }
+
+    /// Whether every length the kernels derive from this geometry (padded sizes, the buffers,
+    /// the im2col workspace) fits in `usize`, strides and dilations being positive and groups
+    /// dividing the channels: kernels take only such geometries.
+    pub fn is_representable(&self) -> bool {
+        let positive = [self.stride.0, self.stride.1, self.dilation.0, self.dilation.1, self.groups]
+            .iter()
+            .all(|&v| v > 0);
+        if !positive || !self.in_channels.is_multiple_of(self.groups) {
+            return false;
+        }
+        let (s, p, d) = (self.stride, self.padding, self.dilation);
+        let (Some(out_h), Some(out_w)) = (
+            crate::checked_window_len(self.in_h, self.kernel_h, s.0, p.0, d.0),
+            crate::checked_window_len(self.in_w, self.kernel_w, s.1, p.1, d.1),
+        ) else {
+            return false;
+        };
+        let per_group = self.in_channels / self.groups;
+        [
+            &[self.batch, self.in_channels, self.in_h, self.in_w][..],
+            &[self.out_channels, per_group, self.kernel_h, self.kernel_w],
+            &[self.batch, self.out_channels, out_h, out_w],
+            &[per_group, self.kernel_h, self.kernel_w, out_h, out_w],
+        ]
+        .iter()
+        .all(|shape| crate::checked_numel(shape).is_some())
     }
 
     fn lowering(&self) -> Lowering {

@@ -1,7 +1,8 @@
 //! Atomic file replacement: write a temporary file in the destination's directory, fsync it,
 //! rename it over the destination, fsync the directory. A process killed at any point leaves
 //! either the old file or the new one at the destination, never a mix; at worst a stray
-//! `.NAME.tmp-PID-N` file remains beside it.
+//! `.NAME.tmp-PID-N` file remains beside it, which the next successful save of `NAME` removes
+//! once process PID has ended (on Linux, where `/proc` says which processes live).
 
 use crate::{Error, Result};
 use std::fs::{self, File, OpenOptions};
@@ -49,8 +50,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         // Best effort: the temporary file may not exist (or may already be renamed).
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_stale_temps(&dir, file_name);
     }
     result
+}
+
+/// Removes the temporary files of `file_name` that writers which have ended left in `dir`
+/// (killed mid-save). A live writer's file, this process's included, is left alone. Best
+/// effort: a file that cannot be read or removed stays.
+fn remove_stale_temps(dir: &Path, file_name: &str) {
+    if !cfg!(target_os = "linux") {
+        return; // no portable way to tell a live writer from an ended one
+    }
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let Some(pid) = rest.split_once('-').and_then(|(pid, _)| pid.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn write_and_rename(tmp: &Path, path: &Path, dir: &Path, bytes: &[u8]) -> Result<()> {
@@ -77,6 +99,25 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_save_removes_the_temporary_files_of_ended_writers() {
+        let dir = std::env::temp_dir().join(format!("graphgrad-stale-temps-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.ggck");
+        // a writer killed mid-save (pid 0 is no process), one still writing (us), another file's
+        let stale = dir.join(".model.ggck.tmp-0-3");
+        let ours = dir.join(format!(".model.ggck.tmp-{}-999", std::process::id()));
+        let other = dir.join(".other.ggck.tmp-0-1");
+        for p in [&stale, &ours, &other] {
+            fs::write(p, b"partial").unwrap();
+        }
+        write_atomic(&path, b"v1").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"v1");
+        assert_eq!(!stale.exists(), cfg!(target_os = "linux"));
+        assert!(ours.exists() && other.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn missing_directory_is_an_io_error_naming_the_file() {

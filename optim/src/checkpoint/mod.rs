@@ -40,7 +40,7 @@ use std::path::Path;
 /// let bytes = ckpt.to_bytes()?;
 /// let back = Checkpoint::from_bytes(&bytes)?;
 /// assert_eq!(back, ckpt);
-/// w.set(&Tensor::zeros(&[2], graphgrad_autodiff::DType::F32))?;
+/// w.set(&Tensor::zeros(&[2], graphgrad_autodiff::DType::F32)?)?;
 /// back.restore_model(&model)?;
 /// assert_eq!(w.to_vec::<f32>()?, vec![1.0, 2.0]);
 /// # Ok::<(), graphgrad_optim::Error>(())

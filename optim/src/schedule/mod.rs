@@ -66,7 +66,7 @@ pub trait Scheduler {
 /// ```
 /// use graphgrad_autodiff::{Tensor, Var};
 /// use graphgrad_optim::{LrScheduler, Optimizer, Sgd, SgdConfig, StepLr};
-/// let w = Var::new("w", &Tensor::zeros(&[1], graphgrad_autodiff::DType::F32));
+/// let w = Var::new("w", &Tensor::zeros(&[1], graphgrad_autodiff::DType::F32)?);
 /// let mut opt = Sgd::new(vec![("w".into(), w)], SgdConfig::new(1.0))?;
 /// let mut sched = LrScheduler::new(StepLr::new(2, 0.5), &mut opt)?;
 /// let mut seen = vec![opt.lrs()[0]];

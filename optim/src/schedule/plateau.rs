@@ -30,7 +30,7 @@ pub enum ThresholdMode {
 /// ```
 /// use graphgrad_autodiff::{Tensor, Var};
 /// use graphgrad_optim::{MetricMode, Optimizer, ReduceLrOnPlateau, Sgd, SgdConfig};
-/// let w = Var::new("w", &Tensor::zeros(&[1], graphgrad_autodiff::DType::F32));
+/// let w = Var::new("w", &Tensor::zeros(&[1], graphgrad_autodiff::DType::F32)?);
 /// let mut opt = Sgd::new(vec![("w".into(), w)], SgdConfig::new(1.0))?;
 /// let mut plateau = ReduceLrOnPlateau::new(MetricMode::Min, &opt).factor(0.5).patience(1);
 /// for loss in [1.0, 0.9, 0.9, 0.9] {
@@ -225,7 +225,7 @@ mod tests {
     use graphgrad_autodiff::{DType, Tensor, Var};
 
     fn sgd(lr: f64) -> Sgd {
-        let w = Var::new("w", &Tensor::zeros(&[1], DType::F64));
+        let w = Var::new("w", &Tensor::zeros(&[1], DType::F64).unwrap());
         Sgd::new(vec![("w".into(), w)], SgdConfig::new(lr)).unwrap()
     }
 

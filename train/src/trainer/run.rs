@@ -54,6 +54,9 @@ impl<M: Module> Trainer<M> {
         if self.eval_batch_size == 0 {
             return Err(setting("evaluation batch size", "must be at least 1, got 0"));
         }
+        if let Some(early) = self.stopping.early() {
+            early.check()?;
+        }
         if let Some(epochs) = self.epochs {
             if epochs == 0 {
                 return Err(setting(

@@ -158,7 +158,7 @@ impl<'a> Stepper<'a> {
         let mut io = vec![Tensor::scalar(scale)];
         for (_, var) in &self.trainable {
             // the gradients travel as inputs: averaging over ranks makes them new tensors
-            io.push(var.grad().unwrap_or_else(|| Tensor::zeros(var.shape(), var.dtype())));
+            io.push(var.grad().map_or_else(|| Tensor::zeros(var.shape(), var.dtype()), Ok)?);
         }
         self.update.call(&io)?;
         Ok(())
