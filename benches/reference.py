@@ -29,8 +29,10 @@ def peak_rss_mb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-# Timed repetitions of one training step (the same count in workloads.rs).
+# Timed repetitions of one training step (the same count in workloads.rs), and of one W9
+# forward (the same count in inference.rs).
 STEP_REPS = 100
+INFER_REPS = 2000
 
 
 def timed(fn, reps):
@@ -144,12 +146,15 @@ def w6():
         report("W6-fusion", "jax-jit", f"n{n}", med, mn, med * 1e3, "ms/step")
 
 
-# ---- W2-W4: training steps (forward, loss, backward, update) on fixed random data ----
-# The models, shapes and optimisers match benches/eager.rs: W2 SGD momentum 0.9 lr 0.01; W3
-# plain SGD lr 0.01; W4 one pre-LN encoder layer (no dropout, exact GELU, no positional
-# encoding, no final norm, no mask) between a token embedding and a head over 64 tokens, Adam
-# lr 1e-3. torch.compile compiles the model (forward and backward); the optimiser step stays
-# eager. JAX jits the whole step, with the optimiser written out (no optax).
+# ---- W2-W4, W7, W8: training steps (forward, loss, backward, update) on fixed random data ----
+# The models, shapes and optimisers match benches/training.rs and benches/sequence.rs: W2 SGD
+# momentum 0.9 lr 0.01; W3 plain SGD lr 0.01; W4 one pre-LN encoder layer (no dropout, exact
+# GELU, no positional encoding, no final norm, no mask) between a token embedding and a head
+# over 64 tokens, Adam lr 1e-3; W7 an LSTM whose last output feeds the head, Adam lr 1e-3; W8
+# 4 such layers with a causal mask after token and learned positional embeddings, a final
+# LayerNorm, AdamW lr 3e-4 weight decay 0.1 (betas 0.9/0.999, eps 1e-8 throughout).
+# torch.compile compiles the model (forward and backward); the optimiser step stays eager. JAX
+# jits the whole step, with the optimiser written out (no optax).
 
 def torch_train_step(model, opt, x, y):
     def step():
@@ -208,6 +213,53 @@ def jax_sgd_step(loss_fn, lr, momentum):
     return step
 
 
+def jax_adam_step(loss_fn, lr, weight_decay=0.0):
+    """A jitted Adam step, or AdamW's with weight_decay (PyTorch's formulas: betas 0.9, 0.999,
+    eps 1e-8, bias-corrected, decay p -= lr·wd·p); its state is jax_adam_state's."""
+    import jax.numpy as jnp
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    @jax.jit
+    def step(p, m, v, t, x, y):
+        g = jax.grad(loss_fn)(p, x, y)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        c1, c2 = 1 - b1**t, 1 - b2**t
+        p = jax.tree_util.tree_map(
+            lambda p, m, v: p * (1 - lr * weight_decay) - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
+        return p, m, v, t, x, y
+    return step
+
+
+def jax_adam_state(params, x, y):
+    import jax.numpy as jnp
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return params, zeros, zeros, jnp.float32(0), jnp.asarray(x), jnp.asarray(y)
+
+
+def torch_mlp():
+    """The W2 and W9 network: 784→512→512→10 with ReLU."""
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+
+
+def jax_mlp_params(key):
+    keys = jax.random.split(key, 6)
+    sizes = [(784, 512), (512, 512), (512, 10)]
+    return [(jax_uniform(keys[2 * i], (o, i_), i_), jax_uniform(keys[2 * i + 1], (o,), i_))
+            for i, (i_, o) in enumerate(sizes)]
+
+
+def jax_mlp(params, x):
+    h = x
+    for i, (w, b) in enumerate(params):
+        h = h @ w.T + b
+        if i < len(params) - 1:
+            h = jax.nn.relu(h)
+    return h
+
+
 def w2():
     batch = 128
     rng = np.random.default_rng(2)
@@ -216,28 +268,14 @@ def w2():
     if torch is not None:
         def build():
             torch.manual_seed(2)
-            model = torch.nn.Sequential(
-                torch.nn.Linear(784, 512), torch.nn.ReLU(),
-                torch.nn.Linear(512, 512), torch.nn.ReLU(),
-                torch.nn.Linear(512, 10))
+            model = torch_mlp()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             return model, opt, torch.from_numpy(x_np), torch.from_numpy(y_np)
         report_torch_steps("W2-mlp-train", batch, STEP_REPS, build)
     if jax is not None:
         import jax.numpy as jnp
-        keys = jax.random.split(jax.random.PRNGKey(2), 6)
-        sizes = [(784, 512), (512, 512), (512, 10)]
-        params = [(jax_uniform(keys[2 * i], (o, i_), i_), jax_uniform(keys[2 * i + 1], (o,), i_))
-                  for i, (i_, o) in enumerate(sizes)]
-
-        def loss_fn(params, x, y):
-            h = x
-            for i, (w, b) in enumerate(params):
-                h = h @ w.T + b
-                if i < len(params) - 1:
-                    h = jax.nn.relu(h)
-            return jax_cross_entropy(h, y)
-
+        params = jax_mlp_params(jax.random.PRNGKey(2))
+        loss_fn = lambda params, x, y: jax_cross_entropy(jax_mlp(params, x), y)
         # The first step's buffer is g (PyTorch); starting at 0 changes no cost.
         buf = jax.tree_util.tree_map(jnp.zeros_like, params)
         step = jax_sgd_step(loss_fn, 0.01, 0.9)
@@ -286,6 +324,43 @@ def w3():
         report_jax_steps("W3-cnn-train", batch, STEP_REPS, step, (params, buf, jnp.asarray(x_np), jnp.asarray(y_np)))
 
 
+def jax_layer_norm(x, w, b):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / jax.numpy.sqrt(var + 1e-5) * w + b
+
+
+def jax_encoder_params(key, d, ff):
+    """One pre-LN encoder layer's parameters, as PyTorch's TransformerEncoderLayer has them."""
+    k = jax.random.split(key, 6)
+    ones, zeros = np.ones(d, np.float32), np.zeros(d, np.float32)
+    return {
+        "ln1w": ones, "ln1b": zeros, "ln2w": ones, "ln2b": zeros,
+        "in_w": jax_uniform(k[0], (3 * d, d), d), "in_b": np.zeros(3 * d, np.float32),
+        "out_w": jax_uniform(k[1], (d, d), d), "out_b": zeros,
+        "l1w": jax_uniform(k[2], (ff, d), d), "l1b": jax_uniform(k[3], (ff,), d),
+        "l2w": jax_uniform(k[4], (d, ff), ff), "l2b": jax_uniform(k[5], (d,), ff),
+    }
+
+
+def jax_encoder_layer(p, x, heads, causal=False):
+    """x + attention(LN(x)), then + FFN(LN(·)) with exact GELU, on x of [batch, seq, d]."""
+    import jax.numpy as jnp
+    batch, seq, d = x.shape
+    h = jax_layer_norm(x, p["ln1w"], p["ln1b"])
+    q, kk, v = jnp.split(h @ p["in_w"].T + p["in_b"], 3, axis=-1)
+    split = lambda t: t.reshape(batch, seq, heads, d // heads).transpose(0, 2, 1, 3)
+    q, kk, v = split(q) / (d // heads) ** 0.5, split(kk), split(v)
+    scores = q @ kk.transpose(0, 1, 3, 2)
+    if causal:
+        scores = jnp.where(jnp.tril(jnp.ones((seq, seq), bool)), scores, -jnp.inf)
+    ctx = (jax.nn.softmax(scores, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(batch, seq, d)
+    x = x + ctx @ p["out_w"].T + p["out_b"]
+    h = jax_layer_norm(x, p["ln2w"], p["ln2b"])
+    h = jax.nn.gelu(h @ p["l1w"].T + p["l1b"], approximate=False)
+    return x + h @ p["l2w"].T + p["l2b"]
+
+
 def w4():
     batch, seq, d, heads, ff, vocab = 16, 64, 128, 4, 512, 64
     rng = np.random.default_rng(4)
@@ -311,55 +386,137 @@ def w4():
             return model, opt, torch.from_numpy(tokens_np), torch.from_numpy(targets_np)
         report_torch_steps("W4-transformer-train", batch, STEP_REPS, build)
     if jax is not None:
-        import jax.numpy as jnp
-        k = jax.random.split(jax.random.PRNGKey(4), 8)
-        params = {
-            "emb": jax.random.normal(k[0], (vocab, d), dtype=np.float32),
-            "ln1w": jnp.ones(d), "ln1b": jnp.zeros(d), "ln2w": jnp.ones(d), "ln2b": jnp.zeros(d),
-            "in_w": jax_uniform(k[1], (3 * d, d), d), "in_b": jnp.zeros(3 * d),
-            "out_w": jax_uniform(k[2], (d, d), d), "out_b": jnp.zeros(d),
-            "l1w": jax_uniform(k[3], (ff, d), d), "l1b": jax_uniform(k[4], (ff,), d),
-            "l2w": jax_uniform(k[5], (d, ff), ff), "l2b": jax_uniform(k[6], (d,), ff),
-            "hw": jax_uniform(k[7], (vocab, d), d), "hb": jnp.zeros(vocab),
-        }
-
-        def layer_norm(x, w, b):
-            mean = x.mean(-1, keepdims=True)
-            var = ((x - mean) ** 2).mean(-1, keepdims=True)
-            return (x - mean) / jnp.sqrt(var + 1e-5) * w + b
+        k = jax.random.split(jax.random.PRNGKey(4), 3)
+        params = {"emb": jax.random.normal(k[0], (vocab, d), dtype=np.float32),
+                  "layer": jax_encoder_params(k[1], d, ff),
+                  "hw": jax_uniform(k[2], (vocab, d), d), "hb": np.zeros(vocab, np.float32)}
 
         def loss_fn(p, tokens, y):
-            x = p["emb"][tokens]                                    # [b, s, d]
-            h = layer_norm(x, p["ln1w"], p["ln1b"])
-            q, kk, v = jnp.split(h @ p["in_w"].T + p["in_b"], 3, axis=-1)
-            split = lambda t: t.reshape(batch, seq, heads, d // heads).transpose(0, 2, 1, 3)
-            q, kk, v = split(q) / (d // heads) ** 0.5, split(kk), split(v)
-            att = jax.nn.softmax(q @ kk.transpose(0, 1, 3, 2), axis=-1)
-            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(batch, seq, d)
-            x = x + ctx @ p["out_w"].T + p["out_b"]
-            h = layer_norm(x, p["ln2w"], p["ln2b"])
-            h = jax.nn.gelu(h @ p["l1w"].T + p["l1b"], approximate=False)
-            x = x + h @ p["l2w"].T + p["l2b"]
-            logits = (x @ p["hw"].T + p["hb"]).reshape(-1, vocab)
-            return jax_cross_entropy(logits, y)
+            x = jax_encoder_layer(p["layer"], p["emb"][tokens], heads)
+            return jax_cross_entropy((x @ p["hw"].T + p["hb"]).reshape(-1, vocab), y)
 
-        @jax.jit
-        def step(p, m, v, t, tokens, y):
-            # Adam (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8), bias-corrected
-            lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
-            g = jax.grad(loss_fn)(p, tokens, y)
-            t = t + 1
-            m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
-            v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
-            c1, c2 = 1 - b1**t, 1 - b2**t
-            p = jax.tree_util.tree_map(
-                lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
-            return p, m, v, t, tokens, y
+        state = jax_adam_state(params, tokens_np, targets_np)
+        report_jax_steps("W4-transformer-train", batch, STEP_REPS, jax_adam_step(loss_fn, 1e-3), state)
 
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        state = (params, zeros, zeros, jnp.float32(0), jnp.asarray(tokens_np), jnp.asarray(targets_np))
-        report_jax_steps("W4-transformer-train", batch, STEP_REPS, step, state)
 
+def w7():
+    batch, seq, features, hidden = 32, 64, 16, 128
+    rng = np.random.default_rng(7)
+    x_np = rng.standard_normal((batch, seq, features), dtype=np.float32)
+    y_np = rng.integers(0, 10, batch)
+    if torch is not None:
+        class Model(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = torch.nn.LSTM(features, hidden, batch_first=True)
+                self.head = torch.nn.Linear(hidden, 10)
+
+            def forward(self, x):
+                return self.head(self.lstm(x)[0][:, -1])
+
+        def build():
+            torch.manual_seed(7)
+            model = Model()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            return model, opt, torch.from_numpy(x_np), torch.from_numpy(y_np)
+        # torch.compile graph-breaks at nn.LSTM, which so runs eagerly (its experimental
+        # allow_rnn fails on CPU in torch 2.15): what a user gets from torch.compile(model).
+        report_torch_steps("W7-lstm-train", batch, STEP_REPS, build)
+    if jax is not None:
+        import jax.numpy as jnp
+        k = jax.random.split(jax.random.PRNGKey(7), 6)
+        params = {
+            "wih": jax_uniform(k[0], (4 * hidden, features), hidden), "bih": jax_uniform(k[1], (4 * hidden,), hidden),
+            "whh": jax_uniform(k[2], (4 * hidden, hidden), hidden), "bhh": jax_uniform(k[3], (4 * hidden,), hidden),
+            "hw": jax_uniform(k[4], (10, hidden), hidden), "hb": jax_uniform(k[5], (10,), hidden),
+        }
+
+        def loss_fn(p, x, y):
+            def cell(carry, xt):  # PyTorch's gate order: input, forget, cell, output
+                h, c = carry
+                i, f, g, o = jnp.split(xt @ p["wih"].T + p["bih"] + h @ p["whh"].T + p["bhh"], 4, axis=-1)
+                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+                return (jax.nn.sigmoid(o) * jnp.tanh(c), c), None
+
+            zeros = jnp.zeros((batch, hidden), np.float32)
+            (h, _), _ = jax.lax.scan(cell, (zeros, zeros), x.transpose(1, 0, 2))
+            return jax_cross_entropy(h @ p["hw"].T + p["hb"], y)
+
+        state = jax_adam_state(params, x_np, y_np)
+        report_jax_steps("W7-lstm-train", batch, STEP_REPS, jax_adam_step(loss_fn, 1e-3), state)
+
+
+def w8():
+    batch, seq, vocab, d, heads, ff, layers = 8, 128, 96, 256, 4, 1024, 4
+    rng = np.random.default_rng(8)
+    tokens_np = rng.integers(0, vocab, (batch, seq))
+    targets_np = rng.integers(0, vocab, batch * seq)
+    if torch is not None:
+        nn = torch.nn
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.tokens = nn.Embedding(vocab, d)
+                self.positions = nn.Embedding(seq, d)
+                layer = nn.TransformerEncoderLayer(
+                    d, heads, dim_feedforward=ff, dropout=0.0, activation="gelu",
+                    batch_first=True, norm_first=True)
+                self.blocks = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+                self.head = nn.Linear(d, vocab)
+                self.register_buffer("position_ids", torch.arange(seq))
+                self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq))
+
+            def forward(self, tokens):
+                x = self.tokens(tokens) + self.positions(self.position_ids)
+                return self.head(self.blocks(x, mask=self.mask, is_causal=True)).reshape(-1, vocab)
+
+        def build():
+            torch.manual_seed(8)
+            model = Model()
+            opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+            return model, opt, torch.from_numpy(tokens_np), torch.from_numpy(targets_np)
+        report_torch_steps("W8-gpt-train", batch, STEP_REPS, build)
+    if jax is not None:
+        k = jax.random.split(jax.random.PRNGKey(8), 3 + layers)
+        params = {"tokens": jax.random.normal(k[0], (vocab, d), dtype=np.float32),
+                  "positions": jax.random.normal(k[1], (seq, d), dtype=np.float32),
+                  "blocks": [jax_encoder_params(key, d, ff) for key in k[3:]],
+                  "lnw": np.ones(d, np.float32), "lnb": np.zeros(d, np.float32),
+                  "hw": jax_uniform(k[2], (vocab, d), d), "hb": np.zeros(vocab, np.float32)}
+
+        def loss_fn(p, tokens, y):
+            x = p["tokens"][tokens] + p["positions"]
+            for block in p["blocks"]:
+                x = jax_encoder_layer(block, x, heads, causal=True)
+            x = jax_layer_norm(x, p["lnw"], p["lnb"])
+            return jax_cross_entropy((x @ p["hw"].T + p["hb"]).reshape(-1, vocab), y)
+
+        state = jax_adam_state(params, tokens_np, targets_np)
+        report_jax_steps("W8-gpt-train", batch, STEP_REPS, jax_adam_step(loss_fn, 3e-4, 0.1), state)
+
+
+def w9():
+    """W2's network, forward only without gradients, on one sample (benches/inference.rs)."""
+    rng = np.random.default_rng(9)
+    x_np = rng.standard_normal((1, 784), dtype=np.float32)
+    if torch is not None:
+        torch.manual_seed(9)
+        model = torch_mlp().eval()
+        x = torch.from_numpy(x_np)
+        for framework, forward in (("torch-eager", model), ("torch-compile", torch.compile(model))):
+            try:
+                with torch.no_grad():
+                    med, mn = timed(lambda: forward(x), INFER_REPS)
+                report("W9-mlp-infer", framework, "b1", med, mn, med * 1e6, "us/forward")
+            except Exception as e:  # torch.compile needs a C++ toolchain; report and go on
+                print(f"# W9-mlp-infer {framework} failed: {e}", file=sys.stderr)
+    if jax is not None:
+        params = jax_mlp_params(jax.random.PRNGKey(9))
+        forward = jax.jit(jax_mlp)
+        x = jax.numpy.asarray(x_np)
+        med, mn = timed(lambda: forward(params, x).block_until_ready(), INFER_REPS)
+        report("W9-mlp-infer", "jax-jit", "b1", med, mn, med * 1e6, "us/forward")
 
 # ---- function transforms (benches/func.rs): W2's network, batch 128, weights [in, out] ----
 
@@ -463,7 +620,8 @@ def transforms():
         timed_report("T3-jvp", "forward-b128", "jax-jit", ready(lambda: forward(params)))
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "T": transforms}
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8, "W9": w9,
+             "T": transforms}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(WORKLOADS)
