@@ -399,3 +399,51 @@ fn gradients_of_side_by_side_slices_join_into_one_cat() {
     assert_eq!(dot.matches("cat").count(), 1, "{}", p.log());
     assert_eq!(dot.matches("pad").count(), 1, "{dot}");
 }
+
+#[test]
+fn a_bias_added_after_a_reshape_fuses_into_the_matmul() {
+    // a Linear on [batch, time, in]: [batch·time, in]·Wᵀ reshaped back, then the bias
+    let x = data(&[4, 5, 3], 40);
+    let w = Var::new("w", &data(&[6, 3], 41));
+    let b = Var::new("b", &data(&[6], 42));
+    let step = |x: &Tensor, w: &Var, b: &Var| -> Result<Vec<Tensor>> {
+        let y = x.matmul_with(w, false, true)?.add(b)?.tanh();
+        let loss = y.square().mean_all()?;
+        let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone(), b.tensor().clone()], false)?;
+        Ok(vec![y, g[0].clone(), g[1].clone()])
+    };
+    let eager = step(&x, &w, &b).unwrap();
+    let (wc, bc) = (w.clone(), b.clone());
+    let mut f = compile(move |io: &[Tensor]| step(&io[0], &wc, &bc));
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    for (got, want) in out.iter().zip(&eager) {
+        assert_eq!(got.shape(), want.shape());
+        assert_close(&got.to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    let p = f.program(std::slice::from_ref(&x)).unwrap();
+    let dot = p.to_dot();
+    assert!(dot.contains("+bias"), "{dot}");
+}
+
+#[test]
+fn a_weight_gradient_summed_over_time_steps_is_one_product() {
+    // one weight applied at every time step (an RNN): its gradient Σₜ xₜᵀ·gₜ becomes one GEMM
+    // over the joined steps
+    const STEPS: usize = 5;
+    let xs: Vec<Tensor> = (0..STEPS as u64).map(|t| data(&[3, 4], 50 + t)).collect();
+    let w = Var::new("w", &data(&[4, 2], 60));
+    let step = |xs: &[Tensor], w: &Var| -> Result<Vec<Tensor>> {
+        let mut loss = xs[0].matmul(w)?.tanh().square().sum_all()?;
+        for x in &xs[1..] {
+            loss = loss.add(&x.matmul(w)?.tanh().square().sum_all()?)?;
+        }
+        grad(&[loss], &[w.tensor().clone()], false)
+    };
+    let eager = step(&xs, &w).unwrap();
+    let wc = w.clone();
+    let mut f = compile(move |io: &[Tensor]| step(io, &wc));
+    let out = f.call(&xs).unwrap();
+    assert_close(&out[0].to_vec::<f32>().unwrap(), &eager[0].to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    let dot = f.program(&xs).unwrap().to_dot();
+    assert_eq!(dot.matches("matmul").count(), STEPS + 1, "{dot}");
+}

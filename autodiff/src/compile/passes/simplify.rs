@@ -11,7 +11,9 @@
 //! - a sum of zero-padded pieces that sit side by side along one axis (the gradient of a
 //!   value read in slices: an LSTM's input projection, read one time step at a time) is their
 //!   concatenation, padded once: one pass over the result instead of a full-size pad and add
-//!   per piece.
+//!   per piece;
+//! - a sum of products `Σ aᵢ·bᵢ` (a weight's gradient summed over an RNN's time steps) is one
+//!   product of the operands joined along the contracted axis.
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
@@ -20,6 +22,7 @@ use crate::Result;
 use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::unary::UnaryOp;
 use graphgrad_ops::Shape;
+use petgraph::stable_graph::NodeIndex;
 
 /// Applies the identities in the module docs until none applies.
 pub struct SimplifyAlgebra;
@@ -46,7 +49,7 @@ enum Rewrite {
 /// Simplifies in topological order (operands first, so chains collapse in one sweep).
 pub fn simplify_algebra(graph: &mut Graph) {
     for n in graph.topo_order() {
-        if let Some(merged) = concatenated_pads(graph, n) {
+        if let Some(merged) = concatenated_pads(graph, n).or_else(|| concatenated_products(graph, n)) {
             graph.replace_uses(Value::of(n), merged);
             continue;
         }
@@ -75,37 +78,38 @@ fn padded_piece(graph: &Graph, v: Value) -> Option<(Value, usize, usize, usize)>
     (*value == 0.0 && padded.next().is_none()).then(|| (graph.inputs(v.node)[0], axis, before, after))
 }
 
-/// When `n` is the root of a tree of adds (its inner adds read by nothing else) whose leaves
-/// are zero paddings of pieces that tile a range of one axis without overlap: that sum as
-/// one `cat` of the pieces in order, padded once (the nodes it adds; `None` otherwise).
-fn concatenated_pads(graph: &mut Graph, n: petgraph::stable_graph::NodeIndex) -> Option<Value> {
-    let is_add = |g: &Graph, m: petgraph::stable_graph::NodeIndex| {
-        matches!(g.g[m].op, IrOp::Op(Op::Binary(BinaryOp::Add)))
-    };
-    if !is_add(graph, n) {
+/// When `n` is the root of a tree of adds (its inner adds read by nothing else, of its shape
+/// and type): the tree's leaves, at least two (`None` otherwise, and for an inner add, which
+/// is rewritten with its root).
+fn add_tree_leaves(graph: &Graph, n: NodeIndex) -> Option<Vec<Value>> {
+    let is_add = |m: NodeIndex| matches!(graph.g[m].op, IrOp::Op(Op::Binary(BinaryOp::Add)));
+    if !is_add(n) {
         return None;
     }
-    let out = graph.g[n].outs[0].clone();
-    // an inner add of a larger tree is rewritten with its root
-    let inner = |g: &Graph, m: petgraph::stable_graph::NodeIndex| {
-        is_add(g, m) && g.use_count(Value::of(m)) == 1 && g.info(Value::of(m)) == &out
-    };
-    if graph.users(n).iter().any(|&u| is_add(graph, u)) && inner(graph, n) {
+    let out = &graph.g[n].outs[0];
+    let inner =
+        |m: NodeIndex| is_add(m) && graph.use_count(Value::of(m)) == 1 && graph.info(Value::of(m)) == out;
+    if graph.users(n).iter().any(|&u| is_add(u)) && inner(n) {
         return None;
     }
     let (mut leaves, mut stack) = (Vec::new(), vec![n]);
     while let Some(m) = stack.pop() {
         for v in graph.inputs(m) {
-            if v.port == 0 && inner(graph, v.node) {
+            if v.port == 0 && inner(v.node) {
                 stack.push(v.node);
             } else {
                 leaves.push(v);
             }
         }
     }
-    if leaves.len() < 2 {
-        return None;
-    }
+    (leaves.len() >= 2).then_some(leaves)
+}
+
+/// When `n` sums zero paddings of pieces that tile a range of one axis without overlap: that
+/// sum as one `cat` of the pieces in order, padded once.
+fn concatenated_pads(graph: &mut Graph, n: NodeIndex) -> Option<Value> {
+    let leaves = add_tree_leaves(graph, n)?;
+    let out = graph.g[n].outs[0].clone();
     let mut pieces = Vec::with_capacity(leaves.len());
     for &leaf in &leaves {
         if graph.info(leaf) != &out {
@@ -141,6 +145,37 @@ fn concatenated_pads(graph: &mut Graph, n: petgraph::stable_graph::NodeIndex) ->
         &[Value::of(cat)],
     );
     Some(Value::of(pad))
+}
+
+/// When `n` sums products of one kind (the same transposition flags, rank 2, read by nothing
+/// else), `Σ aᵢ·bᵢ`: one product of the operands joined along the contracted axis,
+/// `[a₁ … aₖ]·[b₁; …; bₖ]`. One GEMM with a long inner dimension instead of k short ones and
+/// k − 1 adds: an RNN's recurrent weight gradient, one product per time step.
+fn concatenated_products(graph: &mut Graph, n: NodeIndex) -> Option<Value> {
+    let leaves = add_tree_leaves(graph, n)?;
+    let out = graph.g[n].outs[0].clone();
+    let mut flags = None;
+    let (mut a_parts, mut b_parts) = (Vec::new(), Vec::new());
+    for &leaf in &leaves {
+        let IrOp::Op(Op::MatMul { trans_a, trans_b }) = graph.g[leaf.node].op else { return None };
+        let ins = graph.inputs(leaf.node);
+        let single = graph.use_count(leaf) == 1 && !graph.is_result(leaf) && graph.info(leaf) == &out;
+        let rank2 = graph.info(ins[0]).shape.len() == 2 && graph.info(ins[1]).shape.len() == 2;
+        if !single || !rank2 || *flags.get_or_insert((trans_a, trans_b)) != (trans_a, trans_b) {
+            return None;
+        }
+        a_parts.push(ins[0]);
+        b_parts.push(ins[1]);
+    }
+    let (trans_a, trans_b) = flags?;
+    let mut join = |parts: &[Value], axis: usize| {
+        let mut shape = graph.info(parts[0]).shape.clone();
+        shape[axis] = parts.iter().map(|&p| graph.info(p).shape[axis]).sum();
+        Value::of(graph.add(IrOp::Op(Op::Movement(MovementOp::Cat { axis })), shape, out.dtype, parts))
+    };
+    let a = join(&a_parts, if trans_a { 0 } else { 1 });
+    let b = join(&b_parts, if trans_b { 1 } else { 0 });
+    Some(Value::of(graph.add(IrOp::Op(Op::MatMul { trans_a, trans_b }), out.shape, out.dtype, &[a, b])))
 }
 
 /// True when every element of `v` equals `c`: a constant, possibly reshaped or broadcast.
