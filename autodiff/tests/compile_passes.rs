@@ -447,3 +447,27 @@ fn a_weight_gradient_summed_over_time_steps_is_one_product() {
     let dot = f.program(&xs).unwrap().to_dot();
     assert_eq!(dot.matches("matmul").count(), STEPS + 1, "{dot}");
 }
+
+#[test]
+fn a_large_column_sum_fused_with_its_elementwise_producer_matches_a_loop() {
+    // the bias gradient of a [16·64, 512] activation: a partial reduction over many chunks
+    let (rows, cols) = (16 * 64 + 3, 509);
+    let a = data(&[rows, cols], 70);
+    let b = data(&[rows, cols], 71);
+    let mut f = compile(|io: &[Tensor]| {
+        let prod = io[0].mul(&io[1])?.gelu();
+        Ok::<_, Error>(vec![prod.sum(&[0], true)?, prod.max(&[1], false)?])
+    });
+    let out = f.call(&[a.clone(), b.clone()]).unwrap();
+    let (av, bv) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    let gelu = |x: f64| 0.5 * x * (1.0 + graphgrad_ops::math::erf_f64(x / std::f64::consts::SQRT_2));
+    let value = |i: usize| gelu(av[i] as f64 * bv[i] as f64);
+    let sums: Vec<f64> = (0..cols).map(|c| (0..rows).map(|r| value(r * cols + c)).sum()).collect();
+    let maxes: Vec<f64> =
+        (0..rows).map(|r| (0..cols).map(|c| value(r * cols + c)).fold(f64::NEG_INFINITY, f64::max)).collect();
+    assert_eq!(out[0].shape(), &[1, cols]);
+    let got: Vec<f64> = out[0].to_vec::<f32>().unwrap().iter().map(|&v| v as f64).collect();
+    graphgrad_ops::testing::assert_close(&got, &sums, 1e-3, 1e-4);
+    let got: Vec<f64> = out[1].to_vec::<f32>().unwrap().iter().map(|&v| v as f64).collect();
+    graphgrad_ops::testing::assert_close(&got, &maxes, 1e-5, 1e-5);
+}

@@ -12,9 +12,10 @@
 //! blocks of at most [`BLOCK`] elements; a register is a block-sized slice, so all live
 //! registers stay in L1 and each instruction is a tight, vectorisable loop over one block
 //! (transcendentals go through the same SIMD kernels as eager ops, `ops::unary`). Registers
-//! are allocated by liveness, constants are filled once per call. Large kernels without
-//! partial reductions are split into fixed chunks run on rayon; full reductions keep one f64
-//! partial per chunk, combined in chunk order, so results do not depend on the thread count.
+//! are allocated by liveness, constants are filled once per call. Large kernels are split into
+//! fixed chunks run on rayon; each chunk keeps f64 partials of the reduced outputs (unless they
+//! are too many beside the chunk's elements: then the kernel runs on one thread), combined in
+//! chunk order, so results do not depend on the thread count.
 //!
 //! Aliasing: within a block every load happens before any store, so an output may share the
 //! storage of an input that is read at the same index (not broadcast): the memory planner
@@ -174,14 +175,18 @@ impl FusedKernel {
         let total = numel(&self.shape);
         let mut acc: Vec<Vec<f64>> =
             self.outputs.iter().enumerate().map(|(j, o)| self.acc_init(o, j)).collect();
-        let partial = self
+        let chunks = total.div_ceil(CHUNK);
+        // each chunk keeps its own partial of every reduced output, combined at the end: worth
+        // it while those partials are small beside the elements the chunks compute
+        let partials: usize = self
             .outputs
             .iter()
             .enumerate()
-            .any(|(j, o)| matches!(o, FusedOutput::Reduce { .. }) && self.output_len(j) > 1);
+            .filter(|(_, o)| matches!(o, FusedOutput::Reduce { .. }))
+            .map(|(j, _)| self.output_len(j))
+            .sum();
         let io = Io { inputs, outputs };
-        if total >= PAR_MIN && !partial {
-            let chunks = total.div_ceil(CHUNK);
+        if total >= PAR_MIN && partials * chunks <= total / 8 {
             let parts: Vec<Vec<Vec<f64>>> = (0..chunks)
                 .into_par_iter()
                 .map(|c| {
