@@ -237,7 +237,8 @@ pub fn rank_main() {
     // compiled: gradient program, averaging over the ranks, update program
     let ddp = DistributedDataParallel::new(model, group.clone(), DdpConfig::default()).expect("ddp");
     let params = ddp.parameters();
-    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32).expect("zeros")).collect();
+    let velocity: Vec<Tensor> =
+        params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32).expect("zeros")).collect();
     let mut gradients = compile(|io: &[Tensor]| gradient_step(ddp.module(), io));
     let mut update = compile(|io: &[Tensor]| update_step(&params, &velocity, io));
     let mut step = || {
