@@ -56,3 +56,18 @@ fn backward_accumulates_into_leaves() {
     w.zero_grad();
     assert!(w.grad().is_none());
 }
+
+/// PyTorch 2.15's gradients at the kinks, in f64: `x.clamp(1., 2.)` on [0, 1, 1.5, 2, 3] gives
+/// [0, 0, 1, 0, 0] (0 on the bounds), and `hardtanh` the same.
+#[test]
+fn clamp_and_hardtanh_have_pytorch_gradients_on_their_bounds() {
+    for f in [|x: &Tensor| x.clamp(1.0, 2.0), |x: &Tensor| x.hardtanh(1.0, 2.0)] {
+        let x = Tensor::from_vec(vec![0.0f64, 1.0, 1.5, 2.0, 3.0], &[5]).unwrap().requires_grad_();
+        let y = f(&x).unwrap();
+        assert_eq!(y.to_vec::<f64>().unwrap(), vec![1.0, 1.0, 1.5, 2.0, 2.0]);
+        let g = grad(&[y.sum_all().unwrap()], &[x], false).unwrap();
+        assert_eq!(g[0].to_vec::<f64>().unwrap(), vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+    }
+    let err = Tensor::scalar(0.5f64).hardtanh(1.0, 0.0).unwrap_err().to_string();
+    assert!(err.starts_with("hardtanh"), "{err}");
+}

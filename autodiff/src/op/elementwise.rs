@@ -111,10 +111,8 @@ pub(super) fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Resu
         UnaryOp::MulScalar(c) => Ok(g.mul_scalar(c)),
         // d/dx x^p = p·x^{p−1}
         UnaryOp::PowScalar(p) => g.mul(&x.pow_scalar(p - 1.0).mul_scalar(p)),
-        // d/dx clamp(x) = [min ≤ x ≤ max]
-        UnaryOp::Clamp { min, max } => g.mul(&x.ge_scalar(min).mul(&x.le_scalar(max))?),
-        // d/dx hardtanh(x) = [min < x < max]
-        UnaryOp::Hardtanh { min, max } => g.mul(&x.gt_scalar(min).mul(&x.lt_scalar(max))?),
+        // d/dx clamp(x) = [min < x < max]: 0 at the bounds, as PyTorch's clamp and hardtanh
+        UnaryOp::Clamp { min, max } => g.mul(&x.gt_scalar(min).mul(&x.lt_scalar(max))?),
     }
 }
 
@@ -386,7 +384,8 @@ impl Tensor {
         self.unary(UnaryOp::Elu(alpha))
     }
 
-    /// Values limited to `[min, max]` (errors when min > max).
+    /// Values limited to `[min, max]` (errors when min > max). The gradient is PyTorch's: 1
+    /// strictly inside the bounds, 0 at and beyond them.
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max || min.is_nan() || max.is_nan() {
             crate::bail!("clamp", "min {min:?} must not exceed max {max:?}");
@@ -394,13 +393,9 @@ impl Tensor {
         Ok(self.unary(UnaryOp::Clamp { min, max }))
     }
 
-    /// Values limited to `[min, max]` with PyTorch's `hardtanh` gradient: zero at the bounds
-    /// and beyond (errors when min > max).
+    /// [`clamp`](Self::clamp) under PyTorch's other name for it (`F.hardtanh`).
     pub fn hardtanh(&self, min: f64, max: f64) -> Result<Tensor> {
-        if min > max || min.is_nan() || max.is_nan() {
-            crate::bail!("hardtanh", "min {min:?} must not exceed max {max:?}");
-        }
-        Ok(self.unary(UnaryOp::Hardtanh { min, max }))
+        crate::error::reported_as("hardtanh", || self.clamp(min, max))
     }
 
     /// `cond != 0 ? a : b` elementwise, all three broadcast together (like `torch.where`).

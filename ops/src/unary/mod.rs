@@ -64,16 +64,9 @@ pub enum UnaryOp {
     MulScalar(f64),
     /// x^p
     PowScalar(f64),
-    /// min(max(x, min), max)
+    /// min(max(x, min), max); its gradient is PyTorch's: 1 strictly inside the bounds, 0 at
+    /// and beyond them (so it is also `hardtanh`).
     Clamp {
-        /// Lower bound.
-        min: f64,
-        /// Upper bound.
-        max: f64,
-    },
-    /// min(max(x, min), max), with PyTorch's gradient: 0 at and beyond the bounds (`clamp`'s
-    /// passes through at the bounds).
-    Hardtanh {
         /// Lower bound.
         min: f64,
         /// Upper bound.
@@ -107,7 +100,6 @@ op_facts! { UnaryOp;
     MulScalar(-3.0) => "mul_scalar", DIFFERENTIABLE;
     PowScalar(1.5) => "pow_scalar", DIFFERENTIABLE | TRANSCENDENTAL;
     Clamp { min: -0.5, max: 0.75 } => "clamp", DIFFERENTIABLE;
-    Hardtanh { min: -0.5, max: 0.75 } => "hardtanh", DIFFERENTIABLE;
 }
 
 impl UnaryOp {
@@ -170,7 +162,7 @@ impl UnaryOp {
             UnaryOp::AddScalar(c) => x + c,
             UnaryOp::MulScalar(c) => x * c,
             UnaryOp::PowScalar(p) => x.powf(p),
-            UnaryOp::Clamp { min, max } | UnaryOp::Hardtanh { min, max } => clamp(x, min, max),
+            UnaryOp::Clamp { min, max } => clamp(x, min, max),
         }
     }
 
@@ -204,7 +196,7 @@ impl fmt::Display for UnaryOp {
             }
             UnaryOp::AddScalar(c) => write!(f, "add({c})"),
             UnaryOp::MulScalar(c) => write!(f, "mul({c})"),
-            UnaryOp::Clamp { min, max } | UnaryOp::Hardtanh { min, max } => {
+            UnaryOp::Clamp { min, max } => {
                 write!(f, "{}({min}, {max})", self.name())
             }
             other => f.write_str(other.name()),
@@ -326,7 +318,7 @@ fn apply<T: Element>(op: UnaryOp, io: Io<'_, T>) {
             io.map(|v| v * c)
         }
         UnaryOp::PowScalar(p) => pow_scalar(p, io),
-        UnaryOp::Clamp { min, max } | UnaryOp::Hardtanh { min, max } => {
+        UnaryOp::Clamp { min, max } => {
             let (lo, hi) = (T::from_f64(min), T::from_f64(max));
             io.map(|v| clamp(v, lo, hi))
         }

@@ -66,7 +66,7 @@ fn special_values() {
         (UnaryOp::Elu(1.0), -inf, -1.0), (UnaryOp::PowScalar(0.5), -inf, inf), (UnaryOp::PowScalar(0.0), nan, 1.0),
         (UnaryOp::Silu, 800.0, 800.0), (UnaryOp::Silu, -800.0, 0.0), (UnaryOp::Silu, nan, nan),
         (UnaryOp::LogSigmoid, 800.0, 0.0), (UnaryOp::LogSigmoid, -800.0, -800.0), (UnaryOp::LogSigmoid, nan, nan),
-        (UnaryOp::LogSigmoid, 50.0, -(-50f64).exp()), (UnaryOp::Hardtanh { min: -1.0, max: 1.0 }, nan, nan),
+        (UnaryOp::LogSigmoid, 50.0, -(-50f64).exp()), (UnaryOp::Clamp { min: -1.0, max: 1.0 }, nan, nan),
     ];
     for &(op, x, want) in cases {
         let close = |got: f64| {
