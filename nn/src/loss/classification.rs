@@ -7,7 +7,8 @@
 //! per sample position (`batch·d1·...` of them, row-major). Unreduced, they return
 //! `[batch]`, `[]` or `[batch, d1, ...]`. Targets are an `i64` tensor (any shape with that many
 //! elements) or a `usize` list ([`IntoIndices`]): inside a compiled step, pass them as a tensor
-//! input, so each call reads new labels.
+//! input, so each call reads new labels. Cross-entropy also takes class probabilities (soft
+//! labels), a float tensor of the logits' shape, as PyTorch's does ([`IntoClassTarget`]).
 
 use super::{same_shape, Reduction};
 use graphgrad_autodiff::{bail, reported_as, DType, Error, IntoIndices, Result, Tensor};
@@ -29,6 +30,49 @@ pub(super) fn class_rows(op: &'static str, scores: &Tensor) -> Result<(Tensor, V
         }
     };
     Ok((rows, out_shape))
+}
+
+/// What cross-entropy compares logits with, as PyTorch's `cross_entropy` reads its target.
+#[derive(Clone, Debug)]
+pub enum ClassTarget {
+    /// One class index per sample position (an `i64` tensor).
+    Classes(Tensor),
+    /// A probability per class at each sample position (a float tensor of the logits' shape).
+    Probabilities(Tensor),
+}
+
+/// A cross-entropy target: a `usize` list or an `i64` tensor are class indices, a float tensor
+/// class probabilities (PyTorch tells them apart by dtype too).
+pub trait IntoClassTarget {
+    /// The target, for `op`'s errors.
+    fn into_class_target(self, op: &'static str) -> Result<ClassTarget>;
+}
+
+impl IntoClassTarget for &Tensor {
+    fn into_class_target(self, op: &'static str) -> Result<ClassTarget> {
+        Ok(match self.dtype() {
+            DType::I64 => ClassTarget::Classes(self.into_indices(op, None)?),
+            _ => ClassTarget::Probabilities(self.clone()),
+        })
+    }
+}
+
+impl IntoClassTarget for &[usize] {
+    fn into_class_target(self, op: &'static str) -> Result<ClassTarget> {
+        Ok(ClassTarget::Classes(self.into_indices(op, None)?))
+    }
+}
+
+impl IntoClassTarget for &Vec<usize> {
+    fn into_class_target(self, op: &'static str) -> Result<ClassTarget> {
+        self.as_slice().into_class_target(op)
+    }
+}
+
+impl<const N: usize> IntoClassTarget for &[usize; N] {
+    fn into_class_target(self, op: &'static str) -> Result<ClassTarget> {
+        self.as_slice().into_class_target(op)
+    }
 }
 
 /// The target classes as a 1-d `i64` tensor of `samples` entries.
@@ -222,15 +266,21 @@ impl CrossEntropyLoss {
         self
     }
 
-    /// The loss of `logits` (`[batch, classes]`, see the module docs) for `target` classes.
-    pub fn forward(&self, logits: &Tensor, target: impl IntoIndices) -> Result<Tensor> {
+    /// The loss of `logits` (`[batch, classes]`, see the module docs) for `target` classes or
+    /// class probabilities.
+    pub fn forward(&self, logits: &Tensor, target: impl IntoClassTarget) -> Result<Tensor> {
         const OP: &str = "cross_entropy";
         let eps = self.label_smoothing;
         if !(0.0..=1.0).contains(&eps) {
             bail!(OP, "label_smoothing must be in [0, 1], got {eps}");
         }
         let (rows, out_shape) = class_rows(OP, logits)?;
-        let target = class_targets(OP, target, rows.shape()[0])?;
+        let target = match target.into_class_target(OP)? {
+            ClassTarget::Classes(classes) => class_targets(OP, &classes, rows.shape()[0])?,
+            ClassTarget::Probabilities(p) => {
+                return self.forward_probabilities(logits, &rows, &out_shape, &p)
+            }
+        };
         // log_probs: [samples, classes]
         let log_probs = rows.log_softmax(1)?;
         let (nll, w) = nll_rows(OP, &log_probs, &target, self.weight.as_ref(), self.ignore_index)?;
@@ -250,10 +300,53 @@ impl CrossEntropyLoss {
         let smooth = reduce_weighted(smooth, &w, &out_shape, self.reduction)?;
         nll.mul_scalar(1.0 - eps).add(&smooth.mul_scalar(eps / classes as f64))
     }
+
+    /// `lᵢ = −Σ_c w[c]·p'[i, c]·log_softmax(x)[i, c]` with `p' = (1 − ε)·p + ε/classes`; the
+    /// mean divides by the number of sample positions (PyTorch's rule for probability targets).
+    fn forward_probabilities(
+        &self,
+        logits: &Tensor,
+        rows: &Tensor,
+        out_shape: &[usize],
+        p: &Tensor,
+    ) -> Result<Tensor> {
+        const OP: &str = "cross_entropy";
+        if p.shape() != logits.shape() {
+            return Err(Error::ShapeMismatch { op: OP, lhs: logits.shape().into(), rhs: p.shape().into() });
+        }
+        if p.dtype() != logits.dtype() {
+            return Err(Error::DTypeMismatch { op: OP, lhs: logits.dtype(), rhs: p.dtype() });
+        }
+        if self.ignore_index.is_some() {
+            bail!(OP, "ignore_index applies to class-index targets, not to class probabilities");
+        }
+        let (samples, classes) = (rows.shape()[0], rows.shape()[1]);
+        let (mut p, _) = class_rows(OP, p)?;
+        if self.label_smoothing > 0.0 {
+            p = p.mul_scalar(1.0 - self.label_smoothing).add_scalar(self.label_smoothing / classes as f64);
+        }
+        let mut log_probs = rows.log_softmax(1)?;
+        if let Some(w) = &self.weight {
+            if w.shape() != [classes] {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    lhs: logits.shape().into(),
+                    rhs: w.shape().into(),
+                });
+            }
+            log_probs = log_probs.mul(&w.reshape(&[1, classes])?)?;
+        }
+        let losses = log_probs.mul(&p)?.sum(&[1], false)?.neg();
+        match self.reduction {
+            Reduction::Mean => Ok(losses.sum_all()?.mul_scalar(1.0 / samples as f64)),
+            Reduction::Sum => losses.sum_all(),
+            Reduction::None => losses.reshape(out_shape),
+        }
+    }
 }
 
 /// [`CrossEntropyLoss`] with no class weights, nothing ignored and no smoothing.
-pub fn cross_entropy(logits: &Tensor, target: impl IntoIndices, reduction: Reduction) -> Result<Tensor> {
+pub fn cross_entropy(logits: &Tensor, target: impl IntoClassTarget, reduction: Reduction) -> Result<Tensor> {
     reported_as("cross_entropy", || {
         CrossEntropyLoss { reduction, ..CrossEntropyLoss::default() }.forward(logits, target)
     })

@@ -261,3 +261,36 @@ fn second_order_gradients() {
     )
     .unwrap();
 }
+
+/// Probability targets (soft labels) against torch 2.15's `F.cross_entropy(x, p, …)` in f64.
+#[test]
+fn cross_entropy_with_probability_targets_matches_pytorch() {
+    let x = t(&[0.2, -1.0, 0.5, 1.5, 0.3, -0.7], &[2, 3]);
+    let p = t(&[0.1, 0.6, 0.3, 0.5, 0.25, 0.25], &[2, 3]);
+    let w = t(&[1.0, 2.0, 0.5], &[3]);
+    assert_loss(cross_entropy(&x, &p, Reduction::Mean), &[1.399981101785676]);
+    assert_loss(cross_entropy(&x, &p, Reduction::Sum), &[2.799962203571352]);
+    let weighted = CrossEntropyLoss::new().with_weight(w.clone());
+    assert_loss(weighted.forward(&x, &p), &[2.0359092401323844]);
+    let unreduced = weighted.clone().with_reduction(Reduction::None);
+    assert_loss(unreduced.forward(&x, &p), &[2.8086875440250645, 1.2631309362397038]);
+    let smoothed = weighted.with_label_smoothing(0.2);
+    assert_loss(smoothed.forward(&x, &p), &[1.9743896491892317]);
+    let xg = x.requires_grad_();
+    let g = graphgrad_autodiff::grad(&[smoothed.forward(&xg, &p).unwrap()], &[xg.clone()], false).unwrap();
+    let torch_grad = [
+        0.1894553251904259,
+        -0.46751624376313816,
+        0.2780609185727124,
+        0.1679894159834654,
+        -0.14579057746375523,
+        -0.0221988385197102,
+    ];
+    graphgrad_ops::testing::assert_close(&g[0].to_f64_vec(), &torch_grad, 1e-12, 1e-10);
+    check_grad(|xs| smoothed.forward(&xs[0], &xs[1]), &[x.clone(), p.clone()]);
+    // the target must have the logits' shape and type, and nothing is ignored in it
+    let short = t(&[0.5, 0.5], &[1, 2]);
+    assert!(cross_entropy(&x, &short, Reduction::Mean).unwrap_err().to_string().contains("cross_entropy"));
+    let ignoring = CrossEntropyLoss::new().with_ignore_index(0);
+    assert!(ignoring.forward(&x, &p).unwrap_err().to_string().contains("ignore_index"));
+}
