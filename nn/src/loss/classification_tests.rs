@@ -277,7 +277,8 @@ fn cross_entropy_with_probability_targets_matches_pytorch() {
     let smoothed = weighted.with_label_smoothing(0.2);
     assert_loss(smoothed.forward(&x, &p), &[1.9743896491892317]);
     let xg = x.requires_grad_();
-    let g = graphgrad_autodiff::grad(&[smoothed.forward(&xg, &p).unwrap()], &[xg.clone()], false).unwrap();
+    let g = graphgrad_autodiff::grad(&[smoothed.forward(&xg, &p).unwrap()], std::slice::from_ref(&xg), false)
+        .unwrap();
     let torch_grad = [
         0.1894553251904259,
         -0.46751624376313816,
