@@ -373,7 +373,8 @@ fn apply_weight(op: &'static str, losses: Tensor, weight: Option<&Tensor>) -> Re
 
 /// Binary cross-entropy of probabilities `input` in [0, 1] against `target` of the same shape
 /// (PyTorch's `binary_cross_entropy`): `−w·(y·ln x + (1 − y)·ln(1 − x))`, each log clamped
-/// at −100. `weight` broadcasts to the input's shape.
+/// at −100, with PyTorch's gradient `w·(x − y)/max(x(1 − x), ε)` at saturated probabilities
+/// (x of 0 or 1, or within ε = 1e-12 of them). `weight` broadcasts to the input's shape.
 pub fn binary_cross_entropy(
     input: &Tensor,
     target: &Tensor,
@@ -392,6 +393,20 @@ pub fn binary_cross_entropy(
         let positive = target.mul(&log_x)?;
         let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
         let losses = positive.add(&negative)?.neg();
+        // Where x(1 − x) < ε (PyTorch's EPSILON, f32's 1e-12), PyTorch's input gradient is
+        // (x − y)/ε, which pushes a saturated probability the right way, where the clamped logs'
+        // derivatives would not: those elements take a first-order stand-in of the same value
+        // with that gradient (and the clamped logs' gradient for the target, finite where
+        // PyTorch's is infinite).
+        let eps = f64::from(1e-12f32);
+        let saturated = input.mul(&input.neg().add_scalar(1.0))?.lt_scalar(eps);
+        let input_grad = input.sub(target)?.mul_scalar(1.0 / eps).detach();
+        let target_grad = log_1mx.sub(&log_x)?.detach();
+        let stand_in = losses
+            .detach()
+            .add(&input.sub(&input.detach())?.mul(&input_grad)?)?
+            .add(&target.sub(&target.detach())?.mul(&target_grad)?)?;
+        let losses = Tensor::where_(&saturated, &stand_in, &losses)?;
         reduction.apply(apply_weight(OP, losses, weight)?)
     })
 }

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::loss::tests::{assert_loss, check_grad, t};
-use graphgrad_autodiff::DType;
+use graphgrad_autodiff::{gradgradcheck, DType, GradcheckOptions};
+use graphgrad_ops::testing::assert_close;
 
 const ALL: [Reduction; 3] = [Reduction::None, Reduction::Sum, Reduction::Mean];
 
@@ -244,7 +245,6 @@ fn f32_works_too() {
 #[test]
 fn second_order_gradients() {
     // losses are built from differentiable ops, so Hessian-vector products check too
-    use graphgrad_autodiff::{gradgradcheck, GradcheckOptions};
     let ce = CrossEntropyLoss::new().with_label_smoothing(0.1).with_weight(t(&[1.0, 2.0, 3.0], &[3]));
     gradgradcheck(
         |v| ce.forward(&v[0], &TARGET),
@@ -287,11 +287,36 @@ fn cross_entropy_with_probability_targets_matches_pytorch() {
         -0.14579057746375523,
         -0.0221988385197102,
     ];
-    graphgrad_ops::testing::assert_close(&g[0].to_f64_vec(), &torch_grad, 1e-12, 1e-10);
+    assert_close(&g[0].to_f64_vec(), &torch_grad, 1e-12, 1e-10);
     check_grad(|xs| smoothed.forward(&xs[0], &xs[1]), &[x.clone(), p.clone()]);
     // the target must have the logits' shape and type, and nothing is ignored in it
     let short = t(&[0.5, 0.5], &[1, 2]);
     assert!(cross_entropy(&x, &short, Reduction::Mean).unwrap_err().to_string().contains("cross_entropy"));
     let ignoring = CrossEntropyLoss::new().with_ignore_index(0);
     assert!(ignoring.forward(&x, &p).unwrap_err().to_string().contains("ignore_index"));
+}
+
+/// Saturated probabilities against torch 2.15's `F.binary_cross_entropy(p, t, weight=w,
+/// reduction='sum')` and its input gradient in f64: a probability of 0 with target 1 is pushed
+/// up, one of 1 with target 0 down, as PyTorch's `(p − t)/max(p(1 − p), 1e-12)` does.
+#[test]
+fn binary_cross_entropy_at_saturated_probabilities_matches_pytorch() {
+    let p = t(&[0.0, 1.0, 0.5, 0.0, 1.0, 1e-13, 0.3], &[7]).requires_grad_();
+    let target = t(&[0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.2], &[7]);
+    let w = t(&[1.0, 2.0, 1.0, 0.5, 1.0, 1.0, 3.0], &[7]);
+    let loss = binary_cross_entropy(&p, &target, Some(&w), Reduction::Sum).unwrap();
+    assert_close(&loss.to_f64_vec(), &[182.20515693753106], 1e-12, 1e-10);
+    let g = graphgrad_autodiff::grad(&[loss], std::slice::from_ref(&p), false).unwrap();
+    let torch_grad =
+        [0.0, 0.0, -2.0, -500000001997.9014, 1000000003995.8029, -1000000003995.7028, 1.4285714285714284];
+    assert_close(&g[0].to_f64_vec(), &torch_grad, 1e-12, 1e-10);
+    // away from saturation the loss is twice differentiable, as before
+    let inner = t(&[0.2, 0.7, 0.45], &[3]);
+    let goal = t(&[0.0, 1.0, 0.3], &[3]);
+    gradgradcheck(
+        |xs| binary_cross_entropy(&xs[0], &xs[1], None, Reduction::Mean),
+        &[inner, goal],
+        GradcheckOptions::default(),
+    )
+    .unwrap();
 }
