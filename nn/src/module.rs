@@ -168,7 +168,8 @@ pub trait Module {
     }
 
     /// Loads parameters and buffers in place. Missing, unexpected and shape-mismatched names
-    /// are an error that lists them all, and then nothing is changed.
+    /// are an error that lists them all, and then nothing is changed. PyTorch's integer
+    /// buffers (`num_batches_tracked`, `int64` there) load into their float buffers here.
     fn load_state_dict(&self, state: &StateDict) -> Result<()> {
         load_state(&self.named_state(), state)
     }

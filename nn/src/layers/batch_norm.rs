@@ -339,6 +339,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pytorch_state_dict_with_its_integer_counter_loads() {
+        // PyTorch's BatchNorm1d(2).state_dict() keeps num_batches_tracked as int64
+        let bn = f64_config(2).init_1d(&mut rng()).unwrap();
+        let t = |v: Vec<f64>| Tensor::from_vec(v, &[2]).unwrap();
+        let state: graphgrad_autodiff::StateDict = [
+            ("weight", t(vec![2.0, 0.5])),
+            ("bias", t(vec![1.0, -1.0])),
+            ("running_mean", t(vec![0.5, -2.0])),
+            ("running_var", t(vec![4.0, 0.25])),
+            ("num_batches_tracked", Tensor::from_vec(vec![7i64], &[]).unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        bn.load_state_dict(&state).unwrap();
+        assert_eq!(bn.num_batches_tracked.as_ref().unwrap().item().unwrap(), 7.0);
+        bn.set_training(false);
+        let y = bn.forward(&Tensor::from_vec(vec![2.5f64, -1.0], &[1, 2]).unwrap()).unwrap();
+        // (x − mean)/√(var + 1e-5)·w + b
+        let expected = [2.0 / (4.0f64 + 1e-5).sqrt() * 2.0 + 1.0, 1.0 / (0.25f64 + 1e-5).sqrt() * 0.5 - 1.0];
+        assert_close(&y.to_f64_vec(), &expected, 1e-12, 1e-12);
+        // other element types stay a mismatch
+        let mut wrong = state.clone();
+        wrong.insert("weight".into(), Tensor::from_vec(vec![1.0f32, 1.0], &[2]).unwrap());
+        assert!(bn.load_state_dict(&wrong).unwrap_err().to_string().contains("weight"));
+    }
+
+    #[test]
     fn cumulative_average_without_momentum() {
         // momentum None: after batches with means 3 then 5, running_mean = (3 + 5)/2 = 4
         let bn = f64_config(1).with_momentum(None).init_1d(&mut rng()).unwrap();
