@@ -46,7 +46,7 @@ pub use error::{reported_as, Error, Result};
 pub use gradcheck::{gradcheck, gradgradcheck, jvpcheck, GradcheckOptions};
 pub use graphgrad_ops::DType;
 pub use mode::{grad_enabled, no_grad, GradModeGuard};
-pub use op::{Conv2dOptions, ConvTranspose2dOptions, Generator, IntoIndices, Op};
+pub use op::{Conv2dOptions, ConvTranspose2dOptions, Generator, IntoIndices, Op, Pool2dOptions};
 pub use pool::clear_buffer_pool;
 pub use state::{load_state, state_of, StateDict};
 pub use tensor::Tensor;

@@ -1,10 +1,12 @@
 //! 2-d max and average pooling over NCHW buffers, with their backward kernels.
 //!
 //! Windows are `kernel` cells, `stride` apart, over the input padded by `padding` on each side;
-//! the output size uses floor mode. Max pooling treats padding as −∞ (never selected) and records
-//! for each output the flat index, within its `(n, c)` input plane, of the winning input cell
-//! (the first maximum in row-major window order; a NaN wins, as in PyTorch). Average pooling
-//! divides by the whole window, padding included (PyTorch `count_include_pad = true`).
+//! the output size uses floor mode, or PyTorch's ceil mode (a last, partial window where the
+//! stride leaves cells over, if it starts inside the input or the left padding). Max pooling
+//! treats padding as −∞ (never selected) and records for each output the flat index, within
+//! its `(n, c)` input plane, of the winning input cell (the first maximum in row-major window
+//! order; a NaN wins, as in PyTorch). Average pooling divides by the window's cells within the
+//! padded input (PyTorch `count_include_pad = true`) or by its input cells only (`false`).
 //! Backward kernels overwrite `dx`; where windows overlap, contributions add. Work is split by
 //! `(n, c)` plane, each plane done by one thread in a fixed order, so results are deterministic.
 
@@ -31,16 +33,30 @@ pub struct Pool2dGeometry {
     pub stride: (usize, usize),
     /// (vertical, horizontal) padding on both sides.
     pub padding: (usize, usize),
+    /// PyTorch's `ceil_mode`: the output size rounds up (see the module docs).
+    pub ceil_mode: bool,
+    /// PyTorch's `count_include_pad`: whether average pooling's divisor counts padding cells
+    /// (max pooling ignores it).
+    pub count_include_pad: bool,
 }
 
-/// Floor-mode pooled length: `(input + 2·padding − kernel) / stride + 1`, or 0 when the padded
+/// Pooled length: `(input + 2·padding − kernel) / stride + 1`, rounded down, or up in ceil mode
+/// unless that last window would start in the right padding (PyTorch's rule); 0 when the padded
 /// input is shorter than the window.
-fn pool_out_len(input: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+fn pool_out_len(input: usize, kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> usize {
     let padded = input + 2 * padding;
     if padded < kernel {
-        0
+        return 0;
+    }
+    let room = padded - kernel;
+    if !ceil_mode {
+        return room / stride + 1;
+    }
+    let out = room.div_ceil(stride) + 1;
+    if (out - 1) * stride >= input + padding {
+        out - 1
     } else {
-        (padded - kernel) / stride + 1
+        out
     }
 }
 
@@ -67,11 +83,11 @@ fn span(o: usize, input: usize, kernel: usize, stride: usize, padding: usize) ->
 impl Pool2dGeometry {
     /// Output height.
     pub fn out_h(&self) -> usize {
-        pool_out_len(self.in_h, self.kernel.0, self.stride.0, self.padding.0)
+        pool_out_len(self.in_h, self.kernel.0, self.stride.0, self.padding.0, self.ceil_mode)
     }
     /// Output width.
     pub fn out_w(&self) -> usize {
-        pool_out_len(self.in_w, self.kernel.1, self.stride.1, self.padding.1)
+        pool_out_len(self.in_w, self.kernel.1, self.stride.1, self.padding.1, self.ceil_mode)
     }
     /// Elements of the input.
     pub fn input_len(&self) -> usize {
@@ -89,9 +105,11 @@ impl Pool2dGeometry {
         if k.0 == 0 || k.1 == 0 || s.0 == 0 || s.1 == 0 {
             return false;
         }
+        // ceil mode adds at most one window per axis
+        let extra = usize::from(self.ceil_mode);
         let (Some(out_h), Some(out_w)) = (
-            crate::checked_window_len(self.in_h, k.0, s.0, p.0, 1),
-            crate::checked_window_len(self.in_w, k.1, s.1, p.1, 1),
+            crate::checked_window_len(self.in_h, k.0, s.0, p.0, 1).and_then(|n| n.checked_add(extra)),
+            crate::checked_window_len(self.in_w, k.1, s.1, p.1, 1).and_then(|n| n.checked_add(extra)),
         ) else {
             return false;
         };
@@ -111,6 +129,12 @@ impl Pool2dGeometry {
     }
     fn parallel(&self) -> bool {
         self.batch * self.channels > 1 && self.output_len() * self.kernel.0 * self.kernel.1 >= PAR_MIN_WORK
+    }
+    /// Average pooling's divisor for the window of spans `r` × `c` (at least 1: a window
+    /// wholly in the padding averages nothing to 0).
+    fn divisor(&self, r: &Span, c: &Span) -> usize {
+        let cells = if self.count_include_pad { r.padded * c.padded } else { (r.hi - r.lo) * (c.hi - c.lo) };
+        cells.max(1)
     }
     /// The windows' row spans (one per output row) and column spans (one per output column),
     /// computed once per call rather than per output.
@@ -186,7 +210,9 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
         return;
     }
     let (rows, cols) = g.spans();
-    let two_by_two = (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0));
+    // (a ceil-mode partial window at an odd edge takes the general path)
+    let two_by_two = (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0))
+        && (g.out_h(), g.out_w()) == (g.in_h / 2, g.in_w / 2);
     let plane = |i: usize, y: &mut [T], argmax: &mut [T]| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
         // NaN (which wins) is rare: such planes take the general path. (A fold, not `any`:
@@ -284,7 +310,7 @@ pub fn avg_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
                 for ih in r.lo..r.hi {
                     sum += x[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter().copied().sum::<T>();
                 }
-                *yv = sum / T::from_usize(r.padded * c.padded);
+                *yv = sum / T::from_usize(g.divisor(r, c));
             }
         }
     });
@@ -304,7 +330,7 @@ pub fn avg_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], dx: &mut [T
         let dy_plane = &dy[i * out_plane..(i + 1) * out_plane];
         for (r, dy_row) in rows.iter().zip(dy_plane.chunks_exact(out_w)) {
             for (c, &d) in cols.iter().zip(dy_row) {
-                let share = d / T::from_usize(r.padded * c.padded);
+                let share = d / T::from_usize(g.divisor(r, c));
                 for ih in r.lo..r.hi {
                     dx[ih * g.in_w + c.lo..ih * g.in_w + c.hi].iter_mut().for_each(|v| *v += share);
                 }
@@ -326,7 +352,8 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     /// Calls `f(plane, out_index, Some(in_index))` for every in-bounds cell of every window, in
-    /// row-major window order, and `f(plane, out_index, None)` once per padding cell.
+    /// row-major window order, and `f(plane, out_index, None)` once per padding cell (cells of
+    /// a ceil-mode window beyond the padded input are no cells at all).
     fn for_each_cell(g: &Pool2dGeometry, mut f: impl FnMut(usize, usize, Option<usize>)) {
         let (oh_n, ow_n) = (g.out_h(), g.out_w());
         for plane in 0..g.batch * g.channels {
@@ -336,6 +363,10 @@ mod tests {
                         for kj in 0..g.kernel.1 {
                             let ih = (oh * g.stride.0 + ki) as isize - g.padding.0 as isize;
                             let iw = (ow * g.stride.1 + kj) as isize - g.padding.1 as isize;
+                            let (pad_h, pad_w) = (g.padding.0 as isize, g.padding.1 as isize);
+                            if ih >= g.in_h as isize + pad_h || iw >= g.in_w as isize + pad_w {
+                                continue;
+                            }
                             let inside =
                                 (0..g.in_h as isize).contains(&ih) && (0..g.in_w as isize).contains(&iw);
                             let cell = inside.then(|| ih as usize * g.in_w + iw as usize);
@@ -349,7 +380,12 @@ mod tests {
 
     fn check<T: Element>(g: &Pool2dGeometry, x: &[T], seed: u64) {
         let (n_out, in_plane) = (g.output_len(), g.in_h * g.in_w);
-        let window = (g.kernel.0 * g.kernel.1) as f64;
+        // average pooling's divisor per window: its cells counted as the geometry says
+        let mut divisor = vec![0.0f64; n_out];
+        for_each_cell(g, |_, o, cell| {
+            divisor[o] += f64::from(u8::from(cell.is_some() || g.count_include_pad))
+        });
+        divisor.iter_mut().for_each(|d| *d = d.max(1.0));
         let dy = random_vec::<T>(n_out, seed);
         let (mut y_max, mut arg) = (vec![f64::NEG_INFINITY; n_out], vec![usize::MAX; n_out]);
         let mut y_avg = vec![0.0; n_out];
@@ -361,9 +397,8 @@ mod tests {
                 if arg[o] == usize::MAX || v > y_max[o] || v.is_nan() {
                     (y_max[o], arg[o]) = (v, c);
                 }
-                // Floor mode keeps every window inside the padded input: the divisor is the window.
-                y_avg[o] += v / window;
-                dx_avg[plane * in_plane + c] += dy[o].to_f64() / window;
+                y_avg[o] += v / divisor[o];
+                dx_avg[plane * in_plane + c] += dy[o].to_f64() / divisor[o];
             }
         });
         let mut dx_max = vec![0.0; x.len()];
@@ -409,7 +444,30 @@ mod tests {
             stride: (pick(&[1, 2, 3]), pick(&[1, 2, 3])),
             // Mostly PyTorch's padding ≤ kernel / 2, sometimes more (windows wholly in padding).
             padding: (pick(&[0, 1, kernel.0 / 2]), pick(&[0, 2, kernel.1 / 2])),
+            ceil_mode: pick(&[0, 1]) == 1,
+            count_include_pad: pick(&[0, 1]) == 1,
         }
+    }
+
+    #[test]
+    fn ceil_mode_sizes_follow_pytorch() {
+        // torch.nn.functional.max_pool2d(torch.zeros(1, 1, h, w), k, s, p, ceil_mode=True).shape
+        let g = |in_h, in_w, k, s, p| Pool2dGeometry {
+            batch: 1,
+            channels: 1,
+            in_h,
+            in_w,
+            kernel: (k, k),
+            stride: (s, s),
+            padding: (p, p),
+            ceil_mode: true,
+            count_include_pad: true,
+        };
+        assert_eq!((g(9, 10, 2, 3, 0).out_h(), g(9, 10, 2, 3, 0).out_w()), (3, 4));
+        assert_eq!((g(8, 7, 3, 2, 1).out_h(), g(8, 7, 3, 2, 1).out_w()), (5, 4));
+        assert_eq!((g(5, 6, 2, 2, 0).out_h(), g(5, 6, 2, 2, 0).out_w()), (3, 3));
+        let floor = Pool2dGeometry { ceil_mode: false, ..g(5, 6, 2, 2, 0) };
+        assert_eq!((floor.out_h(), floor.out_w()), (2, 3));
     }
 
     fn fixed_geometries() -> Vec<Pool2dGeometry> {
@@ -421,6 +479,8 @@ mod tests {
             kernel: (3, 3),
             stride: (2, 2),
             padding: (1, 1),
+            ceil_mode: false,
+            count_include_pad: true,
         };
         vec![
             g,
@@ -434,6 +494,8 @@ mod tests {
                 kernel: (2, 2),
                 stride: (2, 2),
                 padding: (0, 0),
+                ceil_mode: false,
+                count_include_pad: true,
             },
             Pool2dGeometry {
                 batch: 4,
@@ -443,8 +505,35 @@ mod tests {
                 kernel: (2, 2),
                 stride: (2, 2),
                 padding: (0, 0),
+                ceil_mode: false,
+                count_include_pad: true,
             },
             Pool2dGeometry { in_h: 17, in_w: 129, kernel: (3, 5), stride: (1, 3), padding: (1, 2), ..g },
+            // ceil mode: 8 columns take 5 windows of 3 by 2 with padding 1 (floor mode 4), the
+            // last one partly beyond the padded input, padding counted or not
+            Pool2dGeometry { in_h: 9, in_w: 8, ceil_mode: true, ..g },
+            Pool2dGeometry { in_h: 9, in_w: 8, ceil_mode: true, count_include_pad: false, ..g },
+            // 10 columns, windows of 2 by 3: a 4th window of one cell; 9 rows: none (it would
+            // start past the input, which PyTorch's rule drops)
+            Pool2dGeometry {
+                in_h: 9,
+                in_w: 10,
+                kernel: (2, 2),
+                stride: (3, 3),
+                padding: (0, 0),
+                ceil_mode: true,
+                ..g
+            },
+            // the 2×2 pool at odd sizes: a partial last row and column
+            Pool2dGeometry {
+                in_h: 7,
+                in_w: 9,
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0),
+                ceil_mode: true,
+                ..g
+            },
             // 2×2 stride 2 on odd sizes: the last row and column are left out
             Pool2dGeometry { in_h: 9, in_w: 7, kernel: (2, 2), stride: (2, 2), padding: (0, 0), ..g },
             Pool2dGeometry { in_h: 1, in_w: 2, kernel: (3, 3), padding: (0, 0), ..g },
@@ -479,6 +568,8 @@ mod tests {
             kernel: (1, 3),
             stride: (1, 1),
             padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
         };
         let (mut y, mut am) = (vec![0.0; 2], vec![0.0; 2]);
         max_pool2d(&g, &[2.0, 2.0, 1.0, 2.0], &mut y, &mut am);
@@ -510,6 +601,8 @@ mod tests {
             kernel: (3, 3),
             stride: (2, 2),
             padding: (1, 1),
+            ceil_mode: false,
+            count_include_pad: true,
         };
         let x: Vec<f64> = random_vec::<f64>(g.input_len(), 3).iter().map(|v| v.abs() - 2.0).collect();
         let (mut y, mut am) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
@@ -545,6 +638,8 @@ mod tests {
             kernel: (3, 3),
             stride: (2, 2),
             padding: (1, 1),
+            ceil_mode: false,
+            count_include_pad: true,
         };
         let x = random_vec::<f32>(g.input_len(), 1);
         let dy = random_vec::<f32>(g.output_len(), 2);

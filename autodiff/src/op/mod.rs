@@ -28,7 +28,7 @@ pub use conv::{Conv2dOptions, ConvOp, ConvTranspose2dOptions};
 pub use index::{IndexOp, IntoIndices};
 pub use movement::MovementOp;
 pub use norm::NormOp;
-pub use pool::PoolOp;
+pub use pool::{Pool2dOptions, PoolOp};
 pub use random::{Generator, RandomOp};
 
 use crate::buffer::{with_storage, Buffer, Elem, Storage};

@@ -39,6 +39,41 @@ op_facts! { PoolOp;
     AvgPool2dBackward(EXAMPLE) => "avg_pool2d_backward", DIFFERENTIABLE;
 }
 
+/// Stride, padding and modes of a pooling window, as PyTorch's `max_pool2d` / `avg_pool2d`
+/// take them: floor mode and padding counted in the average unless set otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dOptions {
+    /// Step between windows, (height, width).
+    pub stride: (usize, usize),
+    /// Padding on each side, (height, width), at most half the kernel.
+    pub padding: (usize, usize),
+    /// Round the output size up: a last, partial window where the stride leaves cells over,
+    /// if it starts inside the input or the left padding (PyTorch's `ceil_mode`).
+    pub ceil_mode: bool,
+    /// Whether average pooling divides by the padding cells of a window too (PyTorch's
+    /// `count_include_pad`); max pooling ignores it.
+    pub count_include_pad: bool,
+}
+
+impl Pool2dOptions {
+    /// `stride` and `padding`, floor mode, padding counted in averages (PyTorch's defaults).
+    pub fn new(stride: (usize, usize), padding: (usize, usize)) -> Pool2dOptions {
+        Pool2dOptions { stride, padding, ceil_mode: false, count_include_pad: true }
+    }
+
+    /// Sets ceil mode.
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> Pool2dOptions {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Sets whether averages count padding cells.
+    pub fn with_count_include_pad(mut self, count_include_pad: bool) -> Pool2dOptions {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+}
+
 /// The geometry in the facts table: 2×2 windows with stride 2 over a 1×1×4×4 input.
 const EXAMPLE: Pool2dGeometry = Pool2dGeometry {
     batch: 1,
@@ -48,6 +83,8 @@ const EXAMPLE: Pool2dGeometry = Pool2dGeometry {
     kernel: (2, 2),
     stride: (2, 2),
     padding: (0, 0),
+    ceil_mode: false,
+    count_include_pad: true,
 };
 
 /// The largest plane whose cell indices an f32 holds exactly.
@@ -149,9 +186,9 @@ impl Tensor {
         &self,
         op: &'static str,
         kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
+        options: &Pool2dOptions,
     ) -> Result<Pool2dGeometry> {
+        let Pool2dOptions { stride, padding, ceil_mode, count_include_pad } = *options;
         if self.rank() != 4 {
             crate::bail!(op, "expects [N, C, H, W], got {:?}", self.shape());
         }
@@ -162,8 +199,17 @@ impl Tensor {
             crate::bail!(op, "padding {padding:?} must be at most half the kernel {kernel:?}");
         }
         let s = self.shape();
-        let geo =
-            Pool2dGeometry { batch: s[0], channels: s[1], in_h: s[2], in_w: s[3], kernel, stride, padding };
+        let geo = Pool2dGeometry {
+            batch: s[0],
+            channels: s[1],
+            in_h: s[2],
+            in_w: s[3],
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+        };
         if !geo.is_representable() {
             crate::bail!(
                 op,
@@ -183,7 +229,7 @@ impl Tensor {
         stride: (usize, usize),
         padding: (usize, usize),
     ) -> Result<Tensor> {
-        Ok(self.max_pool2d_with_indices(kernel, stride, padding)?.0)
+        Ok(self.max_pool2d_with(kernel, &Pool2dOptions::new(stride, padding))?.0)
     }
 
     /// Max pooling that also returns, for each output, the flat index within its `(n, c)` input
@@ -196,7 +242,16 @@ impl Tensor {
         stride: (usize, usize),
         padding: (usize, usize),
     ) -> Result<(Tensor, Tensor)> {
-        let geo = self.pool_geometry("max_pool2d", kernel, stride, padding)?;
+        self.max_pool2d_with(kernel, &Pool2dOptions::new(stride, padding))
+    }
+
+    /// [`max_pool2d_with_indices`](Self::max_pool2d_with_indices) with every option (ceil mode).
+    pub fn max_pool2d_with(
+        &self,
+        kernel: (usize, usize),
+        options: &Pool2dOptions,
+    ) -> Result<(Tensor, Tensor)> {
+        let geo = self.pool_geometry("max_pool2d", kernel, options)?;
         let indices = Tensor::record(Op::Pool(PoolOp::MaxPool2dIndices(geo)), &[self])?;
         let values = Tensor::record(Op::Pool(PoolOp::MaxPool2d(geo)), &[self, &indices])?;
         Ok((values, indices))
@@ -209,7 +264,13 @@ impl Tensor {
         stride: (usize, usize),
         padding: (usize, usize),
     ) -> Result<Tensor> {
-        let geo = self.pool_geometry("avg_pool2d", kernel, stride, padding)?;
+        self.avg_pool2d_with(kernel, &Pool2dOptions::new(stride, padding))
+    }
+
+    /// [`avg_pool2d`](Self::avg_pool2d) with every option (ceil mode, padding left out of the
+    /// divisor).
+    pub fn avg_pool2d_with(&self, kernel: (usize, usize), options: &Pool2dOptions) -> Result<Tensor> {
+        let geo = self.pool_geometry("avg_pool2d", kernel, options)?;
         Tensor::record(Op::Pool(PoolOp::AvgPool2d(geo)), &[self])
     }
 }

@@ -1,10 +1,11 @@
-//! Pooling layers: `MaxPool2d` and `AvgPool2d` (PyTorch's, with `ceil_mode=False`; average
-//! pooling counts padding as zeros, `count_include_pad=True`). No parameters.
+//! Pooling layers: `MaxPool2d` and `AvgPool2d`, PyTorch's, with its defaults (`ceil_mode =
+//! false`; average pooling counts padding as zeros, `count_include_pad = true`) and both
+//! settable. No parameters.
 //!
 //! Pairs are (height, width); the stride defaults to the kernel size, as in PyTorch.
 
 use crate::{Module, Visitor};
-use graphgrad_autodiff::{Result, Tensor};
+use graphgrad_autodiff::{Pool2dOptions, Result, Tensor};
 
 /// The largest value of each window.
 ///
@@ -28,12 +29,20 @@ pub struct MaxPool2d {
     pub stride: (usize, usize),
     /// Implicit −∞ padding on each side (at most half the kernel).
     pub padding: (usize, usize),
+    /// Round the output size up (PyTorch's `ceil_mode`, default false).
+    pub ceil_mode: bool,
 }
 
 impl MaxPool2d {
-    /// Windows of `kernel_size`, stride equal to the kernel, no padding.
+    /// Windows of `kernel_size`, stride equal to the kernel, no padding, floor mode.
     pub fn new(kernel_size: (usize, usize)) -> MaxPool2d {
-        MaxPool2d { kernel_size, stride: kernel_size, padding: (0, 0) }
+        MaxPool2d { kernel_size, stride: kernel_size, padding: (0, 0), ceil_mode: false }
+    }
+
+    /// Sets ceil mode.
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> MaxPool2d {
+        self.ceil_mode = ceil_mode;
+        self
     }
 
     /// Sets the stride.
@@ -51,14 +60,16 @@ impl MaxPool2d {
 
 impl Module for MaxPool2d {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        input.max_pool2d(self.kernel_size, self.stride, self.padding)
+        let options = Pool2dOptions::new(self.stride, self.padding).with_ceil_mode(self.ceil_mode);
+        Ok(input.max_pool2d_with(self.kernel_size, &options)?.0)
     }
 
     /// No parameters, buffers or mode.
     fn visit(&self, _v: &mut dyn Visitor) {}
 }
 
-/// The mean of each window (padding counted as zeros in the divisor).
+/// The mean of each window (padding counted as zeros in the divisor, unless
+/// `count_include_pad` is false).
 ///
 /// # Shapes
 /// - input: `[batch, channels, height, width]`
@@ -79,12 +90,35 @@ pub struct AvgPool2d {
     pub stride: (usize, usize),
     /// Implicit zero padding on each side (at most half the kernel).
     pub padding: (usize, usize),
+    /// Round the output size up (PyTorch's `ceil_mode`, default false).
+    pub ceil_mode: bool,
+    /// Whether the divisor counts padding cells (PyTorch's `count_include_pad`, default true).
+    pub count_include_pad: bool,
 }
 
 impl AvgPool2d {
-    /// Windows of `kernel_size`, stride equal to the kernel, no padding.
+    /// Windows of `kernel_size`, stride equal to the kernel, no padding, floor mode, padding
+    /// counted.
     pub fn new(kernel_size: (usize, usize)) -> AvgPool2d {
-        AvgPool2d { kernel_size, stride: kernel_size, padding: (0, 0) }
+        AvgPool2d {
+            kernel_size,
+            stride: kernel_size,
+            padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+
+    /// Sets ceil mode.
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> AvgPool2d {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Sets whether the divisor counts padding cells.
+    pub fn with_count_include_pad(mut self, count_include_pad: bool) -> AvgPool2d {
+        self.count_include_pad = count_include_pad;
+        self
     }
 
     /// Sets the stride.
@@ -102,7 +136,10 @@ impl AvgPool2d {
 
 impl Module for AvgPool2d {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        input.avg_pool2d(self.kernel_size, self.stride, self.padding)
+        let options = Pool2dOptions::new(self.stride, self.padding)
+            .with_ceil_mode(self.ceil_mode)
+            .with_count_include_pad(self.count_include_pad);
+        input.avg_pool2d_with(self.kernel_size, &options)
     }
 
     /// No parameters, buffers or mode.
@@ -192,5 +229,94 @@ mod tests {
         assert!(MaxPool2d::new((2, 2)).forward(&Tensor::zeros(&[4, 4], DType::F32).unwrap()).is_err());
         assert!(AvgPool2d::new((0, 2)).forward(&x).is_err());
         assert!(MaxPool2d::new((5, 5)).forward(&x).is_err());
+    }
+
+    /// torch 2.15 on x = sin(0..30) as [1, 1, 5, 6] in f64: `F.avg_pool2d(x, 3, 2, 1,
+    /// ceil_mode=True, count_include_pad=…)`, its gradient for the weights 0..12, and
+    /// `F.max_pool2d(x, 2, 2, 0, ceil_mode=True, return_indices=True)`.
+    #[test]
+    fn ceil_mode_and_count_include_pad_match_pytorch() {
+        let x = Tensor::from_vec((0..30).map(|i| (i as f64).sin()).collect::<Vec<_>>(), &[1, 1, 5, 6])
+            .unwrap()
+            .requires_grad_();
+        let excluding = AvgPool2d::new((3, 3)).with_stride((2, 2)).with_padding((1, 1)).with_ceil_mode(true);
+        let y = excluding.with_count_include_pad(false).forward(&x).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 3, 4]);
+        let torch_y = [
+            0.3047605213319399,
+            0.6583919583795621,
+            -0.45108326568491935,
+            -0.979457240606921,
+            -0.05665746962710908,
+            0.668778184687688,
+            -0.19436909727948226,
+            -0.9358693675351436,
+            -0.40976003730328014,
+            0.5810101212854948,
+            0.09087195959498101,
+            -0.754927144194069,
+        ];
+        assert_close(&y.to_f64_vec(), &torch_y, 1e-14, 1e-12);
+        let weights = Tensor::from_vec((0..12).map(f64::from).collect::<Vec<_>>(), &[1, 1, 3, 4]).unwrap();
+        let g = graphgrad_autodiff::grad(&[y.mul(&weights).unwrap().sum_all().unwrap()], &[x.clone()], false)
+            .unwrap();
+        let torch_g = [
+            0.0,
+            0.16666666666666666,
+            0.16666666666666666,
+            0.5,
+            0.3333333333333333,
+            1.8333333333333333,
+            0.6666666666666666,
+            1.3888888888888888,
+            0.7222222222222222,
+            1.7222222222222223,
+            1.0,
+            4.833333333333334,
+            0.6666666666666666,
+            1.2222222222222223,
+            0.5555555555555556,
+            1.2222222222222223,
+            0.6666666666666666,
+            3.0,
+            2.6666666666666665,
+            4.722222222222222,
+            2.0555555555555554,
+            4.388888888888889,
+            2.3333333333333335,
+            10.166666666666668,
+            2.0,
+            3.5,
+            1.5,
+            3.166666666666667,
+            1.6666666666666667,
+            7.166666666666667,
+        ];
+        assert_close(&g[0].to_f64_vec(), &torch_g, 1e-14, 1e-12);
+        let including = excluding.forward(&x).unwrap();
+        let torch_including = [
+            0.1354491205919733,
+            0.4389279722530414,
+            -0.3007221771232796,
+            -0.32648574686897364,
+            -0.03777164641807272,
+            0.668778184687688,
+            -0.19436909727948226,
+            -0.4679346837675718,
+            -0.18211557213479118,
+            0.3873400808569965,
+            0.06058130639665401,
+            -0.25164238139802303,
+        ];
+        assert_close(&including.to_f64_vec(), &torch_including, 1e-14, 1e-12);
+        let options = Pool2dOptions::new((2, 2), (0, 0)).with_ceil_mode(true);
+        let (m, i) = x.max_pool2d_with((2, 2), &options).unwrap();
+        assert_eq!(m.shape(), &[1, 1, 3, 3]);
+        assert_eq!(i.to_f64_vec(), vec![1.0, 8.0, 10.0, 13.0, 14.0, 22.0, 25.0, 27.0, 28.0]);
+        assert_eq!(
+            MaxPool2d::new((2, 2)).with_ceil_mode(true).forward(&x).unwrap().to_f64_vec(),
+            m.to_f64_vec()
+        );
+        check_module_gradients(&excluding.with_count_include_pad(false), &x.detach());
     }
 }
