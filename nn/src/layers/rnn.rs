@@ -4,14 +4,16 @@
 //! Parameters per layer `k` and direction (suffix `_reverse` for the backward direction of a
 //! bidirectional layer), named and laid out exactly as in PyTorch so state dicts transfer:
 //! `weight_ih_l{k}` `[gates·hidden, input]`, `weight_hh_l{k}` `[gates·hidden, hidden]`,
-//! `bias_ih_l{k}` and `bias_hh_l{k}` `[gates·hidden]`. Gate blocks are stacked in PyTorch's
-//! order: LSTM (i, f, g, o), GRU (r, z, n). All parameters start from U(−1/√hidden, 1/√hidden).
+//! `bias_ih_l{k}` and `bias_hh_l{k}` `[gates·hidden]`, and for an LSTM with projections
+//! (`proj_size` p > 0) `weight_hr_l{k}` `[p, hidden]`, its h then being p wide (`weight_hh`
+//! `[gates·hidden, p]`). Gate blocks are stacked in PyTorch's order: LSTM (i, f, g, o), GRU
+//! (r, z, n). All parameters start from U(−1/√hidden, 1/√hidden).
 //!
 //! The input projections of all time steps are one matrix product before the loop; each step
 //! then costs one `[batch, hidden] × [hidden, gates·hidden]` product.
 //!
-//! Not supported (yet): packed/variable-length sequences, dropout between layers, LSTM
-//! projections (`proj_size`), unbatched `[seq, features]` input.
+//! Not supported (yet): packed/variable-length sequences, dropout between layers, unbatched
+//! `[seq, features]` input.
 
 use crate::init;
 use crate::{Module, Visitor};
@@ -59,12 +61,14 @@ impl CellKind {
 pub struct RecurrentWeights {
     /// `[gates·hidden, input]` (input = `input_size` in layer 0, `directions·hidden` above).
     pub weight_ih: Var,
-    /// `[gates·hidden, hidden]`.
+    /// `[gates·hidden, h]`, h being the hidden size or the LSTM's `proj_size`.
     pub weight_hh: Var,
     /// `[gates·hidden]`, when the layer has biases.
     pub bias_ih: Option<Var>,
     /// `[gates·hidden]`, when the layer has biases.
     pub bias_hh: Option<Var>,
+    /// `[proj_size, hidden]`, for an LSTM with projections: h_t = W_hr·(o ⊙ tanh(c_t)).
+    pub weight_hr: Option<Var>,
 }
 
 /// What the three configs share.
@@ -76,6 +80,8 @@ struct Shared {
     bias: bool,
     bidirectional: bool,
     dtype: DType,
+    /// The LSTM's projection size (0: none).
+    proj_size: usize,
 }
 
 /// The machinery of all three layers.
@@ -84,6 +90,8 @@ struct Recurrent {
     kind: CellKind,
     input_size: usize,
     hidden_size: usize,
+    /// Features of h: the hidden size, or the LSTM's projection size.
+    output_size: usize,
     num_layers: usize,
     directions: usize,
     /// Index `layer · directions + direction`.
@@ -102,17 +110,21 @@ impl Shared {
                 self.num_layers
             );
         }
+        if self.proj_size >= self.hidden_size {
+            bail!(name, "proj_size {} must be smaller than hidden_size {}", self.proj_size, self.hidden_size);
+        }
         let (h, g) = (self.hidden_size, kind.gates());
+        let out = if self.proj_size > 0 { self.proj_size } else { h };
         let directions = if self.bidirectional { 2 } else { 1 };
         let bound = 1.0 / (h as f64).sqrt();
         let mut param = |shape: &[usize]| init::uniform(shape, -bound, bound, self.dtype, rng);
         let mut cells = Vec::new();
         for layer in 0..self.num_layers {
-            let input = if layer == 0 { self.input_size } else { directions * h };
+            let input = if layer == 0 { self.input_size } else { directions * out };
             for direction in 0..directions {
                 let suffix = format!("l{layer}{}", if direction == 1 { "_reverse" } else { "" });
                 let weight_ih = Var::new(format!("weight_ih_{suffix}"), &param(&[g * h, input])?);
-                let weight_hh = Var::new(format!("weight_hh_{suffix}"), &param(&[g * h, h])?);
+                let weight_hh = Var::new(format!("weight_hh_{suffix}"), &param(&[g * h, out])?);
                 let (bias_ih, bias_hh) = if self.bias {
                     (
                         Some(Var::new(format!("bias_ih_{suffix}"), &param(&[g * h])?)),
@@ -121,13 +133,18 @@ impl Shared {
                 } else {
                     (None, None)
                 };
-                cells.push(RecurrentWeights { weight_ih, weight_hh, bias_ih, bias_hh });
+                let weight_hr = match self.proj_size {
+                    0 => None,
+                    p => Some(Var::new(format!("weight_hr_{suffix}"), &param(&[p, h])?)),
+                };
+                cells.push(RecurrentWeights { weight_ih, weight_hh, bias_ih, bias_hh, weight_hr });
             }
         }
         Ok(Recurrent {
             kind,
             input_size: self.input_size,
             hidden_size: h,
+            output_size: out,
             num_layers: self.num_layers,
             directions,
             cells,
@@ -139,7 +156,15 @@ impl Recurrent {
     fn named_parameters(&self) -> Vec<(String, Var)> {
         self.cells
             .iter()
-            .flat_map(|c| [Some(&c.weight_ih), Some(&c.weight_hh), c.bias_ih.as_ref(), c.bias_hh.as_ref()])
+            .flat_map(|c| {
+                [
+                    Some(&c.weight_ih),
+                    Some(&c.weight_hh),
+                    c.bias_ih.as_ref(),
+                    c.bias_hh.as_ref(),
+                    c.weight_hr.as_ref(),
+                ]
+            })
             .flatten()
             .map(|v| (v.name().to_string(), v.clone()))
             .collect()
@@ -149,9 +174,9 @@ impl Recurrent {
         self.cells[0].weight_ih.dtype()
     }
 
-    /// Checks a state tensor `[layers·directions, batch, hidden]`, or makes zeros.
-    fn initial(&self, state: Option<&Tensor>, batch: usize, what: &str) -> Result<Tensor> {
-        let shape = [self.num_layers * self.directions, batch, self.hidden_size];
+    /// Checks a state tensor `[layers·directions, batch, size]`, or makes zeros.
+    fn initial(&self, state: Option<&Tensor>, batch: usize, size: usize, what: &str) -> Result<Tensor> {
+        let shape = [self.num_layers * self.directions, batch, size];
         match state {
             None => Ok(Tensor::zeros(&shape, self.dtype())?),
             Some(s) if s.shape() != shape || s.dtype() != self.dtype() => bail!(
@@ -189,8 +214,8 @@ impl Recurrent {
             return Err(Error::DTypeMismatch { op: name, lhs: input.dtype(), rhs: self.dtype() });
         }
         let (batch, seq) = (input.shape()[0], input.shape()[1]);
-        let h0 = self.initial(h0, batch, "h0")?;
-        let c0 = self.initial(c0, batch, "c0")?;
+        let h0 = self.initial(h0, batch, self.output_size, "h0")?;
+        let c0 = self.initial(c0, batch, self.hidden_size, "c0")?;
         let mut layer_input = input.clone();
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
         for layer in 0..self.num_layers {
@@ -198,8 +223,8 @@ impl Recurrent {
             for direction in 0..self.directions {
                 let index = layer * self.directions + direction;
                 let cell = &self.cells[index];
-                let slot = |s: &Tensor| s.narrow(0, index, 1)?.reshape(&[batch, self.hidden_size]);
-                let (mut h, mut c) = (slot(&h0)?, slot(&c0)?);
+                let slot = |s: &Tensor, size: usize| s.narrow(0, index, 1)?.reshape(&[batch, size]);
+                let (mut h, mut c) = (slot(&h0, self.output_size)?, slot(&c0, self.hidden_size)?);
                 // xw: [batch, seq, gates·hidden], all time steps at once
                 let mut xw = layer_input.matmul_with(&cell.weight_ih, false, true)?;
                 if let Some(b) = &cell.bias_ih {
@@ -249,7 +274,11 @@ impl Recurrent {
                     gate(&z, 3)?.sigmoid(),
                 );
                 let c_next = f.mul(c)?.add(&i.mul(&g)?)?;
-                Ok((o.mul(&c_next.tanh())?, c_next))
+                let h_next = o.mul(&c_next.tanh())?;
+                match &cell.weight_hr {
+                    Some(w_hr) => Ok((h_next.matmul_with(w_hr, false, true)?, c_next)),
+                    None => Ok((h_next, c_next)),
+                }
             }
             CellKind::Gru => {
                 // r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r ⊙ h_n), h' = (1 − z) ⊙ n + z ⊙ h
@@ -299,6 +328,7 @@ macro_rules! config_builders {
                     bias: self.bias,
                     bidirectional: self.bidirectional,
                     dtype: self.dtype,
+                    proj_size: 0,
                 }
             }
         }
@@ -335,10 +365,48 @@ macro_rules! recurrent_config {
     };
 }
 
-recurrent_config! {
-    /// Configuration of an [`Lstm`].
-    LstmConfig
+/// Configuration of an [`Lstm`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmConfig {
+    /// Features per time step of the input.
+    pub input_size: usize,
+    /// Features of the cell state (and of h without projections).
+    pub hidden_size: usize,
+    /// Stacked layers (default 1).
+    pub num_layers: usize,
+    /// Whether layers have biases (default true).
+    pub bias: bool,
+    /// Whether each layer also runs backwards (default false).
+    pub bidirectional: bool,
+    /// Element type of the parameters (default f32).
+    pub dtype: DType,
+    /// Features of h when projected, below `hidden_size` (PyTorch's `proj_size`; default 0:
+    /// no projection).
+    pub proj_size: usize,
 }
+
+impl LstmConfig {
+    /// One unidirectional layer with biases and no projection, in f32 (PyTorch's defaults).
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        LstmConfig {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bias: true,
+            bidirectional: false,
+            dtype: DType::F32,
+            proj_size: 0,
+        }
+    }
+
+    /// Sets the projection size: h_t = W_hr·(o ⊙ tanh(c_t)), `proj_size` wide.
+    pub fn with_proj_size(mut self, proj_size: usize) -> Self {
+        self.proj_size = proj_size;
+        self
+    }
+}
+
+config_builders!(LstmConfig);
 
 recurrent_config! {
     /// Configuration of a [`Gru`].
@@ -395,7 +463,7 @@ config_builders!(RnnConfig);
 impl LstmConfig {
     /// Creates the layer (parameters from U(−1/√hidden, 1/√hidden)).
     pub fn init(&self, rng: &mut ChaCha8Rng) -> Result<Lstm> {
-        Ok(Lstm { inner: self.shared().init(CellKind::Lstm, rng)? })
+        Ok(Lstm { inner: Shared { proj_size: self.proj_size, ..self.shared() }.init(CellKind::Lstm, rng)? })
     }
 }
 
@@ -432,8 +500,9 @@ pub struct Rnn {
 ///
 /// # Shapes
 /// - input: `[batch, seq, input_size]` (batch first)
-/// - state h and c (optional, zeros by default): `[num_layers·directions, batch, hidden]`
-/// - output: `[batch, seq, directions·hidden]`
+/// - state h (optional, zeros by default): `[num_layers·directions, batch, h]`, h being
+///   `proj_size` when set, else `hidden`; c: `[num_layers·directions, batch, hidden]`
+/// - output: `[batch, seq, directions·h]`
 ///
 /// ```
 /// use graphgrad_nn::layers::LstmConfig;
