@@ -87,3 +87,15 @@ fn bad_calls_return_errors_that_name_op_and_shapes() {
         }
     }
 }
+
+#[test]
+fn t_transposes_matrices_keeps_vectors_and_refuses_higher_ranks() {
+    let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    let mt = m.t().unwrap();
+    assert_eq!(mt.shape(), &[3, 2]);
+    assert_eq!(mt.to_vec::<f64>().unwrap(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    let v = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap();
+    assert_eq!(v.t().unwrap().shape(), &[2]);
+    let err = t(&[2, 2, 2]).t().unwrap_err().to_string();
+    assert!(err.starts_with("t:") && err.contains("[2, 2, 2]"), "{err}");
+}

@@ -318,6 +318,16 @@ impl Tensor {
         self.permute(&perm)
     }
 
+    /// The transpose of a matrix, PyTorch's `.t()`: a tensor of rank 0 or 1 is returned as it
+    /// is; a rank above 2 is an error (use [`transpose`](Self::transpose)).
+    pub fn t(&self) -> Result<Tensor> {
+        match self.rank() {
+            0 | 1 => Ok(self.clone()),
+            2 => self.transpose(0, 1),
+            _ => crate::bail!("t", "expects a tensor of rank at most 2, got shape {:?}", self.shape()),
+        }
+    }
+
     /// Inserts a size-1 axis at `axis` (`0..=rank`, negative counts from the end).
     pub fn unsqueeze(&self, axis: isize) -> Result<Tensor> {
         let rank = self.rank() as isize;

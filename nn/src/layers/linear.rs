@@ -92,6 +92,20 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// `in_features → out_features` with a bias, initialised as PyTorch's `nn.Linear(in, out)`
+    /// from `rng`: the shortcut for `LinearConfig::new(in, out).init(rng)`.
+    ///
+    /// ```
+    /// use graphgrad_nn::Linear;
+    /// use rand::SeedableRng;
+    /// let layer = Linear::new(784, 10, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
+    /// assert_eq!(layer.weight.shape(), &[10, 784]);
+    /// # Ok::<(), graphgrad_autodiff::Error>(())
+    /// ```
+    pub fn new(in_features: usize, out_features: usize, rng: &mut ChaCha8Rng) -> Result<Linear> {
+        LinearConfig::new(in_features, out_features).init(rng)
+    }
+
     /// A layer holding copies of the given weight `[out, in]` and optional bias `[out]`.
     pub fn from_tensors(weight: &Tensor, bias: Option<&Tensor>) -> Result<Linear> {
         if weight.rank() != 2 {
