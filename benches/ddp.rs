@@ -61,7 +61,7 @@ fn one_hot(labels: &[usize]) -> Tensor {
 
 /// The compiled gradient program: `[x, one-hot]` → loss and every parameter's gradient.
 fn gradient_step(model: &dyn Module, io: &[Tensor]) -> Result<Vec<Tensor>> {
-    let loss = model.forward(&io[0])?.log_softmax(-1)?.mul(&io[1])?.sum(&[-1], false)?.mean_all()?.neg();
+    let loss = model.forward(&io[0])?.log_softmax(-1)?.mul(&io[1])?.sum(&[-1], false)?.mean_all().neg();
     let params: Vec<Tensor> = model.named_parameters().iter().map(|(_, v)| v.tensor().clone()).collect();
     let mut outputs = vec![loss.clone()];
     outputs.extend(grad(std::slice::from_ref(&loss), &params, false)?);
@@ -237,7 +237,8 @@ pub fn rank_main() {
     // compiled: gradient program, averaging over the ranks, update program
     let ddp = DistributedDataParallel::new(model, group.clone(), DdpConfig::default()).expect("ddp");
     let params = ddp.parameters();
-    let velocity: Vec<Tensor> = params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32).expect("zeros")).collect();
+    let velocity: Vec<Tensor> =
+        params.iter().map(|p| Tensor::zeros(p.shape(), DType::F32).expect("zeros")).collect();
     let mut gradients = compile(|io: &[Tensor]| gradient_step(ddp.module(), io));
     let mut update = compile(|io: &[Tensor]| update_step(&params, &velocity, io));
     let mut step = || {

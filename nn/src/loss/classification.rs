@@ -109,8 +109,8 @@ fn reduce_weighted(
     reduction: Reduction,
 ) -> Result<Tensor> {
     match reduction {
-        Reduction::Mean => losses.sum_all()?.div(&sample_weight.sum_all()?),
-        Reduction::Sum => losses.sum_all(),
+        Reduction::Mean => losses.sum_all().div(&sample_weight.sum_all()),
+        Reduction::Sum => Ok(losses.sum_all()),
         Reduction::None => losses.reshape(out_shape),
     }
 }
@@ -299,7 +299,7 @@ pub fn binary_cross_entropy(
         let positive = target.mul(&log_x)?;
         let negative = target.neg().add_scalar(1.0).mul(&log_1mx)?;
         let losses = positive.add(&negative)?.neg();
-        reduction.apply(apply_weight(OP, losses, weight)?)
+        Ok(reduction.apply(apply_weight(OP, losses, weight)?))
     })
 }
 
@@ -325,7 +325,7 @@ pub fn binary_cross_entropy_with_logits(
             None => Tensor::scalar_of(1.0, input.dtype()),
         };
         let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
-        reduction.apply(apply_weight(OP, losses, weight)?)
+        Ok(reduction.apply(apply_weight(OP, losses, weight)?))
     })
 }
 
@@ -349,7 +349,7 @@ pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target:
             let log_target = Tensor::where_(&positive, target, &one)?.log();
             Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
         };
-        reduction.apply(pointwise)
+        Ok(reduction.apply(pointwise))
     })
 }
 
