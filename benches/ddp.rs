@@ -61,7 +61,7 @@ fn one_hot(labels: &[usize]) -> Tensor {
 
 /// The compiled gradient program: `[x, one-hot]` → loss and every parameter's gradient.
 fn gradient_step(model: &dyn Module, io: &[Tensor]) -> Result<Vec<Tensor>> {
-    let loss = model.forward(&io[0])?.log_softmax(-1)?.mul(&io[1])?.sum(&[-1], false)?.mean_all()?.neg();
+    let loss = model.forward(&io[0])?.log_softmax(-1)?.mul(&io[1])?.sum(&[-1], false)?.mean_all().neg();
     let params: Vec<Tensor> = model.named_parameters().iter().map(|(_, v)| v.tensor().clone()).collect();
     let mut outputs = vec![loss.clone()];
     outputs.extend(grad(std::slice::from_ref(&loss), &params, false)?);

@@ -101,7 +101,7 @@ fn w5_autograd_overhead() {
                 _ => y.tanh(),
             };
         }
-        y.sum_all().and_then(|l| l.backward()).expect("backward");
+        y.sum_all().backward().expect("backward");
         x.zero_grad();
     });
     let per_op_us = t.median_s / OPS as f64 * 1e6;
@@ -116,7 +116,7 @@ fn w6_fusion() {
     let t = time(10, || {
         let inner = x.add(&x.pow_scalar(3.0).mul_scalar(0.044715)).expect("shapes").mul_scalar(0.797_884_56);
         let y = x.mul_scalar(0.5).mul(&inner.tanh().add_scalar(1.0)).expect("shapes");
-        y.sum_all().and_then(|l| l.backward()).expect("backward");
+        y.sum_all().backward().expect("backward");
         x.zero_grad();
     });
     report("W6-fusion", "graphgrad-eager", "n4194304", &t, t.median_s * 1e3, "ms/step");

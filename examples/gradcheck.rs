@@ -82,7 +82,7 @@ fn activate(x: &Tensor, beta: f64, activation: Activation) -> Result<Tensor> {
 /// log-cosh loss: mean(ln cosh(p − t)), with cosh(d) = (eᵈ + e⁻ᵈ)/2.
 fn log_cosh_loss(prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
     let d = prediction.sub(target)?;
-    d.exp().add(&d.neg().exp())?.mul_scalar(0.5).log().mean_all()
+    Ok(d.exp().add(&d.neg().exp())?.mul_scalar(0.5).log().mean_all())
 }
 
 /// The model's computation with explicit parameters `[w1, b1, w2, b2]`: gradcheck perturbs

@@ -35,7 +35,7 @@ fn loss(theta: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let w2 = theta.narrow(0, IN * HIDDEN + HIDDEN, HIDDEN)?.reshape(&[HIDDEN, 1])?;
     let b2 = theta.narrow(0, PARAMS - 1, 1)?;
     let prediction = x.matmul(&w1)?.add(&b1)?.tanh().matmul(&w2)?.add(&b2)?;
-    prediction.sub(y)?.square().mean_all()
+    Ok(prediction.sub(y)?.square().mean_all())
 }
 
 /// Eigenvalues of the symmetric `n`×`n` matrix `a` (row-major) by cyclic Jacobi rotations.
@@ -77,7 +77,7 @@ fn jacobi_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
-    a.mul(b)?.sum_all()?.item()
+    a.mul(b)?.sum_all().item()
 }
 
 /// The `top` eigenvalues of largest magnitude of the Hessian at `theta`, by power iteration

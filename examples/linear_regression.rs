@@ -38,10 +38,8 @@ mod common;
 mod slide;
 
 use common::{line_chart, output_dir, styled_chart, AnyResult, Flags, Line, Series, Style};
-use graphgrad::autodiff::{no_grad, Tensor, Var};
+use graphgrad::prelude::*;
 use graphgrad::train::plot::RGBColor;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::process::ExitCode;
 
 /// Largest accepted difference between autodiff and the closed form, relative.
@@ -49,8 +47,8 @@ const TOLERANCE: f64 = 1e-9;
 
 /// L = 1/(2n)·Σ(yᵢ* − (a·xᵢ + b))², built from tensor ops so autodiff records it.
 fn loss(x: &Tensor, y: &Tensor, a: &Var, b: &Var) -> AnyResult<Tensor> {
-    let prediction = x.mul(a)?.add(b)?;
-    Ok(y.sub(&prediction)?.square().mean_all()?.mul_scalar(0.5))
+    let prediction = ((x * a)? + b)?;
+    Ok((y - prediction)?.square().mean_all() * 0.5)
 }
 
 /// The closed-form gradient (∂L/∂a, ∂L/∂b), and the mean absolute size of the summed terms
@@ -168,8 +166,8 @@ fn run() -> AnyResult<()> {
         }
         // w ← w − γ·∂L/∂w (no graph is recorded for the update itself).
         no_grad(|| -> AnyResult<()> {
-            a.set(&a.sub(&ga.mul_scalar(lr))?)?;
-            b.set(&b.sub(&gb.mul_scalar(lr))?)?;
+            a.set(&(&a - &ga * lr)?)?;
+            b.set(&(&b - &gb * lr)?)?;
             Ok(())
         })?;
     }

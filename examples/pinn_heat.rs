@@ -101,8 +101,8 @@ fn main() -> AnyResult<()> {
     let mut loss_value = 0.0;
     for step in 0..steps {
         optimizer.zero_grad();
-        let miss = solution(&net, &initial_points)?.sub(&initial_values)?.square().mean_all()?;
-        let loss = residual(&net, &collocation)?.square().mean_all()?.add(&miss)?;
+        let miss = solution(&net, &initial_points)?.sub(&initial_values)?.square().mean_all();
+        let loss = residual(&net, &collocation)?.square().mean_all().add(&miss)?;
         loss.backward()?;
         optimizer.step()?;
         loss_value = loss.item()?;

@@ -78,7 +78,7 @@ fn loss(ws: &[Var], x: &Tensor, checkpointed: bool) -> graphgrad::autodiff::Resu
             block(&h, w)?
         };
     }
-    h.square().mean_all()
+    Ok(h.square().mean_all())
 }
 
 fn input() -> Tensor {

@@ -19,7 +19,7 @@ fn descend(xs: &[f64], ys: &[f64], steps: usize) -> Vec<(f64, f64)> {
     let mut path = vec![slide::START];
     for _ in 0..steps {
         let prediction = x.mul(&a).and_then(|p| p.add(&b)).expect("a·x + b");
-        let loss = y.sub(&prediction).expect("residual").square().mean_all().expect("mean").mul_scalar(0.5);
+        let loss = y.sub(&prediction).expect("residual").square().mean_all().mul_scalar(0.5);
         a.zero_grad();
         b.zero_grad();
         loss.backward().expect("backward");

@@ -48,7 +48,7 @@ impl PartialEq for Segment {
 /// use graphgrad_autodiff::{checkpoint, Tensor};
 /// let x = Tensor::from_vec(vec![0.5f64, -1.0], &[2])?.requires_grad_();
 /// let y = checkpoint(|v| Ok(vec![v[0].tanh().exp()]), &[x.clone()])?.remove(0);
-/// y.sum_all()?.backward()?;
+/// y.sum_all().backward()?;
 /// // d/dx e^tanh(x) = e^tanh(x)·(1 − tanh²x)
 /// let want: Vec<f64> = [0.5f64, -1.0].iter().map(|&v| v.tanh().exp() * (1.0 - v.tanh().powi(2))).collect();
 /// let got = x.grad().unwrap().to_vec::<f64>()?;

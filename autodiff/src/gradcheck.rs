@@ -33,7 +33,7 @@ impl Default for GradcheckOptions {
 fn project(out: &Tensor) -> Result<Tensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(0x9e3779b97f4a7c15);
     let v: Vec<f64> = (0..out.numel()).map(|_| rng.gen_range(0.5..1.5)).collect();
-    out.mul(&Tensor::from_vec(v, out.shape())?)?.sum_all()
+    Ok(out.mul(&Tensor::from_vec(v, out.shape())?)?.sum_all())
 }
 
 /// Checks the gradients of `f` at `inputs` (all f64) and returns the worst mismatch as

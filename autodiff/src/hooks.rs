@@ -67,7 +67,7 @@ impl Drop for GradHookHandle {
 ///     });
 ///     Ok(())
 /// });
-/// w.mul(&w)?.sum_all()?.backward()?; // d/dw w² = 2w = 6
+/// w.mul(&w)?.sum_all().backward()?; // d/dw w² = 2w = 6
 /// assert_eq!(*seen.borrow(), ["ready Ok([6.0])", "finished"]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -116,7 +116,7 @@ mod tests {
             });
             Ok(())
         });
-        a.mul(&b)?.add(&a)?.sum_all()?.backward()?;
+        a.mul(&b)?.add(&a)?.sum_all().backward()?;
         let events = seen.borrow().clone();
         assert_eq!(events.len(), 3, "{events:?}");
         assert!(events.contains(&(Some(ia), Some(vec![3.0, 4.0]))));
@@ -124,10 +124,10 @@ mod tests {
         assert_eq!(events[2], (None, None));
         // `grad` accumulates nothing and reports nothing; a dropped handle is silent.
         seen.borrow_mut().clear();
-        grad(&[a.mul(&b)?.sum_all()?], std::slice::from_ref(&a), false)?;
+        grad(&[a.mul(&b)?.sum_all()], std::slice::from_ref(&a), false)?;
         assert!(seen.borrow().is_empty());
         drop(handle);
-        a.mul(&b)?.sum_all()?.backward()?;
+        a.mul(&b)?.sum_all().backward()?;
         assert!(seen.borrow().is_empty());
         Ok(())
     }
@@ -147,7 +147,7 @@ mod tests {
             }
             Ok(())
         });
-        x.matmul(&w1)?.matmul(&w2)?.sum_all()?.backward()?;
+        x.matmul(&w1)?.matmul(&w2)?.sum_all().backward()?;
         assert_eq!(*order.borrow(), [w2.id(), w1.id()]);
         // ∂y/∂w2 = (x·w1)ᵀ = [1, 2]ᵀ; ∂y/∂w1 = xᵀ·w2ᵀ = [[3, 4], [6, 8]]
         assert_eq!(w2.grad().unwrap().to_f64_vec(), [1.0, 2.0]);
@@ -162,7 +162,7 @@ mod tests {
             GradEvent::Finished => crate::bail!("test hook", "refused"),
             GradEvent::Ready(_) => Ok(()),
         });
-        let err = a.sum_all()?.backward().unwrap_err();
+        let err = a.sum_all().backward().unwrap_err();
         assert_eq!(err.to_string(), "test hook: refused");
         Ok(())
     }

@@ -6,16 +6,22 @@
 //! can be printed and used in ordinary control flow. [`Tensor::backward`] accumulates
 //! gradients into leaves ([`Var`] parameters and tensors made with
 //! [`Tensor::requires_grad_`]); [`grad`] returns them as tensors and, with `create_graph`,
-//! differentiates again. Every op checks its operands and returns a [`Result`] whose error
-//! names the op and the shapes.
+//! differentiates again.
+//!
+//! What can fail: an op whose operands can be refused (shapes that do not broadcast, element
+//! types that differ, an axis out of range) returns a [`Result`] whose error names the op and
+//! the shapes; an op that cannot fail returns a [`Tensor`]: unary maps (`exp`, `relu`, ...),
+//! ops with a scalar (`mul_scalar`, `x * 2.0`), and the full reductions `sum_all` and
+//! `mean_all`. The operators `+ - * /` and unary `-` follow the same rule (see the impls on
+//! [`Tensor`]): `(&a + &b)?`, but `&a * 2.0` and `-&a`.
 //!
 //! ```
 //! use graphgrad_autodiff::{grad, Tensor};
 //! // y = x³ at x = 2: dy/dx = 3x² = 12, d²y/dx² = 6x = 12
 //! let x = Tensor::from_vec(vec![2.0f64], &[1])?.requires_grad_();
-//! let y = x.pow_scalar(3.0).sum_all()?;
+//! let y = x.pow_scalar(3.0).sum_all();
 //! let dy = grad(&[y], &[x.clone()], true)?.remove(0);
-//! let d2y = grad(&[dy.sum_all()?], &[x], false)?.remove(0);
+//! let d2y = grad(&[dy.sum_all()], &[x], false)?.remove(0);
 //! assert_eq!((dy.item()?, d2y.item()?), (12.0, 12.0));
 //! # Ok::<(), graphgrad_autodiff::Error>(())
 //! ```
@@ -32,6 +38,7 @@ mod gradcheck;
 pub mod hooks;
 mod mode;
 pub mod op;
+mod operators;
 mod pool;
 mod state;
 mod tensor;

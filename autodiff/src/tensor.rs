@@ -53,7 +53,7 @@ impl Drop for Node {
 /// ```
 /// use graphgrad_autodiff::Tensor;
 /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])?.requires_grad_();
-/// let y = x.mul(&x)?.sum_all()?; // y = Σ x²
+/// let y = x.mul(&x)?.sum_all(); // y = Σ x²
 /// y.backward()?;
 /// assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![2.0, 4.0, 6.0]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -111,12 +111,31 @@ impl Tensor {
     fn record_traced(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
         let mut operands: SmallVec<[Tensor; 3]> = SmallVec::new();
         for &t in inputs {
-            operands.push(trace::current(t)?.unwrap_or_else(|| t.clone()));
+            operands.push(trace::current(t).unwrap_or_else(|| t.clone()));
         }
         let refs: SmallVec<[&Tensor; 3]> = operands.iter().collect();
         let t = Tensor::record_now(op, &refs)?;
         trace::made(&t);
         Ok(t)
+    }
+
+    /// [`Tensor::record`] for an op that cannot refuse its operands: a unary map, a scalar
+    /// operand, a reduction over every axis. Its output is no larger than an operand that
+    /// already exists, so its size is addressable; only an allocator out of memory could refuse
+    /// it, which is handled as Rust's collections handle it (`handle_alloc_error`, which aborts)
+    /// rather than by a panic.
+    pub(crate) fn record_total(op: Op, inputs: &[&Tensor]) -> Tensor {
+        let name = op.name();
+        match Tensor::record(op, inputs) {
+            Ok(t) => t,
+            Err(Error::TooLarge { shape, dtype, .. }) => {
+                let bytes = shape.iter().product::<usize>().saturating_mul(dtype.size());
+                let layout = std::alloc::Layout::from_size_align(bytes, dtype.size())
+                    .unwrap_or(std::alloc::Layout::new::<u8>());
+                std::alloc::handle_alloc_error(layout)
+            }
+            Err(e) => unreachable!("internal invariant: {name} accepts any float operands: {e}"),
+        }
     }
 
     fn record_now(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {

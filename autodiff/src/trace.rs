@@ -6,7 +6,10 @@
 //!   statistics, a generator's state) are not applied while tracing: each becomes an update of
 //!   the program, applied at every call. Later reads of an assigned leaf in the same trace see
 //!   the assigned value (functionalisation), except for a parameter that requires grad, whose
-//!   read after its update is an error (its gradient would flow through the update).
+//!   read after its update is an error (its gradient would flow through the update). That
+//!   error is kept and returned by `compile` when the step ends, not by the op that read the
+//!   parameter: ops that cannot fail (unary maps, scalar operands, full reductions) return a
+//!   `Tensor`, so the read goes on with the value before the update, and the trace is refused.
 //! - *Gradients* accumulated into `.grad()` slots are program values: the slots are restored
 //!   when the trace ends, and each call leaves in them what the step left (a holder tensor per
 //!   parameter that the program writes in place). A gradient already present when the step
@@ -57,6 +60,9 @@ pub(crate) struct Effects {
     pub segment_outputs: HashSet<usize>,
     /// Ids of tensors computed by a backward pass.
     pub backward: HashSet<usize>,
+    /// The first misuse found while tracing (a parameter read after its update): the trace
+    /// is refused with it.
+    pub error: Option<Error>,
 }
 
 #[derive(Default)]
@@ -82,6 +88,8 @@ struct Trace {
     segments: usize,
     /// Nesting depth of backward passes.
     backwards: usize,
+    /// See [`Effects::error`].
+    error: Option<Error>,
 }
 
 thread_local! {
@@ -123,6 +131,7 @@ pub(crate) fn end() -> Effects {
         backward: trace.backward,
         grads: Vec::new(),
         grad_expected: trace.grad_expected,
+        error: trace.error,
     };
     for (leaf, restore, holder) in trace.grads {
         let last = std::mem::replace(&mut *leaf.grad_lock(), restore);
@@ -153,14 +162,15 @@ pub(crate) fn assign(target: &Tensor, value: &Tensor) {
 }
 
 /// What an op reads for operand `t`: the value assigned to it earlier in the trace, if any.
-pub(crate) fn current(t: &Tensor) -> Result<Option<Tensor>> {
+pub(crate) fn current(t: &Tensor) -> Option<Tensor> {
     if !t.is_leaf() {
-        return Ok(None);
+        return None;
     }
     with(|trace| {
-        let Some(&i) = trace.assigned.get(&t.id()) else { return Ok(None) };
+        let &i = trace.assigned.get(&t.id())?;
         if t.requires_grad() {
-            return Err(Error::InvalidArgument {
+            // kept for `compile` to return: the op reading it may be one that cannot fail
+            trace.error.get_or_insert_with(|| Error::InvalidArgument {
                 op: "compile",
                 reason: format!(
                     "a parameter of shape {:?} is read after it was updated in the same compiled step; \
@@ -168,10 +178,11 @@ pub(crate) fn current(t: &Tensor) -> Result<Option<Tensor>> {
                     t.shape()
                 ),
             });
+            return None;
         }
-        Ok(Some(trace.updates[i].1.clone()))
+        Some(trace.updates[i].1.clone())
     })
-    .unwrap_or(Ok(None))
+    .flatten()
 }
 
 /// Registers a leaf the program must read at every call.

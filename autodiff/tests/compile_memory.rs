@@ -75,7 +75,7 @@ fn loss(params: &[Var], x: &Tensor, target: &Tensor) -> Result<Tensor> {
             h = h.relu();
         }
     }
-    Ok(h.log_softmax(-1)?.mul(target)?.sum_all()?.mul_scalar(-1.0 / x.shape()[0] as f64))
+    Ok(h.log_softmax(-1)?.mul(target)?.sum_all().mul_scalar(-1.0 / x.shape()[0] as f64))
 }
 
 fn batch(seed: u64) -> (Tensor, Tensor) {

@@ -24,7 +24,7 @@ fn var(name: &str, shape: &[usize], std: f64, rng: &mut ChaCha8Rng) -> Var {
 /// Mean cross-entropy of `logits` [n, c] against one-hot `target` [n, c].
 fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     let n = logits.shape()[0] as f64;
-    Ok(logits.log_softmax(-1)?.mul(target)?.sum_all()?.mul_scalar(-1.0 / n))
+    Ok(logits.log_softmax(-1)?.mul(target)?.sum_all().mul_scalar(-1.0 / n))
 }
 
 fn one_hot(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Tensor {

@@ -84,7 +84,7 @@ fn fold_evaluates_constant_subgraphs() {
 fn gelu_step(x: &Tensor) -> Result<Vec<Tensor>> {
     let inner = x.add(&x.pow_scalar(3.0).mul_scalar(0.044715))?.mul_scalar(0.797_884_56);
     let y = x.mul_scalar(0.5).mul(&inner.tanh().add_scalar(1.0))?;
-    let loss = y.sum_all()?;
+    let loss = y.sum_all();
     let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), false)?.remove(0);
     Ok(vec![loss, dx])
 }
@@ -116,7 +116,7 @@ fn chain_step(x: &Tensor) -> Result<Vec<Tensor>> {
             _ => y.tanh(),
         };
     }
-    let loss = y.sum_all()?;
+    let loss = y.sum_all();
     let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), false)?.remove(0);
     Ok(vec![loss, dx])
 }
@@ -159,7 +159,7 @@ fn momentum_buffers_are_state_updated_in_place() {
     let (w_e, v_e) = make();
     let (w_c, v_c) = make();
     let (w, v) = (w_c.clone(), v_c.clone());
-    let loss_of = |w: &Tensor, x: &Tensor| x.matmul(w)?.tanh().square().mean_all();
+    let loss_of = |w: &Tensor, x: &Tensor| Ok::<_, Error>(x.matmul(w)?.tanh().square().mean_all());
     let mut f = compile(move |io: &[Tensor]| {
         let loss = loss_of(&w, &io[0])?;
         let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone()], false)?.remove(0);
@@ -193,7 +193,7 @@ fn log_and_dot_describe_the_program() {
     let b = Var::new("b", &data(&[4], 10));
     let (wc, bc) = (w.clone(), b.clone());
     let mut f = compile(move |io: &[Tensor]| {
-        let loss = io[0].matmul(&wc)?.add(&bc)?.tanh().square().mean_all()?;
+        let loss = io[0].matmul(&wc)?.add(&bc)?.tanh().square().mean_all();
         let g = grad(std::slice::from_ref(&loss), &[wc.tensor().clone(), bc.tensor().clone()], false)?;
         wc.set(&wc.sub(&g[0].mul_scalar(0.1))?)?;
         bc.set(&bc.sub(&g[1])?)?;
@@ -288,7 +288,7 @@ fn silu_log_sigmoid_and_hardtanh_fuse_with_their_backward() {
         let w = w.clone();
         move |io: &[Tensor]| {
             let h = io[0].silu().log_sigmoid().mul(&w)?.hardtanh(-0.5, 0.25)?;
-            let y = h.sum_all()?;
+            let y = h.sum_all();
             let g = grad(std::slice::from_ref(&y), &[io[0].clone(), w.tensor().clone()], false)?;
             Ok::<_, Error>(vec![y, g[0].clone(), g[1].clone()])
         }
@@ -318,9 +318,9 @@ fn second_derivatives_through_max_pooling_compile_and_match_eager() {
     let c = data(&[2, 3, 3, 3], 11);
     let step = move |io: &[Tensor]| {
         let x = &io[0];
-        let loss = x.max_pool2d((2, 2), (2, 2), (0, 0))?.tanh().mul(&c)?.sum_all()?;
+        let loss = x.max_pool2d((2, 2), (2, 2), (0, 0))?.tanh().mul(&c)?.sum_all();
         let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), true)?.remove(0);
-        let y = dx.square().sum_all()?;
+        let y = dx.square().sum_all();
         let ddx = grad(std::slice::from_ref(&y), std::slice::from_ref(x), false)?.remove(0);
         Ok::<_, Error>(vec![y, ddx])
     };
@@ -351,7 +351,7 @@ fn the_remat_policy_recomputes_cheap_values_and_keeps_the_results() {
         compile_with(
             move |io: &[Tensor]| -> Result<Vec<Tensor>> {
                 let h = io[0].matmul(&w)?;
-                let loss = h.relu().mul(&h)?.mean_all()?;
+                let loss = h.relu().mul(&h)?.mean_all();
                 let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone()], false)?.remove(0);
                 Ok(vec![loss, g])
             },
@@ -380,9 +380,9 @@ fn gradients_of_side_by_side_slices_join_into_one_cat() {
     let step = |io: &[Tensor], weights: &[Tensor]| -> Result<Vec<Tensor>> {
         let x = io[0].requires_grad_();
         // columns 1..9 in four slices of two, read in a shuffled order; 0 and 9..11 unread
-        let mut loss = x.narrow(1, 5, 2)?.mul(&weights[2])?.tanh().sum_all()?;
+        let mut loss = x.narrow(1, 5, 2)?.mul(&weights[2])?.tanh().sum_all();
         for (k, start) in [(0, 1), (3, 7), (1, 3)] {
-            loss = loss.add(&x.narrow(1, start, 2)?.mul(&weights[k])?.square().sum_all()?)?;
+            loss = loss.add(&x.narrow(1, start, 2)?.mul(&weights[k])?.square().sum_all())?;
         }
         grad(&[loss], &[x], false)
     };
@@ -408,7 +408,7 @@ fn a_bias_added_after_a_reshape_fuses_into_the_matmul() {
     let b = Var::new("b", &data(&[6], 42));
     let step = |x: &Tensor, w: &Var, b: &Var| -> Result<Vec<Tensor>> {
         let y = x.matmul_with(w, false, true)?.add(b)?.tanh();
-        let loss = y.square().mean_all()?;
+        let loss = y.square().mean_all();
         let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone(), b.tensor().clone()], false)?;
         Ok(vec![y, g[0].clone(), g[1].clone()])
     };
@@ -433,9 +433,9 @@ fn a_weight_gradient_summed_over_time_steps_is_one_product() {
     let xs: Vec<Tensor> = (0..STEPS as u64).map(|t| data(&[3, 4], 50 + t)).collect();
     let w = Var::new("w", &data(&[4, 2], 60));
     let step = |xs: &[Tensor], w: &Var| -> Result<Vec<Tensor>> {
-        let mut loss = xs[0].matmul(w)?.tanh().square().sum_all()?;
+        let mut loss = xs[0].matmul(w)?.tanh().square().sum_all();
         for x in &xs[1..] {
-            loss = loss.add(&x.matmul(w)?.tanh().square().sum_all()?)?;
+            loss = loss.add(&x.matmul(w)?.tanh().square().sum_all())?;
         }
         grad(&[loss], &[w.tensor().clone()], false)
     };

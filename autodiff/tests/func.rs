@@ -20,7 +20,7 @@ fn close(got: &Tensor, want: &Tensor, tol: f64) {
 /// A small two-layer network's scalar loss in (x, w1, w2): smooth, with every input mixed.
 fn mlp_loss(v: &[Tensor]) -> Result<Tensor> {
     let h = v[0].matmul(&v[1])?.tanh();
-    h.matmul(&v[2])?.softmax(-1)?.square().sum_all()
+    Ok(h.matmul(&v[2])?.softmax(-1)?.square().sum_all())
 }
 
 /// ∂y/∂x by central differences, `y.shape ++ x.shape`, with every other input fixed.
@@ -96,7 +96,7 @@ fn hessian_and_hvp_match_the_closed_form() -> Result<()> {
     let f = |v: &[Tensor]| -> Result<Tensor> {
         let x = &v[0];
         let prod = x.narrow(0, 0, 1)?.mul(&x.narrow(0, 1, 1)?)?.mul(&x.narrow(0, 2, 1)?)?;
-        x.pow_scalar(3.0).sum_all()?.add(&prod.sum_all()?)
+        x.pow_scalar(3.0).sum_all().add(&prod.sum_all())
     };
     let xs = [0.5, -1.5, 2.0];
     let x = Tensor::from_vec(xs.to_vec(), &[3])?;
@@ -137,7 +137,7 @@ fn grad_of_jvp_and_jvp_of_jvp_compose() -> Result<()> {
     let t = randn(&[4], 5);
     let g = |v: &[Tensor]| -> Result<Tensor> {
         let f = |u: &[Tensor]| Ok(vec![u[0].pow_scalar(3.0).mul(&u[0].tanh())?]);
-        func::jvp(f, v, std::slice::from_ref(&t))?.1.remove(0).sum_all()
+        Ok(func::jvp(f, v, std::slice::from_ref(&t))?.1.remove(0).sum_all())
     };
     let x = randn(&[4], 6);
     let grad = func::grad(g)(std::slice::from_ref(&x))?.remove(0);
@@ -146,7 +146,7 @@ fn grad_of_jvp_and_jvp_of_jvp_compose() -> Result<()> {
     // second-order forward mode: jvp of jvp is tᵀ H s, here of Σ x⁴: 12 x² t s
     let s = randn(&[4], 7);
     let inner = |v: &[Tensor]| {
-        Ok(func::jvp(|u| Ok(vec![u[0].pow_scalar(4.0).sum_all()?]), v, std::slice::from_ref(&t))?.1)
+        Ok(func::jvp(|u| Ok(vec![u[0].pow_scalar(4.0).sum_all()]), v, std::slice::from_ref(&t))?.1)
     };
     let second = func::jvp(inner, std::slice::from_ref(&x), std::slice::from_ref(&s))?.1.remove(0);
     let (xv, tv, sv) = (x.to_f64_vec(), t.to_f64_vec(), s.to_f64_vec());
@@ -307,7 +307,7 @@ fn vmap_of_grad_gives_per_sample_gradients() -> Result<()> {
     let labels = Tensor::from_indices(&[0, 2, 1, 1, 0, 2], &[6, 1])?;
     let loss = |v: &[Tensor]| -> Result<Tensor> {
         let logits = v[2].matmul(&v[0])?.tanh().matmul(&v[1])?;
-        logits.log_softmax(-1)?.gather(0, &v[3], None)?.neg().sum_all()
+        Ok(logits.log_softmax(-1)?.gather(0, &v[3], None)?.neg().sum_all())
     };
     let per_sample = |v: &[Tensor]| Ok(func::grad(loss)(v)?[..2].to_vec());
     let in_axes = [None, None, Some(0), Some(0)];
@@ -324,7 +324,7 @@ fn vmap_of_grad_gives_per_sample_gradients() -> Result<()> {
 #[test]
 fn nested_vmap_and_vmap_of_jvp_match_loops() -> Result<()> {
     // pairwise kernel exp(−|a − b|²): vmap over a inside vmap over b
-    let k = |v: &[Tensor]| Ok(vec![v[0].sub(&v[1])?.square().sum_all()?.neg().exp()]);
+    let k = |v: &[Tensor]| Ok(vec![v[0].sub(&v[1])?.square().sum_all().neg().exp()]);
     let (a, b) = (randn(&[4, 3], 40), randn(&[5, 3], 41));
     let inner = func::vmap(k, &[Some(0), None], &[0]);
     let outer = func::vmap(&inner, &[None, Some(0)], &[1]);
@@ -368,7 +368,7 @@ fn vmap_moves_axes_and_shares_random_draws() -> Result<()> {
 
 #[test]
 fn bad_uses_are_errors_naming_the_shapes() {
-    let f = |v: &[Tensor]| Ok(vec![v[0].sum_all()?]);
+    let f = |v: &[Tensor]| Ok(vec![v[0].sum_all()]);
     let x = randn(&[3, 2], 60);
     let message = |r: Result<Vec<Tensor>>| r.unwrap_err().to_string();
     let wrong_count = message(func::vmap(f, &[Some(0), None], &[0])(std::slice::from_ref(&x)));
@@ -420,7 +420,7 @@ fn per_sample_gradients_through_a_checkpointed_segment() -> Result<()> {
             |u| Ok(vec![u[0].matmul(&u[1])?.tanh()]),
             &[v[0].unsqueeze(0)?, v[1].clone()],
         )?;
-        h[0].square().sum_all()
+        Ok(h[0].square().sum_all())
     };
     let per_sample = func::grad_argnums(loss, &[1]);
     let xs = randn(&[5, 3], 81);

@@ -22,7 +22,7 @@ fn same(got: &[Tensor], want: &[Tensor]) {
 
 /// A two-layer network's scalar loss in (x, w1, w2).
 fn loss(v: &[Tensor]) -> Result<Tensor> {
-    v[0].matmul(&v[1])?.tanh().matmul(&v[2])?.log_softmax(-1)?.square().sum_all()
+    Ok(v[0].matmul(&v[1])?.tanh().matmul(&v[2])?.log_softmax(-1)?.square().sum_all())
 }
 
 /// Runs `step` eagerly and compiled on two sets of inputs (the second not traced).
@@ -76,7 +76,7 @@ fn jacobians_and_hessians_compile() -> Result<()> {
         let f = |v: &[Tensor]| v[0].matmul(&v[1])?.tanh().sum(&[0], false);
         let mut out = func::jacrev(f)(io)?;
         out.extend(func::jacfwd(f)(io)?);
-        out.push(func::hessian(|v: &[Tensor]| f(v)?.square().sum_all())(io)?);
+        out.push(func::hessian(|v: &[Tensor]| Ok(f(v)?.square().sum_all()))(io)?);
         Ok(out)
     };
     let set = |seed| vec![randn(&[2, 3], seed), randn(&[3, 2], seed + 1)];

@@ -39,7 +39,7 @@
 //!         let pick = |v: &[f32]| batch.indices.iter().map(|&i| v[i]).collect::<Vec<f32>>();
 //!         let xb = Tensor::from_vec(pick(&x), &[batch.indices.len(), 1])?;
 //!         let yb = Tensor::from_vec(pick(&y), &[batch.indices.len(), 1])?;
-//!         let loss = ddp.forward(&xb)?.sub(&yb)?.square().mean_all()?.mul_scalar(batch.loss_weight());
+//!         let loss = ddp.forward(&xb)?.sub(&yb)?.square().mean_all().mul_scalar(batch.loss_weight());
 //!         opt.zero_grad();
 //!         loss.backward()?; // gradients averaged over the ranks
 //!         opt.step()?;

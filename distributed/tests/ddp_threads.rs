@@ -73,7 +73,7 @@ fn no_sync_accumulates_and_the_next_backward_averages_the_sum() {
         let x = rank_batch(group.rank(), 4);
         let half = |rows: std::ops::Range<usize>| -> graphgrad_distributed::Result<Tensor> {
             let part = x.narrow(0, rows.start, rows.len())?;
-            Ok(ddp.forward(&part)?.square().mean_all()?.mul_scalar(0.5))
+            Ok(ddp.forward(&part)?.square().mean_all().mul_scalar(0.5))
         };
         ddp.no_sync(|| half(0..2)?.backward().map_err(Error::from))?;
         let local: Vec<f32> = ddp.module().named_parameters()[0].1.grad().unwrap().to_vec()?;
@@ -82,7 +82,7 @@ fn no_sync_accumulates_and_the_next_backward_averages_the_sum() {
             ddp.named_parameters().iter().map(|(_, v)| v.grad().unwrap().to_vec().unwrap()).collect();
         // the same step without accumulation
         ddp.named_parameters().iter().for_each(|(_, v)| v.zero_grad());
-        ddp.forward(&x)?.square().mean_all()?.backward()?;
+        ddp.forward(&x)?.square().mean_all().backward()?;
         let whole: Vec<Vec<f32>> =
             ddp.named_parameters().iter().map(|(_, v)| v.grad().unwrap().to_vec().unwrap()).collect();
         Ok((local, accumulated, whole))
@@ -134,7 +134,7 @@ fn misuse_is_reported() {
     let group: Arc<dyn ProcessGroup> = Arc::new(graphgrad_distributed::SingleProcess);
     let ddp = tiny(&group, DdpConfig::default());
     let x = rank_batch(0, 2);
-    let out = ddp.forward(&x).unwrap().sum_all().unwrap();
+    let out = ddp.forward(&x).unwrap().sum_all();
     out.backward().unwrap();
     // a second backward of the same forward would add unaveraged gradients
     let err = out.backward().unwrap_err().to_string();
@@ -156,7 +156,7 @@ fn buckets_start_while_backward_runs() {
         assert!(ddp.overlaps());
         assert!(ddp.buckets().len() >= 3, "{} buckets", ddp.buckets().len());
         let x = Tensor::ones(&[64, common::FEATURES], DType::F32)?;
-        ddp.forward(&x)?.square().mean_all()?.backward()?;
+        ddp.forward(&x)?.square().mean_all().backward()?;
         Ok(ddp.timeline())
     })
     .unwrap();
@@ -181,7 +181,7 @@ fn a_gradient_held_across_steps_keeps_its_values() {
         assert_eq!(ddp.buckets().len(), 2);
         let step = |rows: usize| -> graphgrad_distributed::Result<Vec<Tensor>> {
             ddp.named_parameters().iter().for_each(|(_, v)| v.zero_grad());
-            ddp.forward(&rank_batch(group.rank(), rows))?.square().mean_all()?.backward()?;
+            ddp.forward(&rank_batch(group.rank(), rows))?.square().mean_all().backward()?;
             Ok(ddp.named_parameters().iter().map(|(_, v)| v.grad().unwrap()).collect())
         };
         let first = step(2)?;

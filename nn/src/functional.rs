@@ -21,7 +21,7 @@ use graphgrad_autodiff::{func, Error, Result, Tensor};
 /// // the gradient of the output in the weight is the input, whatever the weight's value
 /// let grads = func::grad(|p: &[Tensor]| {
 ///     let given: Vec<(String, Tensor)> = names.iter().cloned().zip(p.iter().cloned()).collect();
-///     functional_call(&layer, &given, &x)?.sum_all()
+///     Ok(functional_call(&layer, &given, &x)?.sum_all())
 /// })(&[Tensor::zeros(&[1, 2], DType::F64)?, Tensor::zeros(&[1], DType::F64)?])?;
 /// assert_eq!(grads[0].to_vec::<f64>()?, [3.0, -1.0]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())

@@ -77,7 +77,7 @@ impl AdagradConfig {
 /// use graphgrad_optim::{Adagrad, AdagradConfig, Optimizer};
 /// let w = Var::new("w", &Tensor::from_vec(vec![1.0f64], &[1])?);
 /// let mut opt = Adagrad::new(vec![("w".into(), w.clone())], AdagradConfig::new(0.1))?;
-/// w.mul(&w)?.sum_all()?.backward()?; // g = 2, s = 4
+/// w.mul(&w)?.sum_all().backward()?; // g = 2, s = 4
 /// opt.step()?; // w = 1 − 0.1·2/(2 + ε)
 /// assert!((w.to_vec::<f64>()?[0] - 0.9).abs() < 1e-9);
 /// # Ok::<(), graphgrad_optim::Error>(())

@@ -81,7 +81,7 @@ impl AdamConfig {
 /// use graphgrad_optim::{Adam, AdamConfig, Optimizer};
 /// let w = Var::new("w", &Tensor::from_vec(vec![3.0f64], &[1])?);
 /// let mut opt = Adam::new(vec![("w".into(), w.clone())], AdamConfig::new(0.1))?;
-/// w.mul(&w)?.sum_all()?.backward()?; // g = 6
+/// w.mul(&w)?.sum_all().backward()?; // g = 6
 /// opt.step()?; // the first Adam step moves by lr·g/|g| (up to ε): w ≈ 2.9
 /// assert!((w.to_vec::<f64>()?[0] - 2.9).abs() < 1e-8);
 /// # Ok::<(), graphgrad_optim::Error>(())

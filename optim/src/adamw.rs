@@ -86,7 +86,7 @@ impl AdamWConfig {
 /// use graphgrad_optim::{AdamW, AdamWConfig, Optimizer};
 /// let w = Var::new("w", &Tensor::from_vec(vec![2.0f64], &[1])?);
 /// let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::new(0.1).weight_decay(0.5))?;
-/// w.mul(&w)?.sum_all()?.backward()?; // g = 4
+/// w.mul(&w)?.sum_all().backward()?; // g = 4
 /// opt.step()?; // w·(1 − 0.1·0.5) − 0.1·g/|g| = 1.9 − 0.1 = 1.8 (up to ε)
 /// assert!((w.to_vec::<f64>()?[0] - 1.8).abs() < 1e-8);
 /// # Ok::<(), graphgrad_optim::Error>(())

@@ -21,7 +21,7 @@ use graphgrad_autodiff::{DType, Tensor, Var};
 /// use graphgrad_autodiff::{Tensor, Var};
 /// use graphgrad_optim::clip_grad_norm;
 /// let w = Var::new("w", &Tensor::from_vec(vec![1.5f64, 2.0], &[2])?);
-/// w.mul(&w)?.sum_all()?.backward()?; // g = 2w = [3, 4], ‖g‖ = 5
+/// w.mul(&w)?.sum_all().backward()?; // g = 2w = [3, 4], ‖g‖ = 5
 /// let norm = clip_grad_norm(&[("w".to_string(), w.clone())], 1.0)?;
 /// assert_eq!(norm.item()?, 5.0);
 /// let g = w.grad().unwrap().to_vec::<f64>()?; // [3, 4]·1/(5 + 1e-6) ≈ [0.6, 0.8]
@@ -34,10 +34,8 @@ pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<Tensor>
     }
     let grads: Vec<(&String, &Var, Tensor)> =
         params.iter().filter_map(|(name, var)| var.grad().map(|g| (name, var, g))).collect();
-    let parts: Vec<Tensor> = grads
-        .iter()
-        .map(|(_, _, g)| g.to_dtype(DType::F64).square().sum_all())
-        .collect::<graphgrad_autodiff::Result<_>>()?;
+    let parts: Vec<Tensor> =
+        grads.iter().map(|(_, _, g)| g.to_dtype(DType::F64).square().sum_all()).collect();
     let mut sum_sq = Tensor::scalar(0.0f64);
     for part in &parts {
         sum_sq = sum_sq.add(part)?;
@@ -67,7 +65,7 @@ pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<Tensor>
 /// use graphgrad_autodiff::{Tensor, Var};
 /// use graphgrad_optim::clip_grad_value;
 /// let w = Var::new("w", &Tensor::from_vec(vec![-2.0f32, 0.1], &[2])?);
-/// w.mul(&w)?.sum_all()?.backward()?; // g = [−4, 0.2]
+/// w.mul(&w)?.sum_all().backward()?; // g = [−4, 0.2]
 /// clip_grad_value(&[("w".to_string(), w.clone())], 1.0)?;
 /// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, vec![-1.0, 0.2]);
 /// # Ok::<(), graphgrad_optim::Error>(())

@@ -25,7 +25,7 @@
 //! let y = x.mul_scalar(3.0);
 //! for _ in 0..200 {
 //!     opt.zero_grad();
-//!     let loss = x.mul(&w)?.sub(&y)?.square().mean_all()?;
+//!     let loss = x.mul(&w)?.sub(&y)?.square().mean_all();
 //!     loss.backward()?;
 //!     clip_grad_norm(&params, 10.0)?;
 //!     opt.step()?;

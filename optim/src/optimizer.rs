@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 /// use graphgrad_optim::{Optimizer, Sgd, SgdConfig};
 /// let w = Var::new("w", &Tensor::from_vec(vec![1.0f32, -2.0], &[2])?);
 /// let mut opt = Sgd::new(vec![("w".into(), w.clone())], SgdConfig::new(0.1))?;
-/// w.mul(&w)?.sum_all()?.backward()?; // ∂/∂w Σw² = 2w = [2, −4]
+/// w.mul(&w)?.sum_all().backward()?; // ∂/∂w Σw² = 2w = [2, −4]
 /// opt.step()?; // w − 0.1·2w = [0.8, −1.6]
 /// assert_eq!(w.to_vec::<f32>()?, vec![0.8, -1.6]);
 /// opt.zero_grad();

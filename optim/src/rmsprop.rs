@@ -87,7 +87,7 @@ impl RmsPropConfig {
 /// use graphgrad_optim::{Optimizer, RmsProp, RmsPropConfig};
 /// let w = Var::new("w", &Tensor::from_vec(vec![1.0f64], &[1])?);
 /// let mut opt = RmsProp::new(vec![("w".into(), w.clone())], RmsPropConfig::new(0.01).alpha(0.75))?;
-/// w.mul(&w)?.sum_all()?.backward()?; // g = 2
+/// w.mul(&w)?.sum_all().backward()?; // g = 2
 /// opt.step()?; // s = 0.25·4 = 1, w = 1 − 0.01·2/(1 + ε)
 /// assert!((w.to_vec::<f64>()?[0] - 0.98).abs() < 1e-9);
 /// # Ok::<(), graphgrad_optim::Error>(())

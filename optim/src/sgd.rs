@@ -74,7 +74,7 @@ impl SgdConfig {
 /// let mut opt = Sgd::new(vec![("w".into(), w.clone())], SgdConfig::new(0.5).momentum(0.5))?;
 /// for _ in 0..2 {
 ///     opt.zero_grad();
-///     w.mul(&w)?.sum_all()?.backward()?; // g = 2w
+///     w.mul(&w)?.sum_all().backward()?; // g = 2w
 ///     opt.step()?;
 /// }
 /// // step 1: g = 2, b = 2, w = 1 − 0.5·2 = 0; step 2: g = 0, b = 0.5·2 + 0 = 1, w = −0.5

@@ -94,7 +94,7 @@ pub fn check_gradients_finite(params: &[(String, Var)]) -> Result<()> {
     let residues: Vec<(&String, Tensor)> = params
         .iter()
         .filter_map(|(name, var)| var.grad().map(|g| (name, g)))
-        .map(|(name, g)| Ok((name, g.sub(&g)?.sum_all()?.to_dtype(DType::F64))))
+        .map(|(name, g)| Ok((name, g.sub(&g)?.sum_all().to_dtype(DType::F64))))
         .collect::<Result<_>>()?;
     let mut total = Tensor::scalar(0.0f64);
     for (_, r) in &residues {

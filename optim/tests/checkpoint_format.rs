@@ -40,7 +40,7 @@ fn full_checkpoint() -> (Checkpoint, Vec<(String, Var)>) {
         opt.zero_grad();
         let loss = params
             .iter()
-            .map(|(_, v)| v.to_dtype(DType::F64).square().sum_all().unwrap())
+            .map(|(_, v)| v.to_dtype(DType::F64).square().sum_all())
             .fold(Tensor::scalar(0.0f64), |acc, t| acc.add(&t).unwrap());
         loss.backward().unwrap();
         opt.step().unwrap();

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 fn set_grad(var: &Var, values: &[f64]) {
     var.zero_grad();
     let c = Tensor::from_vec(values.to_vec(), var.shape()).unwrap().to_dtype(var.dtype());
-    var.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+    var.mul(&c).unwrap().sum_all().backward().unwrap();
 }
 
 fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {

@@ -80,7 +80,7 @@ impl Run {
         let hidden =
             hidden.dropout(0.1, true, &graphgrad_autodiff::Generator::new(rand::Rng::gen(&mut self.rng)))?;
         let pred = hidden.matmul(self.param("w2"))?.add(self.param("b2"))?;
-        let loss = pred.sub(&yb)?.square().mean_all()?;
+        let loss = pred.sub(&yb)?.square().mean_all();
         let value = loss.item()?;
         check_loss(value, 0, self.step)?;
         self.opt.zero_grad();

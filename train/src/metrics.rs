@@ -114,7 +114,7 @@ fn evaluate_in_eval_mode(
                 }
             }
             BatchTargets::Values(target) if metrics.contains(&Metric::MeanAbsoluteError) => {
-                abs_sum += output.sub(target)?.abs().sum_all()?.item()?;
+                abs_sum += output.sub(target)?.abs().sum_all().item()?;
                 values += target.numel();
             }
             BatchTargets::Values(_) => {}

@@ -21,7 +21,7 @@
 //! let w = Var::new("w", &Tensor::zeros(&[3, 1], DType::F32)?);
 //! let mut train = compile(|io: &[Tensor]| {
 //!     w.zero_grad();
-//!     let loss = io[0].matmul(&w)?.sub(&io[1])?.square().mean_all()?;
+//!     let loss = io[0].matmul(&w)?.sub(&io[1])?.square().mean_all();
 //!     loss.backward()?;
 //!     w.set(&w.sub(&w.grad().unwrap().mul_scalar(0.1))?)?;
 //!     Ok::<_, graphgrad_autodiff::Error>(loss)
@@ -272,7 +272,11 @@ impl Program {
             step(&traced)
         };
         // Always end the trace (restoring gradient slots), also when the step failed.
-        let effects = trace::end();
+        let mut effects = trace::end();
+        // a misuse the step's ops could not report (a parameter read after its update)
+        if let Some(e) = effects.error.take() {
+            return Err(e.into());
+        }
         let outputs = result?.into_outputs();
         Ok(Program::build(inputs, &traced, outputs, effects, options)?)
     }
@@ -415,11 +419,11 @@ impl Program {
     ///
     /// ```
     /// use graphgrad_autodiff::compile::Program;
-    /// use graphgrad_autodiff::{DType, Tensor};
+    /// use graphgrad_autodiff::{DType, Error, Tensor};
     /// let x = Tensor::ones(&[256, 64], DType::F32)?;
     /// let w = Tensor::ones(&[64, 32], DType::F32)?;
     /// let mut program = Program::trace(
-    ///     &mut |io: &[Tensor]| io[0].matmul(&io[1])?.relu().sum_all(),
+    ///     &mut |io: &[Tensor]| Ok::<_, Error>(io[0].matmul(&io[1])?.relu().sum_all()),
     ///     &[x.clone(), w.clone()],
     ///     &Default::default(),
     /// )?;
@@ -580,9 +584,9 @@ pub fn compile_with<F>(step: F, options: CompileOptions) -> Compiled<F> {
 ///
 /// ```
 /// use graphgrad_autodiff::compile::compile_if;
-/// use graphgrad_autodiff::{DType, Tensor};
+/// use graphgrad_autodiff::{DType, Error, Tensor};
 /// for compiled in [false, true] {
-///     let mut step = compile_if(compiled, |io: &[Tensor]| io[0].exp().sum_all());
+///     let mut step = compile_if(compiled, |io: &[Tensor]| Ok::<_, Error>(io[0].exp().sum_all()));
 ///     let y = step.call(&[Tensor::zeros(&[3], DType::F64)?])?;
 ///     assert_eq!(y[0].item()?, 3.0);
 ///     assert_eq!(step.trace_count(), usize::from(compiled));

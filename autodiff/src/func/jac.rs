@@ -95,7 +95,7 @@ fn stacked(parts: Vec<Tensor>, rows: bool, y: &[usize], x: &Tensor) -> Result<Te
 /// // f(x) = x₀²·x₁: H = [[2x₁, 2x₀], [2x₀, 0]]
 /// let h = func::hessian(|v: &[Tensor]| {
 ///     let (a, b) = (v[0].narrow(0, 0, 1)?, v[0].narrow(0, 1, 1)?);
-///     a.square().mul(&b)?.sum_all()
+///     Ok(a.square().mul(&b)?.sum_all())
 /// });
 /// let x = Tensor::from_vec(vec![3.0f64, 2.0], &[2])?;
 /// assert_eq!(h(&[x])?.to_vec::<f64>()?, [4.0, 6.0, 6.0, 0.0]);
@@ -122,7 +122,7 @@ where
 /// // f(x) = Σ x³: H = diag(6x), H·v = 6x ⊙ v
 /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2])?;
 /// let v = Tensor::from_vec(vec![1.0f64, -1.0], &[2])?;
-/// let hv = func::hvp(|t: &[Tensor]| t[0].pow_scalar(3.0).sum_all(), &[x], &[v])?;
+/// let hv = func::hvp(|t: &[Tensor]| Ok(t[0].pow_scalar(3.0).sum_all()), &[x], &[v])?;
 /// assert_eq!(hv[0].to_vec::<f64>()?, [6.0, -12.0]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```

@@ -233,7 +233,7 @@ where
 /// ```
 /// use graphgrad_autodiff::{func, Tensor};
 /// // ∇ Σ x³ = 3x²
-/// let g = func::grad(|v: &[Tensor]| v[0].pow_scalar(3.0).sum_all());
+/// let g = func::grad(|v: &[Tensor]| Ok(v[0].pow_scalar(3.0).sum_all()));
 /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2])?;
 /// assert_eq!(g(&[x])?[0].to_vec::<f64>()?, [3.0, 12.0]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -251,7 +251,7 @@ where
 /// ```
 /// use graphgrad_autodiff::{func, Tensor};
 /// // ∂(a·b)/∂b = a
-/// let g = func::grad_argnums(|v: &[Tensor]| v[0].mul(&v[1])?.sum_all(), &[1]);
+/// let g = func::grad_argnums(|v: &[Tensor]| Ok((&v[0] * &v[1])?.sum_all()), &[1]);
 /// let (a, b) = (Tensor::from_vec(vec![2.0f64], &[1])?, Tensor::from_vec(vec![5.0f64], &[1])?);
 /// assert_eq!(g(&[a, b])?[0].to_vec::<f64>()?, [2.0]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())

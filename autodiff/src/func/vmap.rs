@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 /// ```
 /// use graphgrad_autodiff::{func, Tensor};
 /// // a batch of dot products with a shared vector: [3, 2]·[2] → [3]
-/// let dot = func::vmap(|v: &[Tensor]| Ok(vec![v[0].mul(&v[1])?.sum_all()?]), &[Some(0), None], &[0]);
+/// let dot = func::vmap(|v: &[Tensor]| Ok(vec![v[0].mul(&v[1])?.sum_all()]), &[Some(0), None], &[0]);
 /// let xs = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])?;
 /// let w = Tensor::from_vec(vec![2.0f64, 5.0], &[2])?;
 /// assert_eq!(dot(&[xs, w])?[0].to_vec::<f64>()?, [2.0, 5.0, 7.0]);

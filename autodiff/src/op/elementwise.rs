@@ -284,9 +284,7 @@ macro_rules! binary_methods {
                 $(#[$doc])*
                 /// (`other` a scalar.)
                 pub fn $scalar(&self, other: f64) -> Tensor {
-                    let x = self.float_or_f32();
-                    let other = Tensor::scalar_of(other, x.dtype());
-                    x.binary($op, &other).expect("internal invariant: a scalar broadcasts")
+                    self.with_scalar($op, other, false)
                 }
             )*
         }
@@ -316,8 +314,16 @@ impl Tensor {
     /// Applies an elementwise function. An integer tensor is converted to f32 first (as
     /// PyTorch promotes integers to its default float type).
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        Tensor::record(Op::Unary(op), &[&self.float_or_f32()])
-            .expect("internal invariant: a unary op accepts any float tensor")
+        Tensor::record_total(Op::Unary(op), &[&self.float_or_f32()])
+    }
+
+    /// `op(self, c)`, or `op(c, self)` with `scalar_first`: a binary op whose other operand is
+    /// a scalar of this tensor's type, which broadcasts to any shape, so it cannot fail.
+    pub(crate) fn with_scalar(&self, op: BinaryOp, c: f64, scalar_first: bool) -> Tensor {
+        let x = self.float_or_f32();
+        let c = Tensor::scalar_of(c, x.dtype());
+        let operands = if scalar_first { [&c, &x] } else { [&x, &c] };
+        Tensor::record_total(Op::Binary(op), &operands)
     }
 
     /// This tensor, converted to f32 when it holds integers.
@@ -367,6 +373,26 @@ impl Tensor {
     /// x · c
     pub fn mul_scalar(&self, c: f64) -> Tensor {
         self.unary(UnaryOp::MulScalar(c))
+    }
+
+    /// x − c
+    pub fn sub_scalar(&self, c: f64) -> Tensor {
+        self.add_scalar(-c)
+    }
+
+    /// x / c (a true division, as PyTorch's `x / c`, not a product with 1/c).
+    pub fn div_scalar(&self, c: f64) -> Tensor {
+        self.with_scalar(BinaryOp::Div, c, false)
+    }
+
+    /// c − x
+    pub fn rsub_scalar(&self, c: f64) -> Tensor {
+        self.with_scalar(BinaryOp::Sub, c, true)
+    }
+
+    /// c / x
+    pub fn rdiv_scalar(&self, c: f64) -> Tensor {
+        self.with_scalar(BinaryOp::Div, c, true)
     }
 
     /// x ^ p

@@ -136,16 +136,23 @@ impl Tensor {
         Ok(squares.sum(axes, keepdim)?.mul_scalar(1.0 / divisor))
     }
 
-    /// Sum of all elements (a scalar).
-    pub fn sum_all(&self) -> Result<Tensor> {
-        let axes: Shape = (0..self.rank()).collect();
-        self.reduce(ReduceOp::Sum, &axes, false)
+    /// Sum of all elements (a scalar; 0 for an empty tensor). It cannot fail, so it returns
+    /// a `Tensor`; an integer tensor is converted to f32 first, as the unary ops do.
+    pub fn sum_all(&self) -> Tensor {
+        self.reduce_all(ReduceOp::Sum)
     }
 
-    /// Mean of all elements (a scalar).
-    pub fn mean_all(&self) -> Result<Tensor> {
-        let axes: Shape = (0..self.rank()).collect();
-        self.reduce(ReduceOp::Mean, &axes, false)
+    /// Mean of all elements (a scalar; NaN for an empty tensor). It cannot fail, so it
+    /// returns a `Tensor`; an integer tensor is converted to f32 first, as the unary ops do.
+    pub fn mean_all(&self) -> Tensor {
+        self.reduce_all(ReduceOp::Mean)
+    }
+
+    /// Sum or mean over every axis: the axes are in range and the output is one element.
+    fn reduce_all(&self, op: ReduceOp) -> Tensor {
+        let x = if self.dtype().is_float() { self.clone() } else { self.to_dtype(crate::DType::F32) };
+        let axes: Shape = (0..x.rank()).collect();
+        Tensor::record_total(Op::Reduce { op, axes, keepdim: false }, &[&x])
     }
 
     /// Index of the largest value along `axis` (first on ties), for each position of the other

@@ -126,7 +126,7 @@ impl Overlap {
 /// use std::sync::Arc;
 /// let linear = LinearConfig::new(3, 1).init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
 /// let ddp = DistributedDataParallel::new(linear, Arc::new(SingleProcess), DdpConfig::default())?;
-/// let loss = ddp.forward(&Tensor::ones(&[4, 3], DType::F32)?)?.square().mean_all()?;
+/// let loss = ddp.forward(&Tensor::ones(&[4, 3], DType::F32)?)?.square().mean_all();
 /// loss.backward()?; // the gradients are averaged over the ranks (here: one) before it returns
 /// assert!(ddp.named_parameters().iter().all(|(_, p)| p.grad().is_some()));
 /// # Ok::<(), graphgrad_distributed::Error>(())

@@ -84,7 +84,7 @@ pub fn batch(data: &Data, indices: &[usize], weight: f64) -> (Tensor, Tensor) {
 
 /// Mean cross-entropy against (weighted) one-hot targets: −mean_i Σ_c t_ic · log softmax(z)_ic.
 pub fn loss(logits: &Tensor, targets: &Tensor) -> TensorResult<Tensor> {
-    Ok(logits.log_softmax(-1)?.mul(targets)?.sum(&[-1], false)?.mean_all()?.neg())
+    Ok(logits.log_softmax(-1)?.mul(targets)?.sum(&[-1], false)?.mean_all().neg())
 }
 
 /// The MLP, with a dropout stream that can be reseeded (per rank and epoch).

@@ -512,7 +512,7 @@ pub fn kl_divergence_per_sample(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> 
 
 /// The VAE's KL term: [`kl_divergence_per_sample`] averaged over the batch (a scalar).
 pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
-    kl_divergence_per_sample(mu, logvar)?.mean_all()
+    Ok(kl_divergence_per_sample(mu, logvar)?.mean_all())
 }
 
 impl Module for Vae {

@@ -189,7 +189,7 @@ struct Objective<'a> {
 impl Module for Objective<'_> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let out = self.vae.forward_with_noise(x, &self.eps)?;
-        out.reconstruction.sum_all()?.add(&kl_divergence(&out.mu, &out.logvar)?)
+        out.reconstruction.sum_all().add(&kl_divergence(&out.mu, &out.logvar)?)
     }
 
     fn visit(&self, v: &mut dyn crate::Visitor) {

@@ -258,12 +258,9 @@ mod tests {
         ];
         assert_close(&y.to_f64_vec(), &torch_y, 1e-14, 1e-12);
         let weights = Tensor::from_vec((0..12).map(f64::from).collect::<Vec<_>>(), &[1, 1, 3, 4]).unwrap();
-        let g = graphgrad_autodiff::grad(
-            &[y.mul(&weights).unwrap().sum_all().unwrap()],
-            std::slice::from_ref(&x),
-            false,
-        )
-        .unwrap();
+        let g =
+            graphgrad_autodiff::grad(&[y.mul(&weights).unwrap().sum_all()], std::slice::from_ref(&x), false)
+                .unwrap();
         let torch_g = [
             0.0,
             0.16666666666666666,

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 fn project(y: &Tensor) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(17);
     let v: Vec<f64> = (0..y.numel()).map(|_| rng.gen_range(0.5..1.5)).collect();
-    y.mul(&Tensor::from_vec(v, y.shape()).unwrap()).unwrap().sum_all().unwrap()
+    y.mul(&Tensor::from_vec(v, y.shape()).unwrap()).unwrap().sum_all()
 }
 
 /// Gradchecks `module` (f64 parameters) at input `x`: the input gradient with

@@ -153,8 +153,8 @@ fn reduce_weighted(
     reduction: Reduction,
 ) -> Result<Tensor> {
     match reduction {
-        Reduction::Mean => losses.sum_all()?.div(&sample_weight.sum_all()?),
-        Reduction::Sum => losses.sum_all(),
+        Reduction::Mean => losses.sum_all().div(&sample_weight.sum_all()),
+        Reduction::Sum => Ok(losses.sum_all()),
         Reduction::None => losses.reshape(out_shape),
     }
 }
@@ -312,7 +312,14 @@ impl CrossEntropyLoss {
     ) -> Result<Tensor> {
         const OP: &str = "cross_entropy";
         if p.shape() != logits.shape() {
-            return Err(Error::ShapeMismatch { op: OP, lhs: logits.shape().into(), rhs: p.shape().into() });
+            bail!(
+                OP,
+                "a float target holds class probabilities of the logits' shape {:?}, got {:?} {}; \
+                 class indices are an i64 tensor",
+                logits.shape(),
+                p.shape(),
+                p.dtype()
+            );
         }
         if p.dtype() != logits.dtype() {
             return Err(Error::DTypeMismatch { op: OP, lhs: logits.dtype(), rhs: p.dtype() });
@@ -338,8 +345,8 @@ impl CrossEntropyLoss {
         }
         let losses = log_probs.mul(&p)?.sum(&[1], false)?.neg();
         match self.reduction {
-            Reduction::Mean => Ok(losses.sum_all()?.mul_scalar(1.0 / samples as f64)),
-            Reduction::Sum => losses.sum_all(),
+            Reduction::Mean => Ok(losses.sum_all().mul_scalar(1.0 / samples as f64)),
+            Reduction::Sum => Ok(losses.sum_all()),
             Reduction::None => losses.reshape(out_shape),
         }
     }
@@ -407,7 +414,7 @@ pub fn binary_cross_entropy(
             .add(&input.sub(&input.detach())?.mul(&input_grad)?)?
             .add(&target.sub(&target.detach())?.mul(&target_grad)?)?;
         let losses = Tensor::where_(&saturated, &stand_in, &losses)?;
-        reduction.apply(apply_weight(OP, losses, weight)?)
+        Ok(reduction.apply(apply_weight(OP, losses, weight)?))
     })
 }
 
@@ -433,7 +440,7 @@ pub fn binary_cross_entropy_with_logits(
             None => Tensor::scalar_of(1.0, input.dtype()),
         };
         let losses = target.neg().add_scalar(1.0).mul(input)?.add(&log_weight.mul(&neg_log_sigmoid)?)?;
-        reduction.apply(apply_weight(OP, losses, weight)?)
+        Ok(reduction.apply(apply_weight(OP, losses, weight)?))
     })
 }
 
@@ -457,7 +464,7 @@ pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target:
             let log_target = Tensor::where_(&positive, target, &one)?.log();
             Tensor::where_(&positive, &target.mul(&log_target.sub(input)?)?, &zero)?
         };
-        reduction.apply(pointwise)
+        Ok(reduction.apply(pointwise))
     })
 }
 

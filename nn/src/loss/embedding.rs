@@ -86,7 +86,7 @@ pub fn cosine_embedding_loss(
         let zero = Tensor::scalar_of(0.0, cos.dtype());
         let positive = Tensor::where_(&y.eq_scalar(1.0), &cos.neg().add_scalar(1.0), &zero)?;
         let negative = Tensor::where_(&y.eq_scalar(-1.0), &cos.add_scalar(-margin).relu(), &zero)?;
-        reduction.apply(positive.add(&negative)?)
+        Ok(reduction.apply(positive.add(&negative)?))
     })
 }
 

@@ -47,7 +47,7 @@ pub fn multi_margin_loss(
             }
             losses = losses.mul(&w.index_select(0, &target)?)?;
         }
-        reduction.apply(losses.reshape(&out_shape)?)
+        Ok(reduction.apply(losses.reshape(&out_shape)?))
     })
 }
 
@@ -64,7 +64,7 @@ pub fn margin_ranking_loss(
         const OP: &str = "margin_ranking_loss";
         same_shape(OP, x1, x2)?;
         same_shape(OP, x1, y)?;
-        reduction.apply(y.mul(&x1.sub(x2)?)?.neg().add_scalar(margin).relu())
+        Ok(reduction.apply(y.mul(&x1.sub(x2)?)?.neg().add_scalar(margin).relu()))
     })
 }
 
@@ -84,7 +84,7 @@ pub fn hinge_embedding_loss(
         let margin_part =
             Tensor::where_(&target.ne_scalar(1.0), &input.neg().add_scalar(margin).relu(), &zero)?;
         let self_part = Tensor::where_(&target.ne_scalar(-1.0), input, &zero)?;
-        reduction.apply(margin_part.add(&self_part)?)
+        Ok(reduction.apply(margin_part.add(&self_part)?))
     })
 }
 
@@ -127,7 +127,7 @@ impl TripletMarginLoss {
         if self.swap {
             d_an = d_an.minimum(&pairwise_distance(positive, negative, self.p, self.eps, false)?)?;
         }
-        self.reduction.apply(d_ap.sub(&d_an)?.add_scalar(self.margin).relu())
+        Ok(self.reduction.apply(d_ap.sub(&d_an)?.add_scalar(self.margin).relu()))
     }
 }
 

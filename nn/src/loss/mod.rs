@@ -40,11 +40,12 @@ pub enum Reduction {
 
 impl Reduction {
     /// Applies the reduction to unreduced losses (the mean of no elements is NaN, as PyTorch).
-    pub fn apply(self, losses: Tensor) -> Result<Tensor> {
+    /// It cannot fail, so it returns a `Tensor`.
+    pub fn apply(self, losses: Tensor) -> Tensor {
         match self {
             Reduction::Mean => losses.mean_all(),
             Reduction::Sum => losses.sum_all(),
-            Reduction::None => Ok(losses),
+            Reduction::None => losses,
         }
     }
 }

@@ -18,7 +18,7 @@ use graphgrad_autodiff::{bail, reported_as, Result, Tensor};
 pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     reported_as("l1_loss", || {
         same_shape("l1_loss", input, target)?;
-        reduction.apply(input.sub(target)?.abs())
+        Ok(reduction.apply(input.sub(target)?.abs()))
     })
 }
 
@@ -26,7 +26,7 @@ pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<
 pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     reported_as("mse_loss", || {
         same_shape("mse_loss", input, target)?;
-        reduction.apply(input.sub(target)?.square())
+        Ok(reduction.apply(input.sub(target)?.square()))
     })
 }
 
@@ -44,7 +44,7 @@ pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Red
         let d = input.sub(target)?.abs();
         let quadratic = d.square().mul_scalar(0.5 / beta);
         let linear = d.add_scalar(-0.5 * beta);
-        reduction.apply(Tensor::where_(&d.lt_scalar(beta), &quadratic, &linear)?)
+        Ok(reduction.apply(Tensor::where_(&d.lt_scalar(beta), &quadratic, &linear)?))
     })
 }
 
@@ -59,7 +59,7 @@ pub fn huber_loss(input: &Tensor, target: &Tensor, delta: f64, reduction: Reduct
         let d = input.sub(target)?.abs();
         let quadratic = d.square().mul_scalar(0.5);
         let linear = d.add_scalar(-0.5 * delta).mul_scalar(delta);
-        reduction.apply(Tensor::where_(&d.le_scalar(delta), &quadratic, &linear)?)
+        Ok(reduction.apply(Tensor::where_(&d.le_scalar(delta), &quadratic, &linear)?))
     })
 }
 
