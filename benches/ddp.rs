@@ -23,7 +23,7 @@ use super::{time, Timing, STEP_REPS};
 use graphgrad::autodiff::compile::compile;
 use graphgrad::autodiff::{grad, DType, Result, Tensor, Var};
 use graphgrad::nn::loss::cross_entropy;
-use graphgrad::nn::{LinearConfig, Module, ReLU, Reduction, Sequential};
+use graphgrad::nn::{Module, Reduction, Sequential};
 use graphgrad::optim::{Optimizer, Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,12 +40,7 @@ const MOMENTUM: f64 = 0.9;
 /// W2's model (seed 2) and batch: inputs `[128, 784]`, labels.
 fn w2() -> (Sequential, Tensor, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let model = Sequential::new()
-        .append(LinearConfig::new(784, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
+    let model = crate::training::w2_network(&mut rng);
     let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let y = (0..BATCH).map(|_| rng.gen_range(0..10)).collect();
     (model, x, y)

@@ -4,7 +4,7 @@
 use crate::{report, time};
 use graphgrad::autodiff::compile::compile;
 use graphgrad::autodiff::{no_grad, DType, Tensor};
-use graphgrad::nn::{LinearConfig, Module, ReLU, Sequential};
+use graphgrad::nn::Module;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -17,12 +17,7 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
         return;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let model = Sequential::new()
-        .append(LinearConfig::new(784, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
+    let model = crate::training::w2_network(&mut rng);
     model.eval();
     let x = Tensor::randn(&[1, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let eager = time(REPS, || {

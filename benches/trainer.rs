@@ -8,7 +8,7 @@
 use crate::{report, Timing};
 use graphgrad::nn::data::Dataset;
 use graphgrad::nn::loss::cross_entropy;
-use graphgrad::nn::{LinearConfig, Module, ReLU, Reduction, Sequential};
+use graphgrad::nn::{Module, Reduction, Sequential};
 use graphgrad::optim::{Optimizer, Sgd, SgdConfig};
 use graphgrad::train::{CrossEntropy, Execution, ProgressMode, Trainer};
 use rand::{Rng, SeedableRng};
@@ -21,12 +21,7 @@ const EPOCHS: u64 = 5;
 
 fn model() -> Sequential {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    Sequential::new()
-        .append(LinearConfig::new(784, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"))
+    crate::training::w2_network(&mut rng)
 }
 
 fn data() -> Dataset {

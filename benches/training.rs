@@ -41,6 +41,16 @@ pub fn run(selected: &dyn Fn(&str) -> bool) {
 }
 
 /// `n` class labels in `0..classes`, as an i64 tensor.
+/// W2's network: 784→512→512→10 with ReLU (also W9's and W10's).
+pub(crate) fn w2_network(rng: &mut ChaCha8Rng) -> Sequential {
+    Sequential::new()
+        .append(LinearConfig::new(784, 512).init(rng).expect("config"))
+        .append(ReLU)
+        .append(LinearConfig::new(512, 512).init(rng).expect("config"))
+        .append(ReLU)
+        .append(LinearConfig::new(512, 10).init(rng).expect("config"))
+}
+
 pub(crate) fn labels(n: usize, classes: usize, rng: &mut ChaCha8Rng) -> Tensor {
     let values: Vec<usize> = (0..n).map(|_| rng.gen_range(0..classes)).collect();
     Tensor::from_indices(&values, &[n]).expect("shape")
@@ -80,12 +90,7 @@ pub(crate) fn train_step(
 fn w2_mlp_train(compiled: bool) {
     const BATCH: usize = 128;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let model = Sequential::new()
-        .append(LinearConfig::new(784, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 512).init(&mut rng).expect("config"))
-        .append(ReLU)
-        .append(LinearConfig::new(512, 10).init(&mut rng).expect("config"));
+    let model = w2_network(&mut rng);
     let x = Tensor::randn(&[BATCH, 784], 0.0, 1.0, DType::F32, &mut rng).unwrap();
     let y = labels(BATCH, 10, &mut rng);
     let config = SgdConfig::new(0.01).momentum(0.9);
