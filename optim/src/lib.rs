@@ -60,7 +60,7 @@ mod testing;
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
 pub use adamw::{AdamW, AdamWConfig};
-pub use checkpoint::{write_atomic, Checkpoint, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use checkpoint::{seal_payload, write_atomic, Checkpoint, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use early_stopping::{EarlyStopping, EarlyStoppingState};
 pub use error::{Error, FormatError, Result};

@@ -7,8 +7,8 @@
 
 use graphgrad_autodiff::{DType, Tensor, Var};
 use graphgrad_optim::{
-    from_safetensors_bytes, to_safetensors_bytes, Adam, AdamConfig, Checkpoint, Optimizer, FORMAT_VERSION,
-    HEADER_LEN, MAGIC,
+    from_safetensors_bytes, seal_payload, to_safetensors_bytes, Adam, AdamConfig, Checkpoint, Optimizer,
+    FORMAT_VERSION, HEADER_LEN,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -69,20 +69,6 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
     }
 }
 
-/// `payload` behind a valid header (the layout of `checkpoint/format.rs`).
-fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    let header_crc = crc32fast::hash(&out[..28]);
-    out.extend_from_slice(&header_crc.to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Runs `parse` on `CASES` mutants of `valid`, collecting the ones that panicked.
 fn fuzz(name: &str, valid: &[u8], seed: u64, parse: impl Fn(&[u8])) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -123,7 +109,7 @@ fn mutated_checkpoints_are_errors_not_panics() {
         }
     };
     fuzz("checkpoint (whole file)", &bytes, 1, restore);
-    fuzz("checkpoint (payload, re-sealed)", &payload, 2, |p| restore(&seal(p)));
+    fuzz("checkpoint (payload, re-sealed)", &payload, 2, |p| restore(&seal_payload(p, FORMAT_VERSION)));
 }
 
 #[test]

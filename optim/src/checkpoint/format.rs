@@ -26,8 +26,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 32;
 
-/// Prepends the header to `payload`.
-pub(crate) fn seal(payload: &[u8], version: u32) -> Vec<u8> {
+/// Prepends the header (magic, `version`, lengths and checksums) to `payload`: the bytes of a
+/// checkpoint file around its payload.
+pub fn seal_payload(payload: &[u8], version: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&version.to_le_bytes());
@@ -91,14 +92,14 @@ mod tests {
 
     #[test]
     fn sealed_bytes_unseal_to_the_payload() {
-        let sealed = seal(b"hello", FORMAT_VERSION);
+        let sealed = seal_payload(b"hello", FORMAT_VERSION);
         assert_eq!(sealed.len(), HEADER_LEN + 5);
         assert_eq!(unseal(&sealed).unwrap(), b"hello");
     }
 
     #[test]
     fn each_kind_of_damage_is_named() {
-        let sealed = seal(b"hello", FORMAT_VERSION);
+        let sealed = seal_payload(b"hello", FORMAT_VERSION);
         assert!(matches!(unseal(b"PK\x03\x04"), Err(FormatError::WrongMagic { .. })));
         assert!(matches!(unseal(&sealed[..5]), Err(FormatError::Truncated { expected: 32, found: 5 })));
         assert!(matches!(unseal(&sealed[..34]), Err(FormatError::Truncated { expected: 37, found: 34 })));
@@ -111,8 +112,8 @@ mod tests {
         let mut header = sealed.clone();
         header[9] ^= 1;
         assert!(matches!(unseal(&header), Err(FormatError::CorruptHeader { .. })));
-        let future = seal(b"hello", FORMAT_VERSION + 1);
+        let future = seal_payload(b"hello", FORMAT_VERSION + 1);
         assert_eq!(unseal(&future), Err(FormatError::FutureVersion { found: 2, supported: 1 }));
-        assert_eq!(unseal(&seal(b"", 0)), Err(FormatError::UnknownVersion { found: 0 }));
+        assert_eq!(unseal(&seal_payload(b"", 0)), Err(FormatError::UnknownVersion { found: 0 }));
     }
 }

@@ -12,7 +12,7 @@ mod atomic;
 mod format;
 
 pub use atomic::write_atomic;
-pub use format::{FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use format::{seal_payload, FORMAT_VERSION, HEADER_LEN, MAGIC};
 
 use crate::saved::{load_state_dict, save_state_dict, SavedState};
 use crate::{Error, FormatError, Optimizer, OptimizerState, Result, ScheduleState, Scheduler};
@@ -151,7 +151,7 @@ impl Checkpoint {
         let payload = bincode::DefaultOptions::new().serialize(self).map_err(|e| {
             Error::checkpoint(None, FormatError::Malformed { reason: format!("cannot encode: {e}") })
         })?;
-        Ok(format::seal(&payload, FORMAT_VERSION))
+        Ok(format::seal_payload(&payload, FORMAT_VERSION))
     }
 
     /// Decodes and validates a checkpoint; any damage is an [`Error::Checkpoint`] saying what.
