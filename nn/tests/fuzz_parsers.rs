@@ -5,10 +5,10 @@
 //! panic or abort.
 
 use graphgrad_nn::data::{mnist_from_arrays, parse_csv, parse_idx, CsvOptions};
-use rand::{Rng, SeedableRng};
+use graphgrad_ops::testing::assert_mutants_never_panic;
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Mutated inputs per reader.
 const CASES: usize = 3000;
@@ -61,23 +61,9 @@ fn mutate(bytes: &mut Vec<u8>, specials: &[u8], rng: &mut ChaCha8Rng) {
     }
 }
 
-/// Runs `parse` on `CASES` mutants of `valid`, collecting the ones that panicked.
+/// Runs `parse` on `CASES` mutants of `valid` (`specials` planted among them); none may panic.
 fn fuzz(name: &str, valid: &[u8], specials: &[u8], seed: u64, parse: impl Fn(&[u8])) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut panics = Vec::new();
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    for case in 0..CASES {
-        let mut bytes = valid.to_vec();
-        for _ in 0..rng.gen_range(1..=4) {
-            mutate(&mut bytes, specials, &mut rng);
-        }
-        if catch_unwind(AssertUnwindSafe(|| parse(&bytes))).is_err() {
-            panics.push(case);
-        }
-    }
-    std::panic::set_hook(quiet);
-    assert!(panics.is_empty(), "{name}: {} of {CASES} mutants panicked (cases {panics:?})", panics.len());
+    assert_mutants_never_panic(name, valid, seed, CASES, |bytes, rng| mutate(bytes, specials, rng), parse);
 }
 
 #[test]

@@ -31,3 +31,32 @@ pub fn assert_close<T: Element>(actual: &[T], expected: &[T], atol: f64, rtol: f
         );
     }
 }
+
+/// A mutation fuzzer for byte parsers: runs `parse` on `cases` mutants of `valid` (each one
+/// to four `mutate` steps from a generator seeded with `seed`) and fails, naming the cases,
+/// when any of them panicked. `parse` should return an error for bad bytes, never panic.
+pub fn assert_mutants_never_panic(
+    name: &str,
+    valid: &[u8],
+    seed: u64,
+    cases: usize,
+    mutate: impl Fn(&mut Vec<u8>, &mut ChaCha8Rng),
+    parse: impl Fn(&[u8]),
+) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut panics = Vec::new();
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for case in 0..cases {
+        let mut bytes = valid.to_vec();
+        for _ in 0..rng.gen_range(1..=4) {
+            mutate(&mut bytes, &mut rng);
+        }
+        if catch_unwind(AssertUnwindSafe(|| parse(&bytes))).is_err() {
+            panics.push(case);
+        }
+    }
+    std::panic::set_hook(quiet);
+    assert!(panics.is_empty(), "{name}: {} of {cases} mutants panicked (cases {panics:?})", panics.len());
+}
