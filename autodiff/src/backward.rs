@@ -33,11 +33,11 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<usize, BuildHasherDefault<IdHasher>>;
 
-/// Nodes reachable from `roots` through inputs that require grad, inputs before users; and
-/// for each leaf among them, how many edges lead to it (uses by those nodes).
-fn topological_order(roots: &[Tensor]) -> (Vec<Tensor>, IdMap<usize>) {
+/// Nodes reachable from `roots` through the edges `follow(node, input)` accepts, inputs
+/// before users (iterative, so deep graphs do not overflow the stack). `follow` sees every
+/// edge once per node expanded, visited input or not.
+pub(crate) fn post_order(roots: &[Tensor], mut follow: impl FnMut(&Tensor, &Tensor) -> bool) -> Vec<Tensor> {
     let mut order = Vec::new();
-    let mut leaf_uses = IdMap::default();
     let mut visited = IdSet::default();
     // (node, whether its inputs were already pushed)
     let mut stack: Vec<(Tensor, bool)> = roots.iter().map(|t| (t.clone(), false)).collect();
@@ -50,15 +50,25 @@ fn topological_order(roots: &[Tensor]) -> (Vec<Tensor>, IdMap<usize>) {
             continue;
         }
         stack.push((t.clone(), true));
-        for input in t.inputs().iter().filter(|i| i.requires_grad()) {
-            if input.is_leaf() {
-                *leaf_uses.entry(input.id()).or_insert(0) += 1;
-            }
-            if !visited.contains(&input.id()) {
+        for input in t.inputs().iter() {
+            if follow(&t, input) && !visited.contains(&input.id()) {
                 stack.push((input.clone(), false));
             }
         }
     }
+    order
+}
+
+/// Nodes reachable from `roots` through inputs that require grad, inputs before users; and
+/// for each leaf among them, how many edges lead to it (uses by those nodes).
+fn topological_order(roots: &[Tensor]) -> (Vec<Tensor>, IdMap<usize>) {
+    let mut leaf_uses = IdMap::default();
+    let order = post_order(roots, |_, input| {
+        if input.requires_grad() && input.is_leaf() {
+            *leaf_uses.entry(input.id()).or_insert(0) += 1;
+        }
+        input.requires_grad()
+    });
     (order, leaf_uses)
 }
 

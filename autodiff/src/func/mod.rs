@@ -67,24 +67,7 @@ fn check_pairs(op: &'static str, primals: &[Tensor], tangents: &[Tensor]) -> Res
 /// Nodes reachable from `roots` through their inputs, inputs before users, not walking past
 /// `sources`.
 pub(crate) fn topological(roots: &[Tensor], sources: &HashSet<usize>) -> Vec<Tensor> {
-    let mut order = Vec::new();
-    let mut visited = HashSet::new();
-    let mut stack: Vec<(Tensor, bool)> = roots.iter().map(|t| (t.clone(), false)).collect();
-    while let Some((t, expanded)) = stack.pop() {
-        if expanded {
-            order.push(t);
-            continue;
-        }
-        if !visited.insert(t.id()) {
-            continue;
-        }
-        stack.push((t.clone(), true));
-        if !sources.contains(&t.id()) {
-            stack
-                .extend(t.inputs().iter().filter(|i| !visited.contains(&i.id())).map(|i| (i.clone(), false)));
-        }
-    }
-    order
+    crate::backward::post_order(roots, |node, _| !sources.contains(&node.id()))
 }
 
 /// Pushes the tangents `seeds` (`(tensor, tangent)` pairs) forward through the graph recorded
