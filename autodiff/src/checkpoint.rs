@@ -96,19 +96,25 @@ impl Segment {
         self.output
     }
 
-    /// The tangent of this output: re-run the segment on its inputs, recording, and push the
-    /// inputs' tangents forward through what it recorded.
-    pub(crate) fn jvp(&self, node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
-        let inputs = node.inputs();
-        let outputs = crate::mode::recording(|| (self.f)(inputs))?;
-        let out = outputs.get(self.output).ok_or_else(|| Error::InvalidArgument {
+    /// This output among the segment's outputs recomputed in backward or forward mode (an
+    /// error when the segment returned fewer on recomputation than when it first ran).
+    fn recomputed<'a>(&self, outputs: &'a [Tensor]) -> Result<&'a Tensor> {
+        outputs.get(self.output).ok_or_else(|| Error::InvalidArgument {
             op: "checkpoint",
             reason: format!(
                 "the segment returned {} outputs on recomputation, not {}",
                 outputs.len(),
                 self.output + 1
             ),
-        })?;
+        })
+    }
+
+    /// The tangent of this output: re-run the segment on its inputs, recording, and push the
+    /// inputs' tangents forward through what it recorded.
+    pub(crate) fn jvp(&self, node: &Tensor, t: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        let inputs = node.inputs();
+        let outputs = crate::mode::recording(|| (self.f)(inputs))?;
+        let out = self.recomputed(&outputs)?;
         let seeds: Vec<(Tensor, Tensor)> =
             inputs.iter().zip(t).filter_map(|(x, t)| t.clone().map(|t| (x.clone(), t))).collect();
         Ok(crate::func::push_forward(std::slice::from_ref(out), &seeds)?.remove(0))
@@ -124,14 +130,7 @@ impl Segment {
             let _recording = GradModeGuard::new(true);
             (self.f)(inputs)?
         };
-        let out = outputs.get(self.output).ok_or_else(|| Error::InvalidArgument {
-            op: "checkpoint",
-            reason: format!(
-                "the segment returned {} outputs on recomputation, not {}",
-                outputs.len(),
-                self.output + 1
-            ),
-        })?;
+        let out = self.recomputed(&outputs)?;
         let wanted: Vec<Tensor> = inputs.iter().filter(|t| t.requires_grad()).cloned().collect();
         if !out.requires_grad() {
             return Ok(inputs.iter().map(|_| None).collect());
