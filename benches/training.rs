@@ -103,9 +103,8 @@ fn w2_mlp_train(compiled: bool) {
 /// The W3 model (seed 3) and one batch of inputs and labels.
 fn w3_setup() -> (Sequential, Tensor, Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let conv = |i, o, rng: &mut ChaCha8Rng| {
-        Conv2dConfig::new(i, o, (3, 3)).with_padding((1, 1)).init(rng).expect("config")
-    };
+    let conv =
+        |i, o, rng: &mut ChaCha8Rng| Conv2dConfig::new(i, o, 3).with_padding(1).init(rng).expect("config");
     let model = Sequential::new()
         .append(conv(1, 16, &mut rng))
         .append(ReLU)

@@ -30,10 +30,10 @@ use std::process::ExitCode;
 /// [1, 8, 8] → conv 3×3 → [c, 8, 8] → max-pool 2×2 → [c, 4, 4] → conv 3×3 → [2c, 4, 4] → 10.
 fn build_model(c: usize, rng: &mut ChaCha8Rng) -> AnyResult<Sequential> {
     Ok(Sequential::new()
-        .append(Conv2dConfig::new(1, c, (3, 3)).with_padding((1, 1)).init(rng)?)
+        .append(Conv2dConfig::new(1, c, 3).with_padding(1).init(rng)?)
         .append(ReLU)
         .append(MaxPool2d::new((2, 2)))
-        .append(Conv2dConfig::new(c, 2 * c, (3, 3)).with_padding((1, 1)).init(rng)?)
+        .append(Conv2dConfig::new(c, 2 * c, 3).with_padding(1).init(rng)?)
         .append(ReLU)
         .append(Flatten::default())
         .append(LinearConfig::new(2 * c * 4 * 4, 10).init(rng)?))

@@ -31,7 +31,7 @@
 mod common;
 
 use common::{classifier_trainer, image_grid, output_dir, report_test, AnyResult, Flags, ImageRow, Schedule};
-use graphgrad::autodiff::{no_grad, Result, Tensor};
+use graphgrad::autodiff::{no_grad, ConvOptions, Result, Tensor};
 use graphgrad::nn::data::{Dataset, SplitFractions};
 use graphgrad::nn::{Conv1d, Conv1dConfig, Linear, LinearConfig, Module, Visitor};
 use graphgrad::optim::{Adam, AdamConfig};
@@ -115,7 +115,7 @@ impl Spectrogram {
 
     fn forward(&self, audio: &Tensor) -> Result<Tensor> {
         // stft: [batch, 2·BINS, frames], the real parts above the imaginary ones
-        let stft = audio.conv1d(&self.basis, None, HOP, 0, 1, 1)?;
+        let stft = audio.conv1d(&self.basis, None, ConvOptions::default().stride(HOP))?;
         let (re, im) = (stft.narrow(1, 0, BINS)?, stft.narrow(1, BINS, BINS)?);
         // log(|X|² + 1e-4): the power of each bin on a log scale
         let log_power = re.square().add(&im.square())?.add_scalar(1e-4).log();
@@ -126,7 +126,7 @@ impl Spectrogram {
 
     /// The log power before the per-bin mean is removed, for pictures.
     fn log_power(&self, audio: &Tensor) -> Result<Tensor> {
-        let stft = audio.conv1d(&self.basis, None, HOP, 0, 1, 1)?;
+        let stft = audio.conv1d(&self.basis, None, ConvOptions::default().stride(HOP))?;
         let (re, im) = (stft.narrow(1, 0, BINS)?, stft.narrow(1, BINS, BINS)?);
         Ok(re.square().add(&im.square())?.add_scalar(1e-4).log())
     }

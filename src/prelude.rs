@@ -32,7 +32,8 @@
 //! ```
 
 pub use crate::autodiff::{
-    compile, grad, no_grad, CompileOptions, Compiled, DType, Error, Generator, Result, Tensor, Var,
+    compile, grad, no_grad, CompileOptions, Compiled, ConvOptions, DType, Error, Generator, Result, Tensor,
+    Var,
 };
 pub use crate::nn::data::{load_digits, Batch, Dataset, SplitFractions};
 pub use crate::nn::loss::{
@@ -44,11 +45,11 @@ pub use crate::nn::{functional_call, init, loss, metrics, Module, Reduction};
 pub use crate::nn::{
     AdditiveAttention, AdditiveAttentionConfig, Autoencoder, AutoencoderConfig, AvgPool2d, BatchNorm,
     BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvAutoencoder,
-    ConvAutoencoderConfig, ConvTranspose2d, ConvTranspose2dConfig, Dropout, DropoutConfig, Embedding,
-    EmbeddingConfig, Flatten, GeluApproximate, Gru, GruConfig, Hardtanh, LayerNorm, LayerNormConfig,
-    LeakyReLU, Linear, LinearConfig, LogSigmoid, LogSoftmax, Lstm, LstmConfig, MaxPool2d, MemN2N,
-    MemN2NConfig, MultiheadAttention, MultiheadAttentionConfig, ReLU, Rnn, RnnConfig, Sequential, SiLU,
-    Sigmoid, Softmax, Softplus, Tanh, TransformerEncoder, TransformerEncoderLayer,
+    ConvAutoencoderConfig, ConvConfig, ConvTranspose2d, ConvTranspose2dConfig, Dropout, DropoutConfig,
+    Embedding, EmbeddingConfig, Flatten, GeluApproximate, Gru, GruConfig, Hardtanh, LayerNorm,
+    LayerNormConfig, LeakyReLU, Linear, LinearConfig, LogSigmoid, LogSoftmax, Lstm, LstmConfig, MaxPool2d,
+    MemN2N, MemN2NConfig, MultiheadAttention, MultiheadAttentionConfig, ReLU, Rnn, RnnConfig, Sequential,
+    SiLU, Sigmoid, Softmax, Softplus, Tanh, TransformerEncoder, TransformerEncoderLayer,
     TransformerEncoderLayerConfig, Vae, VaeConfig, ELU, GELU,
 };
 pub use crate::optim::{

@@ -5,7 +5,7 @@
 //! the test's detector, and the test reports all failing cases at once.
 
 use graphgrad::autodiff::compile::{compile, constant_indices};
-use graphgrad::autodiff::{gradcheck, Conv2dOptions, DType, GradcheckOptions, Tensor, Var};
+use graphgrad::autodiff::{gradcheck, ConvOptions, DType, GradcheckOptions, Tensor, Var};
 use graphgrad::nn::data::{mnist_from_arrays, parse_csv, parse_idx, CsvOptions, Dataset};
 use graphgrad::nn::layers::reparameterize;
 use graphgrad::nn::loss::mse_loss;
@@ -124,17 +124,17 @@ fn cases() -> Vec<Case> {
             Ok(())
         }),
         ("conv2d with padding near usize::MAX/2", E(&["conv2d"]), || {
-            let options = Conv2dOptions { padding: (usize::MAX / 2, 0), ..Default::default() };
+            let options = ConvOptions::default().padding((usize::MAX / 2, 0));
             f32s(&[1, 1, 4, 4]).conv2d(&f32s(&[1, 1, 3, 3]), None, options)?;
             Ok(())
         }),
         ("conv2d with a dilation that overflows", E(&["conv2d"]), || {
-            let options = Conv2dOptions { dilation: (usize::MAX, 1), ..Default::default() };
+            let options = ConvOptions::default().dilation((usize::MAX, 1));
             f32s(&[1, 1, 4, 4]).conv2d(&f32s(&[1, 1, 3, 3]), None, options)?;
             Ok(())
         }),
         ("conv1d error names conv1d", E(&["conv1d"]), || {
-            f32s(&[1, 2, 8]).conv1d(&f32s(&[1, 3, 3]), None, 1, 0, 1, 1)?;
+            f32s(&[1, 2, 8]).conv1d(&f32s(&[1, 3, 3]), None, ConvOptions::default())?;
             Ok(())
         }),
         ("max_pool2d with padding near usize::MAX/2", E(&["max_pool2d"]), || {

@@ -25,10 +25,10 @@ fn cnn_reaches_97_percent_on_held_out_digit_images() -> Result<()> {
     let data = common::digits_split(&[1, 8, 8], &mut rng)?;
 
     let model = Sequential::new()
-        .append(Conv2dConfig::new(1, 32, (3, 3)).with_padding((1, 1)).init(&mut rng)?)
+        .append(Conv2dConfig::new(1, 32, 3).with_padding(1).init(&mut rng)?)
         .append(ReLU)
         .append(MaxPool2d::new((2, 2)))
-        .append(Conv2dConfig::new(32, 64, (3, 3)).with_padding((1, 1)).init(&mut rng)?)
+        .append(Conv2dConfig::new(32, 64, 3).with_padding(1).init(&mut rng)?)
         .append(ReLU)
         .append(MaxPool2d::new((2, 2)))
         .append(Flatten::default())

@@ -4,7 +4,7 @@
 //! compared after each step.
 
 use graphgrad_autodiff::compile::{compile_with, CompileOptions};
-use graphgrad_autodiff::{grad, no_grad, Conv2dOptions, DType, Result, Tensor, Var};
+use graphgrad_autodiff::{grad, no_grad, ConvOptions, DType, Result, Tensor, Var};
 use graphgrad_ops::testing::assert_close;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -58,7 +58,7 @@ fn cnn(rng: &mut ChaCha8Rng) -> Model {
         var("fc.b", &[3], 0.1, rng),
     ];
     fn loss(p: &[Var], x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let options = Conv2dOptions { padding: (1, 1), ..Conv2dOptions::default() };
+        let options = ConvOptions::default().padding(1);
         let h = x.conv2d(&p[0], Some(&p[1]), options)?.relu().max_pool2d((2, 2), (2, 2), (0, 0))?;
         let flat = h.reshape(&[x.shape()[0], 64])?;
         cross_entropy(&flat.matmul_with(&p[2], false, true)?.add(&p[3])?, t)

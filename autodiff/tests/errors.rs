@@ -1,7 +1,7 @@
 //! Every user mistake is an `Err` whose message names the op and the shapes involved; none
 //! panics.
 
-use graphgrad_autodiff::{grad, Conv2dOptions, DType, Error, Result, Tensor};
+use graphgrad_autodiff::{grad, ConvOptions, DType, Error, Result, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// A call that must fail.
@@ -46,17 +46,33 @@ fn bad_calls_return_errors_that_name_op_and_shapes() {
         (Box::new(|| a.clamp(1.0, 0.0)), vec!["clamp", "min 1"]),
         (Box::new(|| a.layer_norm(&[2], None, None, 1e-5)), vec!["layer_norm", "[2, 3]", "[2]"]),
         (Box::new(|| a.dropout(1.5, true, &graphgrad_autodiff::Generator::new(0))), vec!["dropout", "1.5"]),
-        (Box::new(|| a.conv2d(&b, None, Conv2dOptions::default())), vec!["conv2d", "[2, 3]", "[4, 5]"]),
+        (Box::new(|| a.conv2d(&b, None, ConvOptions::default())), vec!["conv2d", "[2, 3]", "[4, 5]"]),
         (
-            Box::new(|| t(&[1, 1, 2, 2]).conv2d(&t(&[1, 1, 3, 3]), None, Conv2dOptions::default())),
+            Box::new(|| t(&[1, 1, 2, 2]).conv2d(&t(&[1, 1, 3, 3]), None, ConvOptions::default())),
             vec!["conv2d", "3×3", "2×2"],
         ),
         (
             Box::new(|| {
-                let o = Conv2dOptions { groups: 2, ..Default::default() };
+                let o = ConvOptions::default().groups(2);
                 t(&[1, 3, 4, 4]).conv2d(&t(&[3, 1, 3, 3]), None, o)
             }),
             vec!["conv2d"],
+        ),
+        (
+            Box::new(|| {
+                t(&[1, 1, 4, 4]).conv2d(&t(&[1, 1, 3, 3]), None, ConvOptions::default().output_padding(1))
+            }),
+            vec!["conv2d", "output_padding", "transposed"],
+        ),
+        (
+            Box::new(|| t(&[1, 1, 8]).conv1d(&t(&[1, 1, 3]), None, ConvOptions::default().stride((1, 2)))),
+            vec!["conv1d", "one stride", "(1, 2)"],
+        ),
+        (
+            Box::new(|| {
+                t(&[1, 1, 2, 2]).conv_transpose2d(&t(&[1, 1, 3, 3]), None, ConvOptions::default().padding(3))
+            }),
+            vec!["conv_transpose2d", "leaves no output"],
         ),
         (Box::new(|| t(&[1, 1, 2, 2]).max_pool2d((3, 3), (1, 1), (0, 0))), vec!["max_pool2d", "kernel"]),
         (Box::new(|| a.max_pool2d((2, 2), (2, 2), (0, 0))), vec!["max_pool2d", "[2, 3]"]),

@@ -1,7 +1,7 @@
 //! Function transforms against independent values: central differences in f64, closed forms,
 //! and plain loops over the samples (for `vmap`).
 
-use graphgrad_autodiff::{func, Conv2dOptions, DType, Error, Generator, Result, Tensor};
+use graphgrad_autodiff::{func, ConvOptions, DType, Error, Generator, Result, Tensor};
 use graphgrad_ops::testing::assert_close;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -193,7 +193,7 @@ fn case(f: impl Fn(&[Tensor]) -> Result<Tensor> + 'static) -> VFun {
 
 #[test]
 fn vmap_matches_a_loop_for_every_family() -> Result<()> {
-    let conv = Conv2dOptions { padding: (1, 1), ..Default::default() };
+    let conv = ConvOptions::default().padding(1);
     let labels = Tensor::from_indices(&[2, 0, 1, 2, 1], &[5, 1])?;
     let cases: Vec<Case> = vec![
         (

@@ -6,8 +6,7 @@
 //! exercised by a row, forward or backward, so an op without a checked VJP and JVP fails it.
 
 use graphgrad_autodiff::{
-    func, grad, gradcheck, gradgradcheck, jvpcheck, Conv2dOptions, ConvTranspose2dOptions, GradcheckOptions,
-    Op, Result, Tensor,
+    func, grad, gradcheck, gradgradcheck, jvpcheck, ConvOptions, GradcheckOptions, Op, Result, Tensor,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,7 +63,7 @@ fn unary_row(name: &'static str, x: Tensor, twice: bool, f: fn(&Tensor) -> Tenso
 }
 
 fn table() -> Vec<Row> {
-    let conv = Conv2dOptions { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 };
+    let conv = ConvOptions::default().stride((2, 1)).padding((1, 2)).dilation((1, 2)).groups(2);
     vec![
         // ---- unary ----
         unary_row("neg", signed(&[7], 1), true, Tensor::neg),
@@ -214,17 +213,14 @@ fn table() -> Vec<Row> {
             move |x| x[0].conv2d(&x[1], Some(&x[2]), conv),
         ),
         row("conv1d", vec![signed(&[2, 3, 7], 113), signed(&[2, 3, 3], 114)], true, |x| {
-            x[0].conv1d(&x[1], None, 2, 1, 1, 1)
+            x[0].conv1d(&x[1], None, ConvOptions::default().stride(2).padding(1))
         }),
         row(
             "conv_transpose2d",
             vec![signed(&[1, 2, 3, 3], 115), signed(&[2, 3, 3, 3], 116), signed(&[3], 117)],
             true,
             |x| {
-                let options = ConvTranspose2dOptions {
-                    conv: Conv2dOptions { stride: (2, 2), padding: (1, 1), ..Default::default() },
-                    output_padding: (1, 0),
-                };
+                let options = ConvOptions::default().stride(2).padding(1).output_padding((1, 0));
                 x[0].conv_transpose2d(&x[1], Some(&x[2]), options)
             },
         ),

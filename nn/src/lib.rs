@@ -26,9 +26,10 @@ pub use layers::{
 };
 pub use layers::{
     AvgPool2d, BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv1d, Conv1dConfig, Conv2d,
-    Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Dropout, DropoutConfig, Embedding, EmbeddingConfig,
-    Flatten, GeluApproximate, Hardtanh, LayerNorm, LayerNormConfig, LeakyReLU, Linear, LinearConfig,
-    LogSigmoid, LogSoftmax, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Softmax, Softplus, Tanh, ELU, GELU,
+    Conv2dConfig, ConvConfig, ConvTranspose2d, ConvTranspose2dConfig, Dropout, DropoutConfig, Embedding,
+    EmbeddingConfig, Flatten, GeluApproximate, Hardtanh, LayerNorm, LayerNormConfig, LeakyReLU, Linear,
+    LinearConfig, LogSigmoid, LogSoftmax, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Softmax, Softplus,
+    Tanh, ELU, GELU,
 };
 pub use loss::Reduction;
 pub use module::{prefixed, BufferField, Field, Module, Visitor};

@@ -8,39 +8,10 @@
 use super::{Arg, InputGrads, Op};
 use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
-use graphgrad_ops::conv::{self, Conv2dGeometry};
+use graphgrad_ops::conv::{self, Conv2dGeometry, ConvOptions};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
 use graphgrad_ops::{op_facts, Shape};
 use smallvec::smallvec;
-
-/// Stride, padding, dilation and groups of a convolution (PyTorch's defaults: 1, 0, 1, 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dOptions {
-    /// Step between windows, (height, width).
-    pub stride: (usize, usize),
-    /// Zeros added on each side, (height, width).
-    pub padding: (usize, usize),
-    /// Spacing between kernel taps, (height, width).
-    pub dilation: (usize, usize),
-    /// Channel groups; in and out channels must divide by it.
-    pub groups: usize,
-}
-
-impl Default for Conv2dOptions {
-    fn default() -> Self {
-        Conv2dOptions { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1 }
-    }
-}
-
-/// Options of a transposed convolution: those of the convolution it transposes, plus the
-/// extra rows/columns added on one side of the output (smaller than the stride).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConvTranspose2dOptions {
-    /// Stride, padding, dilation and groups of the transposed convolution.
-    pub conv: Conv2dOptions,
-    /// Extra output size, (height, width).
-    pub output_padding: (usize, usize),
-}
 
 /// Convolution and its two adjoints; each one's VJP is made of the other two.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,10 +39,7 @@ const EXAMPLE: Conv2dGeometry = Conv2dGeometry {
     in_w: 4,
     kernel_h: 3,
     kernel_w: 3,
-    stride: (1, 1),
-    padding: (0, 0),
-    dilation: (1, 1),
-    groups: 1,
+    options: ConvOptions::DEFAULT,
 };
 
 impl ConvOp {
@@ -132,7 +100,7 @@ fn x_shape(geo: &Conv2dGeometry) -> Shape {
 }
 
 fn w_shape(geo: &Conv2dGeometry) -> Shape {
-    smallvec![geo.out_channels, geo.in_channels / geo.groups, geo.kernel_h, geo.kernel_w]
+    smallvec![geo.out_channels, geo.in_channels / geo.options.groups, geo.kernel_h, geo.kernel_w]
 }
 
 fn y_shape(geo: &Conv2dGeometry) -> Shape {
@@ -158,7 +126,7 @@ fn geometry(
     x: &Tensor,
     w: &Tensor,
     in_hw: (usize, usize),
-    o: &Conv2dOptions,
+    o: &ConvOptions,
 ) -> Result<Conv2dGeometry> {
     x.same_dtype(w, op)?;
     let mismatch = || Error::ShapeMismatch { op, lhs: x.shape().into(), rhs: w.shape().into() };
@@ -184,10 +152,8 @@ fn geometry(
         in_w: in_hw.1,
         kernel_h: kh,
         kernel_w: kw,
-        stride: o.stride,
-        padding: o.padding,
-        dilation: o.dilation,
-        groups: o.groups,
+        // The kernels never read it; zero keeps one program per convolution.
+        options: ConvOptions { output_padding: (0, 0), ..*o },
     };
     if !geo.is_representable() {
         crate::bail!(
@@ -234,8 +200,18 @@ fn add_channel_bias(
 }
 
 impl Tensor {
-    /// 2-d convolution of `[N, C, H, W]` by `weight` `[O, C/groups, kh, kw]`, plus `bias` `[O]`.
-    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Result<Tensor> {
+    /// 2-d convolution of `[N, C, H, W]` by `weight` `[O, C/groups, kh, kw]`, plus `bias` `[O]`
+    /// (PyTorch's `conv2d`; `output_padding` must be 0).
+    ///
+    /// ```
+    /// use graphgrad_autodiff::{ConvOptions, Tensor};
+    /// let x = Tensor::from_vec((1..=16).map(f64::from).collect(), &[1, 1, 4, 4])?;
+    /// let w = Tensor::from_vec(vec![1.0f64; 4], &[1, 1, 2, 2])?;
+    /// let y = x.conv2d(&w, None, ConvOptions::default().stride(2))?; // sums of 2×2 blocks
+    /// assert_eq!(y.to_vec::<f64>()?, [14.0, 22.0, 46.0, 54.0]);
+    /// # Ok::<(), graphgrad_autodiff::Error>(())
+    /// ```
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, options: ConvOptions) -> Result<Tensor> {
         self.conv2d_as("conv2d", weight, bias, options)
     }
 
@@ -245,8 +221,15 @@ impl Tensor {
         op: &'static str,
         weight: &Tensor,
         bias: Option<&Tensor>,
-        options: Conv2dOptions,
+        options: ConvOptions,
     ) -> Result<Tensor> {
+        if options.output_padding != (0, 0) {
+            crate::bail!(
+                op,
+                "output_padding {:?} applies to transposed convolutions only",
+                options.output_padding
+            );
+        }
         if self.rank() != 4 {
             return Err(Error::ShapeMismatch { op, lhs: self.shape().into(), rhs: weight.shape().into() });
         }
@@ -258,47 +241,46 @@ impl Tensor {
     }
 
     /// 1-d convolution of `[N, C, L]` by `weight` `[O, C/groups, k]`, plus `bias` `[O]`
-    /// (stride, padding and dilation are single numbers).
-    pub fn conv1d(
-        &self,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-        groups: usize,
-    ) -> Result<Tensor> {
+    /// (PyTorch's `conv1d`): the options hold one stride, padding and dilation each, set from
+    /// single numbers (`ConvOptions::default().stride(2)`).
+    pub fn conv1d(&self, weight: &Tensor, bias: Option<&Tensor>, options: ConvOptions) -> Result<Tensor> {
+        let mismatch =
+            || Error::ShapeMismatch { op: "conv1d", lhs: self.shape().into(), rhs: weight.shape().into() };
         if self.rank() != 3 || weight.rank() != 3 {
-            return Err(Error::ShapeMismatch {
-                op: "conv1d",
-                lhs: self.shape().into(),
-                rhs: weight.shape().into(),
-            });
+            return Err(mismatch());
+        }
+        if !options.is_square() {
+            crate::bail!(
+                "conv1d",
+                "takes one stride, padding and dilation each (set from one number), got {options:?}"
+            );
         }
         let (n, c, l) = (self.shape()[0], self.shape()[1], self.shape()[2]);
         let (o, ci, k) = (weight.shape()[0], weight.shape()[1], weight.shape()[2]);
-        let options =
-            Conv2dOptions { stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups };
+        // Height 1 with a height-1 kernel: the height's stride and dilation never apply.
+        let as_2d = ConvOptions { padding: (0, options.padding.1), ..options };
         let y = self.reshape(&[n, c, 1, l])?.conv2d_as(
             "conv1d",
             &weight.reshape(&[o, ci, 1, k])?,
             None,
-            options,
+            as_2d,
         )?;
         let out_len = y.shape()[3];
         add_channel_bias(y.reshape(&[n, o, out_len])?, bias, "conv1d", 1)
     }
 
     /// Transposed 2-d convolution (the gradient of `conv2d` with respect to its input) of
-    /// `[N, C_in, H, W]` by `weight` `[C_in, C_out/groups, kh, kw]`, plus `bias` `[C_out]`.
-    /// Output size: `(H − 1)·stride − 2·padding + dilation·(kh − 1) + output_padding + 1`.
+    /// `[N, C_in, H, W]` by `weight` `[C_in, C_out/groups, kh, kw]`, plus `bias` `[C_out]`
+    /// (PyTorch's `conv_transpose2d`). Output size:
+    /// `(H − 1)·stride − 2·padding + dilation·(kh − 1) + output_padding + 1`, output padding
+    /// smaller than the stride.
     pub fn conv_transpose2d(
         &self,
         weight: &Tensor,
         bias: Option<&Tensor>,
-        options: ConvTranspose2dOptions,
+        options: ConvOptions,
     ) -> Result<Tensor> {
-        let o = options.conv;
+        let o = options;
         let mismatch = || Error::ShapeMismatch {
             op: "conv_transpose2d",
             lhs: self.shape().into(),
@@ -307,29 +289,24 @@ impl Tensor {
         if self.rank() != 4 || weight.rank() != 4 || self.shape()[1] != weight.shape()[0] {
             return Err(mismatch());
         }
-        let (op_h, op_w) = options.output_padding;
+        let (op_h, op_w) = o.output_padding;
         if op_h >= o.stride.0.max(1) || op_w >= o.stride.1.max(1) {
             crate::bail!(
                 "conv_transpose2d",
                 "output_padding {:?} must be smaller than stride {:?}",
-                options.output_padding,
+                o.output_padding,
                 o.stride
             );
         }
-        let out_size = |size: usize, s: usize, p: usize, d: usize, k: usize, extra: usize| {
-            (size.max(1) - 1)
-                .checked_mul(s)?
-                .checked_add(d.checked_mul(k.max(1) - 1)?)?
-                .checked_add(extra)?
-                .checked_add(1)?
-                .checked_sub(p.checked_mul(2)?)
-        };
         let (kh, kw) = (weight.shape()[2], weight.shape()[3]);
         let (h, w) = (self.shape()[2], self.shape()[3]);
-        let (Some(out_h), Some(out_w)) = (
-            out_size(h, o.stride.0, o.padding.0, o.dilation.0, kh, op_h),
-            out_size(w, o.stride.1, o.padding.1, o.dilation.1, kw, op_w),
-        ) else {
+        let out_len = |size: usize, axis: usize, k: usize| {
+            let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
+            let (s, p, d, extra) =
+                (pick(o.stride), pick(o.padding), pick(o.dilation), pick(o.output_padding));
+            conv::conv_transpose_out_len(size.max(1), k.max(1), s, p, d, extra)
+        };
+        let (Some(out_h), Some(out_w)) = (out_len(h, 0, kh), out_len(w, 1, kw)) else {
             crate::bail!(
                 "conv_transpose2d",
                 "padding {:?} leaves no output for input {h}×{w}, or {o:?} gives sizes beyond what \

@@ -207,7 +207,7 @@ fn check_index_shape(
 
 /// Index data given as a `usize` list or as an `i64` tensor: what every indexing op and loss
 /// accepts. A list becomes a tensor of the program inside a compiled step, so it is frozen
-/// into it and refused there, unless wrapped in [`compile::constant_indices`]
+/// into it and refused there, unless wrapped in [`compile::constant_indices`](crate::compile::constant_indices)
 /// (crate::compile::constant_indices); pass indices that change per call as a tensor input.
 pub trait IntoIndices {
     /// The indices as an `i64` tensor of `shape` (`None`: 1-d), for the op `op`.

@@ -24,7 +24,7 @@ mod pool;
 mod random;
 mod reduce;
 
-pub use conv::{Conv2dOptions, ConvOp, ConvTranspose2dOptions};
+pub use conv::ConvOp;
 pub use index::{IndexOp, IntoIndices};
 pub use movement::MovementOp;
 pub use norm::NormOp;

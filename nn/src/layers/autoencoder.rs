@@ -7,8 +7,7 @@
 //! BCE-with-logits for inputs in [0, 1]). Linear layers are numbered in order within
 //! `encoder.{i}` / `decoder.{i}` (activations have no index, unlike a PyTorch `Sequential`).
 
-use super::conv2d::{Conv2d, Conv2dConfig};
-use super::conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
+use super::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use crate::{Field, Linear, LinearConfig, Module, Visitor};
 use graphgrad_autodiff::{bail, DType, Error, Flag, Generator, Result, Tensor};
 use rand::Rng;
@@ -217,11 +216,11 @@ impl ConvAutoencoderConfig {
         }
         let mut sizes = vec![self.in_channels];
         sizes.extend(&self.channels);
-        let (p, s) = ((k / 2, k / 2), (2, 2));
+        let (p, s) = (k / 2, 2);
         let encoder = sizes
             .windows(2)
             .map(|w| {
-                Conv2dConfig::new(w[0], w[1], (k, k))
+                Conv2dConfig::new(w[0], w[1], k)
                     .with_stride(s)
                     .with_padding(p)
                     .with_dtype(self.dtype)
@@ -232,10 +231,10 @@ impl ConvAutoencoderConfig {
         let decoder = sizes
             .windows(2)
             .map(|w| {
-                ConvTranspose2dConfig::new(w[0], w[1], (k, k))
+                ConvTranspose2dConfig::new(w[0], w[1], k)
                     .with_stride(s)
                     .with_padding(p)
-                    .with_output_padding((1, 1))
+                    .with_output_padding(1)
                     .with_dtype(self.dtype)
                     .init(rng)
             })

@@ -1,92 +1,17 @@
 //! `Conv1d`: 1-d convolution over sequences (PyTorch's `nn.Conv1d`, zero padding), a thin
 //! layer over [`Tensor::conv1d`].
 
-use super::conv2d::check_conv_config;
+use super::Conv1dConfig;
 use crate::{init, Module, Visitor};
-use graphgrad_autodiff::{DType, Result, Tensor, Var};
+use graphgrad_autodiff::{ConvOptions, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-/// Configuration of a [`Conv1d`] layer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Conv1dConfig {
-    /// Channels of the input.
-    pub in_channels: usize,
-    /// Channels of the output.
-    pub out_channels: usize,
-    /// Kernel length.
-    pub kernel_size: usize,
-    /// Step between windows (default 1).
-    pub stride: usize,
-    /// Zeros added on each side (default 0).
-    pub padding: usize,
-    /// Spacing between kernel taps (default 1).
-    pub dilation: usize,
-    /// Channel groups (default 1).
-    pub groups: usize,
-    /// Whether to add a learnable bias (default true).
-    pub bias: bool,
-    /// Element type of the parameters (default f32).
-    pub dtype: DType,
-}
-
 impl Conv1dConfig {
-    /// A convolution with PyTorch's defaults: stride 1, no padding, dilation 1, one group, bias.
-    pub fn new(in_channels: usize, out_channels: usize, kernel_size: usize) -> Conv1dConfig {
-        Conv1dConfig {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-            groups: 1,
-            bias: true,
-            dtype: DType::F32,
-        }
-    }
-
-    /// Sets the stride.
-    pub fn with_stride(mut self, stride: usize) -> Conv1dConfig {
-        self.stride = stride;
-        self
-    }
-
-    /// Sets the zero padding.
-    pub fn with_padding(mut self, padding: usize) -> Conv1dConfig {
-        self.padding = padding;
-        self
-    }
-
-    /// Sets the dilation.
-    pub fn with_dilation(mut self, dilation: usize) -> Conv1dConfig {
-        self.dilation = dilation;
-        self
-    }
-
-    /// Sets the number of channel groups.
-    pub fn with_groups(mut self, groups: usize) -> Conv1dConfig {
-        self.groups = groups;
-        self
-    }
-
-    /// Sets whether the layer has a bias.
-    pub fn with_bias(mut self, bias: bool) -> Conv1dConfig {
-        self.bias = bias;
-        self
-    }
-
-    /// Sets the parameters' element type.
-    pub fn with_dtype(mut self, dtype: DType) -> Conv1dConfig {
-        self.dtype = dtype;
-        self
-    }
-
     /// Creates the layer with PyTorch's default initialisation: weight and bias from
     /// U(−1/√fan_in, 1/√fan_in), fan_in = in_channels/groups·kernel_size.
     pub fn init(&self, rng: &mut ChaCha8Rng) -> Result<Conv1d> {
-        let positive = [self.kernel_size, self.stride, self.dilation];
-        check_conv_config("Conv1d", self.in_channels, self.out_channels, &positive, self.groups)?;
-        let shape = [self.out_channels, self.in_channels / self.groups, self.kernel_size];
+        self.check("Conv1d", false, true)?;
+        let shape = [self.out_channels, self.in_channels / self.options.groups, self.kernel_size.1];
         let fan_in = shape[1] * shape[2];
         let weight = init::default_uniform(&shape, fan_in, self.dtype, rng)?;
         let bias = if self.bias {
@@ -94,14 +19,8 @@ impl Conv1dConfig {
         } else {
             None
         };
-        Ok(Conv1d {
-            weight: Var::new("weight", &weight),
-            bias: bias.map(|b| Var::new("bias", &b)),
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            groups: self.groups,
-        })
+        let bias = bias.map(|b| Var::new("bias", &b));
+        Ok(Conv1d { weight: Var::new("weight", &weight), bias, options: self.options })
     }
 }
 
@@ -129,26 +48,13 @@ pub struct Conv1d {
     pub weight: Var,
     /// `[out_channels]`, when the layer has a bias.
     pub bias: Option<Var>,
-    /// Step between windows.
-    pub stride: usize,
-    /// Zeros added on each side.
-    pub padding: usize,
-    /// Spacing between kernel taps.
-    pub dilation: usize,
-    /// Channel groups.
-    pub groups: usize,
+    /// Stride, padding, dilation and groups, one number each (pairs of equal values).
+    pub options: ConvOptions,
 }
 
 impl Module for Conv1d {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        input.conv1d(
-            &self.weight,
-            self.bias.as_deref(),
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-        )
+        input.conv1d(&self.weight, self.bias.as_deref(), self.options)
     }
 
     fn visit(&self, v: &mut dyn Visitor) {
@@ -163,6 +69,7 @@ impl Module for Conv1d {
 mod tests {
     use super::*;
     use crate::layers::testing::check_module_gradients;
+    use graphgrad_autodiff::DType;
     use graphgrad_ops::testing::{assert_close, random_vec};
     use rand::SeedableRng;
 
@@ -171,9 +78,9 @@ mod tests {
         let (xv, w) = (x.to_f64_vec(), conv.weight.to_f64_vec());
         let (n, c, l) = (x.shape()[0], x.shape()[1], x.shape()[2]);
         let (o, cpg, k) = (conv.weight.shape()[0], conv.weight.shape()[1], conv.weight.shape()[2]);
-        let (s, p, d) = (conv.stride, conv.padding, conv.dilation);
+        let (s, p, d) = (conv.options.stride.1, conv.options.padding.1, conv.options.dilation.1);
         let out_len = (l + 2 * p - d * (k - 1) - 1) / s + 1;
-        let opg = o / conv.groups;
+        let opg = o / conv.options.groups;
         let b = conv.bias.as_ref().map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; o]);
         let mut y = vec![0.0; n * o * out_len];
         for bn in 0..n {
@@ -220,14 +127,16 @@ mod tests {
         let conv = Conv1d {
             weight: Var::new("weight", &Tensor::from_vec(vec![1.0f64, -1.0], &[1, 1, 2]).unwrap()),
             bias: None,
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-            groups: 1,
+            options: ConvOptions::default(),
         };
         let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 4]).unwrap();
         assert_eq!(conv.forward(&x).unwrap().to_f64_vec(), vec![-1.0; 3]);
         assert!(conv.forward(&Tensor::zeros(&[1, 1, 4, 1], DType::F64).unwrap()).is_err());
-        assert!(Conv1dConfig::new(3, 2, 3).with_groups(2).init(&mut ChaCha8Rng::seed_from_u64(0)).is_err());
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert!(Conv1dConfig::new(3, 2, 3).with_groups(2).init(&mut rng).is_err());
+        // one number per setting: a pair of different values has no 1-d meaning
+        let err = Conv1dConfig::new(2, 2, 3).with_stride((1, 2)).init(&mut rng).unwrap_err();
+        assert!(err.to_string().contains("Conv1d") && err.to_string().contains("one kernel size"), "{err}");
+        assert!(Conv1dConfig::new(2, 2, (1, 3)).init(&mut rng).is_err());
     }
 }

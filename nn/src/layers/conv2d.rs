@@ -1,97 +1,18 @@
 //! `Conv2d`: 2-d convolution (PyTorch's `nn.Conv2d`, zero padding), a thin layer over
 //! [`Tensor::conv2d`].
 
+use super::Conv2dConfig;
 use crate::{init, Module, Visitor};
-use graphgrad_autodiff::{bail, Conv2dOptions, DType, Result, Tensor, Var};
+use graphgrad_autodiff::{ConvOptions, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-/// Configuration of a [`Conv2d`] layer. Pairs are (height, width).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Conv2dConfig {
-    /// Channels of the input.
-    pub in_channels: usize,
-    /// Channels of the output.
-    pub out_channels: usize,
-    /// Kernel size.
-    pub kernel_size: (usize, usize),
-    /// Step between windows (default 1).
-    pub stride: (usize, usize),
-    /// Zeros added on each side (default 0).
-    pub padding: (usize, usize),
-    /// Spacing between kernel taps (default 1).
-    pub dilation: (usize, usize),
-    /// Channel groups (default 1); both channel counts must divide by it.
-    pub groups: usize,
-    /// Whether to add a learnable bias (default true).
-    pub bias: bool,
-    /// Element type of the parameters (default f32).
-    pub dtype: DType,
-}
-
 impl Conv2dConfig {
-    /// A convolution with PyTorch's defaults: stride 1, no padding, dilation 1, one group, bias.
-    pub fn new(in_channels: usize, out_channels: usize, kernel_size: (usize, usize)) -> Conv2dConfig {
-        Conv2dConfig {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride: (1, 1),
-            padding: (0, 0),
-            dilation: (1, 1),
-            groups: 1,
-            bias: true,
-            dtype: DType::F32,
-        }
-    }
-
-    /// Sets the stride.
-    pub fn with_stride(mut self, stride: (usize, usize)) -> Conv2dConfig {
-        self.stride = stride;
-        self
-    }
-
-    /// Sets the zero padding.
-    pub fn with_padding(mut self, padding: (usize, usize)) -> Conv2dConfig {
-        self.padding = padding;
-        self
-    }
-
-    /// Sets the dilation.
-    pub fn with_dilation(mut self, dilation: (usize, usize)) -> Conv2dConfig {
-        self.dilation = dilation;
-        self
-    }
-
-    /// Sets the number of channel groups.
-    pub fn with_groups(mut self, groups: usize) -> Conv2dConfig {
-        self.groups = groups;
-        self
-    }
-
-    /// Sets whether the layer has a bias.
-    pub fn with_bias(mut self, bias: bool) -> Conv2dConfig {
-        self.bias = bias;
-        self
-    }
-
-    /// Sets the parameters' element type.
-    pub fn with_dtype(mut self, dtype: DType) -> Conv2dConfig {
-        self.dtype = dtype;
-        self
-    }
-
     /// Creates the layer with PyTorch's default initialisation: weight and bias from
     /// U(−1/√fan_in, 1/√fan_in), fan_in = in_channels/groups·kh·kw.
     pub fn init(&self, rng: &mut ChaCha8Rng) -> Result<Conv2d> {
+        self.check("Conv2d", false, false)?;
         let (kh, kw) = self.kernel_size;
-        check_conv_config(
-            "Conv2d",
-            self.in_channels,
-            self.out_channels,
-            &[kh, kw, self.stride.0, self.stride.1, self.dilation.0, self.dilation.1],
-            self.groups,
-        )?;
-        let shape = [self.out_channels, self.in_channels / self.groups, kh, kw];
+        let shape = [self.out_channels, self.in_channels / self.options.groups, kh, kw];
         let fan_in = shape[1] * kh * kw;
         let weight = init::default_uniform(&shape, fan_in, self.dtype, rng)?;
         let bias = if self.bias {
@@ -99,42 +20,9 @@ impl Conv2dConfig {
         } else {
             None
         };
-        let options = Conv2dOptions {
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            groups: self.groups,
-        };
-        Ok(Conv2d { weight: Var::new("weight", &weight), bias: bias.map(|b| Var::new("bias", &b)), options })
+        let bias = bias.map(|b| Var::new("bias", &b));
+        Ok(Conv2d { weight: Var::new("weight", &weight), bias, options: self.options })
     }
-}
-
-/// Checks channel counts, groups and the positive sizes shared by all convolution configs.
-pub(crate) fn check_conv_config(
-    layer: &'static str,
-    in_channels: usize,
-    out_channels: usize,
-    positive: &[usize],
-    groups: usize,
-) -> Result<()> {
-    if in_channels == 0 || out_channels == 0 || groups == 0 {
-        bail!(
-            layer,
-            "channels and groups must be positive, got in {in_channels}, out {out_channels}, groups {groups}"
-        );
-    }
-    // (written without `%` so clippy's is_multiple_of hint, newer than our MSRV, stays quiet)
-    let divides = |n: usize| n / groups * groups == n;
-    if !divides(in_channels) || !divides(out_channels) {
-        bail!(
-            layer,
-            "in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}"
-        );
-    }
-    if positive.contains(&0) {
-        bail!(layer, "kernel size, stride and dilation must be positive, got {positive:?}");
-    }
-    Ok(())
 }
 
 /// Cross-correlates a batch of images with learned filters.
@@ -150,7 +38,7 @@ pub(crate) fn check_conv_config(
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-/// let conv = Conv2dConfig::new(3, 8, (3, 3)).with_padding((1, 1)).init(&mut rng)?;
+/// let conv = Conv2dConfig::new(3, 8, 3).with_padding(1).init(&mut rng)?;
 /// let y = conv.forward(&Tensor::zeros(&[2, 3, 16, 16], DType::F32)?)?; // y: [2, 8, 16, 16]
 /// assert_eq!(y.shape(), &[2, 8, 16, 16]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -162,7 +50,7 @@ pub struct Conv2d {
     /// `[out_channels]`, when the layer has a bias.
     pub bias: Option<Var>,
     /// Stride, padding, dilation and groups.
-    pub options: Conv2dOptions,
+    pub options: ConvOptions,
 }
 
 impl Module for Conv2d {
@@ -182,6 +70,7 @@ impl Module for Conv2d {
 mod tests {
     use super::*;
     use crate::layers::testing::{check_module_gradients, conv2d_reference};
+    use graphgrad_autodiff::DType;
     use graphgrad_ops::testing::{assert_close, random_vec};
     use rand::SeedableRng;
 
@@ -217,7 +106,7 @@ mod tests {
                 &Tensor::from_vec(vec![1.0f64, 0.0, 0.0, -1.0], &[1, 1, 2, 2]).unwrap(),
             ),
             bias: Some(Var::new("bias", &Tensor::from_vec(vec![0.5f64], &[1]).unwrap())),
-            options: Conv2dOptions::default(),
+            options: ConvOptions::default(),
         };
         let x = Tensor::from_vec((1..=9).map(f64::from).collect::<Vec<_>>(), &[1, 1, 3, 3]).unwrap();
         assert_eq!(conv.forward(&x).unwrap().to_f64_vec(), vec![-3.5; 4]);
@@ -239,5 +128,7 @@ mod tests {
         // wrong channel count and too-small input are errors, not panics
         assert!(conv.forward(&Tensor::zeros(&[1, 3, 8, 8], DType::F32).unwrap()).is_err());
         assert!(conv.forward(&Tensor::zeros(&[1, 4, 2, 2], DType::F32).unwrap()).is_err());
+        let err = Conv2dConfig::new(3, 6, 3).with_output_padding(1).init(&mut rng).unwrap_err();
+        assert!(err.to_string().contains("Conv2d") && err.to_string().contains("transposed"), "{err}");
     }
 }

@@ -1,116 +1,19 @@
 //! `ConvTranspose2d`: the transposed 2-d convolution (PyTorch's `nn.ConvTranspose2d`), the
 //! gradient of a convolution with respect to its input, used to upsample.
 
-use super::conv2d::check_conv_config;
+use super::ConvTranspose2dConfig;
 use crate::{init, Module, Visitor};
-use graphgrad_autodiff::{bail, Conv2dOptions, ConvTranspose2dOptions, DType, Result, Tensor, Var};
+use graphgrad_autodiff::{ConvOptions, Result, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-/// Configuration of a [`ConvTranspose2d`] layer. Pairs are (height, width).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvTranspose2dConfig {
-    /// Channels of the input.
-    pub in_channels: usize,
-    /// Channels of the output.
-    pub out_channels: usize,
-    /// Kernel size.
-    pub kernel_size: (usize, usize),
-    /// Stride of the convolution this one transposes (default 1).
-    pub stride: (usize, usize),
-    /// Padding of the convolution this one transposes (default 0): removed from the output.
-    pub padding: (usize, usize),
-    /// Extra rows/columns on one side of the output, smaller than the stride (default 0).
-    pub output_padding: (usize, usize),
-    /// Spacing between kernel taps (default 1).
-    pub dilation: (usize, usize),
-    /// Channel groups (default 1).
-    pub groups: usize,
-    /// Whether to add a learnable bias (default true).
-    pub bias: bool,
-    /// Element type of the parameters (default f32).
-    pub dtype: DType,
-}
-
 impl ConvTranspose2dConfig {
-    /// A transposed convolution with PyTorch's defaults (stride 1, no padding, one group, bias).
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel_size: (usize, usize),
-    ) -> ConvTranspose2dConfig {
-        ConvTranspose2dConfig {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride: (1, 1),
-            padding: (0, 0),
-            output_padding: (0, 0),
-            dilation: (1, 1),
-            groups: 1,
-            bias: true,
-            dtype: DType::F32,
-        }
-    }
-
-    /// Sets the stride.
-    pub fn with_stride(mut self, stride: (usize, usize)) -> ConvTranspose2dConfig {
-        self.stride = stride;
-        self
-    }
-
-    /// Sets the padding.
-    pub fn with_padding(mut self, padding: (usize, usize)) -> ConvTranspose2dConfig {
-        self.padding = padding;
-        self
-    }
-
-    /// Sets the output padding.
-    pub fn with_output_padding(mut self, output_padding: (usize, usize)) -> ConvTranspose2dConfig {
-        self.output_padding = output_padding;
-        self
-    }
-
-    /// Sets the dilation.
-    pub fn with_dilation(mut self, dilation: (usize, usize)) -> ConvTranspose2dConfig {
-        self.dilation = dilation;
-        self
-    }
-
-    /// Sets the number of channel groups.
-    pub fn with_groups(mut self, groups: usize) -> ConvTranspose2dConfig {
-        self.groups = groups;
-        self
-    }
-
-    /// Sets whether the layer has a bias.
-    pub fn with_bias(mut self, bias: bool) -> ConvTranspose2dConfig {
-        self.bias = bias;
-        self
-    }
-
-    /// Sets the parameters' element type.
-    pub fn with_dtype(mut self, dtype: DType) -> ConvTranspose2dConfig {
-        self.dtype = dtype;
-        self
-    }
-
     /// Creates the layer with PyTorch's default initialisation: weight and bias from
     /// U(−1/√fan_in, 1/√fan_in), where PyTorch computes fan_in from the weight's second axis:
     /// out_channels/groups·kh·kw.
     pub fn init(&self, rng: &mut ChaCha8Rng) -> Result<ConvTranspose2d> {
+        self.check("ConvTranspose2d", true, false)?;
         let (kh, kw) = self.kernel_size;
-        let positive = [kh, kw, self.stride.0, self.stride.1, self.dilation.0, self.dilation.1];
-        check_conv_config("ConvTranspose2d", self.in_channels, self.out_channels, &positive, self.groups)?;
-        // PyTorch also allows output_padding < dilation; the autodiff op requires < stride.
-        if self.output_padding.0 >= self.stride.0 || self.output_padding.1 >= self.stride.1 {
-            bail!(
-                "ConvTranspose2d",
-                "output_padding {:?} must be smaller than stride {:?}",
-                self.output_padding,
-                self.stride
-            );
-        }
-        let shape = [self.in_channels, self.out_channels / self.groups, kh, kw];
+        let shape = [self.in_channels, self.out_channels / self.options.groups, kh, kw];
         let fan_in = shape[1] * kh * kw;
         let weight = init::default_uniform(&shape, fan_in, self.dtype, rng)?;
         let bias = if self.bias {
@@ -118,17 +21,8 @@ impl ConvTranspose2dConfig {
         } else {
             None
         };
-        let conv = Conv2dOptions {
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            groups: self.groups,
-        };
-        Ok(ConvTranspose2d {
-            weight: Var::new("weight", &weight),
-            bias: bias.map(|b| Var::new("bias", &b)),
-            options: ConvTranspose2dOptions { conv, output_padding: self.output_padding },
-        })
+        let bias = bias.map(|b| Var::new("bias", &b));
+        Ok(ConvTranspose2d { weight: Var::new("weight", &weight), bias, options: self.options })
     }
 }
 
@@ -146,7 +40,7 @@ impl ConvTranspose2dConfig {
 /// use graphgrad_autodiff::{DType, Tensor};
 /// use rand::SeedableRng;
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-/// let up = ConvTranspose2dConfig::new(8, 4, (2, 2)).with_stride((2, 2)).init(&mut rng)?;
+/// let up = ConvTranspose2dConfig::new(8, 4, 2).with_stride(2).init(&mut rng)?;
 /// let y = up.forward(&Tensor::zeros(&[1, 8, 7, 7], DType::F32)?)?; // y: [1, 4, 14, 14]
 /// assert_eq!(y.shape(), &[1, 4, 14, 14]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
@@ -158,7 +52,7 @@ pub struct ConvTranspose2d {
     /// `[out_channels]`, when the layer has a bias.
     pub bias: Option<Var>,
     /// Stride, padding, dilation, groups and output padding.
-    pub options: ConvTranspose2dOptions,
+    pub options: ConvOptions,
 }
 
 impl Module for ConvTranspose2d {
@@ -178,6 +72,7 @@ impl Module for ConvTranspose2d {
 mod tests {
     use super::*;
     use crate::layers::testing::check_module_gradients;
+    use graphgrad_autodiff::DType;
     use graphgrad_ops::testing::{assert_close, random_vec};
     use rand::SeedableRng;
 
@@ -185,15 +80,14 @@ mod tests {
     /// for input channel c in group g.
     fn reference(x: &Tensor, layer: &ConvTranspose2d) -> (Vec<f64>, [usize; 4]) {
         let (xv, w) = (x.to_f64_vec(), layer.weight.to_f64_vec());
-        let o = layer.options.conv;
+        let o = layer.options;
         let (n, c, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let (opg, kh, kw) = (layer.weight.shape()[1], layer.weight.shape()[2], layer.weight.shape()[3]);
         let oc = opg * o.groups;
         let cpg = c / o.groups;
-        let out_h = (h - 1) * o.stride.0 + o.dilation.0 * (kh - 1) + layer.options.output_padding.0 + 1
-            - 2 * o.padding.0;
-        let out_w = (wd - 1) * o.stride.1 + o.dilation.1 * (kw - 1) + layer.options.output_padding.1 + 1
-            - 2 * o.padding.1;
+        let out_h = (h - 1) * o.stride.0 + o.dilation.0 * (kh - 1) + o.output_padding.0 + 1 - 2 * o.padding.0;
+        let out_w =
+            (wd - 1) * o.stride.1 + o.dilation.1 * (kw - 1) + o.output_padding.1 + 1 - 2 * o.padding.1;
         let b = layer.bias.as_ref().map(|b| b.to_f64_vec()).unwrap_or_else(|| vec![0.0; oc]);
         let mut y = vec![0.0; n * oc * out_h * out_w];
         for bn in 0..n {
@@ -268,10 +162,7 @@ mod tests {
         let layer = ConvTranspose2d {
             weight: Var::new("weight", &Tensor::ones(&[1, 1, 2, 2], DType::F64).unwrap()),
             bias: None,
-            options: ConvTranspose2dOptions {
-                conv: Conv2dOptions { stride: (2, 2), ..Conv2dOptions::default() },
-                output_padding: (0, 0),
-            },
+            options: ConvOptions::default().stride(2),
         };
         let y = layer.forward(&Tensor::from_vec(vec![1.0f64, 2.0], &[1, 1, 1, 2]).unwrap()).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 4]);

@@ -8,6 +8,7 @@
 
 mod activation;
 mod batch_norm;
+mod conv;
 mod conv1d;
 mod conv2d;
 mod conv_transpose2d;
@@ -31,9 +32,10 @@ pub use activation::{
     Tanh, ELU, GELU,
 };
 pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
-pub use conv1d::{Conv1d, Conv1dConfig};
-pub use conv2d::{Conv2d, Conv2dConfig};
-pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
+pub use conv::{Conv1dConfig, Conv2dConfig, ConvConfig, ConvTranspose2dConfig};
+pub use conv1d::Conv1d;
+pub use conv2d::Conv2d;
+pub use conv_transpose2d::ConvTranspose2d;
 pub use dropout::{Dropout, DropoutConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::Flatten;

@@ -60,7 +60,7 @@ pub(crate) fn conv2d_reference(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    o: graphgrad_autodiff::Conv2dOptions,
+    o: graphgrad_autodiff::ConvOptions,
 ) -> (Vec<f64>, Vec<usize>) {
     let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
     let (n, c, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);

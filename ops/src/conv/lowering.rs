@@ -2,9 +2,8 @@
 //! and weight gradient of a grouped 2-d convolution, computed per image as im2col + GEMM (and
 //! GEMM + col2im for the input gradient).
 //!
-//! [`Lowering`] spells out both spatial sizes instead of deriving the output size, so the
-//! transposed convolution can reuse these kernels with its own (possibly larger) input size:
-//! taps that fall outside the input read as zero and are dropped on the way back.
+//! [`Lowering`] is the geometry with its output size resolved, under the short names the loops
+//! use. Taps that fall outside the input read as zero and are dropped on the way back.
 //!
 //! Invariants: per image and group, the column matrix is `k × p` (`k = cg_in·kh·kw` rows in
 //! (channel, ki, kj) order, `p = out_h·out_w` columns), matching the OIHW weight row of one
@@ -255,17 +254,12 @@ pub(super) fn forward<T: Element>(l: &Lowering, x: &[T], w: &[T], bias: Option<&
     });
 }
 
-/// dx = convᵀ(dy; w) (+ bias per input channel, which the transposed convolution uses);
-/// overwrites dx.
-pub(super) fn backward_input<T: Element>(l: &Lowering, dy: &[T], w: &[T], bias: Option<&[T]>, dx: &mut [T]) {
+/// dx = convᵀ(dy; w); overwrites dx.
+pub(super) fn backward_input<T: Element>(l: &Lowering, dy: &[T], w: &[T], dx: &mut [T]) {
     l.check();
     assert!(
         dy.len() == l.y_len() && w.len() == l.w_len() && dx.len() == l.x_len(),
         "internal invariant: conv input-gradient buffer lengths ({l:?})"
-    );
-    assert!(
-        bias.is_none_or(|b| b.len() == l.c_in),
-        "internal invariant: transposed-conv bias has one value per output channel"
     );
     if dx.is_empty() {
         return;
@@ -291,7 +285,6 @@ pub(super) fn backward_input<T: Element>(l: &Lowering, dy: &[T], w: &[T], bias: 
                 col2im(l, col, dx_g);
             }
         }
-        add_bias(dx_img, l.in_plane(), bias);
     });
 }
 

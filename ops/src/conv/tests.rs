@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 /// Calls `f(x_index, w_index, y_index)` for every tap of the convolution that lands inside the
 /// (unpadded) input: the definition of conv2d as seven nested loops.
 fn for_each_tap(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, usize)) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
-    let (cg_in, cg_out) = (g.in_channels / g.groups, g.out_channels / g.groups);
+    let (oh_n, ow_n, o) = (g.out_h(), g.out_w(), g.options);
+    let (cg_in, cg_out) = (g.in_channels / o.groups, g.out_channels / o.groups);
     for n in 0..g.batch {
         for oc in 0..g.out_channels {
             for c in 0..cg_in {
@@ -21,9 +21,9 @@ fn for_each_tap(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, usize)) {
                         for oh in 0..oh_n {
                             for ow in 0..ow_n {
                                 let ih =
-                                    (oh * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                                    (oh * o.stride.0 + ki * o.dilation.0) as isize - o.padding.0 as isize;
                                 let iw =
-                                    (ow * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
+                                    (ow * o.stride.1 + kj * o.dilation.1) as isize - o.padding.1 as isize;
                                 if ih < 0 || iw < 0 || ih >= g.in_h as isize || iw >= g.in_w as isize {
                                     continue;
                                 }
@@ -41,30 +41,81 @@ fn for_each_tap(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
+/// A transposed convolution as its own definition sees it: `conv` is the convolution it
+/// transposes, whose input (`conv.in_h × conv.in_w`) is the transposed output and whose output
+/// is the transposed input.
+struct Transposed {
+    conv: Conv2dGeometry,
+}
+
+impl Transposed {
+    /// The transposed convolution of a `[batch, in_channels, in_h, in_w]` input by an
+    /// `[in_channels, out_channels / groups, kernel]` weight, sized by PyTorch's formula.
+    fn new(
+        batch: usize,
+        channels: (usize, usize),
+        input: (usize, usize),
+        kernel: (usize, usize),
+        o: ConvOptions,
+    ) -> Option<Transposed> {
+        let out_h = conv_transpose_out_len(
+            input.0,
+            kernel.0,
+            o.stride.0,
+            o.padding.0,
+            o.dilation.0,
+            o.output_padding.0,
+        )?;
+        let out_w = conv_transpose_out_len(
+            input.1,
+            kernel.1,
+            o.stride.1,
+            o.padding.1,
+            o.dilation.1,
+            o.output_padding.1,
+        )?;
+        let conv = Conv2dGeometry {
+            batch,
+            in_channels: channels.1,
+            out_channels: channels.0,
+            in_h: out_h,
+            in_w: out_w,
+            kernel_h: kernel.0,
+            kernel_w: kernel.1,
+            options: o,
+        };
+        assert_eq!((conv.out_h(), conv.out_w()), input, "output padding below the stride");
+        Some(Transposed { conv })
+    }
+}
+
 /// The transposed convolution by its scatter definition: `f(x_index, w_index, y_index)` for
 /// every input pixel, kernel tap and output channel of its group whose target is in the output.
-fn for_each_transpose_tap(g: &ConvTranspose2dGeometry, mut f: impl FnMut(usize, usize, usize)) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
-    let (cg_in, cg_out) = (g.in_channels / g.groups, g.out_channels / g.groups);
+fn for_each_transpose_tap(t: &Transposed, mut f: impl FnMut(usize, usize, usize)) {
+    let (g, o) = (&t.conv, t.conv.options);
+    // The transposed op's names: its input is the convolution's output, and back.
+    let (in_c, out_c, in_h, in_w, oh_n, ow_n) =
+        (g.out_channels, g.in_channels, g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let (cg_in, cg_out) = (in_c / o.groups, out_c / o.groups);
     for n in 0..g.batch {
-        for ic in 0..g.in_channels {
-            for ih in 0..g.in_h {
-                for iw in 0..g.in_w {
+        for ic in 0..in_c {
+            for ih in 0..in_h {
+                for iw in 0..in_w {
                     for og in 0..cg_out {
                         let oc = ic / cg_in * cg_out + og;
                         for ki in 0..g.kernel_h {
                             for kj in 0..g.kernel_w {
                                 let oh =
-                                    (ih * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                                    (ih * o.stride.0 + ki * o.dilation.0) as isize - o.padding.0 as isize;
                                 let ow =
-                                    (iw * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
+                                    (iw * o.stride.1 + kj * o.dilation.1) as isize - o.padding.1 as isize;
                                 if oh < 0 || ow < 0 || oh >= oh_n as isize || ow >= ow_n as isize {
                                     continue;
                                 }
                                 let (oh, ow) = (oh as usize, ow as usize);
-                                let xi = ((n * g.in_channels + ic) * g.in_h + ih) * g.in_w + iw;
+                                let xi = ((n * in_c + ic) * in_h + ih) * in_w + iw;
                                 let wi = ((ic * cg_out + og) * g.kernel_h + ki) * g.kernel_w + kj;
-                                let yi = ((n * g.out_channels + oc) * oh_n + oh) * ow_n + ow;
+                                let yi = ((n * out_c + oc) * oh_n + oh) * ow_n + ow;
                                 f(xi, wi, yi);
                             }
                         }
@@ -136,24 +187,25 @@ fn check_conv2d<T: Element>(g: &Conv2dGeometry, seed: u64) {
     assert_close(&dw, &to_t::<T>(&r.dw), atol, rtol);
 }
 
-fn check_transpose<T: Element>(g: &ConvTranspose2dGeometry, seed: u64) {
-    let xl = g.batch * g.in_channels * g.in_h * g.in_w;
-    let (wl, yl) = (g.weight_len(), g.output_len());
+/// The transposed convolution is the convolution's input gradient; its input gradient the
+/// convolution; its weight gradient the convolution's with image and gradient swapped.
+fn check_transpose<T: Element>(t: &Transposed, seed: u64) {
+    let g = &t.conv;
+    let (xl, wl, yl) = (g.output_len(), g.weight_len(), g.input_len());
     let x = random_vec::<T>(xl, seed);
     let w = random_vec::<T>(wl, seed + 1);
-    let bias = random_vec::<T>(g.out_channels.max(1), seed + 2);
     let dy = random_vec::<T>(yl, seed + 3);
-    let plane = (g.out_h() * g.out_w()).max(1);
-    let r = reference(|f| for_each_transpose_tap(g, f), &x, &w, &bias, &dy, plane);
+    let zero_bias = [T::ZERO];
+    let r = reference(|f| for_each_transpose_tap(t, f), &x, &w, &zero_bias, &dy, 1);
     let (atol, rtol) = tolerance::<T>();
     let mut y = vec![T::from_f64(f64::NAN); yl];
-    conv_transpose2d(g, &x, &w, Some(&bias[..g.out_channels]), &mut y);
+    conv2d_backward_input(g, &x, &w, &mut y);
     assert_close(&y, &to_t::<T>(&r.y), atol, rtol);
     let mut dx = vec![T::from_f64(f64::NAN); xl];
-    conv_transpose2d_backward_input(g, &dy, &w, &mut dx);
+    conv2d(g, &dy, &w, None, &mut dx);
     assert_close(&dx, &to_t::<T>(&r.dx), atol, rtol);
     let mut dw = vec![T::from_f64(f64::NAN); wl];
-    conv_transpose2d_backward_weight(g, &x, &dy, &mut dw);
+    conv2d_backward_weight(g, &dy, &x, &mut dw);
     assert_close(&dw, &to_t::<T>(&r.dw), atol, rtol);
 }
 
@@ -171,10 +223,11 @@ fn random_geometry(rng: &mut ChaCha8Rng) -> Conv2dGeometry {
         in_w: pick(rng, &[1, 7, 17]),
         kernel_h: pick(rng, &[1, 3, 5]),
         kernel_w: pick(rng, &[1, 3, 5]),
-        stride: (pick(rng, &[1, 2, 3]), pick(rng, &[1, 2, 3])),
-        padding: (pick(rng, &[0, 1, 2]), pick(rng, &[0, 1, 2])),
-        dilation: (pick(rng, &[1, 2]), pick(rng, &[1, 2])),
-        groups,
+        options: ConvOptions::default()
+            .stride((pick(rng, &[1, 2, 3]), pick(rng, &[1, 2, 3])))
+            .padding((pick(rng, &[0, 1, 2]), pick(rng, &[0, 1, 2])))
+            .dilation((pick(rng, &[1, 2]), pick(rng, &[1, 2])))
+            .groups(groups),
     }
 }
 
@@ -188,10 +241,7 @@ fn fixed_geometries() -> Vec<Conv2dGeometry> {
         in_w: 17,
         kernel_h: 1,
         kernel_w: 1,
-        stride: (1, 1),
-        padding: (0, 0),
-        dilation: (1, 1),
-        groups: 3,
+        options: ConvOptions::default().groups(3),
     };
     let w3 = |cin, cout, hw| Conv2dGeometry {
         batch: 2,
@@ -201,19 +251,17 @@ fn fixed_geometries() -> Vec<Conv2dGeometry> {
         in_w: hw,
         kernel_h: 3,
         kernel_w: 3,
-        padding: (1, 1),
-        groups: 1,
-        ..base
+        options: ConvOptions::default().padding(1),
     };
     vec![
         base,
-        Conv2dGeometry { groups: 1, ..base },
+        Conv2dGeometry { options: base.options.groups(1), ..base },
         w3(1, 16, 28),
         w3(16, 32, 14),
-        Conv2dGeometry { in_h: 1, in_w: 129, kernel_w: 5, padding: (0, 2), ..base },
-        Conv2dGeometry { in_h: 3, in_w: 65, kernel_w: 3, stride: (1, 2), ..base },
+        Conv2dGeometry { in_h: 1, in_w: 129, kernel_w: 5, options: base.options.padding((0, 2)), ..base },
+        Conv2dGeometry { in_h: 3, in_w: 65, kernel_w: 3, options: base.options.stride((1, 2)), ..base },
         // Above the parallel threshold, odd batch so the weight chunks are uneven.
-        Conv2dGeometry { batch: 5, in_channels: 8, out_channels: 16, groups: 2, ..w3(8, 16, 17) },
+        Conv2dGeometry { batch: 5, options: w3(8, 16, 17).options.groups(2), ..w3(8, 16, 17) },
         // Padded input shorter than the dilated kernel: empty output.
         Conv2dGeometry { in_h: 1, kernel_h: 5, ..base },
     ]
@@ -292,36 +340,40 @@ fn backward_kernels_are_adjoints_f64() {
     }
 }
 
+/// Conv1d is the height-1 case of the 2-d kernels.
 #[test]
 fn conv1d_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     for case in 0..120u64 {
         let (in_channels, out_channels, groups) = *CHANNELS.choose(&mut rng).unwrap();
-        let g = Conv1dGeometry {
-            batch: *[0, 1, 3].choose(&mut rng).unwrap(),
+        let batch = *[0, 1, 3].choose(&mut rng).unwrap();
+        let in_len = *[0, 1, 7, 17, 65, 129].choose(&mut rng).unwrap();
+        let kernel = *[1, 3, 5].choose(&mut rng).unwrap();
+        let (s, p, d) = (rng.gen_range(1..=3), rng.gen_range(0..=2), rng.gen_range(1..=2));
+        let g = Conv2dGeometry {
+            batch,
             in_channels,
             out_channels,
-            in_len: *[0, 1, 7, 17, 65, 129].choose(&mut rng).unwrap(),
-            kernel: *[1, 3, 5].choose(&mut rng).unwrap(),
-            stride: rng.gen_range(1..=3),
-            padding: rng.gen_range(0..=2),
-            dilation: rng.gen_range(1..=2),
-            groups,
+            in_h: 1,
+            in_w: in_len,
+            kernel_h: 1,
+            kernel_w: kernel,
+            options: ConvOptions::default().stride((1, s)).padding((0, p)).dilation((1, d)).groups(groups),
         };
-        let (cg_in, cg_out, l) = (in_channels / groups, out_channels / groups, g.out_len());
-        let x = random_vec::<f64>(g.batch * in_channels * g.in_len, case);
-        let w = random_vec::<f64>(out_channels * cg_in * g.kernel, case + 1);
-        let mut expect = vec![0.0; g.batch * out_channels * l];
-        for n in 0..g.batch {
+        let (cg_in, cg_out, l) = (in_channels / groups, out_channels / groups, g.out_w());
+        let x = random_vec::<f64>(batch * in_channels * in_len, case);
+        let w = random_vec::<f64>(out_channels * cg_in * kernel, case + 1);
+        let mut expect = vec![0.0; batch * out_channels * l];
+        for n in 0..batch {
             for oc in 0..out_channels {
                 for c in 0..cg_in {
                     let ci = oc / cg_out * cg_in + c;
-                    for k in 0..g.kernel {
+                    for k in 0..kernel {
                         for o in 0..l {
-                            let i = (o * g.stride + k * g.dilation) as isize - g.padding as isize;
-                            if (0..g.in_len as isize).contains(&i) {
-                                expect[(n * out_channels + oc) * l + o] += w[(oc * cg_in + c) * g.kernel + k]
-                                    * x[(n * in_channels + ci) * g.in_len + i as usize];
+                            let i = (o * s + k * d) as isize - p as isize;
+                            if (0..in_len as isize).contains(&i) {
+                                expect[(n * out_channels + oc) * l + o] += w[(oc * cg_in + c) * kernel + k]
+                                    * x[(n * in_channels + ci) * in_len + i as usize];
                             }
                         }
                     }
@@ -329,71 +381,49 @@ fn conv1d_matches_reference() {
             }
         }
         let mut y = vec![f64::NAN; expect.len()];
-        conv1d(&g, &x, &w, None, &mut y);
+        conv2d(&g, &x, &w, None, &mut y);
         assert_close(&y, &expect, 1e-12, 1e-10);
-        // The gradients go through the 2-d kernels checked above; check they are wired right.
-        let dy = random_vec::<f64>(y.len(), case + 2);
-        let mut dx = vec![0.0; x.len()];
-        conv1d_backward_input(&g, &dy, &w, &mut dx);
-        let mut dw = vec![0.0; w.len()];
-        conv1d_backward_weight(&g, &x, &dy, &mut dw);
-        assert_adjoint(dot(&y, &dy), dot(&x, &dx));
-        assert_adjoint(dot(&y, &dy), dot(&w, &dw));
     }
 }
 
-fn random_transpose(rng: &mut ChaCha8Rng) -> ConvTranspose2dGeometry {
+fn random_transpose(rng: &mut ChaCha8Rng) -> Option<Transposed> {
     let c = random_geometry(rng);
-    let op = |rng: &mut ChaCha8Rng, s: usize, d: usize| rng.gen_range(0..s.max(d));
-    ConvTranspose2dGeometry {
-        batch: c.batch,
-        in_channels: c.in_channels,
-        out_channels: c.out_channels,
-        in_h: c.in_h,
-        in_w: c.in_w,
-        kernel_h: c.kernel_h,
-        kernel_w: c.kernel_w,
-        stride: c.stride,
-        padding: c.padding,
-        dilation: c.dilation,
-        groups: c.groups,
-        output_padding: (op(rng, c.stride.0, c.dilation.0), op(rng, c.stride.1, c.dilation.1)),
-    }
+    // Below the stride, the transposed output stays one the convolution maps back from.
+    let s = c.options.stride;
+    let output_padding = (rng.gen_range(0..s.0), rng.gen_range(0..s.1));
+    let channels = (c.out_channels, c.in_channels);
+    let options = c.options.output_padding(output_padding);
+    Transposed::new(c.batch, channels, (c.in_h, c.in_w), (c.kernel_h, c.kernel_w), options)
 }
 
 #[test]
 fn conv_transpose2d_matches_scatter_definition() {
     let mut rng = ChaCha8Rng::seed_from_u64(15);
-    for i in 0..250 {
-        let g = random_transpose(&mut rng);
-        check_transpose::<f64>(&g, 3000 + 10 * i);
-        check_transpose::<f32>(&g, 3000 + 10 * i);
+    let mut checked = 0;
+    for i in 0..300 {
+        let Some(t) = random_transpose(&mut rng) else { continue };
+        check_transpose::<f64>(&t, 3000 + 10 * i);
+        check_transpose::<f32>(&t, 3000 + 10 * i);
+        checked += 1;
     }
+    assert!(checked > 200, "only {checked} geometries had an output");
 }
 
 #[test]
 fn conv_transpose2d_output_size() {
-    let g = ConvTranspose2dGeometry {
-        batch: 1,
-        in_channels: 2,
-        out_channels: 2,
-        in_h: 5,
-        in_w: 7,
-        kernel_h: 3,
-        kernel_w: 4,
-        stride: (2, 3),
-        padding: (1, 2),
-        dilation: (1, 1),
-        groups: 1,
-        output_padding: (1, 2),
-    };
     // (5 − 1)·2 − 2 + (3 − 1) + 1 + 1 = 10
-    assert_eq!(g.out_h(), 10);
+    assert_eq!(conv_transpose_out_len(5, 3, 2, 1, 1, 1), Some(10));
     // (7 − 1)·3 − 4 + (4 − 1) + 2 + 1 = 20
-    assert_eq!(g.out_w(), 20);
+    assert_eq!(conv_transpose_out_len(7, 4, 3, 2, 1, 2), Some(20));
     // dilation 2: (5 − 1)·2 − 2 + 2·(3 − 1) + 1 + 1 = 12
-    assert_eq!(ConvTranspose2dGeometry { dilation: (2, 1), ..g }.out_h(), 12);
-    check_transpose::<f64>(&g, 7);
+    assert_eq!(conv_transpose_out_len(5, 3, 2, 1, 2, 1), Some(12));
+    // padding that removes the whole output, and an empty input
+    assert_eq!(conv_transpose_out_len(1, 1, 1, 1, 1, 0), None);
+    assert_eq!(conv_transpose_out_len(0, 3, 1, 0, 1, 0), None);
+    let o = ConvOptions::default().stride((2, 3)).padding((1, 2)).output_padding((1, 2));
+    let t = Transposed::new(1, (2, 2), (5, 7), (3, 4), o).unwrap();
+    assert_eq!((t.conv.in_h, t.conv.in_w), (10, 20));
+    check_transpose::<f64>(&t, 7);
 }
 
 /// Runs all three conv kernels under a pool of `threads` threads.
@@ -420,10 +450,7 @@ fn deterministic_across_runs_and_thread_counts() {
         in_w: 14,
         kernel_h: 3,
         kernel_w: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
+        options: ConvOptions::default().padding(1),
     };
     let x = random_vec::<f32>(g.input_len(), 1);
     let w = random_vec::<f32>(g.weight_len(), 2);
