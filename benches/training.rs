@@ -108,10 +108,10 @@ fn w3_setup() -> (Sequential, Tensor, Tensor) {
     let model = Sequential::new()
         .append(conv(1, 16, &mut rng))
         .append(ReLU)
-        .append(MaxPool2d::new((2, 2)))
+        .append(MaxPool2d::new(2))
         .append(conv(16, 32, &mut rng))
         .append(ReLU)
-        .append(MaxPool2d::new((2, 2)))
+        .append(MaxPool2d::new(2))
         .append(Flatten::default())
         .append(LinearConfig::new(32 * 7 * 7, 10).init(&mut rng).expect("config"));
     let x = Tensor::randn(&[W3_BATCH, 1, 28, 28], 0.0, 1.0, DType::F32, &mut rng).unwrap();

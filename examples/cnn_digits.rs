@@ -32,7 +32,7 @@ fn build_model(c: usize, rng: &mut ChaCha8Rng) -> AnyResult<Sequential> {
     Ok(Sequential::new()
         .append(Conv2dConfig::new(1, c, 3).with_padding(1).init(rng)?)
         .append(ReLU)
-        .append(MaxPool2d::new((2, 2)))
+        .append(MaxPool2d::new(2))
         .append(Conv2dConfig::new(c, 2 * c, 3).with_padding(1).init(rng)?)
         .append(ReLU)
         .append(Flatten::default())

@@ -27,10 +27,10 @@ fn cnn_reaches_97_percent_on_held_out_digit_images() -> Result<()> {
     let model = Sequential::new()
         .append(Conv2dConfig::new(1, 32, 3).with_padding(1).init(&mut rng)?)
         .append(ReLU)
-        .append(MaxPool2d::new((2, 2)))
+        .append(MaxPool2d::new(2))
         .append(Conv2dConfig::new(32, 64, 3).with_padding(1).init(&mut rng)?)
         .append(ReLU)
-        .append(MaxPool2d::new((2, 2)))
+        .append(MaxPool2d::new(2))
         .append(Flatten::default())
         .append(LinearConfig::new(64 * 2 * 2, 10).init(&mut rng)?);
     let (best_val, test) = common::train_and_score(&model, &data, EPOCHS, 2e-3, &mut rng)?;

@@ -9,7 +9,7 @@
 
 use super::{Arg, Arity, InputGrads, Op, Operand};
 use crate::buffer::Elem;
-use crate::{Error, Result, Tensor};
+use crate::{Error, IntoPair, Result, Tensor};
 use graphgrad_ops::facts::fact::{DIFFERENTIABLE, NONE};
 use graphgrad_ops::pool::{self, Pool2dGeometry};
 use graphgrad_ops::{op_facts, DType, Shape};
@@ -56,8 +56,10 @@ pub struct Pool2dOptions {
 }
 
 impl Pool2dOptions {
-    /// `stride` and `padding`, floor mode, padding counted in averages (PyTorch's defaults).
-    pub fn new(stride: (usize, usize), padding: (usize, usize)) -> Pool2dOptions {
+    /// `stride` and `padding` (one number or a pair each), floor mode, padding counted in
+    /// averages (PyTorch's defaults).
+    pub fn new(stride: impl IntoPair, padding: impl IntoPair) -> Pool2dOptions {
+        let (stride, padding) = (stride.into_pair(), padding.into_pair());
         Pool2dOptions { stride, padding, ceil_mode: false, count_include_pad: true }
     }
 
@@ -222,12 +224,13 @@ impl Tensor {
         Ok(geo)
     }
 
-    /// Max pooling over `kernel` windows of `[N, C, H, W]` (padding acts as −∞).
+    /// Max pooling over `kernel` windows of `[N, C, H, W]` (padding acts as −∞); sizes are one
+    /// number or a (height, width) pair, as PyTorch's.
     pub fn max_pool2d(
         &self,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
+        kernel: impl IntoPair,
+        stride: impl IntoPair,
+        padding: impl IntoPair,
     ) -> Result<Tensor> {
         Ok(self.max_pool2d_with(kernel, &Pool2dOptions::new(stride, padding))?.0)
     }
@@ -238,9 +241,9 @@ impl Tensor {
     /// most 2^24 cells) and carry no gradient.
     pub fn max_pool2d_with_indices(
         &self,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
+        kernel: impl IntoPair,
+        stride: impl IntoPair,
+        padding: impl IntoPair,
     ) -> Result<(Tensor, Tensor)> {
         self.max_pool2d_with(kernel, &Pool2dOptions::new(stride, padding))
     }
@@ -248,10 +251,10 @@ impl Tensor {
     /// [`max_pool2d_with_indices`](Self::max_pool2d_with_indices) with every option (ceil mode).
     pub fn max_pool2d_with(
         &self,
-        kernel: (usize, usize),
+        kernel: impl IntoPair,
         options: &Pool2dOptions,
     ) -> Result<(Tensor, Tensor)> {
-        let geo = self.pool_geometry("max_pool2d", kernel, options)?;
+        let geo = self.pool_geometry("max_pool2d", kernel.into_pair(), options)?;
         let indices = Tensor::record(Op::Pool(PoolOp::MaxPool2dIndices(geo)), &[self])?;
         let values = Tensor::record(Op::Pool(PoolOp::MaxPool2d(geo)), &[self, &indices])?;
         Ok((values, indices))
@@ -260,17 +263,17 @@ impl Tensor {
     /// Average pooling over `kernel` windows of `[N, C, H, W]` (padding counts as zeros).
     pub fn avg_pool2d(
         &self,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
+        kernel: impl IntoPair,
+        stride: impl IntoPair,
+        padding: impl IntoPair,
     ) -> Result<Tensor> {
         self.avg_pool2d_with(kernel, &Pool2dOptions::new(stride, padding))
     }
 
     /// [`avg_pool2d`](Self::avg_pool2d) with every option (ceil mode, padding left out of the
     /// divisor).
-    pub fn avg_pool2d_with(&self, kernel: (usize, usize), options: &Pool2dOptions) -> Result<Tensor> {
-        let geo = self.pool_geometry("avg_pool2d", kernel, options)?;
+    pub fn avg_pool2d_with(&self, kernel: impl IntoPair, options: &Pool2dOptions) -> Result<Tensor> {
+        let geo = self.pool_geometry("avg_pool2d", kernel.into_pair(), options)?;
         Tensor::record(Op::Pool(PoolOp::AvgPool2d(geo)), &[self])
     }
 }

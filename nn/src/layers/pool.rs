@@ -2,10 +2,11 @@
 //! false`; average pooling counts padding as zeros, `count_include_pad = true`) and both
 //! settable. No parameters.
 //!
-//! Pairs are (height, width); the stride defaults to the kernel size, as in PyTorch.
+//! Sizes are one number or a (height, width) pair; the stride defaults to the kernel size, as
+//! in PyTorch.
 
 use crate::{Module, Visitor};
-use graphgrad_autodiff::{Pool2dOptions, Result, Tensor};
+use graphgrad_autodiff::{IntoPair, Pool2dOptions, Result, Tensor};
 
 /// The largest value of each window.
 ///
@@ -17,7 +18,7 @@ use graphgrad_autodiff::{Pool2dOptions, Result, Tensor};
 /// ```
 /// use graphgrad_nn::{MaxPool2d, Module};
 /// use graphgrad_autodiff::{DType, Tensor};
-/// let y = MaxPool2d::new((2, 2)).forward(&Tensor::zeros(&[1, 3, 8, 6], DType::F32)?)?;
+/// let y = MaxPool2d::new(2).forward(&Tensor::zeros(&[1, 3, 8, 6], DType::F32)?)?;
 /// assert_eq!(y.shape(), &[1, 3, 4, 3]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
@@ -25,43 +26,40 @@ use graphgrad_autodiff::{Pool2dOptions, Result, Tensor};
 pub struct MaxPool2d {
     /// Window size.
     pub kernel_size: (usize, usize),
-    /// Step between windows.
-    pub stride: (usize, usize),
-    /// Implicit −∞ padding on each side (at most half the kernel).
-    pub padding: (usize, usize),
-    /// Round the output size up (PyTorch's `ceil_mode`, default false).
-    pub ceil_mode: bool,
+    /// Stride (default: the kernel size), implicit −∞ padding on each side (at most half the
+    /// kernel) and ceil mode (`count_include_pad` does not apply).
+    pub options: Pool2dOptions,
 }
 
 impl MaxPool2d {
     /// Windows of `kernel_size`, stride equal to the kernel, no padding, floor mode.
-    pub fn new(kernel_size: (usize, usize)) -> MaxPool2d {
-        MaxPool2d { kernel_size, stride: kernel_size, padding: (0, 0), ceil_mode: false }
+    pub fn new(kernel_size: impl IntoPair) -> MaxPool2d {
+        let kernel_size = kernel_size.into_pair();
+        MaxPool2d { kernel_size, options: Pool2dOptions::new(kernel_size, 0) }
     }
 
     /// Sets ceil mode.
     pub fn with_ceil_mode(mut self, ceil_mode: bool) -> MaxPool2d {
-        self.ceil_mode = ceil_mode;
+        self.options.ceil_mode = ceil_mode;
         self
     }
 
     /// Sets the stride.
-    pub fn with_stride(mut self, stride: (usize, usize)) -> MaxPool2d {
-        self.stride = stride;
+    pub fn with_stride(mut self, stride: impl IntoPair) -> MaxPool2d {
+        self.options.stride = stride.into_pair();
         self
     }
 
     /// Sets the padding.
-    pub fn with_padding(mut self, padding: (usize, usize)) -> MaxPool2d {
-        self.padding = padding;
+    pub fn with_padding(mut self, padding: impl IntoPair) -> MaxPool2d {
+        self.options.padding = padding.into_pair();
         self
     }
 }
 
 impl Module for MaxPool2d {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        let options = Pool2dOptions::new(self.stride, self.padding).with_ceil_mode(self.ceil_mode);
-        Ok(input.max_pool2d_with(self.kernel_size, &options)?.0)
+        Ok(input.max_pool2d_with(self.kernel_size, &self.options)?.0)
     }
 
     /// No parameters, buffers or mode.
@@ -79,67 +77,54 @@ impl Module for MaxPool2d {
 /// use graphgrad_nn::{AvgPool2d, Module};
 /// use graphgrad_autodiff::Tensor;
 /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2])?;
-/// assert_eq!(AvgPool2d::new((2, 2)).forward(&x)?.to_vec::<f32>()?, vec![2.5]);
+/// assert_eq!(AvgPool2d::new(2).forward(&x)?.to_vec::<f32>()?, vec![2.5]);
 /// # Ok::<(), graphgrad_autodiff::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvgPool2d {
     /// Window size.
     pub kernel_size: (usize, usize),
-    /// Step between windows.
-    pub stride: (usize, usize),
-    /// Implicit zero padding on each side (at most half the kernel).
-    pub padding: (usize, usize),
-    /// Round the output size up (PyTorch's `ceil_mode`, default false).
-    pub ceil_mode: bool,
-    /// Whether the divisor counts padding cells (PyTorch's `count_include_pad`, default true).
-    pub count_include_pad: bool,
+    /// Stride (default: the kernel size), implicit zero padding on each side (at most half the
+    /// kernel), ceil mode and whether the divisor counts padding cells.
+    pub options: Pool2dOptions,
 }
 
 impl AvgPool2d {
     /// Windows of `kernel_size`, stride equal to the kernel, no padding, floor mode, padding
     /// counted.
-    pub fn new(kernel_size: (usize, usize)) -> AvgPool2d {
-        AvgPool2d {
-            kernel_size,
-            stride: kernel_size,
-            padding: (0, 0),
-            ceil_mode: false,
-            count_include_pad: true,
-        }
+    pub fn new(kernel_size: impl IntoPair) -> AvgPool2d {
+        let kernel_size = kernel_size.into_pair();
+        AvgPool2d { kernel_size, options: Pool2dOptions::new(kernel_size, 0) }
     }
 
     /// Sets ceil mode.
     pub fn with_ceil_mode(mut self, ceil_mode: bool) -> AvgPool2d {
-        self.ceil_mode = ceil_mode;
+        self.options.ceil_mode = ceil_mode;
         self
     }
 
     /// Sets whether the divisor counts padding cells.
     pub fn with_count_include_pad(mut self, count_include_pad: bool) -> AvgPool2d {
-        self.count_include_pad = count_include_pad;
+        self.options.count_include_pad = count_include_pad;
         self
     }
 
     /// Sets the stride.
-    pub fn with_stride(mut self, stride: (usize, usize)) -> AvgPool2d {
-        self.stride = stride;
+    pub fn with_stride(mut self, stride: impl IntoPair) -> AvgPool2d {
+        self.options.stride = stride.into_pair();
         self
     }
 
     /// Sets the padding.
-    pub fn with_padding(mut self, padding: (usize, usize)) -> AvgPool2d {
-        self.padding = padding;
+    pub fn with_padding(mut self, padding: impl IntoPair) -> AvgPool2d {
+        self.options.padding = padding.into_pair();
         self
     }
 }
 
 impl Module for AvgPool2d {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        let options = Pool2dOptions::new(self.stride, self.padding)
-            .with_ceil_mode(self.ceil_mode)
-            .with_count_include_pad(self.count_include_pad);
-        input.avg_pool2d_with(self.kernel_size, &options)
+        input.avg_pool2d_with(self.kernel_size, &self.options)
     }
 
     /// No parameters, buffers or mode.
