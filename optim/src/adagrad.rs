@@ -8,65 +8,25 @@
 //! p = p − lr_t·g / (√s + ε)
 //! ```
 
-use crate::error::check_range;
-use crate::Num;
-use crate::{ParamOptimizer, Result, UpdateRule};
+use crate::{settings, Num, ParamOptimizer, UpdateRule};
 
-/// Hyper-parameters of [`Adagrad`] (PyTorch's defaults: lr 1e-2, ε 1e-10, the rest 0).
-///
-/// ```
-/// use graphgrad_optim::AdagradConfig;
-/// let config = AdagradConfig::new(0.1).lr_decay(1e-3).initial_accumulator_value(0.1);
-/// assert_eq!(config.eps, 1e-10);
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdagradConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Learning-rate decay per step.
-    pub lr_decay: f64,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// Starting value of the squared-gradient sum.
-    pub initial_accumulator_value: f64,
-    /// Added to the denominator for stability.
-    pub eps: f64,
-}
-
-impl Default for AdagradConfig {
-    fn default() -> AdagradConfig {
-        AdagradConfig::new(1e-2)
-    }
-}
-
-impl AdagradConfig {
-    /// Adagrad with learning rate `lr` and PyTorch's other defaults.
-    pub fn new(lr: f64) -> AdagradConfig {
-        AdagradConfig { lr, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10 }
-    }
-
-    /// Sets the learning-rate decay.
-    pub fn lr_decay(mut self, lr_decay: f64) -> AdagradConfig {
-        self.lr_decay = lr_decay;
-        self
-    }
-
-    /// Sets the L2 weight decay.
-    pub fn weight_decay(mut self, weight_decay: f64) -> AdagradConfig {
-        self.weight_decay = weight_decay;
-        self
-    }
-
-    /// Sets the accumulator's starting value.
-    pub fn initial_accumulator_value(mut self, value: f64) -> AdagradConfig {
-        self.initial_accumulator_value = value;
-        self
-    }
-
-    /// Sets ε.
-    pub fn eps(mut self, eps: f64) -> AdagradConfig {
-        self.eps = eps;
-        self
+settings! {
+    /// Hyper-parameters of [`Adagrad`] (PyTorch's defaults: lr 1e-2, ε 1e-10, the rest 0).
+    ///
+    /// ```
+    /// use graphgrad_optim::AdagradConfig;
+    /// let config = AdagradConfig::new(0.1).lr_decay(1e-3).initial_accumulator_value(0.1);
+    /// assert_eq!(config.eps, 1e-10);
+    /// ```
+    pub struct AdagradConfig("Adagrad", lr = 1e-2) {
+        /// Learning-rate decay per step.
+        lr_decay: f64 = 0.0, NonNegative;
+        /// L2 penalty added to the gradient.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Starting value of the squared-gradient sum.
+        initial_accumulator_value: f64 = 0.0, NonNegative;
+        /// Added to the denominator for stability.
+        eps: f64 = 1e-10, NonNegative;
     }
 }
 
@@ -85,46 +45,7 @@ impl AdagradConfig {
 pub type Adagrad = ParamOptimizer<AdagradConfig>;
 
 impl UpdateRule for AdagradConfig {
-    const NAME: &'static str = "Adagrad";
     const SLOTS: &'static [&'static str] = &["sum"];
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn hyper(&self) -> Vec<(&'static str, f64)> {
-        vec![
-            ("lr", self.lr),
-            ("lr_decay", self.lr_decay),
-            ("weight_decay", self.weight_decay),
-            ("initial_accumulator_value", self.initial_accumulator_value),
-            ("eps", self.eps),
-        ]
-    }
-
-    fn set_hyper(&mut self, name: &str, value: f64) -> bool {
-        match name {
-            "lr" => self.lr = value,
-            "lr_decay" => self.lr_decay = value,
-            "weight_decay" => self.weight_decay = value,
-            "initial_accumulator_value" => self.initial_accumulator_value = value,
-            "eps" => self.eps = value,
-            _ => return false,
-        }
-        true
-    }
-
-    fn validate(&self) -> Result<()> {
-        check_range("Adagrad", "lr", self.lr, 0.0, f64::MAX)?;
-        check_range("Adagrad", "lr_decay", self.lr_decay, 0.0, f64::MAX)?;
-        check_range("Adagrad", "weight_decay", self.weight_decay, 0.0, f64::MAX)?;
-        check_range("Adagrad", "initial_accumulator_value", self.initial_accumulator_value, 0.0, f64::MAX)?;
-        check_range("Adagrad", "eps", self.eps, 0.0, f64::MAX)
-    }
 
     fn initial_slot_value(&self, _slot: usize) -> f64 {
         self.initial_accumulator_value

@@ -1,76 +1,62 @@
-//! Adam (with optional AMSGrad and L2 weight decay), following `torch.optim.Adam`, and the
-//! fused kernel that [`AdamW`](crate::AdamW) shares:
+//! The Adam family, following torch 2.x, where `AdamW` is `Adam` with decoupled weight decay:
+//! one settings struct, [`AdamSettings<DECOUPLED>`](AdamSettings), one fused update, and two
+//! names, [`Adam`] / [`AdamConfig`] (`DECOUPLED = false`, `torch.optim.Adam`: an L2 penalty
+//! added to the gradient) and [`AdamW`] / [`AdamWConfig`] (`DECOUPLED = true`,
+//! `torch.optim.AdamW`: the parameter shrinks by `1 − lr·λ` and the decay never enters the
+//! moments). Each keeps its own name in checkpoints and errors and its own default decay
+//! (0 and 1e-2, PyTorch's); AMSGrad is available to both.
 //!
 //! ```text
-//! p = p·(1 − lr·λ)                      (AdamW's decoupled decay λ only)
-//! g = g + wd·p                          (Adam's L2 decay wd only)
+//! p = p·(1 − lr·λ)                      (AdamW only)
+//! g = g + λ·p                           (Adam only)
 //! m = m + (1 − β₁)·(g − m)              v = β₂·v + (1 − β₂)·g²
 //! v̂ = max(v̂, v)                        (AMSGrad; v̂ replaces v below)
 //! p = p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
 //! ```
+//!
+//! The decay's kind is a const parameter rather than a stored flag, so the two keep distinct
+//! types (a checkpoint of one does not load into the other) and hyper-parameter lists
+//! identical to the ones their checkpoints have always stored.
 
-use crate::error::check_range;
-use crate::Num;
-use crate::{ParamOptimizer, Result, UpdateRule};
+use crate::{settings, Num, ParamOptimizer, UpdateRule};
 
-/// Hyper-parameters of [`Adam`] (PyTorch's defaults: lr 1e-3, β = (0.9, 0.999), ε = 1e-8).
-///
-/// ```
-/// use graphgrad_optim::AdamConfig;
-/// let config = AdamConfig::new(3e-4).betas(0.9, 0.98).amsgrad(true);
-/// assert_eq!((config.beta2, config.eps), (0.98, 1e-8));
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Decay of the first-moment average.
-    pub beta1: f64,
-    /// Decay of the second-moment average.
-    pub beta2: f64,
-    /// Added to the denominator for stability.
-    pub eps: f64,
-    /// L2 penalty added to the gradient (for decoupled decay use [`AdamW`](crate::AdamW)).
-    pub weight_decay: f64,
-    /// Use the running maximum of the second moment (AMSGrad).
-    pub amsgrad: bool,
-}
-
-impl Default for AdamConfig {
-    fn default() -> AdamConfig {
-        AdamConfig::new(1e-3)
+settings! {
+    /// Hyper-parameters of the Adam family: use [`AdamConfig`] (for [`Adam`]) or
+    /// [`AdamWConfig`] (for [`AdamW`]). PyTorch's defaults: lr 1e-3, β = (0.9, 0.999),
+    /// ε = 1e-8, weight decay 0 for Adam and 1e-2 for AdamW, no AMSGrad.
+    ///
+    /// ```
+    /// use graphgrad_optim::{AdamConfig, AdamWConfig};
+    /// let config = AdamConfig::new(3e-4).betas(0.9, 0.98).amsgrad(true);
+    /// assert_eq!((config.beta2, config.eps, config.weight_decay), (0.98, 1e-8, 0.0));
+    /// let config = AdamWConfig::new(1e-3);
+    /// assert_eq!((config.beta1, config.weight_decay), (0.9, 1e-2));
+    /// ```
+    pub struct AdamSettings<const DECOUPLED: bool>(if DECOUPLED { "AdamW" } else { "Adam" }, lr = 1e-3) {
+        /// Decay of the first-moment average.
+        beta1: f64 = 0.9, BelowOne;
+        /// Decay of the second-moment average.
+        beta2: f64 = 0.999, BelowOne;
+        /// Added to the denominator for stability.
+        eps: f64 = 1e-8, NonNegative;
+        /// Weight decay λ: Adam adds the L2 penalty `λ·p` to the gradient; AdamW multiplies
+        /// the parameter by `1 − lr·λ` each step (decoupled decay).
+        weight_decay: f64 = if DECOUPLED { 1e-2 } else { 0.0 }, NonNegative;
+        /// Use the running maximum of the second moment (AMSGrad).
+        amsgrad: bool = false;
     }
 }
 
-impl AdamConfig {
-    /// Adam with learning rate `lr` and PyTorch's other defaults.
-    pub fn new(lr: f64) -> AdamConfig {
-        AdamConfig { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, amsgrad: false }
-    }
+/// Hyper-parameters of [`Adam`]: weight decay is an L2 penalty added to the gradient.
+pub type AdamConfig = AdamSettings<false>;
 
+/// Hyper-parameters of [`AdamW`]: Adam's, with decoupled weight decay (default 1e-2).
+pub type AdamWConfig = AdamSettings<true>;
+
+impl<const DECOUPLED: bool> AdamSettings<DECOUPLED> {
     /// Sets β₁ and β₂.
-    pub fn betas(mut self, beta1: f64, beta2: f64) -> AdamConfig {
-        self.beta1 = beta1;
-        self.beta2 = beta2;
-        self
-    }
-
-    /// Sets ε.
-    pub fn eps(mut self, eps: f64) -> AdamConfig {
-        self.eps = eps;
-        self
-    }
-
-    /// Sets the L2 weight decay.
-    pub fn weight_decay(mut self, weight_decay: f64) -> AdamConfig {
-        self.weight_decay = weight_decay;
-        self
-    }
-
-    /// Switches AMSGrad on or off.
-    pub fn amsgrad(mut self, amsgrad: bool) -> AdamConfig {
-        self.amsgrad = amsgrad;
-        self
+    pub fn betas(self, beta1: f64, beta2: f64) -> Self {
+        self.beta1(beta1).beta2(beta2)
     }
 }
 
@@ -88,47 +74,45 @@ impl AdamConfig {
 /// ```
 pub type Adam = ParamOptimizer<AdamConfig>;
 
-/// The Adam family's update with its two kinds of weight decay.
-pub(crate) struct AdamKernel {
-    pub(crate) lr: f64,
-    pub(crate) beta1: f64,
-    pub(crate) beta2: f64,
-    pub(crate) eps: f64,
-    /// Adam's L2 decay, added to the gradient.
-    pub(crate) l2: f64,
-    /// AdamW's decoupled decay, applied to the parameter.
-    pub(crate) decoupled: f64,
-    pub(crate) amsgrad: bool,
-}
+/// AdamW over parameter groups: `AdamW::new(params, AdamWConfig::new(lr))`.
+///
+/// ```
+/// use graphgrad_autodiff::{Tensor, Var};
+/// use graphgrad_optim::{AdamW, AdamWConfig, Optimizer};
+/// let w = Var::new("w", &Tensor::from_vec(vec![2.0f64], &[1])?);
+/// let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::new(0.1).weight_decay(0.5))?;
+/// w.mul(&w)?.sum_all().backward()?; // g = 4
+/// opt.step()?; // w·(1 − 0.1·0.5) − 0.1·g/|g| = 1.9 − 0.1 = 1.8 (up to ε)
+/// assert!((w.to_vec::<f64>()?[0] - 1.8).abs() < 1e-8);
+/// # Ok::<(), graphgrad_optim::Error>(())
+/// ```
+pub type AdamW = ParamOptimizer<AdamWConfig>;
 
-pub(crate) const ADAM_SLOTS: &[&str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
+impl<const DECOUPLED: bool> UpdateRule for AdamSettings<DECOUPLED> {
+    const SLOTS: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
 
-impl AdamKernel {
-    /// Checks the ranges PyTorch checks.
-    pub(crate) fn validate(&self, what: &'static str, decay_name: &str) -> Result<()> {
-        check_range(what, "lr", self.lr, 0.0, f64::MAX)?;
-        check_range(what, "beta1", self.beta1, 0.0, 1.0 - f64::EPSILON)?;
-        check_range(what, "beta2", self.beta2, 0.0, 1.0 - f64::EPSILON)?;
-        check_range(what, "eps", self.eps, 0.0, f64::MAX)?;
-        check_range(what, decay_name, self.l2 + self.decoupled, 0.0, f64::MAX)
+    fn uses_slot(&self, slot: usize) -> bool {
+        slot < 2 || self.amsgrad
     }
 
-    /// `[−lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − lr·λ]`.
-    pub(crate) fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
+    /// `[−lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − lr·λ]` (the last is 1 for Adam).
+    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
         let bias1 = t.exp_of(self.beta1).scale(-1.0).shift(1.0);
         let bias2_sqrt = t.exp_of(self.beta2).scale(-1.0).shift(1.0).sqrt();
-        vec![lr.scale(-1.0).div(&bias1), bias2_sqrt, lr.scale(-self.decoupled).shift(1.0)]
+        let decoupled = if DECOUPLED { self.weight_decay } else { 0.0 };
+        vec![lr.scale(-1.0).div(&bias1), bias2_sqrt, lr.scale(-decoupled).shift(1.0)]
     }
 
     /// One update of a parameter and its moments (see the module docs).
     #[inline(always)]
-    pub(crate) fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
+    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
         let [neg_step_size, bias2_sqrt, keep] = k else {
             panic!("internal invariant: Adam has three coefficients")
         };
         let [m, v, v_max] = slots else { panic!("internal invariant: Adam has three slots") };
-        let p = if self.decoupled != 0.0 { p.mul(keep) } else { p.clone() };
-        let g = if self.l2 != 0.0 { g.add(&p.scale(self.l2)) } else { g.clone() };
+        let decay = self.weight_decay != 0.0;
+        let p = if DECOUPLED && decay { p.mul(keep) } else { p.clone() };
+        let g = if !DECOUPLED && decay { g.add(&p.scale(self.weight_decay)) } else { g.clone() };
         *m = m.add(&g.sub(m).scale(1.0 - self.beta1));
         *v = v.scale(self.beta2).add(&g.scale(1.0 - self.beta2).mul(&g));
         let second = if self.amsgrad {
@@ -138,74 +122,6 @@ impl AdamKernel {
             &*v
         };
         p.add(&neg_step_size.mul(m).div(&second.sqrt().div(bias2_sqrt).shift(self.eps)))
-    }
-}
-
-impl AdamConfig {
-    fn kernel(&self) -> AdamKernel {
-        AdamKernel {
-            lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            l2: self.weight_decay,
-            decoupled: 0.0,
-            amsgrad: self.amsgrad,
-        }
-    }
-}
-
-impl UpdateRule for AdamConfig {
-    const NAME: &'static str = "Adam";
-    const SLOTS: &'static [&'static str] = ADAM_SLOTS;
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn hyper(&self) -> Vec<(&'static str, f64)> {
-        vec![
-            ("lr", self.lr),
-            ("beta1", self.beta1),
-            ("beta2", self.beta2),
-            ("eps", self.eps),
-            ("weight_decay", self.weight_decay),
-            ("amsgrad", f64::from(u8::from(self.amsgrad))),
-        ]
-    }
-
-    fn set_hyper(&mut self, name: &str, value: f64) -> bool {
-        match name {
-            "lr" => self.lr = value,
-            "beta1" => self.beta1 = value,
-            "beta2" => self.beta2 = value,
-            "eps" => self.eps = value,
-            "weight_decay" => self.weight_decay = value,
-            "amsgrad" => self.amsgrad = value != 0.0,
-            _ => return false,
-        }
-        true
-    }
-
-    fn validate(&self) -> Result<()> {
-        self.kernel().validate("Adam", "weight_decay")
-    }
-
-    fn uses_slot(&self, slot: usize) -> bool {
-        slot < 2 || self.amsgrad
-    }
-
-    fn coefficients<S: Num>(&self, lr: &S, t: &S) -> Vec<S> {
-        self.kernel().coefficients(lr, t)
-    }
-
-    #[inline(always)]
-    fn update<X: Num>(&self, k: &[X], p: &X, g: &X, slots: &mut [X]) -> X {
-        self.kernel().update(k, p, g, slots)
     }
 }
 
@@ -259,5 +175,33 @@ mod tests {
             [0.7760698668724965, -2.2207753043953953],
         ];
         assert_steps(AdamConfig::new(0.1), case, &plain);
+    }
+
+    /// p0 = [1, −2], lr 0.1, λ 0.1: each step first multiplies p by 1 − 0.01 = 0.99.
+    /// step 1, g = [0.5, 1]: p = 0.99·p − m/(|g| + ε) = [0.99 − 0.099999998, −1.98 − 0.099999999]
+    /// = [0.890000002, −2.079999999] (the moments see the raw gradient, unlike Adam's L2 decay).
+    /// step 2, g = [−0.25, 0.5]: p = 0.99·p₁ − (0.1/0.19)·m/(√(v/0.001999) + ε), with Adam's
+    /// m = [0.02, 0.14], v = [3.1225e-4, 1.249e-3]: [0.8544662986878463, −2.152417961711839].
+    #[test]
+    fn adamw_matches_hand_computed_steps() {
+        let expected = [[0.890000002, -2.079999999], [0.8544662986878463, -2.152417961711839]];
+        assert_steps(AdamWConfig::new(0.1).weight_decay(0.1), Case::standard(), &expected);
+    }
+
+    /// AdamW with AMSGrad, λ 0.1, on the AMSGrad case above. The decay never enters the
+    /// moments, so each step is Adam-AMSGrad's step Δₜ (pₜ − pₜ₋₁ there: Δ₁ = [−0.099999998,
+    /// −0.099999999], Δ₂ = [−0.0684605858322888, −0.0684605868002257], Δ₃ =
+    /// [−0.0554490018732436, −0.0522549515261686]) added to 0.99·pₜ₋₁:
+    /// p₁ = [0.890000002, −2.079999999], p₂ = 0.99·p₁ + Δ₂ = [0.8126394161477112,
+    /// −2.1276605858102258], p₃ = 0.99·p₂ + Δ₃ = [0.7490640201129904, −2.158638931478292].
+    #[test]
+    fn adamw_with_amsgrad_matches_hand_computed_steps() {
+        let case = Case { p0: [1.0, -2.0], grads: vec![[0.5, 1.0], [0.01, 0.02], [0.02, -0.01]] };
+        let expected = [
+            [0.890000002, -2.079999999],
+            [0.8126394161477112, -2.1276605858102258],
+            [0.7490640201129904, -2.158638931478292],
+        ];
+        assert_steps(AdamWConfig::new(0.1).weight_decay(0.1).amsgrad(true), case, &expected);
     }
 }

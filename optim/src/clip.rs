@@ -8,9 +8,8 @@
 //! compiled step the finiteness check is a guard, so a call whose norm is not finite writes
 //! nothing and ends with the same error.
 
-use crate::error::invalid;
 use crate::grad::replace_grad;
-use crate::{Error, Result};
+use crate::{Error, Range, Result};
 use graphgrad_autodiff::{DType, Tensor, Var};
 
 /// Scales all gradients by `max_norm / (‖g‖ + 1e-6)` when the global L2 norm `‖g‖` of every
@@ -29,9 +28,7 @@ use graphgrad_autodiff::{DType, Tensor, Var};
 /// # Ok::<(), graphgrad_optim::Error>(())
 /// ```
 pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<Tensor> {
-    if !(max_norm.is_finite() && max_norm >= 0.0) {
-        invalid!("clip_grad_norm", "max_norm must be finite and non-negative, got {max_norm}");
-    }
+    Range::NonNegative.check("clip_grad_norm", "max_norm", max_norm)?;
     let grads: Vec<(&String, &Var, Tensor)> =
         params.iter().filter_map(|(name, var)| var.grad().map(|g| (name, var, g))).collect();
     let parts: Vec<Tensor> =
@@ -71,9 +68,7 @@ pub fn clip_grad_norm(params: &[(String, Var)], max_norm: f64) -> Result<Tensor>
 /// # Ok::<(), graphgrad_optim::Error>(())
 /// ```
 pub fn clip_grad_value(params: &[(String, Var)], clip_value: f64) -> Result<()> {
-    if !(clip_value.is_finite() && clip_value >= 0.0) {
-        invalid!("clip_grad_value", "clip_value must be finite and non-negative, got {clip_value}");
-    }
+    Range::NonNegative.check("clip_grad_value", "clip_value", clip_value)?;
     for (_, var) in params {
         if let Some(grad) = var.grad() {
             replace_grad(var, &grad.clamp(-clip_value, clip_value)?.detach())?;

@@ -252,14 +252,6 @@ macro_rules! invalid {
 }
 pub(crate) use invalid;
 
-/// Checks that a hyper-parameter is finite and within `[low, high]`.
-pub(crate) fn check_range(what: &'static str, name: &str, value: f64, low: f64, high: f64) -> Result<()> {
-    if !(value.is_finite() && value >= low && value <= high) {
-        invalid!(what, "{name} must be in [{low:?}, {high:?}], got {value:?}");
-    }
-    Ok(())
-}
-
 impl Error {
     /// A checkpoint format error, with the file when known.
     pub(crate) fn checkpoint(path: Option<&std::path::Path>, problem: FormatError) -> Error {

@@ -2,9 +2,11 @@
 //! for graphgrad.
 //!
 //! - [`Optimizer`]: [`Sgd`] (momentum, dampening, Nesterov, weight decay), [`Adam`]
-//!   (AMSGrad), [`AdamW`], [`RmsProp`] (centred, momentum) and [`Adagrad`], with parameter
-//!   groups. All are one [`ParamOptimizer`] over an [`UpdateRule`]: each parameter is updated
-//!   in one fused pass over its raw `f32`/`f64` slices, with PyTorch's formulas.
+//!   (AMSGrad), [`AdamW`] (Adam with decoupled weight decay), [`RmsProp`] (centred, momentum)
+//!   and [`Adagrad`], with parameter groups. All are one [`ParamOptimizer`] over an
+//!   [`UpdateRule`]: each parameter is updated in one fused pass over its raw `f32`/`f64`
+//!   slices, with PyTorch's formulas. Each optimiser's settings are declared once, with their
+//!   defaults and ranges, by [`settings!`].
 //! - Schedules ([`LrScheduler`] over a [`Schedule`]): [`StepLr`], [`MultiStepLr`],
 //!   [`ExponentialLr`], [`CosineAnnealingLr`], [`LinearWarmup`]; and [`ReduceLrOnPlateau`].
 //! - [`clip_grad_norm`] and [`clip_grad_value`].
@@ -39,7 +41,6 @@
 
 mod adagrad;
 mod adam;
-mod adamw;
 mod checkpoint;
 mod clip;
 mod early_stopping;
@@ -52,14 +53,14 @@ mod rmsprop;
 mod safetensors_io;
 mod saved;
 mod schedule;
+mod settings;
 mod sgd;
 mod stopping;
 #[cfg(test)]
 mod testing;
 
 pub use adagrad::{Adagrad, AdagradConfig};
-pub use adam::{Adam, AdamConfig};
-pub use adamw::{AdamW, AdamWConfig};
+pub use adam::{Adam, AdamConfig, AdamSettings, AdamW, AdamWConfig};
 pub use checkpoint::{seal_payload, write_atomic, Checkpoint, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use early_stopping::{EarlyStopping, EarlyStoppingState};
@@ -76,5 +77,6 @@ pub use schedule::{
     ConstantLr, CosineAnnealingLr, ExponentialLr, LinearWarmup, LrScheduler, MetricMode, MultiStepLr,
     ReduceLrOnPlateau, Schedule, ScheduleState, Scheduler, StepLr, ThresholdMode,
 };
+pub use settings::{Range, SettingValue, Settings};
 pub use sgd::{Sgd, SgdConfig};
 pub use stopping::{check_gradients_finite, check_loss, step_if_finite, StopReason, StoppingCriteria};

@@ -19,31 +19,25 @@ use crate::error::invalid;
 use crate::num::{Lanes, LANES};
 use crate::optimizer::{GroupState, OptimizerState, ParamState};
 use crate::saved::{SavedData, SavedTensor};
-use crate::{Error, Num, Optimizer, Result};
+use crate::{Error, Num, Optimizer, Range, Result, Settings};
 use graphgrad_autodiff::{Buffer, DType, Elem, Storage, Tensor, Var};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The hyper-parameters of one parameter group together with the update they define.
 ///
-/// Implement it to add an element-wise optimiser: [`ParamOptimizer`] does the rest (groups,
-/// state, checkpoints). Flags are exposed to [`UpdateRule::hyper`] as 0 or 1.
-pub trait UpdateRule: Clone + std::fmt::Debug + Sync {
-    /// The optimiser's name, as stored in its saved state (`"Adam"`).
-    const NAME: &'static str;
+/// Implement it to add an element-wise optimiser: declare its [`Settings`] with
+/// [`settings!`](crate::settings!) and write its update here; [`ParamOptimizer`] does the rest
+/// (groups, state, checkpoints).
+pub trait UpdateRule: Settings + Clone + std::fmt::Debug + Sync {
     /// Names of the per-parameter state buffers, in the order `update` receives them.
     const SLOTS: &'static [&'static str];
 
-    /// The learning rate.
-    fn lr(&self) -> f64;
-    /// Sets the learning rate (already checked finite and non-negative).
-    fn set_lr(&mut self, lr: f64);
-    /// Every hyper-parameter by name, the learning rate included.
-    fn hyper(&self) -> Vec<(&'static str, f64)>;
-    /// Sets one hyper-parameter by name; false when the name is unknown.
-    fn set_hyper(&mut self, name: &str, value: f64) -> bool;
-    /// Checks every hyper-parameter's range, with a message naming the bad one.
-    fn validate(&self) -> Result<()>;
+    /// Checks every hyper-parameter, with a message naming the bad one: the declared ranges,
+    /// and whatever relations between settings the rule needs on top.
+    fn validate(&self) -> Result<()> {
+        self.check_ranges()
+    }
 
     /// The per-step coefficients of the update from the learning rate and the step number
     /// `t` (1 for the first update): computed once per parameter and step, in f64 eagerly and
@@ -337,13 +331,6 @@ fn apply_traced<R: UpdateRule>(rule: &R, lr: &Tensor, var: &Var, grad: &Tensor, 
     Ok(())
 }
 
-fn check_lr(what: &'static str, lr: f64) -> Result<()> {
-    if !(lr.is_finite() && lr >= 0.0) {
-        invalid!(what, "learning rate must be finite and non-negative, got {lr}");
-    }
-    Ok(())
-}
-
 impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
     fn step(&mut self) -> Result<()> {
         // Check every gradient before touching any parameter: a step is all or nothing.
@@ -403,7 +390,7 @@ impl<R: UpdateRule> Optimizer for ParamOptimizer<R> {
     }
 
     fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
-        check_lr(R::NAME, lr)?;
+        Range::NonNegative.check(R::NAME, "lr", lr)?;
         let n = self.groups.len();
         let Some(g) = self.groups.get_mut(group) else {
             invalid!(R::NAME, "group {group} does not exist ({n} groups)");

@@ -10,73 +10,27 @@
 //! p = p − lr·g/a                                 (otherwise)
 //! ```
 
-use crate::error::check_range;
-use crate::Num;
-use crate::{ParamOptimizer, Result, UpdateRule};
+use crate::{settings, Num, ParamOptimizer, UpdateRule};
 
-/// Hyper-parameters of [`RmsProp`] (PyTorch's defaults: lr 1e-2, α 0.99, ε 1e-8).
-///
-/// ```
-/// use graphgrad_optim::RmsPropConfig;
-/// let config = RmsPropConfig::new(1e-3).momentum(0.9).centered(true);
-/// assert_eq!(config.alpha, 0.99);
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct RmsPropConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Smoothing constant of the squared-gradient average.
-    pub alpha: f64,
-    /// Added to the denominator for stability.
-    pub eps: f64,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// Momentum factor (0 = none).
-    pub momentum: f64,
-    /// Normalise by the estimated variance instead of the raw second moment.
-    pub centered: bool,
-}
-
-impl Default for RmsPropConfig {
-    fn default() -> RmsPropConfig {
-        RmsPropConfig::new(1e-2)
-    }
-}
-
-impl RmsPropConfig {
-    /// RMSprop with learning rate `lr` and PyTorch's other defaults.
-    pub fn new(lr: f64) -> RmsPropConfig {
-        RmsPropConfig { lr, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false }
-    }
-
-    /// Sets the smoothing constant α.
-    pub fn alpha(mut self, alpha: f64) -> RmsPropConfig {
-        self.alpha = alpha;
-        self
-    }
-
-    /// Sets ε.
-    pub fn eps(mut self, eps: f64) -> RmsPropConfig {
-        self.eps = eps;
-        self
-    }
-
-    /// Sets the L2 weight decay.
-    pub fn weight_decay(mut self, weight_decay: f64) -> RmsPropConfig {
-        self.weight_decay = weight_decay;
-        self
-    }
-
-    /// Sets the momentum factor.
-    pub fn momentum(mut self, momentum: f64) -> RmsPropConfig {
-        self.momentum = momentum;
-        self
-    }
-
-    /// Switches the centred variant on or off.
-    pub fn centered(mut self, centered: bool) -> RmsPropConfig {
-        self.centered = centered;
-        self
+settings! {
+    /// Hyper-parameters of [`RmsProp`] (PyTorch's defaults: lr 1e-2, α 0.99, ε 1e-8).
+    ///
+    /// ```
+    /// use graphgrad_optim::RmsPropConfig;
+    /// let config = RmsPropConfig::new(1e-3).momentum(0.9).centered(true);
+    /// assert_eq!(config.alpha, 0.99);
+    /// ```
+    pub struct RmsPropConfig("RMSprop", lr = 1e-2) {
+        /// Smoothing constant α of the squared-gradient average.
+        alpha: f64 = 0.99, UpToOne;
+        /// Added to the denominator for stability.
+        eps: f64 = 1e-8, NonNegative;
+        /// L2 penalty added to the gradient.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Momentum factor (0 = none).
+        momentum: f64 = 0.0, NonNegative;
+        /// Normalise by the estimated variance instead of the raw second moment (centred).
+        centered: bool = false;
     }
 }
 
@@ -95,48 +49,7 @@ impl RmsPropConfig {
 pub type RmsProp = ParamOptimizer<RmsPropConfig>;
 
 impl UpdateRule for RmsPropConfig {
-    const NAME: &'static str = "RMSprop";
     const SLOTS: &'static [&'static str] = &["square_avg", "momentum_buffer", "grad_avg"];
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn hyper(&self) -> Vec<(&'static str, f64)> {
-        vec![
-            ("lr", self.lr),
-            ("alpha", self.alpha),
-            ("eps", self.eps),
-            ("weight_decay", self.weight_decay),
-            ("momentum", self.momentum),
-            ("centered", f64::from(u8::from(self.centered))),
-        ]
-    }
-
-    fn set_hyper(&mut self, name: &str, value: f64) -> bool {
-        match name {
-            "lr" => self.lr = value,
-            "alpha" => self.alpha = value,
-            "eps" => self.eps = value,
-            "weight_decay" => self.weight_decay = value,
-            "momentum" => self.momentum = value,
-            "centered" => self.centered = value != 0.0,
-            _ => return false,
-        }
-        true
-    }
-
-    fn validate(&self) -> Result<()> {
-        check_range("RMSprop", "lr", self.lr, 0.0, f64::MAX)?;
-        check_range("RMSprop", "alpha", self.alpha, 0.0, 1.0)?;
-        check_range("RMSprop", "eps", self.eps, 0.0, f64::MAX)?;
-        check_range("RMSprop", "weight_decay", self.weight_decay, 0.0, f64::MAX)?;
-        check_range("RMSprop", "momentum", self.momentum, 0.0, f64::MAX)
-    }
 
     fn uses_slot(&self, slot: usize) -> bool {
         match slot {

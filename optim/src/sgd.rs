@@ -9,59 +9,26 @@
 //! p = p − lr·d
 //! ```
 
-use crate::error::{check_range, invalid};
-use crate::Num;
-use crate::{ParamOptimizer, Result, UpdateRule};
+use crate::error::invalid;
+use crate::{settings, Num, ParamOptimizer, Result, Settings, UpdateRule};
 
-/// Hyper-parameters of [`Sgd`] (PyTorch's defaults except `lr`, which has none).
-///
-/// ```
-/// use graphgrad_optim::SgdConfig;
-/// let config = SgdConfig::new(0.1).momentum(0.9).nesterov(true).weight_decay(1e-4);
-/// assert_eq!(config.momentum, 0.9);
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct SgdConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum factor μ (0 = plain SGD).
-    pub momentum: f64,
-    /// Dampening of the gradient added to the momentum buffer.
-    pub dampening: f64,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// Nesterov momentum (needs momentum > 0 and dampening = 0).
-    pub nesterov: bool,
-}
-
-impl SgdConfig {
-    /// Plain SGD with learning rate `lr`.
-    pub fn new(lr: f64) -> SgdConfig {
-        SgdConfig { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }
-    }
-
-    /// Sets the momentum factor.
-    pub fn momentum(mut self, momentum: f64) -> SgdConfig {
-        self.momentum = momentum;
-        self
-    }
-
-    /// Sets the dampening.
-    pub fn dampening(mut self, dampening: f64) -> SgdConfig {
-        self.dampening = dampening;
-        self
-    }
-
-    /// Sets the L2 weight decay.
-    pub fn weight_decay(mut self, weight_decay: f64) -> SgdConfig {
-        self.weight_decay = weight_decay;
-        self
-    }
-
-    /// Switches Nesterov momentum on or off.
-    pub fn nesterov(mut self, nesterov: bool) -> SgdConfig {
-        self.nesterov = nesterov;
-        self
+settings! {
+    /// Hyper-parameters of [`Sgd`] (PyTorch's defaults: lr 1e-3, the rest 0 or off).
+    ///
+    /// ```
+    /// use graphgrad_optim::SgdConfig;
+    /// let config = SgdConfig::new(0.1).momentum(0.9).nesterov(true).weight_decay(1e-4);
+    /// assert_eq!((config.momentum, config.dampening), (0.9, 0.0));
+    /// ```
+    pub struct SgdConfig("SGD", lr = 1e-3) {
+        /// Momentum factor μ (0 = plain SGD).
+        momentum: f64 = 0.0, NonNegative;
+        /// Dampening of the gradient added to the momentum buffer.
+        dampening: f64 = 0.0, UpToOne;
+        /// L2 penalty added to the gradient.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Nesterov momentum (needs momentum > 0 and dampening = 0).
+        nesterov: bool = false;
     }
 }
 
@@ -84,47 +51,13 @@ impl SgdConfig {
 pub type Sgd = ParamOptimizer<SgdConfig>;
 
 impl UpdateRule for SgdConfig {
-    const NAME: &'static str = "SGD";
     const SLOTS: &'static [&'static str] = &["momentum_buffer"];
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn hyper(&self) -> Vec<(&'static str, f64)> {
-        vec![
-            ("lr", self.lr),
-            ("momentum", self.momentum),
-            ("dampening", self.dampening),
-            ("weight_decay", self.weight_decay),
-            ("nesterov", f64::from(u8::from(self.nesterov))),
-        ]
-    }
-
-    fn set_hyper(&mut self, name: &str, value: f64) -> bool {
-        match name {
-            "lr" => self.lr = value,
-            "momentum" => self.momentum = value,
-            "dampening" => self.dampening = value,
-            "weight_decay" => self.weight_decay = value,
-            "nesterov" => self.nesterov = value != 0.0,
-            _ => return false,
-        }
-        true
-    }
-
     fn validate(&self) -> Result<()> {
-        check_range("SGD", "lr", self.lr, 0.0, f64::MAX)?;
-        check_range("SGD", "momentum", self.momentum, 0.0, f64::MAX)?;
-        check_range("SGD", "dampening", self.dampening, 0.0, 1.0)?;
-        check_range("SGD", "weight_decay", self.weight_decay, 0.0, f64::MAX)?;
+        self.check_ranges()?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             invalid!(
-                "SGD",
+                Self::NAME,
                 "Nesterov momentum needs momentum > 0 and dampening = 0, got momentum {} and dampening {}",
                 self.momentum,
                 self.dampening

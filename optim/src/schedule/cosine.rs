@@ -2,8 +2,8 @@
 //! `η_min + (base_lr − η_min)·(1 + cos(π·t/T_max))/2`.
 
 use super::Schedule;
-use crate::error::{check_range, invalid};
-use crate::Result;
+use crate::error::invalid;
+use crate::{Range, Result};
 use std::f64::consts::PI;
 
 /// Anneals from the base rate to `eta_min` over `t_max` epochs along half a cosine.
@@ -45,7 +45,7 @@ impl Schedule for CosineAnnealingLr {
         if self.t_max == 0 {
             invalid!("CosineAnnealingLr", "t_max must be at least 1");
         }
-        check_range("CosineAnnealingLr", "eta_min", self.eta_min, 0.0, f64::MAX)
+        Range::NonNegative.check("CosineAnnealingLr", "eta_min", self.eta_min)
     }
 }
 

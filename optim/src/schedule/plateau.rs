@@ -3,8 +3,8 @@
 //! `factor` (never below `min_lr`), then `cooldown` epochs pass before counting again.
 
 use super::{check_base_lrs, check_kind, ScheduleState, Scheduler};
-use crate::error::{check_range, invalid};
-use crate::{Optimizer, Result};
+use crate::error::invalid;
+use crate::{Optimizer, Range, Result};
 use std::collections::BTreeMap;
 
 /// Whether a metric improves by going down (a loss) or up (an accuracy).
@@ -159,8 +159,8 @@ impl ReduceLrOnPlateau {
         if !(self.factor > 0.0 && self.factor < 1.0) {
             invalid!("ReduceLrOnPlateau", "factor must be in (0, 1), got {}", self.factor);
         }
-        check_range("ReduceLrOnPlateau", "threshold", self.threshold, 0.0, f64::MAX)?;
-        check_range("ReduceLrOnPlateau", "min_lr", self.min_lr, 0.0, f64::MAX)
+        Range::NonNegative.check("ReduceLrOnPlateau", "threshold", self.threshold)?;
+        Range::NonNegative.check("ReduceLrOnPlateau", "min_lr", self.min_lr)
     }
 
     fn describe(&self) -> String {

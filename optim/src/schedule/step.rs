@@ -2,8 +2,8 @@
 //! in PyTorch's closed forms (`base_lr · γ^k`).
 
 use super::Schedule;
-use crate::error::{check_range, invalid};
-use crate::Result;
+use crate::error::invalid;
+use crate::{Range, Result};
 
 /// The base rate at every epoch (what a warm-up hands over to by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -54,7 +54,7 @@ impl Schedule for StepLr {
         if self.step_size == 0 {
             invalid!("StepLr", "step_size must be at least 1");
         }
-        check_range("StepLr", "gamma", self.gamma, 0.0, f64::MAX)
+        Range::NonNegative.check("StepLr", "gamma", self.gamma)
     }
 }
 
@@ -95,7 +95,7 @@ impl Schedule for MultiStepLr {
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             invalid!("MultiStepLr", "milestones must be strictly increasing, got {:?}", self.milestones);
         }
-        check_range("MultiStepLr", "gamma", self.gamma, 0.0, f64::MAX)
+        Range::NonNegative.check("MultiStepLr", "gamma", self.gamma)
     }
 }
 
@@ -128,7 +128,7 @@ impl Schedule for ExponentialLr {
     }
 
     fn validate(&self) -> Result<()> {
-        check_range("ExponentialLr", "gamma", self.gamma, 0.0, f64::MAX)
+        Range::NonNegative.check("ExponentialLr", "gamma", self.gamma)
     }
 }
 
