@@ -42,6 +42,33 @@ impl<T> MatRef<T> {
     }
 }
 
+/// Steps of p copied per pass of [`transpose_rows`]: the source rows' segments (`width` × 64
+/// values) and the destination block (64 × `width`) both stay in L1.
+const TRANSPOSE_BLOCK: usize = 64;
+
+/// `dst[p·width + r] = src[r·stride + p]` for `r < width`, `p < len`: a panel packed from rows
+/// that are contiguous along p. Reading each row a block at a time keeps every access in L1
+/// (reading one value from every row per step walks `width` far-apart lines, which a row
+/// stride of a power of two maps onto a few cache sets).
+///
+/// # Safety
+/// `src` must be valid for `width` rows of `len` values at `stride`, `dst` for `width·len`.
+#[inline(always)]
+unsafe fn transpose_rows<T: Copy>(src: *const T, stride: usize, width: usize, len: usize, dst: *mut T) {
+    for p0 in (0..len).step_by(TRANSPOSE_BLOCK) {
+        let block = TRANSPOSE_BLOCK.min(len - p0);
+        for r in 0..width {
+            // SAFETY: r < width, p0 + q < len: inside both buffers by the contract.
+            unsafe {
+                let row = src.add(r * stride + p0);
+                for q in 0..block {
+                    *dst.add((p0 + q) * width + r) = *row.add(q);
+                }
+            }
+        }
+    }
+}
+
 /// Packs the `mc`×`kc` block of `a` (viewed from its top-left element) into `ceil(mc/MR)`
 /// MR-row panels at `dst`.
 ///
@@ -105,6 +132,9 @@ pub(crate) unsafe fn pack_b<K: MicroKernel>(
                 for p in 0..kc {
                     std::ptr::copy_nonoverlapping(b.ptr.add(p * b.rs + j0), out.add(p * nr), nr);
                 }
+            } else if cols == nr && b.rs == 1 {
+                // B stored transposed (n×k): each column is contiguous along p.
+                transpose_rows(b.ptr.add(j0 * b.cs), b.cs, nr, kc, out);
             } else if cols == nr {
                 for p in 0..kc {
                     for j in 0..nr {
