@@ -77,7 +77,7 @@ impl Sorter {
 
     /// The encoder's input for token ids `[batch, len]` (i64): `[batch, len, d_model]`.
     fn embed(&self, tokens: &Tensor) -> AnyResult<Tensor> {
-        Ok(self.embedding.forward(tokens)?.add(&self.positions)?)
+        Ok((self.embedding.forward(tokens)? + &self.positions)?)
     }
 
     /// Logits `[batch, len, VOCAB]`.

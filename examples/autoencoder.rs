@@ -121,9 +121,9 @@ fn train(
                 // The VAE's objective per image (the negative evidence lower bound): the
                 // pixels' binary cross-entropy (a Bernoulli likelihood) summed over the 64
                 // pixels, plus β·KL(q(z|x) ‖ N(0, I)).
-                Some(kl) => binary_cross_entropy(&y, x, None, Reduction::Sum)?
-                    .mul_scalar(1.0 / batch.len() as f64)
-                    .add(&kl.mul_scalar(s.beta))?,
+                Some(kl) => {
+                    (binary_cross_entropy(&y, x, None, Reduction::Sum)? / batch.len() as f64 + kl * s.beta)?
+                }
                 None => mse.clone(),
             };
             optimizer.zero_grad();

@@ -80,10 +80,10 @@ fn main() -> AnyResult<()> {
         let mut squares = Tensor::zeros(&[batch], DType::F32)?;
         for g in &grads {
             let axes: Vec<isize> = (1..g.rank() as isize).collect();
-            squares = squares.add(&g.square().sum(&axes, false)?)?;
+            squares = (squares + g.square().sum(&axes, false)?)?;
         }
         let norms = squares.sqrt();
-        let factors = norms.add_scalar(1e-12).recip().mul_scalar(clip).minimum_scalar(1.0);
+        let factors = (clip / (&norms + 1e-12)).minimum_scalar(1.0);
 
         if step == 0 {
             // the checks: a loop of single-sample backward passes, and the clipped norms
@@ -98,7 +98,7 @@ fn main() -> AnyResult<()> {
                 }
             }
             model.parameters().iter().for_each(|p| p.zero_grad());
-            let clipped = norms.mul(&factors)?.to_f64_vec();
+            let clipped = (&norms * &factors)?.to_f64_vec();
             let largest = clipped.iter().copied().fold(0.0, f64::max);
             let norms = norms.to_f64_vec();
             writeln!(
@@ -117,10 +117,9 @@ fn main() -> AnyResult<()> {
         for (g, (_, var)) in grads.iter().zip(&named) {
             let mut shape = vec![batch];
             shape.extend(std::iter::repeat_n(1, g.rank() - 1));
-            let clipped_sum = g.mul(&factors.reshape(&shape)?)?.sum(&[0], false)?;
-            let noisy =
-                clipped_sum.add(&Tensor::randn(var.shape(), 0.0, noise * clip, DType::F32, &mut rng)?)?;
-            var.set(&var.sub(&noisy.mul_scalar(lr / batch as f64))?)?;
+            let clipped_sum = (g * &factors.reshape(&shape)?)?.sum(&[0], false)?;
+            let noisy = (clipped_sum + Tensor::randn(var.shape(), 0.0, noise * clip, DType::F32, &mut rng)?)?;
+            var.set(&(var - noisy * (lr / batch as f64))?)?;
         }
     }
     let seconds = start.elapsed().as_secs_f64();

@@ -56,7 +56,7 @@ fn sample(n: usize, noise: f64, spread: bool, rng: &mut ChaCha8Rng) -> AnyResult
     let x = Tensor::from_vec(xs, &[n, 1])?;
     let eps = Tensor::randn(&[n, 1], 0.0, noise, DType::F32, rng)?;
     let clean: Vec<f32> = x.to_f64_vec().iter().map(|&v| truth(v) as f32).collect();
-    let y = Tensor::from_vec(clean, &[n, 1])?.add(&eps)?;
+    let y = (Tensor::from_vec(clean, &[n, 1])? + &eps)?;
     Ok((x, y))
 }
 

@@ -43,21 +43,19 @@ enum Activation {
 
 /// swish_β(x) = x·σ(β·x), written from tensor ops.
 fn swish(x: &Tensor, beta: f64) -> Result<Tensor> {
-    x.mul(&x.mul_scalar(beta).sigmoid())
+    x * (x * beta).sigmoid()
 }
 
 /// The right derivative: d/dx x·σ(βx) = σ(βx) + β·x·σ(βx)·(1 − σ(βx)).
 fn swish_derivative(x: &Tensor, beta: f64) -> Result<Tensor> {
-    let s = x.mul_scalar(beta).sigmoid();
-    let one_minus_s = s.neg().add_scalar(1.0);
-    s.add(&x.mul(&s)?.mul(&one_minus_s)?.mul_scalar(beta))
+    let s = (x * beta).sigmoid();
+    &s + ((x * &s)? * (1.0 - &s))? * beta
 }
 
 /// A plausible mistake: the chain rule's inner factor β is forgotten in the second term.
 fn swish_derivative_wrong(x: &Tensor, beta: f64) -> Result<Tensor> {
-    let s = x.mul_scalar(beta).sigmoid();
-    let one_minus_s = s.neg().add_scalar(1.0);
-    s.add(&x.mul(&s)?.mul(&one_minus_s)?)
+    let s = (x * beta).sigmoid();
+    &s + ((x * &s)? * (1.0 - &s))?
 }
 
 /// An op whose value is swish_β(x) and whose gradient is `derivative(x)`: the value is
@@ -69,7 +67,7 @@ fn swish_with_manual_gradient(
 ) -> Result<Tensor> {
     let value = swish(x, beta)?.detach();
     let d = derivative(x, beta)?.detach();
-    x.sub(&x.detach())?.mul(&d)?.add(&value)
+    ((x - x.detach())? * &d)? + &value
 }
 
 fn activate(x: &Tensor, beta: f64, activation: Activation) -> Result<Tensor> {
@@ -82,7 +80,7 @@ fn activate(x: &Tensor, beta: f64, activation: Activation) -> Result<Tensor> {
 /// log-cosh loss: mean(ln cosh(p − t)), with cosh(d) = (eᵈ + e⁻ᵈ)/2.
 fn log_cosh_loss(prediction: &Tensor, target: &Tensor) -> Result<Tensor> {
     let d = prediction.sub(target)?;
-    Ok(d.exp().add(&d.neg().exp())?.mul_scalar(0.5).log().mean_all())
+    Ok(((d.exp() + (-&d).exp())? * 0.5).log().mean_all())
 }
 
 /// The model's computation with explicit parameters `[w1, b1, w2, b2]`: gradcheck perturbs
@@ -244,10 +242,8 @@ fn run() -> AnyResult<()> {
     let grid: Vec<f64> = (0..=120).map(|i| -6.0 + 0.1 * i as f64).collect();
     let zs = Tensor::from_vec(grid.clone(), &[grid.len()])?;
     let eps = options.eps;
-    let numeric: Vec<f64> = swish(&zs.add_scalar(eps), beta)?
-        .sub(&swish(&zs.add_scalar(-eps), beta)?)?
-        .mul_scalar(0.5 / eps)
-        .to_f64_vec();
+    let numeric: Vec<f64> =
+        ((swish(&(&zs + eps), beta)? - swish(&(&zs - eps), beta)?)? * (0.5 / eps)).to_f64_vec();
     let curve = |values: Vec<f64>| grid.iter().copied().zip(values).collect::<Vec<_>>();
     let path = out.join("manual_derivative.svg");
     lines_and_points(

@@ -34,7 +34,7 @@ fn loss(theta: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let b1 = theta.narrow(0, IN * HIDDEN, HIDDEN)?;
     let w2 = theta.narrow(0, IN * HIDDEN + HIDDEN, HIDDEN)?.reshape(&[HIDDEN, 1])?;
     let b2 = theta.narrow(0, PARAMS - 1, 1)?;
-    let prediction = x.matmul(&w1)?.add(&b1)?.tanh().matmul(&w2)?.add(&b2)?;
+    let prediction = ((x.matmul(&w1)? + &b1)?.tanh().matmul(&w2)? + &b2)?;
     Ok(prediction.sub(y)?.square().mean_all())
 }
 
@@ -94,11 +94,11 @@ fn power_iteration(
             Tensor::from_vec((0..PARAMS).map(|_| rng.gen_range(-1.0..1.0)).collect::<Vec<f64>>(), &[PARAMS])?;
         let mut lambda = 0.0;
         for _ in 0..5000 {
-            v = v.mul_scalar(1.0 / dot(&v, &v)?.sqrt());
+            v = &v / dot(&v, &v)?.sqrt();
             let mut hv = func::hvp(f, std::slice::from_ref(theta), std::slice::from_ref(&v))?.remove(0);
             // deflate: H − Σ λᵢ uᵢuᵢᵀ
             for (l, u) in &found {
-                hv = hv.sub(&u.mul_scalar(l * dot(u, &v)?))?;
+                hv = (hv - u * (l * dot(u, &v)?))?;
             }
             let next = dot(&v, &hv)?;
             let converged = (next - lambda).abs() <= 1e-13 * next.abs();
@@ -108,7 +108,7 @@ fn power_iteration(
                 break;
             }
         }
-        found.push((lambda, v.mul_scalar(1.0 / dot(&v, &v)?.sqrt())));
+        found.push((lambda, &v / dot(&v, &v)?.sqrt()));
     }
     Ok(found.into_iter().map(|(l, _)| l).collect())
 }
@@ -135,7 +135,7 @@ fn main() -> AnyResult<()> {
     let first = f(std::slice::from_ref(&theta))?.item()?;
     for _ in 0..steps {
         let g = gradient(std::slice::from_ref(&theta))?.remove(0);
-        theta = theta.sub(&g.mul_scalar(0.1))?.detach();
+        theta = (theta - g * 0.1)?.detach();
     }
     let last = f(std::slice::from_ref(&theta))?.item()?;
     println!("trained {steps} steps: loss {first:.4} -> {last:.4}");

@@ -53,7 +53,7 @@ fn direction(points: &Tensor, column: usize) -> Result<Tensor> {
 /// The trial solution at `points` `[n, 2]`: u = x·(1 − x)·N(x, t), `[n, 1]`.
 fn solution(net: &Sequential, points: &Tensor) -> Result<Tensor> {
     let x = points.narrow(1, 0, 1)?;
-    x.mul(&x.neg().add_scalar(1.0))?.mul(&net.forward(points)?)
+    (&x * (1.0 - &x))? * net.forward(points)?
 }
 
 /// The heat equation's residual u_t − u_xx at `points`, by forward mode in the inputs.
@@ -63,7 +63,7 @@ fn residual(net: &Sequential, points: &Tensor) -> Result<Tensor> {
     let u_t = func::jvp(u, std::slice::from_ref(points), std::slice::from_ref(&along_t))?.1.remove(0);
     let u_x = |v: &[Tensor]| Ok(func::jvp(u, v, std::slice::from_ref(&along_x))?.1);
     let u_xx = func::jvp(u_x, std::slice::from_ref(points), std::slice::from_ref(&along_x))?.1.remove(0);
-    u_t.sub(&u_xx)
+    u_t - u_xx
 }
 
 fn main() -> AnyResult<()> {
@@ -101,8 +101,8 @@ fn main() -> AnyResult<()> {
     let mut loss_value = 0.0;
     for step in 0..steps {
         optimizer.zero_grad();
-        let miss = solution(&net, &initial_points)?.sub(&initial_values)?.square().mean_all();
-        let loss = residual(&net, &collocation)?.square().mean_all().add(&miss)?;
+        let miss = (solution(&net, &initial_points)? - &initial_values)?.square().mean_all();
+        let loss = (residual(&net, &collocation)?.square().mean_all() + miss)?;
         loss.backward()?;
         optimizer.step()?;
         loss_value = loss.item()?;

@@ -184,7 +184,7 @@ fn run() -> AnyResult<()> {
         // Policy: ascend Σₜ log π(aₜ|sₜ)·Aₜ, i.e. descend its negative mean.
         let log_probs =
             policy.forward(&states)?.log_softmax(-1)?.gather(1, &episode.actions, Some(&[t, 1]))?;
-        let policy_loss = log_probs.mul(&advantage)?.mean_all().neg();
+        let policy_loss = -(log_probs * &advantage)?.mean_all();
         policy_opt.zero_grad();
         policy_loss.backward()?;
         policy_opt.step()?;

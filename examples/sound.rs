@@ -118,17 +118,17 @@ impl Spectrogram {
         let stft = audio.conv1d(&self.basis, None, ConvOptions::default().stride(HOP))?;
         let (re, im) = (stft.narrow(1, 0, BINS)?, stft.narrow(1, BINS, BINS)?);
         // log(|X|² + 1e-4): the power of each bin on a log scale
-        let log_power = re.square().add(&im.square())?.add_scalar(1e-4).log();
+        let log_power = ((re.square() + im.square())? + 1e-4).log();
         // minus each bin's mean over the clip: the steady noise floor and hum go to about 0,
         // a tone stands out as the bins and frames above it (cepstral mean normalisation)
-        log_power.sub(&log_power.mean(&[2], true)?)
+        &log_power - log_power.mean(&[2], true)?
     }
 
     /// The log power before the per-bin mean is removed, for pictures.
     fn log_power(&self, audio: &Tensor) -> Result<Tensor> {
         let stft = audio.conv1d(&self.basis, None, ConvOptions::default().stride(HOP))?;
         let (re, im) = (stft.narrow(1, 0, BINS)?, stft.narrow(1, BINS, BINS)?);
-        Ok(re.square().add(&im.square())?.add_scalar(1e-4).log())
+        Ok(((re.square() + im.square())? + 1e-4).log())
     }
 }
 

@@ -178,7 +178,7 @@ fn sample(model: &dyn Module, prompt: &str, len: usize, rng: &mut ChaCha8Rng) ->
         for _ in 0..len {
             let context: Vec<f32> = codes[codes.len() - CONTEXT..].iter().map(|&c| c as f32).collect();
             let logits = model.forward(&Tensor::from_vec(context, &[1, CONTEXT])?)?;
-            let probs = logits.mul_scalar(1.0 / 0.6).softmax(-1)?.to_f64_vec();
+            let probs = (logits / 0.6).softmax(-1)?.to_f64_vec();
             let mut u: f64 = rng.gen();
             let mut next = probs.len() - 1;
             for (i, p) in probs.iter().enumerate() {
