@@ -1,9 +1,9 @@
 //! The packed, cache-blocked GEMM driver: the five BLIS loops around a micro-kernel.
 //!
 //! ```text
-//! loop 5  jc: NC-wide column blocks of B and C      packed B block (KC×NC) lives in L3
-//!  loop 4  pc: KC-deep slices of the k dimension    B block packed once, shared by all tasks
-//!   [tasks]  the M×NC block split into a tm×tn grid of rayon tasks (≤ MC rows each)
+//! [tasks] C split into a tm×tn grid of independent blocks, one rayon task each
+//!  loop 5  jc: NC-wide column blocks of B and C      packed B block (KC×NC) lives in L3
+//!   loop 4  pc: KC-deep slices of the k dimension    B block packed once per slice
 //!    loop 3  ic: MC-tall row blocks of A and C      packed A block (MC×KC) lives in L2
 //!     loop 2  jr: NR-wide micro-panels of packed B  one B micro-panel (KC×NR) stays in L1
 //!      loop 1  ir: MR-tall micro-panels of packed A the micro-kernel: an MR×NR tile of C
@@ -36,9 +36,6 @@ const MAX_TILE: usize = 256;
 /// Packing one row of A costs about as much as computing this many columns of C for it; the
 /// task-grid choice uses it to weigh duplicated A packing against load balance.
 const PACK_COST_COLS: usize = 12;
-
-/// B blocks of at least this many elements are packed by all threads together.
-const PARALLEL_PACK_MIN: usize = 1 << 17;
 
 /// Packed buffers kept per thread between calls up to this size (bytes); larger ones are freed.
 const MAX_KEPT_BYTES: usize = 16 << 20;
@@ -117,63 +114,81 @@ pub(crate) struct Problem<'a, T> {
 
 /// Runs the five loops for kernel `K` on up to `threads` rayon tasks (1: never touches rayon).
 ///
+/// Threads split C into a grid of independent blocks, each computed by the serial loops with
+/// its own packed A and B: one fork-join per call and no cache line of a packed buffer shared
+/// between cores. The price is that blocks in one grid column pack the same B panels (and
+/// blocks in one grid row the same A blocks), which [`task_grid`] weighs.
+///
 /// # Safety
 /// `p.a` and `p.b` must be valid for their m×k and k×n views, `p.c` for m rows of n elements,
 /// `p.k > 0`, and the CPU must support `K`'s instruction set.
 pub(crate) unsafe fn gemm_packed<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
-    let size = std::mem::size_of::<K::Elem>();
-    let kc_max = K::KC.min(p.k);
-    let nc_max = K::NC.min(p.n).div_ceil(K::NR) * K::NR;
-    let mut b_buf = PackBuf::take(&B_BUF, kc_max * nc_max * size);
-    let b_pack = CMut { ptr: b_buf.as_mut_ptr::<K::Elem>(), ld: 0 };
+    let (tm, tn) = task_grid::<K>(p.m, p.n, threads);
+    if tm * tn <= 1 {
+        // SAFETY: forwarded contract.
+        return unsafe { serial::<K>(p) };
+    }
+    let (row_units, col_units) = (p.m.div_ceil(K::MR), p.n.div_ceil(K::NR));
+    (0..tm * tn).into_par_iter().for_each(|t| {
+        let units = split(row_units, tm, t / tn);
+        let rows = units.start * K::MR..(units.end * K::MR).min(p.m);
+        let units = split(col_units, tn, t % tn);
+        let cols = units.start * K::NR..(units.end * K::NR).min(p.n);
+        // SAFETY: the grid gives each task a disjoint rows × cols block of C, inside A, B, C.
+        unsafe { serial::<K>(&p.block(rows, cols)) }
+    });
+}
 
-    // Loop 5 (jc): NC-wide column blocks of B and C.
-    for jc in (0..p.n).step_by(K::NC) {
-        let nc = K::NC.min(p.n - jc);
-        let panels = nc.div_ceil(K::NR);
-        let (tm, tn) = task_grid::<K>(p.m, nc, threads);
-        // Cut each thread's rows further into tasks of at most MC rows: each still packs only
-        // its own A block, and rayon's work stealing evens out threads that run slower.
-        let row_units = p.m.div_ceil(K::MR);
-        let tm = if tm > 1 { tm * row_units.div_ceil(tm).div_ceil(K::MC / K::MR) } else { 1 };
-        // Loop 4 (pc): KC-deep slices of k; the B block is packed once per slice.
-        for pc in (0..p.k).step_by(K::KC) {
-            let kc = K::KC.min(p.k - pc);
-            // SAFETY: (pc, jc) is inside B.
-            let b_src = unsafe { p.b.offset(pc, jc) };
-            let pack_part = |t: usize, parts: usize| {
-                // SAFETY: the parts cover disjoint panel ranges of the buffer sized above.
-                unsafe { pack_b::<K>(kc, nc, split(panels, parts, t), b_src, b_pack.raw()) }
-            };
-            // Small B blocks pack faster than a rayon round trip.
-            let pack_tasks = if kc * nc >= PARALLEL_PACK_MIN { threads.min(panels) } else { 1 };
-            if pack_tasks > 1 {
-                (0..pack_tasks).into_par_iter().for_each(|t| pack_part(t, pack_tasks));
-            } else {
-                pack_part(0, 1);
-            }
-
-            let load_c = p.accumulate || pc > 0;
-            let last = pc + kc == p.k;
-            let task = |t: usize| {
-                let units = split(p.m.div_ceil(K::MR), tm, t / tn);
-                let rows = units.start * K::MR..(units.end * K::MR).min(p.m);
-                let units = split(panels, tn, t % tn);
-                let cols = units.start * K::NR..(units.end * K::NR).min(nc);
-                let blk = Block { jc, pc, kc, rows, cols, load_c, last };
-                // SAFETY: the grid gives each task a disjoint rows × cols region of C.
-                unsafe { macro_block::<K>(p, b_pack.raw(), &blk) }
-            };
-            if tm * tn > 1 {
-                (0..tm * tn).into_par_iter().for_each(task);
-            } else {
-                task(0);
+impl<T: Copy> Problem<'_, T> {
+    /// The sub-problem computing the `rows × cols` block of C.
+    ///
+    /// # Safety
+    /// The ranges must lie inside C (and so inside A's rows and B's columns).
+    unsafe fn block(&self, rows: Range<usize>, cols: Range<usize>) -> Self {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            Problem {
+                m: rows.len(),
+                n: cols.len(),
+                a: self.a.offset(rows.start, 0),
+                b: self.b.offset(0, cols.start),
+                c: CMut { ptr: self.c.ptr.add(rows.start * self.c.ld + cols.start), ld: self.c.ld },
+                epi: Epi { bias: self.epi.bias.map(|b| &b[cols.start..]), act: self.epi.act },
+                ..*self
             }
         }
     }
 }
 
-/// The part of one (jc, pc) iteration that one task computes.
+/// The five loops on the calling thread.
+///
+/// # Safety
+/// As [`gemm_packed`].
+unsafe fn serial<K: MicroKernel>(p: &Problem<'_, K::Elem>) {
+    let size = std::mem::size_of::<K::Elem>();
+    let kc_max = K::KC.min(p.k);
+    let nc_max = K::NC.min(p.n).div_ceil(K::NR) * K::NR;
+    let mut b_buf = PackBuf::take(&B_BUF, kc_max * nc_max * size);
+    let b_pack = b_buf.as_mut_ptr::<K::Elem>();
+    let all_rows = 0..p.m;
+    // Loop 5 (jc): NC-wide column blocks of B and C.
+    for jc in (0..p.n).step_by(K::NC) {
+        let nc = K::NC.min(p.n - jc);
+        // Loop 4 (pc): KC-deep slices of k; the B block is packed once per slice.
+        for pc in (0..p.k).step_by(K::KC) {
+            let kc = K::KC.min(p.k - pc);
+            // SAFETY: (pc, jc) is inside B; the buffer holds kc_max × nc_max.
+            unsafe { pack_b::<K>(kc, nc, 0..nc.div_ceil(K::NR), p.b.offset(pc, jc), b_pack) };
+            let load_c = p.accumulate || pc > 0;
+            let last = pc + kc == p.k;
+            let blk = Block { jc, pc, kc, rows: all_rows.clone(), cols: 0..nc, load_c, last };
+            // SAFETY: this call owns all of C.
+            unsafe { macro_block::<K>(p, b_pack, &blk) }
+        }
+    }
+}
+
+/// One (jc, pc) iteration: the rows and columns of C it updates with the packed slices.
 struct Block {
     jc: usize,
     pc: usize,
@@ -273,17 +288,18 @@ fn split(units: usize, parts: usize, idx: usize) -> Range<usize> {
     units * idx / parts..units * (idx + 1) / parts
 }
 
-/// The tm×tn task grid (tm·tn ≤ threads) minimising the largest task's cost, counted as its
-/// rows × (columns + the cost of packing its A rows). Splitting columns duplicates A packing,
-/// so tall products split rows and short, wide ones split columns.
-fn task_grid<K: MicroKernel>(m: usize, nc: usize, threads: usize) -> (usize, usize) {
-    let (row_units, col_units) = (m.div_ceil(K::MR), nc.div_ceil(K::NR));
+/// The tm×tn grid of independent blocks (tm·tn ≤ threads) minimising the largest block's
+/// cost: its rows × columns of C, plus packing its A rows and its B columns (each costed as
+/// [`PACK_COST_COLS`] columns of C). Every block packs its own operands, so splitting rows
+/// repeats B's packing and splitting columns A's: short, wide products split columns.
+fn task_grid<K: MicroKernel>(m: usize, n: usize, threads: usize) -> (usize, usize) {
+    let (row_units, col_units) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
     let mut best = ((1, 1), usize::MAX);
     for tm in 1..=threads.min(row_units) {
         for tn in 1..=(threads / tm).min(col_units) {
             let rows = row_units.div_ceil(tm) * K::MR;
             let cols = col_units.div_ceil(tn) * K::NR;
-            let cost = rows * (cols + PACK_COST_COLS);
+            let cost = rows * cols + PACK_COST_COLS * (rows + cols);
             if cost < best.1 {
                 best = ((tm, tn), cost);
             }
@@ -298,9 +314,9 @@ fn task_grid<K: MicroKernel>(m: usize, nc: usize, threads: usize) -> (usize, usi
 struct CacheLine([u8; 64]);
 
 thread_local! {
-    /// This thread's packed-A buffer (each task packs its own A blocks).
+    /// This thread's packed-A buffer.
     static A_BUF: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
-    /// The calling thread's packed-B buffer (one per GEMM call, shared by its tasks).
+    /// This thread's packed-B buffer.
     static B_BUF: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
 }
 
@@ -362,6 +378,8 @@ mod tests {
     fn task_grid_prefers_rows_for_tall_and_columns_for_short() {
         assert_eq!(task_grid::<K>(512, 512, 2), (2, 1));
         assert_eq!(task_grid::<K>(6, 512, 2), (1, 2));
+        // A batch of 128 through a 512-wide layer: splitting rows would pack B twice.
+        assert_eq!(task_grid::<K>(128, 512, 2), (1, 2));
         assert_eq!(task_grid::<K>(6, 16, 2), (1, 1));
         assert_eq!(task_grid::<K>(512, 512, 1), (1, 1));
         let (tm, tn) = task_grid::<K>(300, 300, 4);
