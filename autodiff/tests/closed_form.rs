@@ -71,3 +71,23 @@ fn clamp_and_hardtanh_have_pytorch_gradients_on_their_bounds() {
     let err = Tensor::scalar(0.5f64).hardtanh(1.0, 0.0).unwrap_err().to_string();
     assert!(err.starts_with("hardtanh"), "{err}");
 }
+
+/// PyTorch 2.15's gradients of powers at a zero base, in f64: `x ** 0` has gradient 0 even at
+/// x = 0 (not 0·0⁻¹ = NaN); for `a ** b` at a = 0, ∂/∂a is 0 where b = 0 and b·a^{b−1} otherwise,
+/// and ∂/∂b is 0 where b ≥ 0 (not a^b·ln a = 0·(−∞)).
+#[test]
+fn powers_at_a_zero_base_have_pytorch_gradients() {
+    let x = Tensor::from_vec(vec![0.0f64, 2.0], &[2]).unwrap().requires_grad_();
+    let g = grad(&[x.pow_scalar(0.0).sum_all()], &[x], false).unwrap();
+    assert_eq!(g[0].to_vec::<f64>().unwrap(), vec![0.0, 0.0]);
+    // a = [0, 0, 0, 2], b = [2, 1, 0, 0.5]: ∂/∂a = [0, 1, 0, 0.5/√2], ∂/∂b = [0, 0, 0, √2·ln 2]
+    let a = Tensor::from_vec(vec![0.0f64, 0.0, 0.0, 2.0], &[4]).unwrap().requires_grad_();
+    let b = Tensor::from_vec(vec![2.0f64, 1.0, 0.0, 0.5], &[4]).unwrap().requires_grad_();
+    let y = a.pow(&b).unwrap();
+    assert_eq!(y.to_vec::<f64>().unwrap(), vec![0.0, 0.0, 1.0, 2f64.sqrt()]);
+    let g = grad(&[y.sum_all()], &[a, b], false).unwrap();
+    let (ga, gb) = (g[0].to_vec::<f64>().unwrap(), g[1].to_vec::<f64>().unwrap());
+    assert_eq!((&ga[..3], &gb[..3]), (&[0.0, 1.0, 0.0][..], &[0.0, 0.0, 0.0][..]));
+    assert!((ga[3] - 0.5 / 2f64.sqrt()).abs() < 1e-15, "{ga:?}");
+    assert!((gb[3] - 2f64.sqrt() * 2f64.ln()).abs() < 1e-15, "{gb:?}");
+}

@@ -109,7 +109,8 @@ pub(super) fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Resu
         UnaryOp::AddScalar(_) => Ok(g.clone()),
         // d/dx c·x = c
         UnaryOp::MulScalar(c) => Ok(g.mul_scalar(c)),
-        // d/dx x^p = p·x^{p−1}
+        // d/dx x^p = p·x^{p−1}; 0 for p = 0, also at x = 0 (PyTorch's convention, not 0·∞)
+        UnaryOp::PowScalar(0.0) => Ok(g.mul_scalar(0.0)),
         UnaryOp::PowScalar(p) => g.mul(&x.pow_scalar(p - 1.0).mul_scalar(p)),
         // d/dx clamp(x) = [min < x < max]: 0 at the bounds, as PyTorch's clamp and hardtanh
         UnaryOp::Clamp { min, max } => g.mul(&x.gt_scalar(min).mul(&x.lt_scalar(max))?),
@@ -133,10 +134,10 @@ pub(super) fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &T
             a.requires_grad().then(|| g.div(b)).transpose()?,
             b.requires_grad().then(|| g.mul(y)?.div(b).map(|t| t.neg())).transpose()?,
         ),
-        // d(a^b) = b·a^{b−1}·da + a^b·ln a·db
+        // d(a^b) = b·a^{b−1}·da + a^b·ln a·db (see `pow_partials` for a = 0 and b = 0)
         BinaryOp::Pow => (
-            a.requires_grad().then(|| g.mul(&a.pow(&b.add_scalar(-1.0))?.mul(b)?)).transpose()?,
-            b.requires_grad().then(|| g.mul(&y.mul(&a.log())?)).transpose()?,
+            a.requires_grad().then(|| g.mul(&pow_partial_base(a, b)?)).transpose()?,
+            b.requires_grad().then(|| g.mul(&pow_partial_exponent(a, b, y)?)).transpose()?,
         ),
         // The larger input takes the gradient; ties split it evenly.
         BinaryOp::Maximum | BinaryOp::Minimum => {
@@ -158,6 +159,28 @@ pub(super) fn binary_vjp(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor, g: &T
         }
     };
     Ok(smallvec![reduce(ga, a)?, reduce(gb, b)?])
+}
+
+// The partial derivatives of y = a^b, with PyTorch's values where the formulas give 0·∞ or
+// NaN: ∂y/∂a = 0 where b = 0 (a^0 is constant, even at a = 0), and ∂y/∂b = 0 where a = 0 and
+// b ≥ 0 (PyTorch's pow_backward_exponent). The branch not taken is computed on a stand-in
+// operand (1), so its value, and its derivative in a second-order gradient, stay finite.
+
+/// ∂(a^b)/∂a = b·a^{b−1}, 0 where b = 0.
+fn pow_partial_base(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let zero_exponent = b.eq_scalar(0.0);
+    let one = Tensor::scalar_of(1.0, a.dtype());
+    let base = Tensor::where_(&zero_exponent, &one, a)?;
+    let partial = base.pow(&b.add_scalar(-1.0))?.mul(b)?;
+    Tensor::where_(&zero_exponent, &Tensor::scalar_of(0.0, a.dtype()), &partial)
+}
+
+/// ∂(a^b)/∂b = a^b·ln a, 0 where a = 0 and b ≥ 0.
+fn pow_partial_exponent(a: &Tensor, b: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let zero_base = a.eq_scalar(0.0).mul(&b.ge_scalar(0.0))?;
+    let one = Tensor::scalar_of(1.0, a.dtype());
+    let log_base = Tensor::where_(&zero_base, &one, a)?.log();
+    Tensor::where_(&zero_base, &Tensor::scalar_of(0.0, a.dtype()), &y.mul(&log_base)?)
 }
 
 /// Elementwise maps have a diagonal Jacobian: the tangent is the local derivative times the
@@ -189,8 +212,8 @@ pub(super) fn binary_jvp(
         ),
         // d(a^b) = b·a^{b−1}·da + a^b·ln a·db
         BinaryOp::Pow => (
-            ta.map(|t| t.mul(&a.pow(&b.add_scalar(-1.0))?.mul(b)?)).transpose()?,
-            tb.map(|t| t.mul(&y.mul(&a.log())?)).transpose()?,
+            ta.map(|t| t.mul(&pow_partial_base(a, b)?)).transpose()?,
+            tb.map(|t| t.mul(&pow_partial_exponent(a, b, y)?)).transpose()?,
         ),
         // the larger input's tangent; ties take the mean
         BinaryOp::Maximum | BinaryOp::Minimum => {
