@@ -3,9 +3,7 @@
 //! with respect to the inputs the golden file has gradients for.
 
 use crate::golden::{Attrs, Res};
-use graphgrad::autodiff::{
-    checkpoint, Conv2dOptions, ConvTranspose2dOptions, DType, Generator, Pool2dOptions, Tensor,
-};
+use graphgrad::autodiff::{checkpoint, ConvOptions, DType, Generator, Pool2dOptions, Tensor};
 use std::collections::BTreeMap;
 
 /// The named inputs and attributes of one case.
@@ -53,23 +51,24 @@ fn ys(ts: Vec<Tensor>) -> Res<Outputs> {
     Ok(ts.into_iter().enumerate().map(|(i, t)| (format!("y{i}"), t)).collect())
 }
 
-/// Conv2d geometry from `stride`, `padding`, `dilation` and `groups` (kept in one place: the
-/// options types are being reworked).
-pub fn conv2d_options(a: &Attrs) -> Res<Conv2dOptions> {
-    Ok(Conv2dOptions {
-        stride: a.pair_or("stride", (1, 1))?,
-        padding: a.pair_or("padding", (0, 0))?,
-        dilation: a.pair_or("dilation", (1, 1))?,
-        groups: a.usize_or("groups", 1)?,
-    })
+/// A 2-d (or transposed) convolution's options from `stride`, `padding`, `dilation`, `groups`
+/// and `output_padding`.
+pub fn conv_options(a: &Attrs) -> Res<ConvOptions> {
+    Ok(ConvOptions::default()
+        .stride(a.pair_or("stride", (1, 1))?)
+        .padding(a.pair_or("padding", (0, 0))?)
+        .dilation(a.pair_or("dilation", (1, 1))?)
+        .groups(a.usize_or("groups", 1)?)
+        .output_padding(a.pair_or("output_padding", (0, 0))?))
 }
 
-/// Transposed-convolution geometry: [`conv2d_options`] plus `output_padding`.
-pub fn conv_transpose2d_options(a: &Attrs) -> Res<ConvTranspose2dOptions> {
-    Ok(ConvTranspose2dOptions {
-        conv: conv2d_options(a)?,
-        output_padding: a.pair_or("output_padding", (0, 0))?,
-    })
+/// A 1-d convolution's options: one number each.
+fn conv1d_options(a: &Attrs) -> Res<ConvOptions> {
+    Ok(ConvOptions::default()
+        .stride(a.usize("stride")?)
+        .padding(a.usize("padding")?)
+        .dilation(a.usize("dilation")?)
+        .groups(a.usize("groups")?))
 }
 
 /// Pooling options from `stride`, `padding`, `ceil_mode` and `count_include_pad`.
@@ -203,19 +202,10 @@ pub const TABLE: &[(&str, Forward)] = &[
         )?)
     }),
     // ---- convolution and pooling ----
-    ("conv2d", |g| y(g.x()?.conv2d(g.t("weight")?, g.opt("bias"), conv2d_options(g.attrs)?)?)),
-    ("conv1d", |g| {
-        y(g.x()?.conv1d(
-            g.t("weight")?,
-            g.opt("bias"),
-            g.attrs.usize("stride")?,
-            g.attrs.usize("padding")?,
-            g.attrs.usize("dilation")?,
-            g.attrs.usize("groups")?,
-        )?)
-    }),
+    ("conv2d", |g| y(g.x()?.conv2d(g.t("weight")?, g.opt("bias"), conv_options(g.attrs)?)?)),
+    ("conv1d", |g| y(g.x()?.conv1d(g.t("weight")?, g.opt("bias"), conv1d_options(g.attrs)?)?)),
     ("conv_transpose2d", |g| {
-        y(g.x()?.conv_transpose2d(g.t("weight")?, g.opt("bias"), conv_transpose2d_options(g.attrs)?)?)
+        y(g.x()?.conv_transpose2d(g.t("weight")?, g.opt("bias"), conv_options(g.attrs)?)?)
     }),
     ("max_pool2d", |g| y(g.x()?.max_pool2d_with(g.attrs.pair("kernel")?, &pool_options(g.attrs)?)?.0)),
     ("max_pool2d_with_indices", |g| {
