@@ -8,7 +8,7 @@ use crate::golden::{named_tensors, tensor, Attrs, Case, Report, Res};
 use graphgrad::autodiff::Var;
 use graphgrad::optim::{
     clip_grad_norm, clip_grad_value, AdagradConfig, AdamConfig, AdamWConfig, Optimizer, ParamGroup,
-    ParamOptimizer, RmsPropConfig, SgdConfig, UpdateRule,
+    ParamOptimizer, RmsPropConfig, Settings, SgdConfig, UpdateRule,
 };
 use serde_json::Value;
 
@@ -20,138 +20,52 @@ pub const CLIPS: &[&str] = &["clip_grad_norm_", "clip_grad_value_"];
 
 type Params = Vec<(String, Var)>;
 
-/// Errors unless every setting is one the builders read.
-fn known(kind: &str, c: &Attrs, keys: &[&str]) -> Res<()> {
-    match c.map().keys().find(|k| !keys.contains(&k.as_str())) {
-        Some(k) => Err(format!("{kind}: setting {k:?} is not mapped to graphgrad").into()),
-        None => Ok(()),
-    }
-}
-
-/// `betas = [β₁, β₂]`, when set.
-fn betas(c: &Attrs) -> Res<Option<(f64, f64)>> {
-    if !c.has("betas") {
-        return Ok(None);
-    }
+/// `betas = [β₁, β₂]`.
+fn betas(c: &Attrs) -> Res<[(&'static str, f64); 2]> {
     match c.f64s("betas")?.as_slice() {
-        [b1, b2] => Ok(Some((*b1, *b2))),
+        [b1, b2] => Ok([("beta1", *b1), ("beta2", *b2)]),
         other => Err(format!("betas {other:?} is not a pair").into()),
     }
 }
 
-// One builder per optimiser from PyTorch's keyword arguments (kept together: the config
-// structs are being reworked).
-
-fn sgd(c: &Attrs) -> Res<SgdConfig> {
-    known("SGD", c, &["lr", "momentum", "dampening", "weight_decay", "nesterov"])?;
-    let mut config = SgdConfig::new(c.f64("lr")?);
-    if let Some(v) = c.opt_f64("momentum")? {
-        config = config.momentum(v);
-    }
-    if let Some(v) = c.opt_f64("dampening")? {
-        config = config.dampening(v);
-    }
-    if let Some(v) = c.opt_f64("weight_decay")? {
-        config = config.weight_decay(v);
-    }
-    if let Some(v) = c.opt_bool("nesterov")? {
-        config = config.nesterov(v);
-    }
-    Ok(config)
-}
-
-fn adam(c: &Attrs) -> Res<AdamConfig> {
-    known("Adam", c, &["lr", "betas", "eps", "weight_decay", "amsgrad"])?;
-    let mut config = AdamConfig::new(c.f64("lr")?);
-    if let Some((b1, b2)) = betas(c)? {
-        config = config.betas(b1, b2);
-    }
-    if let Some(v) = c.opt_f64("eps")? {
-        config = config.eps(v);
-    }
-    if let Some(v) = c.opt_f64("weight_decay")? {
-        config = config.weight_decay(v);
-    }
-    if let Some(v) = c.opt_bool("amsgrad")? {
-        config = config.amsgrad(v);
+/// A config from PyTorch's keyword arguments, set through the names the optimiser declares its
+/// settings under (those a checkpoint stores, which are PyTorch's): `betas` sets `beta1` and
+/// `beta2`, a flag is 0 or 1. A keyword the optimiser has no setting for is an error.
+fn settings<S: Settings + Default>(c: &Attrs) -> Res<S> {
+    let mut config = S::default();
+    for key in c.map().keys() {
+        let values = match &c.map()[key] {
+            _ if key == "betas" => betas(c)?.to_vec(),
+            Value::Bool(_) => vec![(key.as_str(), f64::from(u8::from(c.bool(key)?)))],
+            _ => vec![(key.as_str(), c.f64(key)?)],
+        };
+        for (name, value) in values {
+            if !config.set_hyper(name, value) {
+                return Err(format!("{}: setting {key:?} is not mapped to graphgrad", S::NAME).into());
+            }
+        }
     }
     Ok(config)
 }
 
-fn adamw(c: &Attrs) -> Res<AdamWConfig> {
-    known("AdamW", c, &["lr", "betas", "eps", "weight_decay", "amsgrad"])?;
-    let mut config = AdamWConfig::new(c.f64("lr")?);
-    if let Some((b1, b2)) = betas(c)? {
-        config = config.betas(b1, b2);
-    }
-    if let Some(v) = c.opt_f64("eps")? {
-        config = config.eps(v);
-    }
-    if let Some(v) = c.opt_f64("weight_decay")? {
-        config = config.weight_decay(v);
-    }
-    if let Some(v) = c.opt_bool("amsgrad")? {
-        config = config.amsgrad(v);
-    }
-    Ok(config)
-}
-
-fn adagrad(c: &Attrs) -> Res<AdagradConfig> {
-    known("Adagrad", c, &["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"])?;
-    let mut config = AdagradConfig::new(c.f64("lr")?);
-    if let Some(v) = c.opt_f64("lr_decay")? {
-        config = config.lr_decay(v);
-    }
-    if let Some(v) = c.opt_f64("weight_decay")? {
-        config = config.weight_decay(v);
-    }
-    if let Some(v) = c.opt_f64("initial_accumulator_value")? {
-        config = config.initial_accumulator_value(v);
-    }
-    if let Some(v) = c.opt_f64("eps")? {
-        config = config.eps(v);
-    }
-    Ok(config)
-}
-
-fn rmsprop(c: &Attrs) -> Res<RmsPropConfig> {
-    known("RMSprop", c, &["lr", "alpha", "eps", "weight_decay", "momentum", "centered"])?;
-    let mut config = RmsPropConfig::new(c.f64("lr")?);
-    if let Some(v) = c.opt_f64("alpha")? {
-        config = config.alpha(v);
-    }
-    if let Some(v) = c.opt_f64("eps")? {
-        config = config.eps(v);
-    }
-    if let Some(v) = c.opt_f64("weight_decay")? {
-        config = config.weight_decay(v);
-    }
-    if let Some(v) = c.opt_f64("momentum")? {
-        config = config.momentum(v);
-    }
-    if let Some(v) = c.opt_bool("centered")? {
-        config = config.centered(v);
-    }
-    Ok(config)
-}
-
-fn with_groups<R: UpdateRule + 'static>(
+fn with_groups<R: UpdateRule + Settings + Default + 'static>(
     groups: Vec<(Params, Attrs)>,
-    config: impl Fn(&Attrs) -> Res<R>,
 ) -> Res<Box<dyn Optimizer>> {
-    let groups =
-        groups.into_iter().map(|(params, c)| Ok(ParamGroup::new(params, config(&c)?))).collect::<Res<_>>()?;
+    let groups = groups
+        .into_iter()
+        .map(|(params, c)| Ok(ParamGroup::new(params, settings::<R>(&c)?)))
+        .collect::<Res<_>>()?;
     Ok(Box::new(ParamOptimizer::with_groups(groups)?))
 }
 
 /// The optimiser `kind` (PyTorch's class name) over `groups`.
 fn optimizer(kind: &str, groups: Vec<(Params, Attrs)>) -> Res<Box<dyn Optimizer>> {
     match kind {
-        "SGD" => with_groups(groups, sgd),
-        "Adam" => with_groups(groups, adam),
-        "AdamW" => with_groups(groups, adamw),
-        "Adagrad" => with_groups(groups, adagrad),
-        "RMSprop" => with_groups(groups, rmsprop),
+        "SGD" => with_groups::<SgdConfig>(groups),
+        "Adam" => with_groups::<AdamConfig>(groups),
+        "AdamW" => with_groups::<AdamWConfig>(groups),
+        "Adagrad" => with_groups::<AdagradConfig>(groups),
+        "RMSprop" => with_groups::<RmsPropConfig>(groups),
         other => Err(format!(
             "no graphgrad optimiser is mapped to {other:?} (add it to tests/parity/optimisers.rs)"
         )
