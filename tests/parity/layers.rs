@@ -8,11 +8,11 @@ use crate::golden::{Attrs, Case, Report, Res};
 use graphgrad::autodiff::{DType, Tensor};
 use graphgrad::nn::layers::{AttentionMasks, FeedForwardActivation, LstmState, RnnNonlinearity};
 use graphgrad::nn::{
-    AvgPool2d, BatchNormConfig, Conv1dConfig, Conv2dConfig, ConvTranspose2dConfig, DropoutConfig,
-    EmbeddingConfig, Flatten, GeluApproximate, Gru, GruConfig, Hardtanh, LayerNormConfig, LeakyReLU,
-    LinearConfig, LogSigmoid, LogSoftmax, Lstm, LstmConfig, MaxPool2d, Module, MultiheadAttention,
-    MultiheadAttentionConfig, ReLU, Rnn, RnnConfig, Sequential, SiLU, Sigmoid, Softmax, Softplus, Tanh,
-    TransformerEncoder, TransformerEncoderLayer, TransformerEncoderLayerConfig, ELU, GELU,
+    AvgPool2d, BatchNormConfig, Conv1d, Conv2d, ConvConfig, ConvTranspose2d, DropoutConfig, EmbeddingConfig,
+    Flatten, GeluApproximate, Gru, GruConfig, Hardtanh, LayerNormConfig, LeakyReLU, LinearConfig, LogSigmoid,
+    LogSoftmax, Lstm, LstmConfig, MaxPool2d, Module, MultiheadAttention, MultiheadAttentionConfig, ReLU, Rnn,
+    RnnConfig, Sequential, SiLU, Sigmoid, Softmax, Softplus, Tanh, TransformerEncoder,
+    TransformerEncoderLayer, TransformerEncoderLayerConfig, ELU, GELU,
 };
 use graphgrad::ChaCha8Rng;
 use rand::SeedableRng;
@@ -169,92 +169,30 @@ fn pair(c: &Attrs, key: &str, default: (usize, usize)) -> Res<(usize, usize)> {
     }
 }
 
-/// The convolution layers (kept together: their option types are being reworked).
+/// A convolution layer's configuration from PyTorch's arguments (the same for all three).
+fn conv_config<L>(kind: &str, c: &Attrs) -> Res<ConvConfig<L>> {
+    let mut keys =
+        vec!["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"];
+    if kind == "ConvTranspose2d" {
+        keys.push("output_padding");
+    }
+    known(kind, c, &keys)?;
+    Ok(ConvConfig::new(c.usize("in_channels")?, c.usize("out_channels")?, pair(c, "kernel_size", (1, 1))?)
+        .with_stride(pair(c, "stride", (1, 1))?)
+        .with_padding(pair(c, "padding", (0, 0))?)
+        .with_output_padding(pair(c, "output_padding", (0, 0))?)
+        .with_dilation(pair(c, "dilation", (1, 1))?)
+        .with_groups(c.usize_or("groups", 1)?)
+        .with_bias(c.bool_or("bias", true)?)
+        .with_dtype(DType::F64))
+}
+
+/// The convolution layers.
 fn conv_layer(kind: &str, c: &Attrs, rng: &mut ChaCha8Rng) -> Res<Boxed> {
-    let (i, o) = (c.usize("in_channels")?, c.usize("out_channels")?);
-    let groups = c.usize_or("groups", 1)?;
-    let bias = c.bool_or("bias", true)?;
     Ok(match kind {
-        "Conv1d" => {
-            known(
-                kind,
-                c,
-                &[
-                    "in_channels",
-                    "out_channels",
-                    "kernel_size",
-                    "stride",
-                    "padding",
-                    "dilation",
-                    "groups",
-                    "bias",
-                ],
-            )?;
-            Box::new(
-                Conv1dConfig::new(i, o, c.usize("kernel_size")?)
-                    .with_stride(c.usize_or("stride", 1)?)
-                    .with_padding(c.usize_or("padding", 0)?)
-                    .with_dilation(c.usize_or("dilation", 1)?)
-                    .with_groups(groups)
-                    .with_bias(bias)
-                    .with_dtype(DType::F64)
-                    .init(rng)?,
-            )
-        }
-        "Conv2d" => {
-            known(
-                kind,
-                c,
-                &[
-                    "in_channels",
-                    "out_channels",
-                    "kernel_size",
-                    "stride",
-                    "padding",
-                    "dilation",
-                    "groups",
-                    "bias",
-                ],
-            )?;
-            Box::new(
-                Conv2dConfig::new(i, o, pair(c, "kernel_size", (1, 1))?)
-                    .with_stride(pair(c, "stride", (1, 1))?)
-                    .with_padding(pair(c, "padding", (0, 0))?)
-                    .with_dilation(pair(c, "dilation", (1, 1))?)
-                    .with_groups(groups)
-                    .with_bias(bias)
-                    .with_dtype(DType::F64)
-                    .init(rng)?,
-            )
-        }
-        "ConvTranspose2d" => {
-            known(
-                kind,
-                c,
-                &[
-                    "in_channels",
-                    "out_channels",
-                    "kernel_size",
-                    "stride",
-                    "padding",
-                    "output_padding",
-                    "dilation",
-                    "groups",
-                    "bias",
-                ],
-            )?;
-            Box::new(
-                ConvTranspose2dConfig::new(i, o, pair(c, "kernel_size", (1, 1))?)
-                    .with_stride(pair(c, "stride", (1, 1))?)
-                    .with_padding(pair(c, "padding", (0, 0))?)
-                    .with_output_padding(pair(c, "output_padding", (0, 0))?)
-                    .with_dilation(pair(c, "dilation", (1, 1))?)
-                    .with_groups(groups)
-                    .with_bias(bias)
-                    .with_dtype(DType::F64)
-                    .init(rng)?,
-            )
-        }
+        "Conv1d" => Box::new(conv_config::<Conv1d>(kind, c)?.init(rng)?),
+        "Conv2d" => Box::new(conv_config::<Conv2d>(kind, c)?.init(rng)?),
+        "ConvTranspose2d" => Box::new(conv_config::<ConvTranspose2d>(kind, c)?.init(rng)?),
         other => return Err(format!("{other} is not a convolution").into()),
     })
 }
