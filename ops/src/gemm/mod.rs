@@ -39,6 +39,10 @@ pub const DIRECT_MAX_WORK: usize = 1000;
 /// Products with at least this many multiply-adds (`m·n·k`) are split across rayon threads.
 pub const PARALLEL_MIN_WORK: usize = 1 << 21;
 
+/// Matrix-vector products (`m == 1`) with at least this many multiply-adds are split across
+/// rayon threads.
+pub const GEMV_PARALLEL_MIN_WORK: usize = 1 << 17;
+
 /// C (m×n) = A·B, or C += A·B when `accumulate`. A is m×k (stored k×m when `trans_a`), B is
 /// k×n (stored n×k when `trans_b`). All operands are row-major and contiguous.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -124,8 +128,10 @@ pub fn gemm_with_epilogue<T: Element>(g: &Gemm, a: &[T], b: &[T], c: &mut [T], e
         return;
     }
     let work = m * n * k;
-    // Only asked after the size check, so small products never start the pool.
-    let threads = if work >= PARALLEL_MIN_WORK { rayon::current_num_threads() } else { 1 };
+    // Only asked after the size check, so small products never start the pool. A
+    // matrix-vector product reads its matrix once: splitting it pays from fewer multiply-adds.
+    let threshold = if m == 1 { GEMV_PARALLEL_MIN_WORK } else { PARALLEL_MIN_WORK };
+    let threads = if work >= threshold { rayon::current_num_threads() } else { 1 };
     if work <= DIRECT_MAX_WORK || m == 1 || n == 1 {
         small::gemm_direct(g, a, b, c, &epi, threads);
         return;

@@ -212,7 +212,11 @@ mod x86_dot {
     );
 }
 
-/// The direct path over all of C, on up to `threads` row chunks (1: never touches rayon).
+/// Columns of C below which a matrix-vector product is not split further.
+const GEMV_MIN_COLS: usize = 64;
+
+/// The direct path over all of C, on up to `threads` row chunks, or column chunks for a
+/// matrix-vector product (1: never touches rayon).
 pub(crate) fn gemm_direct<T: Element>(
     g: &Gemm,
     a: &[T],
@@ -223,6 +227,18 @@ pub(crate) fn gemm_direct<T: Element>(
 ) {
     let n = g.n;
     let c = &mut c[..g.m * n];
+    if g.m == 1 && g.trans_b && threads > 1 && n >= 2 * GEMV_MIN_COLS {
+        // A row times a stored-by-rows matrix: each column of C is a dot product with one
+        // contiguous stored row, so the columns split into independent row blocks of B.
+        let cols_per = n.div_ceil(threads).max(GEMV_MIN_COLS);
+        let k = g.k;
+        return c.par_chunks_mut(cols_per).enumerate().for_each(|(t, chunk)| {
+            let j0 = t * cols_per;
+            let part = Gemm { n: chunk.len(), ..*g };
+            let bias = epi.bias.map(|b| &b[j0..]);
+            rows_best(&part, a, &b[j0 * k..], chunk, 0, &Epi { bias, act: epi.act });
+        });
+    }
     let parts = threads.min(g.m);
     if parts <= 1 {
         rows_best(g, a, b, c, 0, epi);

@@ -79,9 +79,18 @@ fn epilogue_reference<T: Element>(g: &Gemm, a: &[T], b: &[T], c: &mut [T], e: &E
 fn check_epilogue<T: Element>(act_tol: f64) {
     let acts =
         [Activation::Identity, Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu];
-    // Direct path, packed single-threaded, packed parallel (with a ragged NC-wide split).
-    let cases =
-        [(3, 5, 2), (7, 17, 65), (65, 129, 17), (129, 300, 65), (2, 4100, 70), (300, 1, 17), (1, 300, 17)];
+    // Direct path, packed single-threaded, packed parallel (with a ragged NC-wide split), and
+    // matrix-vector products, the last one split by columns.
+    let cases = [
+        (3, 5, 2),
+        (7, 17, 65),
+        (65, 129, 17),
+        (129, 300, 65),
+        (2, 4100, 70),
+        (300, 1, 17),
+        (1, 300, 17),
+        (1, 701, 300),
+    ];
     for (s, &(m, n, k)) in cases.iter().enumerate() {
         for (f, (trans_a, trans_b, accumulate)) in all_flags().enumerate() {
             let g = Gemm { m, n, k, trans_a, trans_b, accumulate };
@@ -156,7 +165,7 @@ fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 
 fn check_bit_identical<T: Element>() {
     // Packed (parallel), direct matrix-vector (parallel), and batched small products.
-    let cases = [(300, 129, 300), (129, 300, 65), (5000, 1, 129), (17, 2000, 300)];
+    let cases = [(300, 129, 300), (129, 300, 65), (5000, 1, 129), (17, 2000, 300), (1, 701, 300)];
     for (s, &(m, n, k)) in cases.iter().enumerate() {
         for (trans_a, trans_b, accumulate) in all_flags() {
             let g = Gemm { m, n, k, trans_a, trans_b, accumulate };
