@@ -87,17 +87,7 @@ fn run_function_case(
     seen: &mut BTreeSet<String>,
 ) -> Res<()> {
     let name = case.name();
-    let want_grads = case.tensors("grads")?;
-    let mut inputs = case.tensors("inputs")?;
-    let mut leaves = BTreeMap::new();
-    for key in want_grads.keys() {
-        let leaf = inputs
-            .get(key)
-            .ok_or_else(|| format!("gradient of {key:?}, which is no input"))?
-            .requires_grad_();
-        inputs.insert(key.clone(), leaf.clone());
-        leaves.insert(key.clone(), leaf);
-    }
+    let (inputs, leaves, want_grads) = golden::leaf_inputs(case)?;
     let outputs = forward(case, &inputs)?;
     report.check_all(name, "output", &outputs, &case.tensors("outputs")?);
     let grads =
@@ -115,7 +105,7 @@ fn ops_match_pytorch() {
     for case in &family.cases {
         let run = |case: &Case, inputs: &BTreeMap<String, Tensor>| {
             let attrs = case.attrs();
-            let outputs = ops::forward(case.str("op")?, &ops::Args { inputs, attrs: &attrs })?;
+            let outputs = ops::forward(case.str("op")?, &golden::Args { inputs, attrs: &attrs })?;
             attrs.all_read()?;
             Ok(outputs)
         };

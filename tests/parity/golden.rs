@@ -413,3 +413,41 @@ pub fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(), String> {
         )),
     }
 }
+
+/// The named inputs and settings of one op or loss case, as its forward function reads them.
+pub struct Args<'a> {
+    pub inputs: &'a BTreeMap<String, Tensor>,
+    pub attrs: &'a Attrs,
+}
+
+impl Args<'_> {
+    /// The input `name`.
+    pub fn t(&self, name: &str) -> Res<&Tensor> {
+        self.inputs.get(name).ok_or_else(|| format!("missing input {name:?}").into())
+    }
+
+    /// The input `name`, when given (optional operands: biases, weights).
+    pub fn opt(&self, name: &str) -> Option<&Tensor> {
+        self.inputs.get(name)
+    }
+}
+
+/// A case's inputs, those it wants gradients of made leaves that require them; the leaves; and
+/// the wanted gradients.
+pub type Leaves = (BTreeMap<String, Tensor>, BTreeMap<String, Tensor>, BTreeMap<String, Tensor>);
+
+/// The inputs of `case` with every input it has golden gradients for as a leaf (see [`Leaves`]).
+pub fn leaf_inputs(case: &Case) -> Res<Leaves> {
+    let want_grads = case.tensors("grads")?;
+    let mut inputs = case.tensors("inputs")?;
+    let mut leaves = BTreeMap::new();
+    for key in want_grads.keys() {
+        let leaf = inputs
+            .get(key)
+            .ok_or_else(|| format!("gradient of {key:?}, which is no input"))?
+            .requires_grad_();
+        inputs.insert(key.clone(), leaf.clone());
+        leaves.insert(key.clone(), leaf);
+    }
+    Ok((inputs, leaves, want_grads))
+}

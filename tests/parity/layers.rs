@@ -420,17 +420,7 @@ pub fn run(report: &mut Report, case: &Case) -> Res<()> {
         "eval" => module.eval(),
         other => return Err(format!("unknown mode {other:?}").into()),
     }
-    let want_grads = case.tensors("grads")?;
-    let mut inputs = case.tensors("inputs")?;
-    let mut leaves = Tensors::new();
-    for key in want_grads.keys() {
-        let leaf = inputs
-            .get(key)
-            .ok_or_else(|| format!("gradient of {key:?}, which is no input"))?
-            .requires_grad_();
-        inputs.insert(key.clone(), leaf.clone());
-        leaves.insert(key.clone(), leaf);
-    }
+    let (inputs, leaves, want_grads) = crate::golden::leaf_inputs(case)?;
     let params: Tensors =
         module.named_parameters().into_iter().map(|(n, v)| (n, v.tensor().clone())).collect();
     let attrs = case.attrs();

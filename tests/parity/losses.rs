@@ -2,7 +2,7 @@
 //! (`input`, `target`, `weight`, ...; class targets are i64) and settings. `one_hot`, whose
 //! targets are classes too, is here with them.
 
-use crate::golden::{Attrs, Case, Res};
+use crate::golden::{Args, Attrs, Case, Res};
 use graphgrad::autodiff::{DType, Tensor};
 use graphgrad::nn::loss::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cosine_embedding_loss, cosine_similarity,
@@ -29,22 +29,9 @@ fn degree(a: &Attrs, key: &str) -> Res<f64> {
     }
 }
 
-/// The named inputs and settings of one loss case.
-pub struct Args<'a> {
-    inputs: &'a BTreeMap<String, Tensor>,
-    a: &'a Attrs,
-}
-
 impl Args<'_> {
-    fn t(&self, name: &str) -> Res<&Tensor> {
-        self.inputs.get(name).ok_or_else(|| format!("missing input {name:?}").into())
-    }
-
-    fn opt(&self, name: &str) -> Option<&Tensor> {
-        self.inputs.get(name)
-    }
-
-    fn x(&self) -> Res<&Tensor> {
+    /// The prediction.
+    fn input(&self) -> Res<&Tensor> {
         self.t("input")
     }
 
@@ -53,7 +40,7 @@ impl Args<'_> {
     }
 
     fn red(&self) -> Res<Reduction> {
-        reduction(self.a)
+        reduction(self.attrs)
     }
 }
 
@@ -63,54 +50,56 @@ pub type LossFn = fn(&Args) -> Res<Tensor>;
 /// Every loss the golden file may name, with how graphgrad computes it. A case naming a loss
 /// not here fails; a loss here that no case names fails too (`losses_match_pytorch`).
 pub const TABLE: &[(&str, LossFn)] = &[
-    ("l1_loss", |g| Ok(l1_loss(g.x()?, g.target()?, g.red()?)?)),
-    ("mse_loss", |g| Ok(mse_loss(g.x()?, g.target()?, g.red()?)?)),
-    ("smooth_l1_loss", |g| Ok(smooth_l1_loss(g.x()?, g.target()?, g.a.f64("beta")?, g.red()?)?)),
-    ("huber_loss", |g| Ok(huber_loss(g.x()?, g.target()?, g.a.f64("delta")?, g.red()?)?)),
+    ("l1_loss", |g| Ok(l1_loss(g.input()?, g.target()?, g.red()?)?)),
+    ("mse_loss", |g| Ok(mse_loss(g.input()?, g.target()?, g.red()?)?)),
+    ("smooth_l1_loss", |g| Ok(smooth_l1_loss(g.input()?, g.target()?, g.attrs.f64("beta")?, g.red()?)?)),
+    ("huber_loss", |g| Ok(huber_loss(g.input()?, g.target()?, g.attrs.f64("delta")?, g.red()?)?)),
     ("cross_entropy", |g| {
         let loss = CrossEntropyLoss {
             weight: g.opt("weight").cloned(),
-            ignore_index: g.a.opt_usize("ignore_index")?,
-            label_smoothing: g.a.f64_or("label_smoothing", 0.0)?,
+            ignore_index: g.attrs.opt_usize("ignore_index")?,
+            label_smoothing: g.attrs.f64_or("label_smoothing", 0.0)?,
             reduction: g.red()?,
         };
-        Ok(loss.forward(g.x()?, g.target()?)?)
+        Ok(loss.forward(g.input()?, g.target()?)?)
     }),
     ("nll_loss", |g| {
         let loss = NllLoss {
             weight: g.opt("weight").cloned(),
-            ignore_index: g.a.opt_usize("ignore_index")?,
+            ignore_index: g.attrs.opt_usize("ignore_index")?,
             reduction: g.red()?,
         };
-        Ok(loss.forward(g.x()?, g.target()?)?)
+        Ok(loss.forward(g.input()?, g.target()?)?)
     }),
-    ("binary_cross_entropy", |g| Ok(binary_cross_entropy(g.x()?, g.target()?, g.opt("weight"), g.red()?)?)),
+    ("binary_cross_entropy", |g| {
+        Ok(binary_cross_entropy(g.input()?, g.target()?, g.opt("weight"), g.red()?)?)
+    }),
     ("binary_cross_entropy_with_logits", |g| {
         Ok(binary_cross_entropy_with_logits(
-            g.x()?,
+            g.input()?,
             g.target()?,
             g.opt("weight"),
             g.opt("pos_weight"),
             g.red()?,
         )?)
     }),
-    ("kl_div", |g| Ok(kl_div(g.x()?, g.target()?, g.red()?, g.a.bool("log_target")?)?)),
+    ("kl_div", |g| Ok(kl_div(g.input()?, g.target()?, g.red()?, g.attrs.bool("log_target")?)?)),
     ("multi_margin_loss", |g| {
-        let p = u32::try_from(g.a.usize("p")?)?;
-        Ok(multi_margin_loss(g.x()?, g.target()?, p, g.a.f64("margin")?, g.opt("weight"), g.red()?)?)
+        let p = u32::try_from(g.attrs.usize("p")?)?;
+        Ok(multi_margin_loss(g.input()?, g.target()?, p, g.attrs.f64("margin")?, g.opt("weight"), g.red()?)?)
     }),
     ("margin_ranking_loss", |g| {
-        Ok(margin_ranking_loss(g.t("x1")?, g.t("x2")?, g.t("y")?, g.a.f64("margin")?, g.red()?)?)
+        Ok(margin_ranking_loss(g.t("x1")?, g.t("x2")?, g.t("y")?, g.attrs.f64("margin")?, g.red()?)?)
     }),
     ("hinge_embedding_loss", |g| {
-        Ok(hinge_embedding_loss(g.x()?, g.target()?, g.a.f64("margin")?, g.red()?)?)
+        Ok(hinge_embedding_loss(g.input()?, g.target()?, g.attrs.f64("margin")?, g.red()?)?)
     }),
     ("triplet_margin_loss", |g| {
         let loss = TripletMarginLoss {
-            margin: g.a.f64("margin")?,
-            p: degree(g.a, "p")?,
-            eps: g.a.f64("eps")?,
-            swap: g.a.bool("swap")?,
+            margin: g.attrs.f64("margin")?,
+            p: degree(g.attrs, "p")?,
+            eps: g.attrs.f64("eps")?,
+            swap: g.attrs.bool("swap")?,
             reduction: g.red()?,
         };
         Ok(loss.forward(g.t("anchor")?, g.t("positive")?, g.t("negative")?)?)
@@ -119,18 +108,18 @@ pub const TABLE: &[(&str, LossFn)] = &[
         Ok(pairwise_distance(
             g.t("x1")?,
             g.t("x2")?,
-            degree(g.a, "p")?,
-            g.a.f64("eps")?,
-            g.a.bool("keepdim")?,
+            degree(g.attrs, "p")?,
+            g.attrs.f64("eps")?,
+            g.attrs.bool("keepdim")?,
         )?)
     }),
     ("cosine_similarity", |g| {
-        Ok(cosine_similarity(g.t("x1")?, g.t("x2")?, g.a.isize("dim")?, g.a.f64("eps")?)?)
+        Ok(cosine_similarity(g.t("x1")?, g.t("x2")?, g.attrs.isize("dim")?, g.attrs.f64("eps")?)?)
     }),
     ("cosine_embedding_loss", |g| {
-        Ok(cosine_embedding_loss(g.t("x1")?, g.t("x2")?, g.t("y")?, g.a.f64("margin")?, g.red()?)?)
+        Ok(cosine_embedding_loss(g.t("x1")?, g.t("x2")?, g.t("y")?, g.attrs.f64("margin")?, g.red()?)?)
     }),
-    ("one_hot", |g| Ok(one_hot(g.target()?, g.a.usize("classes")?, DType::F64)?)),
+    ("one_hot", |g| Ok(one_hot(g.target()?, g.attrs.usize("classes")?, DType::F64)?)),
 ];
 
 /// Runs loss `case["loss"]`; a loss the table does not know is an error (never a skip).
@@ -142,7 +131,7 @@ pub fn forward(case: &Case, inputs: &BTreeMap<String, Tensor>) -> Res<BTreeMap<S
         );
     };
     let attrs = case.attrs();
-    let y = f(&Args { inputs, a: &attrs })?;
+    let y = f(&Args { inputs, attrs: &attrs })?;
     attrs.all_read()?;
     Ok(BTreeMap::from([("y".to_string(), y)]))
 }

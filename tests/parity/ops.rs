@@ -2,27 +2,11 @@
 //! runs it in graphgrad. Gradients are the vector-Jacobian products of the golden cotangents,
 //! with respect to the inputs the golden file has gradients for.
 
-use crate::golden::{Attrs, Res};
+use crate::golden::{Args, Attrs, Res};
 use graphgrad::autodiff::{checkpoint, ConvOptions, DType, Generator, Pool2dOptions, Tensor};
 use std::collections::BTreeMap;
 
-/// The named inputs and attributes of one case.
-pub struct Args<'a> {
-    pub inputs: &'a BTreeMap<String, Tensor>,
-    pub attrs: &'a Attrs,
-}
-
 impl Args<'_> {
-    /// The input `name`.
-    fn t(&self, name: &str) -> Res<&Tensor> {
-        self.inputs.get(name).ok_or_else(|| format!("missing input {name:?}").into())
-    }
-
-    /// The input `name`, when given (optional operands: biases, weights).
-    fn opt(&self, name: &str) -> Option<&Tensor> {
-        self.inputs.get(name)
-    }
-
     /// The input of a one-operand op.
     fn x(&self) -> Res<&Tensor> {
         self.t("x")
