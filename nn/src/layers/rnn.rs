@@ -292,9 +292,55 @@ impl Recurrent {
     }
 }
 
-macro_rules! config_builders {
-    ($config:ident) => {
+/// A recurrent layer's configuration: the settings all three layers share (with PyTorch's
+/// defaults) and the layer's own, each with its default, declared once per layer.
+macro_rules! recurrent_config {
+    (
+        $(#[$doc:meta])* $config:ident {
+            $( $(#[$fdoc:meta])* $field:ident: $ty:ty = $default:expr, $setter:ident; )*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $config {
+            /// Features per time step of the input.
+            pub input_size: usize,
+            /// Features of the hidden state.
+            pub hidden_size: usize,
+            /// Stacked layers (default 1).
+            pub num_layers: usize,
+            /// Whether layers have biases (default true).
+            pub bias: bool,
+            /// Whether each layer also runs backwards (default false).
+            pub bidirectional: bool,
+            /// Element type of the parameters (default f32).
+            pub dtype: DType,
+            $( $(#[$fdoc])* pub $field: $ty, )*
+        }
+
         impl $config {
+            /// One unidirectional layer with biases, in f32, every other setting at its
+            /// default (PyTorch's defaults).
+            pub fn new(input_size: usize, hidden_size: usize) -> Self {
+                $config {
+                    input_size,
+                    hidden_size,
+                    num_layers: 1,
+                    bias: true,
+                    bidirectional: false,
+                    dtype: DType::F32,
+                    $( $field: $default, )*
+                }
+            }
+
+            $(
+                $(#[$fdoc])*
+                pub fn $setter(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+
             /// Sets the number of stacked layers (default 1).
             pub fn with_num_layers(mut self, num_layers: usize) -> Self {
                 self.num_layers = num_layers;
@@ -335,130 +381,34 @@ macro_rules! config_builders {
     };
 }
 
-macro_rules! recurrent_config {
-    ($(#[$doc:meta])* $config:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq)]
-        pub struct $config {
-            /// Features per time step of the input.
-            pub input_size: usize,
-            /// Features of the hidden state.
-            pub hidden_size: usize,
-            /// Stacked layers (default 1).
-            pub num_layers: usize,
-            /// Whether layers have biases (default true).
-            pub bias: bool,
-            /// Whether each layer also runs backwards (default false).
-            pub bidirectional: bool,
-            /// Element type of the parameters (default f32).
-            pub dtype: DType,
-        }
-
-        impl $config {
-            /// One unidirectional layer with biases, in f32 (PyTorch's defaults).
-            pub fn new(input_size: usize, hidden_size: usize) -> Self {
-                $config { input_size, hidden_size, num_layers: 1, bias: true, bidirectional: false, dtype: DType::F32 }
-            }
-        }
-
-        config_builders!($config);
-    };
-}
-
-/// Configuration of an [`Lstm`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct LstmConfig {
-    /// Features per time step of the input.
-    pub input_size: usize,
-    /// Features of the cell state (and of h without projections).
-    pub hidden_size: usize,
-    /// Stacked layers (default 1).
-    pub num_layers: usize,
-    /// Whether layers have biases (default true).
-    pub bias: bool,
-    /// Whether each layer also runs backwards (default false).
-    pub bidirectional: bool,
-    /// Element type of the parameters (default f32).
-    pub dtype: DType,
-    /// Features of h when projected, below `hidden_size` (PyTorch's `proj_size`; default 0:
-    /// no projection).
-    pub proj_size: usize,
-}
-
-impl LstmConfig {
-    /// One unidirectional layer with biases and no projection, in f32 (PyTorch's defaults).
-    pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        LstmConfig {
-            input_size,
-            hidden_size,
-            num_layers: 1,
-            bias: true,
-            bidirectional: false,
-            dtype: DType::F32,
-            proj_size: 0,
-        }
-    }
-
-    /// Sets the projection size: h_t = W_hr·(o ⊙ tanh(c_t)), `proj_size` wide.
-    pub fn with_proj_size(mut self, proj_size: usize) -> Self {
-        self.proj_size = proj_size;
-        self
+recurrent_config! {
+    /// Configuration of an [`Lstm`].
+    LstmConfig {
+        /// Features of h when projected, below `hidden_size`: h_t = W_hr·(o ⊙ tanh(c_t))
+        /// (PyTorch's `proj_size`; default 0, no projection).
+        proj_size: usize = 0, with_proj_size;
     }
 }
-
-config_builders!(LstmConfig);
 
 recurrent_config! {
     /// Configuration of a [`Gru`].
-    GruConfig
+    GruConfig {}
 }
 
-/// Configuration of an [`Rnn`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct RnnConfig {
-    /// Features per time step of the input.
-    pub input_size: usize,
-    /// Features of the hidden state.
-    pub hidden_size: usize,
-    /// Stacked layers (default 1).
-    pub num_layers: usize,
-    /// tanh (default) or ReLU.
-    pub nonlinearity: RnnNonlinearity,
-    /// Whether layers have biases (default true).
-    pub bias: bool,
-    /// Whether each layer also runs backwards (default false).
-    pub bidirectional: bool,
-    /// Element type of the parameters (default f32).
-    pub dtype: DType,
+recurrent_config! {
+    /// Configuration of an [`Rnn`].
+    RnnConfig {
+        /// The activation: tanh (default) or ReLU.
+        nonlinearity: RnnNonlinearity = RnnNonlinearity::Tanh, with_nonlinearity;
+    }
 }
 
 impl RnnConfig {
-    /// One unidirectional tanh layer with biases, in f32 (PyTorch's defaults).
-    pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        RnnConfig {
-            input_size,
-            hidden_size,
-            num_layers: 1,
-            nonlinearity: RnnNonlinearity::Tanh,
-            bias: true,
-            bidirectional: false,
-            dtype: DType::F32,
-        }
-    }
-
-    /// Sets the activation.
-    pub fn with_nonlinearity(mut self, nonlinearity: RnnNonlinearity) -> Self {
-        self.nonlinearity = nonlinearity;
-        self
-    }
-
     /// Creates the layer (parameters from U(−1/√hidden, 1/√hidden)).
     pub fn init(&self, rng: &mut ChaCha8Rng) -> Result<Rnn> {
         Ok(Rnn { inner: self.shared().init(CellKind::Rnn(self.nonlinearity), rng)? })
     }
 }
-
-config_builders!(RnnConfig);
 
 impl LstmConfig {
     /// Creates the layer (parameters from U(−1/√hidden, 1/√hidden)).
