@@ -185,20 +185,7 @@ impl FusedKernel {
             .filter(|(_, o)| matches!(o, FusedOutput::Reduce { .. }))
             .map(|(j, _)| self.output_len(j))
             .sum();
-        // A block computes every value before it stores any output, so an input an output is
-        // stored over can still be read in place, unless an output is that input itself.
-        let output_loads = |k: usize| {
-            self.outputs.iter().any(|o| {
-                let (FusedOutput::Store(r) | FusedOutput::Reduce { reg: r, .. }) = o;
-                matches!(self.instrs[*r], Instr::Load(l) if l == k)
-            })
-        };
-        let overwritten: Vec<bool> = inputs
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| output_loads(k) && outputs.iter().any(|&o| std::ptr::eq(i, o.cast_const())))
-            .collect();
-        let io = Io { inputs, outputs, overwritten: &overwritten };
+        let io = Io { inputs, outputs };
         if total >= PAR_MIN && partials * chunks <= total / 8 {
             let parts: Vec<Vec<Vec<f64>>> = (0..chunks)
                 .into_par_iter()
@@ -288,9 +275,6 @@ impl FusedKernel {
                 regs[p * block..(p + 1) * block].fill(T::from_f64(*c));
             }
         }
-        let mut values: Vec<*const T> = vec![std::ptr::null(); self.instrs.len()];
-        // Inputs read where they are: contiguous along the innermost axis and not overwritten.
-        let in_place = |k: usize| *self.layout.strides[k].last().unwrap_or(&0) != 0 && !io.overwritten[k];
         let mut idx = start;
         while idx < end {
             let (row, col) = (idx / inner, idx % inner);
@@ -301,26 +285,17 @@ impl FusedKernel {
                 let len = block.min(run - c);
                 let at = col + c;
                 let base = regs.as_mut_ptr();
-                // Where each instruction's value lives for this block: its register, or, for a
-                // load of a contiguous input, the input itself (read in place, not copied).
-                for (i, ins) in self.instrs.iter().enumerate() {
-                    values[i] = match *ins {
-                        Instr::Load(k) if in_place(k) => io.inputs[k].add(bases[k] + at),
-                        _ => base.add(self.phys[i] * block),
-                    };
-                }
-                // A value as a slice. Operand and result registers are distinct blocks (results
-                // are allocated before operands are freed), and inputs are only read, so the
-                // views a result is computed from never overlap it.
-                let reg = |q: usize| std::slice::from_raw_parts(values[q], len);
+                // A register as a slice. Operand and result registers are distinct blocks
+                // (results are allocated before operands are freed), so views never overlap.
+                let reg = |q: usize| std::slice::from_raw_parts(base.add(self.phys[q] * block), len);
                 for (i, ins) in self.instrs.iter().enumerate() {
                     let out = std::slice::from_raw_parts_mut(base.add(self.phys[i] * block), len);
                     match *ins {
                         Instr::Const(_) => {}
-                        Instr::Load(k) if in_place(k) => {}
                         Instr::Load(k) => {
+                            let st = *self.layout.strides[k].last().unwrap_or(&0);
                             let src = io.inputs[k].add(bases[k]);
-                            if *self.layout.strides[k].last().unwrap_or(&0) == 0 {
+                            if st == 0 {
                                 out.fill(*src);
                             } else {
                                 std::ptr::copy_nonoverlapping(src.add(at), out.as_mut_ptr(), len);
@@ -341,16 +316,11 @@ impl FusedKernel {
                     let k = n_in + j;
                     match out {
                         FusedOutput::Store(reg) => {
-                            // SAFETY (overlap): a stored value read in place is an input no
-                            // output is stored to.
-                            std::ptr::copy_nonoverlapping(
-                                values[*reg],
-                                io.outputs[j].add(bases[k] + at),
-                                len,
-                            );
+                            let src = regs.as_ptr().add(self.phys[*reg] * block);
+                            std::ptr::copy_nonoverlapping(src, io.outputs[j].add(bases[k] + at), len);
                         }
                         FusedOutput::Reduce { reg, op, .. } => {
-                            let vals = std::slice::from_raw_parts(values[*reg], len);
+                            let vals = &regs[self.phys[*reg] * block..][..len];
                             let st = *self.layout.strides[k].last().unwrap_or(&0);
                             if st == 0 {
                                 let a = &mut acc[j][bases[k]];
@@ -385,9 +355,6 @@ impl FusedKernel {
 struct Io<'a, T> {
     inputs: &'a [*const T],
     outputs: &'a [*mut T],
-    /// Per input: it is also the storage of an output whose value is the input itself, so a
-    /// block copies it into a register before any output of the block is stored.
-    overwritten: &'a [bool],
 }
 
 // SAFETY: tasks only read inputs and write disjoint ranges of the outputs (see `run`).
