@@ -170,7 +170,6 @@ unsafe fn serial<K: MicroKernel>(p: &Problem<'_, K::Elem>) {
     let nc_max = K::NC.min(p.n).div_ceil(K::NR) * K::NR;
     let mut b_buf = PackBuf::take(&B_BUF, kc_max * nc_max * size);
     let b_pack = b_buf.as_mut_ptr::<K::Elem>();
-    let all_rows = 0..p.m;
     // Loop 5 (jc): NC-wide column blocks of B and C.
     for jc in (0..p.n).step_by(K::NC) {
         let nc = K::NC.min(p.n - jc);
@@ -178,48 +177,46 @@ unsafe fn serial<K: MicroKernel>(p: &Problem<'_, K::Elem>) {
         for pc in (0..p.k).step_by(K::KC) {
             let kc = K::KC.min(p.k - pc);
             // SAFETY: (pc, jc) is inside B; the buffer holds kc_max × nc_max.
-            unsafe { pack_b::<K>(kc, nc, 0..nc.div_ceil(K::NR), p.b.offset(pc, jc), b_pack) };
+            unsafe { pack_b::<K>(kc, nc, p.b.offset(pc, jc), b_pack) };
             let load_c = p.accumulate || pc > 0;
             let last = pc + kc == p.k;
-            let blk = Block { jc, pc, kc, rows: all_rows.clone(), cols: 0..nc, load_c, last };
+            let blk = Block { jc, nc, pc, kc, load_c, last };
             // SAFETY: this call owns all of C.
             unsafe { macro_block::<K>(p, b_pack, &blk) }
         }
     }
 }
 
-/// One (jc, pc) iteration: the rows and columns of C it updates with the packed slices.
+/// One (jc, pc) iteration: columns `jc..jc + nc` of every row of C, updated with the packed
+/// slice `pc..pc + kc` of k.
 struct Block {
     jc: usize,
+    nc: usize,
     pc: usize,
     kc: usize,
-    /// Rows of C (absolute), starting at a multiple of MR.
-    rows: Range<usize>,
-    /// Columns relative to `jc`, starting at a multiple of NR.
-    cols: Range<usize>,
     load_c: bool,
     last: bool,
 }
 
-/// Loops 3, 2, 1 over one task's block, then the epilogue while the block is still in cache.
+/// Loops 3, 2, 1 over one (jc, pc) iteration, then the epilogue while the block is still in
+/// cache.
 ///
 /// # Safety
-/// As [`gemm_packed`]; `b_pack` holds the packed KC×NC block and no other task touches
-/// `blk.rows × blk.cols` of C.
+/// As [`gemm_packed`]; `b_pack` holds the packed KC×NC block.
 unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K::Elem, blk: &Block) {
     let kc = blk.kc;
-    let mc_max = K::MC.min(blk.rows.len()).div_ceil(K::MR) * K::MR;
+    let mc_max = K::MC.min(p.m).div_ceil(K::MR) * K::MR;
     let mut a_buf = PackBuf::take(&A_BUF, mc_max * kc * std::mem::size_of::<K::Elem>());
     let a_pack = a_buf.as_mut_ptr::<K::Elem>();
     let ld = p.c.ld;
     // Loop 3 (ic): MC-tall row blocks of A and C.
-    for ic in blk.rows.clone().step_by(K::MC) {
-        let mc = K::MC.min(blk.rows.end - ic);
+    for ic in (0..p.m).step_by(K::MC) {
+        let mc = K::MC.min(p.m - ic);
         // SAFETY: rows ic..ic+mc and columns pc..pc+kc are inside A; a_pack holds mc_max·kc.
         unsafe { pack_a::<K>(mc, kc, p.a.offset(ic, blk.pc), a_pack) };
         // Loop 2 (jr): NR-wide micro-panels of the packed B block.
-        for jr in blk.cols.clone().step_by(K::NR) {
-            let nr = K::NR.min(blk.cols.end - jr);
+        for jr in (0..blk.nc).step_by(K::NR) {
+            let nr = K::NR.min(blk.nc - jr);
             // SAFETY: jr is a multiple of NR, so this is panel jr/NR of the packed block.
             let b_panel = unsafe { b_pack.add(jr * kc) };
             // Loop 1 (ir): MR-tall micro-panels of the packed A block.
@@ -234,12 +231,10 @@ unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K
             }
         }
         if blk.last && !p.epi.is_noop() {
-            let col0 = blk.jc + blk.cols.start;
             for i in ic..ic + mc {
-                // SAFETY: this row segment belongs to this task's region of C.
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut(p.c.raw().add(i * ld + col0), blk.cols.len()) };
-                p.epi.apply_row(row, col0);
+                // SAFETY: row i, columns jc..jc + nc are inside C.
+                let row = unsafe { std::slice::from_raw_parts_mut(p.c.raw().add(i * ld + blk.jc), blk.nc) };
+                p.epi.apply_row(row, blk.jc);
             }
         }
     }

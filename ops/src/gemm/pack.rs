@@ -106,20 +106,14 @@ pub(crate) unsafe fn pack_a<K: MicroKernel>(mc: usize, kc: usize, a: MatRef<K::E
     }
 }
 
-/// Packs NR-column panels `panels` (a range of panel indices) of the `kc`×`nc` block of `b`
-/// (viewed from its top-left element) into `dst`, panel `s` at `dst + s·NR·kc`.
+/// Packs the `kc`×`nc` block of `b` (viewed from its top-left element) into `ceil(nc/NR)`
+/// NR-column panels at `dst`, panel `s` at `dst + s·NR·kc`.
 ///
 /// # Safety
 /// `b` must be valid for the whole `kc`×`nc` block and `dst` for `ceil(nc/NR)·NR·kc` writes.
-pub(crate) unsafe fn pack_b<K: MicroKernel>(
-    kc: usize,
-    nc: usize,
-    panels: std::ops::Range<usize>,
-    b: MatRef<K::Elem>,
-    dst: *mut K::Elem,
-) {
+pub(crate) unsafe fn pack_b<K: MicroKernel>(kc: usize, nc: usize, b: MatRef<K::Elem>, dst: *mut K::Elem) {
     let nr = K::NR;
-    for panel in panels {
+    for panel in 0..nc.div_ceil(nr) {
         let j0 = panel * nr;
         let cols = nr.min(nc - j0);
         // SAFETY: panel < ceil(nc/NR), so the panel lies inside dst.
@@ -214,7 +208,7 @@ mod tests {
             // kc = 3 rows from row 2, all 5 columns: panels of NR = 4, the second ragged.
             let mut dst = vec![f64::NAN; 2 * 4 * 3];
             // SAFETY: rows 2..5 and columns 0..5 are inside; dst holds 2 panels of 4·3.
-            unsafe { pack_b::<K>(3, 5, 0..2, b.offset(2, 0), dst.as_mut_ptr()) };
+            unsafe { pack_b::<K>(3, 5, b.offset(2, 0), dst.as_mut_ptr()) };
             for panel in 0..2 {
                 for p in 0..3 {
                     for j in 0..4 {
