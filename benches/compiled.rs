@@ -45,6 +45,9 @@ fn w5_autograd_overhead() {
     });
     let per_op_us = t.median_s / OPS as f64 * 1e6;
     report("W5-autograd-overhead", "graphgrad-compiled", "n16", &t, per_op_us, "us/op");
+    if crate::profiling() {
+        eprintln!("W5-autograd-overhead: {}", step.profile(std::slice::from_ref(&x), 200).expect("profile"));
+    }
 }
 
 /// W6: tanh-GELU of 4,194,304 elements with primitive ops, sum, backward — one fused kernel.
@@ -64,4 +67,7 @@ fn w6_fusion() {
         step.call(std::slice::from_ref(&x)).expect("compiled W6 step");
     });
     report("W6-fusion", "graphgrad-compiled", "n4194304", &t, t.median_s * 1e3, "ms/step");
+    if crate::profiling() {
+        eprintln!("W6-fusion: {}", step.profile(std::slice::from_ref(&x), 20).expect("profile"));
+    }
 }

@@ -471,3 +471,31 @@ fn a_large_column_sum_fused_with_its_elementwise_producer_matches_a_loop() {
     let got: Vec<f64> = out[1].to_vec::<f32>().unwrap().iter().map(|&v| v as f64).collect();
     graphgrad_ops::testing::assert_close(&got, &maxes, 1e-5, 1e-5);
 }
+
+#[test]
+fn scalar_ops_folded_into_their_producers_round_as_eager_ones() {
+    // Chains of mul_scalar / add_scalar after loads (one broadcast), unary and binary ops and a
+    // select, some with values read twice (which stop the folding) and some stored as outputs.
+    let step = |io: &[Tensor]| -> Result<Vec<Tensor>> {
+        let (x, row) = (&io[0], &io[1]);
+        let a = x.mul_scalar(3.0).add_scalar(1.0); // folded into the load of x
+        let b = a.mul_scalar(0.5).add_scalar(2.0); // a is read twice: not folded into a's step
+        let c = a.mul(&b)?.add_scalar(-0.25).mul_scalar(4.0).add_scalar(0.125);
+        let d = row.expand(x.shape())?.mul_scalar(2.0).add(x)?.relu().mul_scalar(-1.5); // broadcast load
+        let e = Tensor::where_(&x.gt_scalar(0.0), &c, &d)?.add_scalar(1.0).mul_scalar(0.75);
+        let f = e.tanh().mul_scalar(2.0).add_scalar(-1.0).square().add_scalar(0.5);
+        Ok(vec![a, c.clone(), e, f.clone(), f.sum_all()])
+    };
+    let x = data(&[37, 1029], 80);
+    let row = data(&[1, 1029], 81);
+    let inputs = [x, row];
+    let mut f = compile(step);
+    let out = f.call(&inputs).unwrap();
+    let eager = step(&inputs).unwrap();
+    for (got, want) in out.iter().zip(&eager).take(4) {
+        assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+    }
+    assert_close(&out[4].to_vec::<f32>().unwrap(), &eager[4].to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    let p = f.programs().next().unwrap();
+    assert_eq!(p.node_count(), 3, "{}", p.log());
+}

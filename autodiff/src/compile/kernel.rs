@@ -11,8 +11,10 @@
 //! them), leaving rows whose innermost stride is 0 or 1 for every operand. Rows are cut into
 //! blocks of at most [`BLOCK`] elements; a register is a block-sized slice, so all live
 //! registers stay in L1 and each instruction is a tight, vectorisable loop over one block
-//! (transcendentals go through the same SIMD kernels as eager ops, `ops::unary`). Registers
-//! are allocated by liveness, constants are filled once per call. Large kernels are split into
+//! (transcendentals go through the same SIMD kernels as eager ops, `ops::unary`). A scalar
+//! multiply or add whose operand has no other reader runs in the loop of the step computing
+//! that operand, equal instructions are computed once, registers are allocated by liveness and
+//! constants are filled once per call. Large kernels are split into
 //! fixed chunks run on rayon; each chunk keeps f64 partials of the reduced outputs (unless they
 //! are too many beside the chunk's elements: then the kernel runs on one thread), combined in
 //! chunk order, so results do not depend on the thread count.
@@ -104,9 +106,7 @@ pub struct FusedKernel {
     /// The results.
     pub outputs: Vec<FusedOutput>,
     layout: Layout,
-    /// Physical register of each instruction.
-    phys: Vec<usize>,
-    n_phys: usize,
+    plan: Plan,
 }
 
 /// The simplified iteration space: dims and per-operand strides (inputs, then outputs).
@@ -144,8 +144,8 @@ impl FusedKernel {
             });
         }
         let layout = Layout::new(&shape, strides);
-        let (phys, n_phys) = allocate_registers(&instrs, &outputs);
-        FusedKernel { shape, dtype, inputs, instrs, outputs, layout, phys, n_phys }
+        let plan = Plan::new(&instrs, &outputs);
+        FusedKernel { shape, dtype, inputs, instrs, outputs, layout, plan }
     }
 
     /// Number of elements of output `i`.
@@ -267,14 +267,13 @@ impl FusedKernel {
             return;
         }
         let n_in = io.inputs.len();
+        let plan = &self.plan;
         let block = BLOCK.min(inner).min(end - start).max(1);
-        let mut regs = vec![T::ZERO; self.n_phys * block];
-        for (i, ins) in self.instrs.iter().enumerate() {
-            if let Instr::Const(c) = ins {
-                let p = self.phys[i];
-                regs[p * block..(p + 1) * block].fill(T::from_f64(*c));
-            }
+        let mut regs = vec![T::ZERO; plan.n_phys * block];
+        for &(p, c) in &plan.consts {
+            regs[p * block..(p + 1) * block].fill(T::from_f64(c));
         }
+        let posts: Vec<Option<Affine<T>>> = plan.steps.iter().map(|s| s.post.map(Affine::cast)).collect();
         let mut idx = start;
         while idx < end {
             let (row, col) = (idx / inner, idx % inner);
@@ -285,42 +284,57 @@ impl FusedKernel {
                 let len = block.min(run - c);
                 let at = col + c;
                 let base = regs.as_mut_ptr();
-                // A register as a slice. Operand and result registers are distinct blocks
+                // A register as a slice. A step's result register is never one of its operands'
                 // (results are allocated before operands are freed), so views never overlap.
-                let reg = |q: usize| std::slice::from_raw_parts(base.add(self.phys[q] * block), len);
-                for (i, ins) in self.instrs.iter().enumerate() {
-                    let out = std::slice::from_raw_parts_mut(base.add(self.phys[i] * block), len);
-                    match *ins {
-                        Instr::Const(_) => {}
-                        Instr::Load(k) => {
+                let reg = |p: usize| std::slice::from_raw_parts(base.add(p * block), len);
+                for (step, &post) in plan.steps.iter().zip(&posts) {
+                    let out = std::slice::from_raw_parts_mut(base.add(step.dst * block), len);
+                    match step.op {
+                        StepOp::Load(k) => {
                             let st = *self.layout.strides[k].last().unwrap_or(&0);
                             let src = io.inputs[k].add(bases[k]);
                             if st == 0 {
-                                out.fill(*src);
+                                out.fill(post.map_or(*src, |p| p.apply(*src)));
                             } else {
-                                std::ptr::copy_nonoverlapping(src.add(at), out.as_mut_ptr(), len);
+                                let src = std::slice::from_raw_parts(src.add(at), len);
+                                match post {
+                                    None => out.copy_from_slice(src),
+                                    Some(p) => map_block(src, out, |v| p.apply(v)),
+                                }
                             }
                         }
-                        Instr::Unary(op, a) => unary_block(op, reg(a), out),
-                        Instr::Binary(op, a, b) => binary_block(op, reg(a), reg(b), out),
-                        Instr::Where(cnd, a, b) => {
-                            for ((o, &c), (&x, &y)) in
-                                out.iter_mut().zip(reg(cnd)).zip(reg(a).iter().zip(reg(b)))
-                            {
-                                *o = if c != T::ZERO { x } else { y };
+                        StepOp::Unary(op, a) => unary_block(op, reg(a), out, post),
+                        StepOp::Binary(op, a, b) => binary_block(op, reg(a), reg(b), out, post),
+                        StepOp::Where(cnd, a, b) => {
+                            let pick = |c: T, x: T, y: T| if c != T::ZERO { x } else { y };
+                            let (cnd, a, b) = (reg(cnd), reg(a), reg(b));
+                            match post {
+                                None => {
+                                    for (i, o) in out.iter_mut().enumerate() {
+                                        *o = pick(cnd[i], a[i], b[i]);
+                                    }
+                                }
+                                Some(p) => {
+                                    for (i, o) in out.iter_mut().enumerate() {
+                                        *o = p.apply(pick(cnd[i], a[i], b[i]));
+                                    }
+                                }
                             }
                         }
                     }
                 }
-                for (j, out) in self.outputs.iter().enumerate() {
+                for (j, (out, &p)) in self.outputs.iter().zip(&plan.out_regs).enumerate() {
                     let k = n_in + j;
+                    let vals = &regs[p * block..][..len];
                     match out {
-                        FusedOutput::Store(reg) => {
-                            let src = regs.as_ptr().add(self.phys[*reg] * block);
-                            std::ptr::copy_nonoverlapping(src, io.outputs[j].add(bases[k] + at), len);
+                        FusedOutput::Store(_) => {
+                            std::ptr::copy_nonoverlapping(
+                                vals.as_ptr(),
+                                io.outputs[j].add(bases[k] + at),
+                                len,
+                            );
                         }
-                        FusedOutput::Reduce { reg, op, .. } => {
-                            let vals = &regs[self.phys[*reg] * block..][..len];
+                        FusedOutput::Reduce { op, .. } => {
                             let st = *self.layout.strides[k].last().unwrap_or(&0);
                             if st == 0 {
                                 let a = &mut acc[j][bases[k]];
@@ -360,14 +374,24 @@ struct Io<'a, T> {
 // SAFETY: tasks only read inputs and write disjoint ranges of the outputs (see `run`).
 unsafe impl<T: Send> Sync for Io<'_, T> {}
 
-/// `out = op(x)` over one block: cheap ops inline (so they vectorise with the caller's
+/// `out[i] = f(x[i])`, inlined per caller so the loop vectorises with its target features.
+#[inline(always)]
+fn map_block<T: Copy>(x: &[T], out: &mut [T], f: impl Fn(T) -> T) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f(v);
+    }
+}
+
+/// `out = post(op(x))` over one block: cheap ops inline (so they vectorise with the caller's
 /// target features), transcendentals through the SIMD kernels of `ops::unary`.
 #[inline(always)]
-fn unary_block<T: Element>(op: UnaryOp, x: &[T], out: &mut [T]) {
+fn unary_block<T: Element>(op: UnaryOp, x: &[T], out: &mut [T], post: Option<Affine<T>>) {
+    let (zero, one) = (T::ZERO, T::ONE);
     macro_rules! go {
         ($f:expr) => {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = $f(v);
+            match post {
+                None => map_block(x, out, $f),
+                Some(p) => map_block(x, out, |v| p.apply($f(v))),
             }
         };
     }
@@ -382,20 +406,36 @@ fn unary_block<T: Element>(op: UnaryOp, x: &[T], out: &mut [T]) {
             let c = T::from_f64(c);
             go!(|v: T| v + c)
         }
-        UnaryOp::Recip => go!(|v: T| T::ONE / v),
-        UnaryOp::Relu => go!(|v: T| if v < T::ZERO { T::ZERO } else { v }),
-        _ => unary(op, x, out),
+        UnaryOp::Recip => go!(|v: T| one / v),
+        UnaryOp::Relu => go!(|v: T| if v < zero { zero } else { v }),
+        UnaryOp::TanhGrad => go!(|v: T| one - v * v),
+        UnaryOp::SigmoidGrad => go!(|v: T| v * (one - v)),
+        _ => {
+            unary(op, x, out);
+            if let Some(p) = post {
+                out.iter_mut().for_each(|v| *v = p.apply(*v));
+            }
+        }
     }
 }
 
-/// `out = op(a, b)` over one block, with the same scalar semantics as `ops::binary`.
+/// `out = post(op(a, b))` over one block, with the same scalar semantics as `ops::binary`.
 #[inline(always)]
-fn binary_block<T: Element>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T]) {
+fn binary_block<T: Element>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T], post: Option<Affine<T>>) {
     let truth = |t: bool| if t { T::ONE } else { T::ZERO };
     macro_rules! go {
         ($f:expr) => {
-            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                *o = $f(x, y);
+            match post {
+                None => {
+                    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                        *o = $f(x, y);
+                    }
+                }
+                Some(p) => {
+                    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                        *o = p.apply($f(x, y));
+                    }
+                }
             }
         };
     }
@@ -435,19 +475,22 @@ fn fold_one(op: ReduceOp, a: f64, v: f64) -> f64 {
     }
 }
 
+#[inline(always)]
 fn fold_block<T: Element>(op: ReduceOp, a: f64, vals: &[T]) -> f64 {
     match op {
         ReduceOp::Sum | ReduceOp::Mean => {
-            // Four f64 lanes: vectorises and keeps the f32 error far below one ulp per block.
-            let mut lanes = [0.0f64; 4];
-            let mut chunks = vals.chunks_exact(4);
+            // Eight f64 lanes: vectorises (two AVX2 registers) and keeps the f32 error far
+            // below one ulp per block.
+            let mut lanes = [0.0f64; 8];
+            let mut chunks = vals.chunks_exact(8);
             for c in &mut chunks {
                 for (l, &v) in lanes.iter_mut().zip(c) {
                     *l += v.to_f64();
                 }
             }
             let rest: f64 = chunks.remainder().iter().map(|v| v.to_f64()).sum();
-            a + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + rest
+            let quads = [lanes[0] + lanes[4], lanes[1] + lanes[5], lanes[2] + lanes[6], lanes[3] + lanes[7]];
+            a + (quads[0] + quads[1]) + (quads[2] + quads[3]) + rest
         }
         _ => vals.iter().fold(a, |acc, &v| fold_one(op, acc, v.to_f64())),
     }
@@ -488,57 +531,155 @@ impl Layout {
     }
 }
 
-/// Linear-scan register allocation over the SSA program: a register is freed after its last
-/// use; constants and registers read by outputs live to the end.
-fn allocate_registers(instrs: &[Instr], outputs: &[FusedOutput]) -> (Vec<usize>, usize) {
-    let n = instrs.len();
-    let mut last = vec![0usize; n];
-    for (i, ins) in instrs.iter().enumerate() {
-        last[i] = i;
-        for r in operands(ins) {
-            last[r] = i;
+/// The program as the block loop runs it: constants and folded scalar ops gone, each step's
+/// operands and result in physical registers.
+///
+/// A `mul_scalar` or `add_scalar` whose operand is read by nothing else is folded into the
+/// step that computes the operand, as that step's [`Affine`] epilogue: one pass over a block
+/// instead of two. Registers are allocated by liveness (linear scan).
+#[derive(Clone, Debug)]
+struct Plan {
+    steps: Vec<Step>,
+    /// Physical register and value of each constant (filled once per call).
+    consts: Vec<(usize, f64)>,
+    /// Physical register of each output's value.
+    out_regs: Vec<usize>,
+    n_phys: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    op: StepOp,
+    /// Result register.
+    dst: usize,
+    post: Option<Affine<f64>>,
+}
+
+/// An [`Instr`] over physical registers.
+#[derive(Clone, Copy, Debug)]
+enum StepOp {
+    Load(usize),
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+    Where(usize, usize, usize),
+}
+
+/// `(v + pre)·mul + post`: up to an `add_scalar`, a `mul_scalar` and an `add_scalar` in that
+/// order, absent ones as the exact identities (`+ −0`, `· 1`), so the result rounds as the
+/// separate ops did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Affine<T> {
+    pre: T,
+    mul: T,
+    post: T,
+}
+
+impl Affine<f64> {
+    const IDENTITY: Affine<f64> = Affine { pre: -0.0, mul: 1.0, post: -0.0 };
+
+    /// This map followed by `op`, when one affine map still expresses it.
+    fn then(self, op: UnaryOp) -> Option<Affine<f64>> {
+        let unset = |v: f64| v.to_bits() == (-0.0f64).to_bits();
+        match op {
+            UnaryOp::MulScalar(c) if unset(self.post) && self.mul == 1.0 => Some(Affine { mul: c, ..self }),
+            UnaryOp::AddScalar(c) if unset(self.post) => Some(Affine { post: c, ..self }),
+            _ => None,
         }
     }
-    for out in outputs {
-        let (FusedOutput::Store(r) | FusedOutput::Reduce { reg: r, .. }) = out;
-        last[*r] = usize::MAX;
+
+    fn cast<T: Element>(self) -> Affine<T> {
+        Affine { pre: T::from_f64(self.pre), mul: T::from_f64(self.mul), post: T::from_f64(self.post) }
     }
-    for (i, ins) in instrs.iter().enumerate() {
-        if matches!(ins, Instr::Const(_)) {
-            last[i] = usize::MAX;
-        }
+}
+
+impl<T: Element> Affine<T> {
+    #[inline(always)]
+    fn apply(self, v: T) -> T {
+        (v + self.pre) * self.mul + self.post
     }
-    // Constants are filled once per call, so they get registers of their own, never shared.
-    let (mut phys, mut free, mut count) = (vec![0usize; n], Vec::<usize>::new(), 0usize);
-    for (i, ins) in instrs.iter().enumerate() {
-        if matches!(ins, Instr::Const(_)) {
-            phys[i] = count;
-            count += 1;
+}
+
+impl Plan {
+    fn new(instrs: &[Instr], outputs: &[FusedOutput]) -> Plan {
+        let out_reg = |o: &FusedOutput| match o {
+            FusedOutput::Store(r) | FusedOutput::Reduce { reg: r, .. } => *r,
+        };
+        let mut uses = vec![0usize; instrs.len()];
+        for r in instrs.iter().flat_map(operands).chain(outputs.iter().map(out_reg)) {
+            uses[r] += 1;
         }
+        // Fold scalar ops into their producers: `home[i]` is the SSA step holding value i.
+        let mut home: Vec<usize> = (0..instrs.len()).collect();
+        let mut post: Vec<Option<Affine<f64>>> = vec![None; instrs.len()];
+        let mut folded = vec![false; instrs.len()];
+        for (i, ins) in instrs.iter().enumerate() {
+            if let Instr::Unary(op @ (UnaryOp::MulScalar(_) | UnaryOp::AddScalar(_)), a) = *ins {
+                let h = home[a];
+                if uses[a] == 1 && !matches!(instrs[h], Instr::Const(_)) {
+                    if let Some(map) = post[h].unwrap_or(Affine::IDENTITY).then(op) {
+                        post[h] = Some(map);
+                        home[i] = h;
+                        folded[i] = true;
+                    }
+                }
+            }
+        }
+        // Liveness over the remaining steps: a value dies at its last reader; constants and
+        // outputs live to the end.
+        let mut last = vec![0usize; instrs.len()];
+        for (i, ins) in instrs.iter().enumerate() {
+            last[home[i]] = last[home[i]].max(i);
+            for r in operands(ins) {
+                last[home[r]] = last[home[r]].max(i);
+            }
+        }
+        for o in outputs {
+            last[home[out_reg(o)]] = usize::MAX;
+        }
+        let mut phys = vec![0usize; instrs.len()];
+        let mut consts = Vec::new();
+        let mut count = 0usize;
+        for (i, ins) in instrs.iter().enumerate() {
+            if let Instr::Const(c) = ins {
+                phys[i] = count;
+                consts.push((count, *c));
+                count += 1;
+            }
+        }
+        let mut dying: Vec<Vec<usize>> = vec![Vec::new(); instrs.len()];
+        for (i, &l) in last.iter().enumerate() {
+            if home[i] == i && l != usize::MAX && l > i && !matches!(instrs[i], Instr::Const(_)) {
+                dying[l].push(i);
+            }
+        }
+        let (mut free, mut steps) = (Vec::<usize>::new(), Vec::new());
+        for (i, ins) in instrs.iter().enumerate() {
+            if !folded[i] && !matches!(ins, Instr::Const(_)) {
+                // Operands are freed only after the result is allocated: results never alias them.
+                phys[i] = free.pop().unwrap_or_else(|| {
+                    count += 1;
+                    count - 1
+                });
+                let r = |q: usize| phys[home[q]];
+                let op = match *ins {
+                    Instr::Load(k) => StepOp::Load(k),
+                    Instr::Unary(u, a) => StepOp::Unary(u, r(a)),
+                    Instr::Binary(b, x, y) => StepOp::Binary(b, r(x), r(y)),
+                    Instr::Where(c, x, y) => StepOp::Where(r(c), r(x), r(y)),
+                    Instr::Const(_) => unreachable!("constants are not steps"),
+                };
+                steps.push(Step { op, dst: phys[i], post: post[i] });
+                if last[i] == i {
+                    free.push(phys[i]);
+                }
+            }
+            for &d in &dying[i] {
+                free.push(phys[d]);
+            }
+        }
+        let out_regs = outputs.iter().map(|o| phys[home[out_reg(o)]]).collect();
+        Plan { steps, consts, out_regs, n_phys: count.max(1) }
     }
-    let mut dying: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, &l) in last.iter().enumerate() {
-        if l != usize::MAX && l > i {
-            dying[l].push(i);
-        }
-    }
-    for i in 0..n {
-        if matches!(instrs[i], Instr::Const(_)) {
-            continue;
-        }
-        // Operands are freed only after the result is allocated: results never alias them.
-        phys[i] = free.pop().unwrap_or_else(|| {
-            count += 1;
-            count - 1
-        });
-        if last[i] == i {
-            free.push(phys[i]);
-        }
-        for &d in &dying[i] {
-            free.push(phys[d]);
-        }
-    }
-    (phys, count.max(1))
 }
 
 /// The registers an instruction reads.

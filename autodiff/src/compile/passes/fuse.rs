@@ -237,6 +237,15 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
         reg_of.insert(v, instrs.len() - 1);
         instrs.len() - 1
     };
+    // Values recomputed to save memory (remat) are computed once inside the kernel: equal
+    // instructions share a register.
+    let mut seen: HashMap<String, Reg> = HashMap::new();
+    let mut push = |instrs: &mut Vec<Instr>, ins: Instr| -> Reg {
+        *seen.entry(format!("{ins:?}")).or_insert_with(|| {
+            instrs.push(ins);
+            instrs.len() - 1
+        })
+    };
     for &m in &group.members {
         let ins: SmallVec<[Reg; 3]> =
             graph.inputs(m).into_iter().map(|v| operand(v, &mut instrs, &mut reg_of)).collect();
@@ -287,9 +296,4 @@ fn splat(b: &crate::Buffer) -> Option<f64> {
     let v = b.to_f64_vec();
     let first = *v.first()?;
     v.iter().all(|x| x.to_bits() == first.to_bits()).then_some(first)
-}
-
-fn push(instrs: &mut Vec<Instr>, ins: Instr) -> Reg {
-    instrs.push(ins);
-    instrs.len() - 1
 }
