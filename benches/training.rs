@@ -70,6 +70,9 @@ where
     report(workload, framework, &format!("b{batch}"), &t, 1.0 / t.median_s, "steps/s");
     if compiled && crate::profiling() {
         eprintln!("{workload}: {}", step.profile(inputs, STEP_REPS).expect("profile"));
+        if let Some(p) = step.program(inputs) {
+            eprintln!("{}", p.log());
+        }
     }
 }
 
