@@ -94,10 +94,16 @@ pub(crate) fn ln_1p<V: Lanes>(x: V) -> V {
 }
 
 /// `tanh x = sign(x)·em/(em + 2)` with `em = expm1(2|x|)`; saturates to ±1.
+///
+/// `expm1` is `exp_m1`'s formula on its finite, non-negative, unsaturated range only
+/// (`2|x| <= 2·TANH_SAT`, so `2^k` is one normal power of two): the same values without its
+/// clamps and special cases.
 #[inline(always)]
 pub(crate) fn tanh<V: Lanes>(x: V) -> V {
     let a = x.abs().min(V::splat(V::Elem::TANH_SAT));
-    let em = exp_m1(a.add(a));
+    let (k, em) = reduce_exp(a.add(a));
+    let s = V::pow2i(k);
+    let em = em.fma(s, s.sub(V::splat(1.0)));
     let t = em.div(em.add(V::splat(2.0))).copysign(x);
     V::select(x.is_nan(), x, t)
 }
