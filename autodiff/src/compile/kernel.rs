@@ -340,9 +340,7 @@ impl FusedKernel {
                                 let a = &mut acc[j][bases[k]];
                                 *a = fold_block(*op, *a, vals);
                             } else {
-                                for (a, &v) in acc[j][bases[k] + at..][..len].iter_mut().zip(vals) {
-                                    *a = fold_one(*op, *a, v.to_f64());
-                                }
+                                fold_lanes(*op, &mut acc[j][bases[k] + at..][..len], vals);
                             }
                         }
                     }
@@ -493,6 +491,24 @@ fn fold_block<T: Element>(op: ReduceOp, a: f64, vals: &[T]) -> f64 {
             a + (quads[0] + quads[1]) + (quads[2] + quads[3]) + rest
         }
         _ => vals.iter().fold(a, |acc, &v| fold_one(op, acc, v.to_f64())),
+    }
+}
+
+/// `acc[i] = fold(acc[i], vals[i])`: a column of partials per element of a kept axis, one
+/// loop per op so that it vectorises.
+#[inline(always)]
+fn fold_lanes<T: Element>(op: ReduceOp, acc: &mut [f64], vals: &[T]) {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => {
+            for (a, &v) in acc.iter_mut().zip(vals) {
+                *a += v.to_f64();
+            }
+        }
+        _ => {
+            for (a, &v) in acc.iter_mut().zip(vals) {
+                *a = fold_one(op, *a, v.to_f64());
+            }
+        }
     }
 }
 
