@@ -19,7 +19,10 @@
 //! are too many beside the chunk's elements: then the kernel runs on one thread), combined in
 //! chunk order, so results do not depend on the thread count.
 //!
-//! Aliasing: within a block every load happens before any store, so an output may share the
+//! Contiguous inputs are read where they are stored; only broadcast ones (and inputs scaled as
+//! they load) are copied into a register.
+//!
+//! Aliasing: within a block every read happens before any store, so an output may share the
 //! storage of an input that is read at the same index (not broadcast): the memory planner
 //! relies on this for in-place updates.
 
@@ -144,7 +147,8 @@ impl FusedKernel {
             });
         }
         let layout = Layout::new(&shape, strides);
-        let plan = Plan::new(&instrs, &outputs);
+        let contiguous: Vec<bool> = (0..inputs.len()).map(|k| layout.strides[k].last() == Some(&1)).collect();
+        let plan = Plan::new(&instrs, &outputs, &contiguous);
         FusedKernel { shape, dtype, inputs, instrs, outputs, layout, plan }
     }
 
@@ -284,9 +288,14 @@ impl FusedKernel {
                 let len = block.min(run - c);
                 let at = col + c;
                 let base = regs.as_mut_ptr();
-                // A register as a slice. A step's result register is never one of its operands'
-                // (results are allocated before operands are freed), so views never overlap.
-                let reg = |p: usize| std::slice::from_raw_parts(base.add(p * block), len);
+                // An operand as a slice: a register, or a contiguous input read in place (outputs
+                // are stored after the block's last step, so one stored over it is not yet). A
+                // step's result register is never one of its operands' (results are allocated
+                // before operands are freed), so views never overlap.
+                let reg = |s: Src| match s {
+                    Src::Reg(p) => std::slice::from_raw_parts(base.add(p * block), len),
+                    Src::Input(k) => std::slice::from_raw_parts(io.inputs[k].add(bases[k] + at), len),
+                };
                 for (step, &post) in plan.steps.iter().zip(&posts) {
                     let out = std::slice::from_raw_parts_mut(base.add(step.dst * block), len);
                     match step.op {
@@ -575,9 +584,18 @@ struct Step {
 #[derive(Clone, Copy, Debug)]
 enum StepOp {
     Load(usize),
-    Unary(UnaryOp, usize),
-    Binary(BinaryOp, usize, usize),
-    Where(usize, usize, usize),
+    Unary(UnaryOp, Src),
+    Binary(BinaryOp, Src, Src),
+    Where(Src, Src, Src),
+}
+
+/// Where a step reads an operand.
+#[derive(Clone, Copy, Debug)]
+enum Src {
+    /// A physical register.
+    Reg(usize),
+    /// A contiguous input, read where it is stored (no `Load` step copies it).
+    Input(usize),
 }
 
 /// `(v + pre)·mul + post`: up to an `add_scalar`, a `mul_scalar` and an `add_scalar` in that
@@ -616,7 +634,8 @@ impl<T: Element> Affine<T> {
 }
 
 impl Plan {
-    fn new(instrs: &[Instr], outputs: &[FusedOutput]) -> Plan {
+    /// `contiguous[k]`: input `k` is read at stride 1 along rows (not broadcast there).
+    fn new(instrs: &[Instr], outputs: &[FusedOutput], contiguous: &[bool]) -> Plan {
         let out_reg = |o: &FusedOutput| match o {
             FusedOutput::Store(r) | FusedOutput::Reduce { reg: r, .. } => *r,
         };
@@ -640,6 +659,17 @@ impl Plan {
                 }
             }
         }
+        // A contiguous input that is not scaled on loading and not an output itself needs no
+        // register: steps read it in place.
+        let output_homes: Vec<usize> = outputs.iter().map(|o| home[out_reg(o)]).collect();
+        let read_in_place: Vec<Option<usize>> = instrs
+            .iter()
+            .enumerate()
+            .map(|(i, ins)| match *ins {
+                Instr::Load(k) if contiguous[k] && post[i].is_none() && !output_homes.contains(&i) => Some(k),
+                _ => None,
+            })
+            .collect();
         // Liveness over the remaining steps: a value dies at its last reader; constants and
         // outputs live to the end.
         let mut last = vec![0usize; instrs.len()];
@@ -664,19 +694,23 @@ impl Plan {
         }
         let mut dying: Vec<Vec<usize>> = vec![Vec::new(); instrs.len()];
         for (i, &l) in last.iter().enumerate() {
-            if home[i] == i && l != usize::MAX && l > i && !matches!(instrs[i], Instr::Const(_)) {
+            let registered = !matches!(instrs[i], Instr::Const(_)) && read_in_place[i].is_none();
+            if home[i] == i && l != usize::MAX && l > i && registered {
                 dying[l].push(i);
             }
         }
         let (mut free, mut steps) = (Vec::<usize>::new(), Vec::new());
         for (i, ins) in instrs.iter().enumerate() {
-            if !folded[i] && !matches!(ins, Instr::Const(_)) {
+            if !folded[i] && !matches!(ins, Instr::Const(_)) && read_in_place[i].is_none() {
                 // Operands are freed only after the result is allocated: results never alias them.
                 phys[i] = free.pop().unwrap_or_else(|| {
                     count += 1;
                     count - 1
                 });
-                let r = |q: usize| phys[home[q]];
+                let r = |q: usize| match read_in_place[home[q]] {
+                    Some(k) => Src::Input(k),
+                    None => Src::Reg(phys[home[q]]),
+                };
                 let op = match *ins {
                     Instr::Load(k) => StepOp::Load(k),
                     Instr::Unary(u, a) => StepOp::Unary(u, r(a)),
