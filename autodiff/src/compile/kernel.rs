@@ -33,7 +33,7 @@ use graphgrad_ops::{broadcast_strides, contiguous_strides, numel, DType, Element
 use rayon::prelude::*;
 
 /// Elements per register block.
-pub const BLOCK: usize = 512;
+pub const BLOCK: usize = 256;
 /// Elements per parallel chunk (fixed, so the partition never depends on the thread count).
 const CHUNK: usize = 1 << 15;
 /// Kernels smaller than this run on the calling thread.
