@@ -39,6 +39,9 @@ const STEP_REPS: usize = 100;
 fn time<F: FnMut()>(reps: usize, mut f: F) -> Timing {
     // Nothing an earlier workload left for reuse counts against this one.
     graphgrad::autodiff::clear_buffer_pool();
+    if profiling() {
+        eprintln!("resident before the first call: {:.0} MB", rss_mb());
+    }
     for _ in 0..3 {
         f();
     }
@@ -59,11 +62,21 @@ fn time<F: FnMut()>(reps: usize, mut f: F) -> Timing {
 /// Resident set size high-water mark of this process over the last [`time`]'s timed calls, in
 /// MiB (Linux), else 0.
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// Resident set size now, in MiB (Linux), else 0.
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// A `/proc/self/status` line's figure in MiB.
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)

@@ -138,17 +138,12 @@ pub(crate) fn keep<T: Pooled>(mut shared: Arc<Vec<T>>) {
 }
 
 /// Frees every buffer this thread keeps for reuse (memory is otherwise held, up to 256 MiB per
-/// thread, between training steps).
+/// thread, between training steps) and hands the allocator's free memory back to the OS:
+/// freed buffers below glibc's mmap threshold, which rises to the largest buffer freed so far
+/// (up to 32 MiB), would otherwise stay in its heap and resident. A compiled step calls it
+/// after its trace, a one-off burst of eager buffers.
 pub fn clear_buffer_pool() {
     let _ = POOL.try_with(|p| *p.borrow_mut() = Pool::default());
-}
-
-/// Clears this thread's pool and hands the allocator's free memory back to the OS. Freed
-/// buffers below glibc's mmap threshold, which rises to the largest buffer freed so far (up to
-/// 32 MiB), stay in its heap and resident otherwise: after a one-off burst such as a compiled
-/// step's eager trace, that is most of the process's memory.
-pub(crate) fn release_memory() {
-    clear_buffer_pool();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         extern "C" {

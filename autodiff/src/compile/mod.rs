@@ -648,7 +648,7 @@ impl<F> Compiled<F> {
         let program = Program::trace(&mut self.step, inputs, &self.options)?;
         // The trace ran the step eagerly; the program has buffers of its own, so the memory
         // the trace freed would only stay resident.
-        crate::pool::release_memory();
+        crate::pool::clear_buffer_pool();
         self.traces += 1;
         self.cache.push(program);
         if self.cache.len() > self.options.cache_size.max(1) {
