@@ -178,23 +178,34 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
 }
 
 /// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding: the
-/// usual CNN pool. The maximum, then the first cell holding it by masked selects: no branch
-/// depends on the data, which on real inputs would be mispredicted half the time.
+/// usual CNN pool. The maximum, then the first cell holding it as selects among values of the
+/// element type (indices too, from a row of window offsets built once): the loop vectorises,
+/// and no branch depends on the data, which on real inputs would be mispredicted half the time.
 fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, y: &mut [T], argmax: &mut [T]) {
     let out_w = in_w / 2;
+    // Indices as numbers of the element type, built from a row of window offsets once so the
+    // loop below stays in that type's arithmetic and vectorises.
+    let offsets: Vec<T> = (0..out_w).map(|ow| T::from_usize(2 * ow)).collect();
+    let (right, below, diagonal) = (T::ONE, T::from_usize(in_w), T::from_usize(in_w + 1));
     let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
     for (oh, (y_row, arg_row)) in out_rows.enumerate() {
         let top = 2 * oh * in_w;
-        for (ow, (yv, am)) in y_row.iter_mut().zip(arg_row).enumerate() {
-            let (a, b) = (top + 2 * ow, top + in_w + 2 * ow);
-            let cells = [a, a + 1, b, b + 1];
-            let best = x[a].max(x[a + 1]).max(x[b].max(x[b + 1]));
-            let mut arg = cells[3];
-            for &c in cells[..3].iter().rev() {
-                let hit = usize::from(x[c] == best).wrapping_neg();
-                arg = (arg & !hit) | (c & hit);
-            }
-            (*yv, *am) = (best, T::from_usize(arg));
+        let (upper, lower) = (&x[top..top + 2 * out_w], &x[top + in_w..top + in_w + 2 * out_w]);
+        let first = T::from_usize(top);
+        let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2)).zip(&offsets);
+        for ((yv, am), ((u, l), &offset)) in y_row.iter_mut().zip(arg_row.iter_mut()).zip(windows) {
+            let best = u[0].max(u[1]).max(l[0].max(l[1]));
+            // the first cell in row-major order holding the maximum
+            let step = if u[0] == best {
+                T::ZERO
+            } else if u[1] == best {
+                right
+            } else if l[0] == best {
+                below
+            } else {
+                diagonal
+            };
+            (*yv, *am) = (best, first + offset + step);
         }
     }
 }
