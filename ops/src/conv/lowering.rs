@@ -97,6 +97,11 @@ impl Lowering {
     fn parallel(&self) -> bool {
         self.batch >= 2 && self.batch * self.c_out * self.p() * self.k() >= PAR_MIN_MACS
     }
+    /// Stride 1 and an output row as wide as an input row: a tap reads one contiguous run of
+    /// the input plane (wrapping round between rows) for its whole column-matrix row.
+    fn contiguous_taps(&self) -> bool {
+        self.stride == (1, 1) && self.out_w == self.in_w
+    }
 }
 
 /// The output indices `o` in `0..out_n` whose tap `o·stride + offset − pad` lands in `0..in_n`,
@@ -110,71 +115,107 @@ fn valid_range(out_n: usize, in_n: usize, stride: usize, pad: usize, offset: usi
     (lo, hi)
 }
 
-/// Fills the `k × p` column matrix of one image's group (`x`: `cg_in` input planes).
-fn im2col<T: Element>(l: &Lowering, x: &[T], col: &mut [T]) {
-    let (ow_n, p) = (l.out_w, l.p());
-    if l.in_plane() == 0 {
-        col.fill(T::ZERO);
+/// Fills one image's row `(c, ki, kj)` of the column matrix (`dst`, `p` long) from its input
+/// plane `plane` of channel `c`.
+fn im2col_row<T: Element>(l: &Lowering, plane: &[T], ki: usize, kj: usize, dst: &mut [T]) {
+    let ow_n = l.out_w;
+    let (oh_lo, oh_hi) = valid_range(l.out_h, l.in_h, l.stride.0, l.pad.0, ki * l.dil.0);
+    let off = kj * l.dil.1;
+    let (ow_lo, ow_hi) = valid_range(ow_n, l.in_w, l.stride.1, l.pad.1, off);
+    if oh_lo == oh_hi || ow_lo == ow_hi {
+        dst.fill(T::ZERO);
         return;
     }
-    let mut rows = col.chunks_exact_mut(p);
-    for plane in x.chunks_exact(l.in_plane()).take(l.cg_in()) {
-        for ki in 0..l.kh {
-            let (oh_lo, oh_hi) = valid_range(l.out_h, l.in_h, l.stride.0, l.pad.0, ki * l.dil.0);
-            for kj in 0..l.kw {
-                let row = rows.next().expect("internal invariant: column rows");
-                let off = kj * l.dil.1;
-                let (ow_lo, ow_hi) = valid_range(ow_n, l.in_w, l.stride.1, l.pad.1, off);
-                row[..oh_lo * ow_n].fill(T::ZERO);
-                row[oh_hi * ow_n..].fill(T::ZERO);
-                for oh in oh_lo..oh_hi {
-                    let ih = oh * l.stride.0 + ki * l.dil.0 - l.pad.0;
-                    let src = &plane[ih * l.in_w..(ih + 1) * l.in_w];
-                    let dst = &mut row[oh * ow_n..(oh + 1) * ow_n];
-                    dst[..ow_lo].fill(T::ZERO);
-                    dst[ow_hi..].fill(T::ZERO);
-                    if ow_lo == ow_hi {
-                        continue;
-                    }
-                    let iw0 = ow_lo * l.stride.1 + off - l.pad.1;
-                    let dst = &mut dst[ow_lo..ow_hi];
-                    if l.stride.1 == 1 {
-                        dst.copy_from_slice(&src[iw0..iw0 + dst.len()]);
-                    } else {
-                        for (d, s) in dst.iter_mut().zip(src[iw0..].iter().step_by(l.stride.1)) {
-                            *d = *s;
-                        }
-                    }
-                }
+    if l.contiguous_taps() {
+        // One copy of the run from the first valid tap to the last, then zeros over the
+        // columns it read from the neighbouring rows.
+        let (a, b) = (oh_lo * ow_n + ow_lo, (oh_hi - 1) * ow_n + ow_hi);
+        let src = (oh_lo + ki * l.dil.0 - l.pad.0) * l.in_w + ow_lo + off - l.pad.1;
+        dst[..a].fill(T::ZERO);
+        dst[b..].fill(T::ZERO);
+        dst[a..b].copy_from_slice(&plane[src..src + b - a]);
+        for ow in (0..ow_lo).chain(ow_hi..ow_n) {
+            for oh in oh_lo..oh_hi {
+                dst[oh * ow_n + ow] = T::ZERO;
+            }
+        }
+        return;
+    }
+    dst[..oh_lo * ow_n].fill(T::ZERO);
+    dst[oh_hi * ow_n..].fill(T::ZERO);
+    for oh in oh_lo..oh_hi {
+        let ih = oh * l.stride.0 + ki * l.dil.0 - l.pad.0;
+        let src = &plane[ih * l.in_w..(ih + 1) * l.in_w];
+        let dst = &mut dst[oh * ow_n..(oh + 1) * ow_n];
+        dst[..ow_lo].fill(T::ZERO);
+        dst[ow_hi..].fill(T::ZERO);
+        let iw0 = ow_lo * l.stride.1 + off - l.pad.1;
+        let dst = &mut dst[ow_lo..ow_hi];
+        if l.stride.1 == 1 {
+            dst.copy_from_slice(&src[iw0..iw0 + dst.len()]);
+        } else {
+            for (d, s) in dst.iter_mut().zip(src[iw0..].iter().step_by(l.stride.1)) {
+                *d = *s;
             }
         }
     }
 }
 
-/// Adds the `k × p` column matrix back onto one image's group of input planes (`dx`).
-fn col2im<T: Element>(l: &Lowering, col: &[T], dx: &mut [T]) {
-    let (ow_n, p) = (l.out_w, l.p());
-    let mut rows = col.chunks_exact(p);
-    for plane in dx.chunks_exact_mut(l.in_plane()).take(l.cg_in()) {
-        for ki in 0..l.kh {
-            let (oh_lo, oh_hi) = valid_range(l.out_h, l.in_h, l.stride.0, l.pad.0, ki * l.dil.0);
-            for kj in 0..l.kw {
-                let row = rows.next().expect("internal invariant: column rows");
-                let off = kj * l.dil.1;
-                let (ow_lo, ow_hi) = valid_range(ow_n, l.in_w, l.stride.1, l.pad.1, off);
-                if ow_lo == ow_hi {
-                    continue;
-                }
-                for oh in oh_lo..oh_hi {
-                    let ih = oh * l.stride.0 + ki * l.dil.0 - l.pad.0;
-                    let iw0 = ow_lo * l.stride.1 + off - l.pad.1;
-                    let dst = &mut plane[ih * l.in_w + iw0..(ih + 1) * l.in_w];
-                    let src = &row[oh * ow_n + ow_lo..oh * ow_n + ow_hi];
-                    for (d, s) in dst.iter_mut().step_by(l.stride.1).zip(src) {
-                        *d += *s;
-                    }
-                }
+/// Adds one image's row `(c, ki, kj)` of the column matrix (`src`, `p` long) onto its input
+/// plane `plane` of channel `c`. May zero the entries of `src` that fall outside the input.
+fn col2im_row<T: Element>(l: &Lowering, src: &mut [T], ki: usize, kj: usize, plane: &mut [T]) {
+    let ow_n = l.out_w;
+    let (oh_lo, oh_hi) = valid_range(l.out_h, l.in_h, l.stride.0, l.pad.0, ki * l.dil.0);
+    let off = kj * l.dil.1;
+    let (ow_lo, ow_hi) = valid_range(ow_n, l.in_w, l.stride.1, l.pad.1, off);
+    if oh_lo == oh_hi || ow_lo == ow_hi {
+        return;
+    }
+    if l.contiguous_taps() {
+        // Zeros over the columns that wrap round to the neighbouring rows, then one add of the
+        // run (adding +0 leaves a sum that started at +0 as it was).
+        for ow in (0..ow_lo).chain(ow_hi..ow_n) {
+            for oh in oh_lo..oh_hi {
+                src[oh * ow_n + ow] = T::ZERO;
             }
+        }
+        let (a, b) = (oh_lo * ow_n + ow_lo, (oh_hi - 1) * ow_n + ow_hi);
+        let dst = (oh_lo + ki * l.dil.0 - l.pad.0) * l.in_w + ow_lo + off - l.pad.1;
+        for (d, s) in plane[dst..dst + b - a].iter_mut().zip(&src[a..b]) {
+            *d += *s;
+        }
+        return;
+    }
+    for oh in oh_lo..oh_hi {
+        let ih = oh * l.stride.0 + ki * l.dil.0 - l.pad.0;
+        let iw0 = ow_lo * l.stride.1 + off - l.pad.1;
+        let dst = &mut plane[ih * l.in_w + iw0..(ih + 1) * l.in_w];
+        let src = &src[oh * ow_n + ow_lo..oh * ow_n + ow_hi];
+        for (d, s) in dst.iter_mut().step_by(l.stride.1).zip(src) {
+            *d += *s;
+        }
+    }
+}
+
+/// Fills the `k × p` column matrix of one image's group (`x`: `cg_in` input planes).
+fn im2col<T: Element>(l: &Lowering, x: &[T], col: &mut [T]) {
+    let (p, taps, plane) = (l.p(), l.kh * l.kw, l.in_plane());
+    for (r, row) in col.chunks_exact_mut(p).enumerate() {
+        let (c, t) = (r / taps, r % taps);
+        im2col_row(l, &x[c * plane..(c + 1) * plane], t / l.kw, t % l.kw, row);
+    }
+}
+
+/// Overwrites one image's group of input planes (`dx`) with the sum of the `k × p` column
+/// matrix `col` (clobbered).
+fn col2im<T: Element>(l: &Lowering, col: &mut [T], dx: &mut [T]) {
+    let (p, taps) = (l.p(), l.kh * l.kw);
+    let mut rows = col.chunks_exact_mut(p);
+    for plane in dx.chunks_exact_mut(l.in_plane()).take(l.cg_in()) {
+        plane.fill(T::ZERO);
+        for t in 0..taps {
+            let row = rows.next().expect("internal invariant: column rows");
+            col2im_row(l, row, t / l.kw, t % l.kw, plane);
         }
     }
 }
@@ -281,7 +322,6 @@ pub(super) fn backward_input<T: Element>(l: &Lowering, dy: &[T], w: &[T], dx: &m
                 gemm(&gm, w_g, dy_g, dx_g);
             } else {
                 gemm(&gm, w_g, dy_g, col);
-                dx_g.fill(T::ZERO);
                 col2im(l, col, dx_g);
             }
         }
