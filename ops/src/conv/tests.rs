@@ -291,6 +291,40 @@ fn conv2d_matches_reference_f32() {
     }
 }
 
+/// Stride 1 with output rows as wide as input rows (`2·pad = dil·(kw − 1)`): each tap's
+/// column-matrix row is one run of the input plane, with the columns that wrap round between
+/// rows zeroed (im2col) or skipped (col2im). Heights, height padding and dilation vary freely.
+#[test]
+fn same_width_rows_match_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let pick = |rng: &mut ChaCha8Rng, v: &[usize]| *v.choose(rng).unwrap();
+    let mut checked = 0;
+    while checked < 200 {
+        let (kernel_w, dil_w) = (pick(&mut rng, &[1, 2, 3, 4, 5]), pick(&mut rng, &[1, 2, 3]));
+        if !(dil_w * (kernel_w - 1)).is_multiple_of(2) {
+            continue;
+        }
+        let (in_channels, out_channels, groups) = *CHANNELS.choose(&mut rng).unwrap();
+        let g = Conv2dGeometry {
+            batch: pick(&mut rng, &[1, 3]),
+            in_channels,
+            out_channels,
+            in_h: pick(&mut rng, &[1, 3, 6]),
+            in_w: pick(&mut rng, &[1, 2, 5, 9]),
+            kernel_h: pick(&mut rng, &[1, 2, 3]),
+            kernel_w,
+            options: ConvOptions::default()
+                .padding((pick(&mut rng, &[0, 1, 2]), dil_w * (kernel_w - 1) / 2))
+                .dilation((pick(&mut rng, &[1, 2]), dil_w))
+                .groups(groups),
+        };
+        assert_eq!(g.out_w(), g.in_w, "{g:?}");
+        check_conv2d::<f64>(&g, 4000 + checked);
+        check_conv2d::<f32>(&g, 4000 + checked);
+        checked += 1;
+    }
+}
+
 #[test]
 fn out_len_formula() {
     // (7 + 2·1 − 2·(3 − 1) − 1) / 2 + 1 = 4/2 + 1 = 3
