@@ -277,7 +277,6 @@ impl FusedKernel {
         for &(p, c) in &plan.consts {
             regs[p * block..(p + 1) * block].fill(T::from_f64(c));
         }
-        let posts: Vec<Option<Affine<T>>> = plan.steps.iter().map(|s| s.post.map(Affine::cast)).collect();
         let mut idx = start;
         while idx < end {
             let (row, col) = (idx / inner, idx % inner);
@@ -296,7 +295,8 @@ impl FusedKernel {
                     Src::Reg(p) => std::slice::from_raw_parts(base.add(p * block), len),
                     Src::Input(k) => std::slice::from_raw_parts(io.inputs[k].add(bases[k] + at), len),
                 };
-                for (step, &post) in plan.steps.iter().zip(&posts) {
+                for step in &plan.steps {
+                    let post = step.post.map(Affine::cast::<T>);
                     let out = std::slice::from_raw_parts_mut(base.add(step.dst * block), len);
                     match step.op {
                         StepOp::Load(k) => {
@@ -611,12 +611,15 @@ struct Affine<T> {
 impl Affine<f64> {
     const IDENTITY: Affine<f64> = Affine { pre: -0.0, mul: 1.0, post: -0.0 };
 
-    /// This map followed by `op`, when one affine map still expresses it.
+    /// This map followed by `op`, when one affine map still expresses it: an add before any
+    /// multiply is `pre`, after one `post`.
     fn then(self, op: UnaryOp) -> Option<Affine<f64>> {
         let unset = |v: f64| v.to_bits() == (-0.0f64).to_bits();
+        let (pre_free, mul_free, post_free) = (unset(self.pre), self.mul == 1.0, unset(self.post));
         match op {
-            UnaryOp::MulScalar(c) if unset(self.post) && self.mul == 1.0 => Some(Affine { mul: c, ..self }),
-            UnaryOp::AddScalar(c) if unset(self.post) => Some(Affine { post: c, ..self }),
+            UnaryOp::MulScalar(c) if mul_free && post_free => Some(Affine { mul: c, ..self }),
+            UnaryOp::AddScalar(c) if mul_free && pre_free && post_free => Some(Affine { pre: c, ..self }),
+            UnaryOp::AddScalar(c) if !mul_free && post_free => Some(Affine { post: c, ..self }),
             _ => None,
         }
     }
@@ -741,4 +744,59 @@ pub fn operands(ins: &Instr) -> impl Iterator<Item = Reg> {
         Instr::Where(c, a, b) => [Some(c), Some(a), Some(b)],
     };
     v.into_iter().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smallvec::smallvec;
+
+    /// `x → +a → ·m → +b → ·c`, run by a kernel and by the separate ops in f32.
+    #[test]
+    fn scalar_chains_fold_into_one_step_and_round_as_separate_ops() {
+        let (a, m, b, c) = (0.1f64, 3.7, -0.3, 0.9);
+        let instrs = vec![
+            Instr::Load(0),
+            Instr::Unary(UnaryOp::AddScalar(a), 0),
+            Instr::Unary(UnaryOp::MulScalar(m), 1),
+            Instr::Unary(UnaryOp::AddScalar(b), 2),
+            Instr::Unary(UnaryOp::MulScalar(c), 3),
+        ];
+        let n = 1000;
+        let kernel = FusedKernel::new(
+            smallvec![n],
+            DType::F32,
+            vec![smallvec![n]],
+            instrs,
+            vec![FusedOutput::Store(4)],
+        );
+        // the load carries +a ·m +b; the last multiply needs a step of its own
+        assert_eq!(kernel.plan.steps.len(), 2, "{:?}", kernel.plan);
+        assert!(matches!(kernel.plan.steps[0].op, StepOp::Load(0)));
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 - 500.0) * 0.013).collect();
+        let mut y = vec![0f32; n];
+        // SAFETY: one input and one output of n elements each.
+        unsafe { kernel.run::<f32>(&[x.as_ptr()], &[y.as_mut_ptr()]) };
+        let (a, m, b, c) = (a as f32, m as f32, b as f32, c as f32);
+        let want: Vec<f32> = x.iter().map(|&v| (((v + a) * m) + b) * c).collect();
+        assert_eq!(y, want);
+    }
+
+    #[test]
+    fn a_value_read_twice_is_not_folded() {
+        // y = x·2; outputs y and y + 1: the add may not overwrite y's register
+        let instrs = vec![
+            Instr::Load(0),
+            Instr::Unary(UnaryOp::MulScalar(2.0), 0),
+            Instr::Unary(UnaryOp::AddScalar(1.0), 1),
+        ];
+        let outputs = vec![FusedOutput::Store(1), FusedOutput::Store(2)];
+        let kernel = FusedKernel::new(smallvec![7], DType::F32, vec![smallvec![7]], instrs, outputs);
+        let x: Vec<f32> = (0..7).map(|i| i as f32 * 0.5).collect();
+        let (mut y, mut z) = (vec![0f32; 7], vec![0f32; 7]);
+        // SAFETY: one input and two outputs of 7 elements each.
+        unsafe { kernel.run::<f32>(&[x.as_ptr()], &[y.as_mut_ptr(), z.as_mut_ptr()]) };
+        assert_eq!(y, x.iter().map(|v| v * 2.0).collect::<Vec<_>>());
+        assert_eq!(z, x.iter().map(|v| v * 2.0 + 1.0).collect::<Vec<_>>());
+    }
 }
