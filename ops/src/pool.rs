@@ -179,20 +179,18 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
 
 /// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding: the
 /// usual CNN pool. The maximum, then the first cell holding it as selects among values of the
-/// element type (indices too, from a row of window offsets built once): the loop vectorises,
-/// and no branch depends on the data, which on real inputs would be mispredicted half the time.
-fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, y: &mut [T], argmax: &mut [T]) {
+/// element type (indices too: `offsets[ow] = 2·ow`, built once per call), so the loop stays in
+/// that type's arithmetic and vectorises, and no branch depends on the data, which on real
+/// inputs would be mispredicted half the time.
+fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
     let out_w = in_w / 2;
-    // Indices as numbers of the element type, built from a row of window offsets once so the
-    // loop below stays in that type's arithmetic and vectorises.
-    let offsets: Vec<T> = (0..out_w).map(|ow| T::from_usize(2 * ow)).collect();
     let (right, below, diagonal) = (T::ONE, T::from_usize(in_w), T::from_usize(in_w + 1));
     let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
     for (oh, (y_row, arg_row)) in out_rows.enumerate() {
         let top = 2 * oh * in_w;
         let (upper, lower) = (&x[top..top + 2 * out_w], &x[top + in_w..top + in_w + 2 * out_w]);
         let first = T::from_usize(top);
-        let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2)).zip(&offsets);
+        let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2)).zip(offsets);
         for ((yv, am), ((u, l), &offset)) in y_row.iter_mut().zip(arg_row.iter_mut()).zip(windows) {
             let best = u[0].max(u[1]).max(l[0].max(l[1]));
             // the first cell in row-major order holding the maximum
@@ -224,12 +222,14 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
     // (a ceil-mode partial window at an odd edge takes the general path)
     let two_by_two = (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0))
         && (g.out_h(), g.out_w()) == (g.in_h / 2, g.in_w / 2);
+    let offsets: Vec<T> =
+        if two_by_two { (0..out_w).map(|ow| T::from_usize(2 * ow)).collect() } else { Vec::new() };
     let plane = |i: usize, y: &mut [T], argmax: &mut [T]| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
         // NaN (which wins) is rare: such planes take the general path. (A fold, not `any`:
         // without the early exit the scan vectorises.)
         if two_by_two && !x.iter().fold(false, |seen, v| seen | v.is_nan()) {
-            return max_pool_2x2(x, g.in_w, y, argmax);
+            return max_pool_2x2(x, g.in_w, &offsets, y, argmax);
         }
         let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
         for (r, (y_row, arg_row)) in rows.iter().zip(out_rows) {
