@@ -104,6 +104,19 @@ fn gelu_forward_backward_fuses_into_one_kernel() {
     assert_eq!(p.node_count(), 2, "{}", p.log());
     assert_eq!(report_nodes(p, "fuse").len(), 1);
     assert_eq!(p.memory_plan().order.len(), 1);
+    // the values remat recomputed (x², tanh + 1) are computed once inside it
+    let graph = p.graph();
+    let kernel = graph
+        .g
+        .node_weights()
+        .find_map(|n| match &n.op {
+            graphgrad_autodiff::compile::ir::IrOp::Fused(k) => Some(k.clone()),
+            _ => None,
+        })
+        .unwrap();
+    for (i, a) in kernel.instrs.iter().enumerate() {
+        assert!(!kernel.instrs[..i].contains(a), "{a:?} twice in {:?}", kernel.instrs);
+    }
 }
 
 /// W5: a chain of 300 elementwise ops on 16 elements, sum, backward.
