@@ -141,8 +141,8 @@ fn w6_fusion() {
     report("W6-fusion", "graphgrad-eager", "n4194304", &t, t.median_s * 1e3, "ms/step");
 }
 
-/// `--profile`: after each compiled workload, the time of each kernel of its program (on
-/// standard error).
+/// `--profile`: after each compiled workload, the time of each kernel of its program and its
+/// pass log, and before each workload what is resident (on standard error).
 pub fn profiling() -> bool {
     std::env::args().any(|a| a == "--profile")
 }
