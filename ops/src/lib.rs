@@ -12,6 +12,7 @@
 //! | [`unary`], [`binary`], [`math`] | elementwise maps with broadcasting; vectorised exp/log/tanh/sigmoid/erf |
 //! | [`reduce`], [`softmax`], [`norm`] | axis reductions, fused softmax / log-softmax / layer-norm |
 //! | [`index`] | index_select, gather and their scatter-add adjoints |
+//! | [`jit`] | elementwise programs compiled to AVX2 machine code, intermediates in registers |
 //! | [`layout`] | permute, expand, narrow/cat slabs, padding |
 //! | [`random`] | seeded uniform, normal and bernoulli fills |
 //! | [`threads`] | the main thread joins the kernels' thread pool |
@@ -25,6 +26,7 @@ mod element;
 pub mod facts;
 pub mod gemm;
 pub mod index;
+pub mod jit;
 pub mod layout;
 pub mod math;
 pub mod norm;

@@ -22,7 +22,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod kernels;
-mod lanes;
+pub(crate) mod lanes;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,243 @@
+//! The x86-64 encodings the generated kernels use: 256-bit VEX instructions on `ymm0..15`
+//! and the few general-purpose ones of the loop.
+//!
+//! Every VEX instruction is written with the three-byte prefix (valid for all register
+//! numbers and opcode maps). Memory operands are `[base + index]`, `[base + disp32]` or a
+//! constant of the pool after the code, addressed relative to the instruction pointer.
+
+/// General-purpose register numbers (the hardware encoding).
+pub(super) mod gpr {
+    pub const RAX: u8 = 0;
+    pub const RCX: u8 = 1;
+    pub const RDX: u8 = 2;
+    pub const RSP: u8 = 4;
+    pub const RSI: u8 = 6;
+    pub const RDI: u8 = 7;
+    pub const R8: u8 = 8;
+    pub const R9: u8 = 9;
+    pub const R10: u8 = 10;
+    pub const R11: u8 = 11;
+}
+
+/// A memory operand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Mem {
+    /// `[base + index]` (neither may be `rsp`; `base` not `rbp`/`r13`).
+    Indexed { base: u8, index: u8 },
+    /// `[base + disp]`.
+    Disp { base: u8, disp: i32 },
+    /// Entry `i` of the constant pool (32 bytes each).
+    Pool(usize),
+}
+
+/// The register-or-memory operand of an instruction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Rm {
+    Reg(u8),
+    Mem(Mem),
+}
+
+/// Opcode map of a VEX instruction.
+#[derive(Clone, Copy)]
+pub(super) enum Map {
+    M0f = 1,
+    M0f38 = 2,
+    M0f3a = 3,
+}
+
+/// Implied legacy prefix: none for the `ps` forms, `66` for `pd` and most integer ones.
+#[derive(Clone, Copy)]
+pub(super) enum Pp {
+    None = 0,
+    P66 = 1,
+}
+
+/// Machine code under construction, with the pool references still to patch.
+#[derive(Default)]
+pub(super) struct Asm {
+    pub code: Vec<u8>,
+    /// `(offset of a rel32 field, pool entry, offset of the instruction's end)`.
+    fixups: Vec<(usize, usize, usize)>,
+}
+
+impl Asm {
+    /// A VEX.256 instruction: `reg` is ModRM.reg (or an opcode extension), `vvvv` the extra
+    /// source (0 when unused), `imm` a trailing immediate (or the is4 register byte).
+    #[allow(clippy::too_many_arguments)]
+    pub fn vex(&mut self, map: Map, pp: Pp, w: bool, op: u8, reg: u8, vvvv: u8, rm: Rm, imm: Option<u8>) {
+        let (x, b) = match rm {
+            Rm::Reg(r) => (0, r >> 3),
+            Rm::Mem(Mem::Indexed { base, index }) => (index >> 3, base >> 3),
+            Rm::Mem(Mem::Disp { base, .. }) => (0, base >> 3),
+            Rm::Mem(Mem::Pool(_)) => (0, 0),
+        };
+        let r = reg >> 3;
+        self.code.push(0xC4);
+        self.code.push(((r ^ 1) << 7) | ((x ^ 1) << 6) | ((b ^ 1) << 5) | map as u8);
+        self.code.push(((w as u8) << 7) | ((!vvvv & 15) << 3) | (1 << 2) | pp as u8);
+        self.code.push(op);
+        self.modrm(reg, rm, imm.map_or(0, |_| 1));
+        if let Some(i) = imm {
+            self.code.push(i);
+        }
+    }
+
+    /// ModRM (+ SIB, displacement); `trailing` immediate bytes follow (for RIP-relative ends).
+    fn modrm(&mut self, reg: u8, rm: Rm, trailing: usize) {
+        let reg = (reg & 7) << 3;
+        match rm {
+            Rm::Reg(r) => self.code.push(0xC0 | reg | (r & 7)),
+            Rm::Mem(Mem::Indexed { base, index }) => {
+                assert!(base & 7 != 5 && index != gpr::RSP, "internal invariant: unencodable [base + index]");
+                self.code.push(reg | 0b100);
+                self.code.push(((index & 7) << 3) | (base & 7));
+            }
+            Rm::Mem(Mem::Disp { base, disp }) => {
+                self.code.push(0x80 | reg | (base & 7));
+                if base & 7 == 4 {
+                    self.code.push(0x24);
+                }
+                self.code.extend_from_slice(&disp.to_le_bytes());
+            }
+            Rm::Mem(Mem::Pool(i)) => {
+                self.code.push(reg | 0b101);
+                let at = self.code.len();
+                self.code.extend_from_slice(&[0; 4]);
+                self.fixups.push((at, i, at + 4 + trailing));
+            }
+        }
+    }
+
+    /// A REX.W instruction `op /reg` on a register or memory operand.
+    fn rex_w(&mut self, op: &[u8], reg: u8, rm: Rm) {
+        let b = match rm {
+            Rm::Reg(r) => r >> 3,
+            Rm::Mem(Mem::Disp { base, .. }) => base >> 3,
+            Rm::Mem(_) => unreachable!("internal invariant: only [base + disp] general-purpose operands"),
+        };
+        self.code.push(0x48 | ((reg >> 3) << 2) | b);
+        self.code.extend_from_slice(op);
+        self.modrm(reg, rm, 0);
+    }
+
+    /// `mov dst, [base + disp]`.
+    pub fn load_gpr(&mut self, dst: u8, base: u8, disp: i32) {
+        self.rex_w(&[0x8B], dst, Rm::Mem(Mem::Disp { base, disp }));
+    }
+
+    /// `add reg, imm` (`sub` with `sub = true`), 64-bit; returns the offset of the immediate.
+    pub fn add_imm(&mut self, reg: u8, imm: i32, sub: bool) -> usize {
+        self.rex_w(&[0x81], if sub { 5 } else { 0 }, Rm::Reg(reg));
+        let at = self.code.len();
+        self.code.extend_from_slice(&imm.to_le_bytes());
+        at
+    }
+
+    /// `xor r32, r32` (clears the whole register).
+    pub fn zero_gpr(&mut self, reg: u8) {
+        assert!(reg < 8, "internal invariant: legacy register");
+        self.code.extend_from_slice(&[0x31, 0xC0 | (reg << 3) | reg]);
+    }
+
+    /// `cmp a, b` then `jb target` (a backward jump to an offset already emitted).
+    pub fn loop_while_below(&mut self, a: u8, b: u8, target: usize) {
+        self.rex_w(&[0x39], b, Rm::Reg(a));
+        self.code.extend_from_slice(&[0x0F, 0x82]);
+        let rel = target as i64 - (self.code.len() as i64 + 4);
+        self.code.extend_from_slice(&(rel as i32).to_le_bytes());
+    }
+
+    /// `vzeroupper; ret`.
+    pub fn ret(&mut self) {
+        self.code.extend_from_slice(&[0xC5, 0xF8, 0x77, 0xC3]);
+    }
+
+    /// Appends the constant pool (32-byte aligned) and resolves the references to it.
+    pub fn finish(mut self, pool: &[[u8; 32]]) -> Vec<u8> {
+        while !self.code.len().is_multiple_of(32) {
+            self.code.push(0xCC);
+        }
+        let start = self.code.len();
+        for entry in pool {
+            self.code.extend_from_slice(entry);
+        }
+        for &(at, i, end) in &self.fixups {
+            let rel = (start + 32 * i) as i64 - end as i64;
+            self.code[at..at + 4].copy_from_slice(&(rel as i32).to_le_bytes());
+        }
+        self.code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodings checked against an assembler's output (GNU as, Intel syntax).
+    #[test]
+    fn encodings_match_an_assembler() {
+        let enc = |f: &dyn Fn(&mut Asm)| {
+            let mut a = Asm::default();
+            f(&mut a);
+            a.code
+        };
+        // vaddps ymm1, ymm2, ymm3
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f, Pp::None, false, 0x58, 1, 2, Rm::Reg(3), None)),
+            [0xC4, 0xE1, 0x6C, 0x58, 0xCB]
+        );
+        // vmulpd ymm9, ymm10, ymm11
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f, Pp::P66, false, 0x59, 9, 10, Rm::Reg(11), None)),
+            [0xC4, 0x41, 0x2D, 0x59, 0xCB]
+        );
+        // vmovups ymm0, [r8 + rcx]
+        let m = Rm::Mem(Mem::Indexed { base: gpr::R8, index: gpr::RCX });
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f, Pp::None, false, 0x10, 0, 0, m, None)),
+            [0xC4, 0xC1, 0x7C, 0x10, 0x04, 0x08]
+        );
+        // vmovups [rsp + 64], ymm12
+        let m = Rm::Mem(Mem::Disp { base: gpr::RSP, disp: 64 });
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f, Pp::None, false, 0x11, 12, 0, m, None)),
+            [0xC4, 0x61, 0x7C, 0x11, 0xA4, 0x24, 0x40, 0, 0, 0]
+        );
+        // vfmadd231ps ymm3, ymm4, ymm5
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f38, Pp::P66, false, 0xB8, 3, 4, Rm::Reg(5), None)),
+            [0xC4, 0xE2, 0x5D, 0xB8, 0xDD]
+        );
+        // vblendvps ymm1, ymm2, ymm3, ymm4
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f3a, Pp::P66, false, 0x4A, 1, 2, Rm::Reg(3), Some(4 << 4))),
+            [0xC4, 0xE3, 0x6D, 0x4A, 0xCB, 0x40]
+        );
+        // vpslld ymm1, ymm2, 23
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f, Pp::P66, false, 0x72, 6, 1, Rm::Reg(2), Some(23))),
+            [0xC4, 0xE1, 0x75, 0x72, 0xF2, 0x17]
+        );
+        // mov r10, [rdi + 16]
+        assert_eq!(enc(&|a| a.load_gpr(gpr::R10, gpr::RDI, 16)), [0x4C, 0x8B, 0x97, 0x10, 0, 0, 0]);
+        // add rcx, 32
+        assert_eq!(
+            enc(&|a| {
+                a.add_imm(gpr::RCX, 32, false);
+            }),
+            [0x48, 0x81, 0xC1, 0x20, 0, 0, 0]
+        );
+        // sub rsp, 256
+        assert_eq!(
+            enc(&|a| {
+                a.add_imm(gpr::RSP, 256, true);
+            }),
+            [0x48, 0x81, 0xEC, 0, 1, 0, 0]
+        );
+        // cmp rcx, rsi; jb (to offset 0)
+        assert_eq!(
+            enc(&|a| a.loop_while_below(gpr::RCX, gpr::RSI, 0)),
+            [0x48, 0x39, 0xF1, 0x0F, 0x82, 0xF7, 0xFF, 0xFF, 0xFF]
+        );
+    }
+}
