@@ -22,15 +22,25 @@
 //! Contiguous inputs are read where they are stored; only broadcast ones (and inputs scaled as
 //! they load) are copied into a register.
 //!
+//! Generated code: runs of steps that `ops::jit` covers (loads, arithmetic, compares, `where`,
+//! tanh and the cheap unary ops) are compiled to machine code when the kernel is built, so a
+//! block takes one pass through them with every intermediate in a vector register, instead of
+//! one pass per step; the block's registers then hold only what later steps and the outputs
+//! read. The values are the interpreter's bit for bit; blocks whose length is not a multiple
+//! of the vector width, and CPUs without AVX2, interpret every step.
+//!
 //! Aliasing: within a block every read happens before any store, so an output may share the
 //! storage of an input that is read at the same index (not broadcast): the memory planner
 //! relies on this for in-place updates.
 
 use graphgrad_ops::binary::BinaryOp;
+use graphgrad_ops::jit;
 use graphgrad_ops::reduce::ReduceOp;
 use graphgrad_ops::unary::{unary, UnaryOp};
 use graphgrad_ops::{broadcast_strides, contiguous_strides, numel, DType, Element, Shape};
 use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// Elements per register block.
 pub const BLOCK: usize = 256;
@@ -110,6 +120,27 @@ pub struct FusedKernel {
     pub outputs: Vec<FusedOutput>,
     layout: Layout,
     plan: Plan,
+    /// The steps in runs: generated machine code where `ops::jit` covers a run's steps.
+    parts: Vec<Part>,
+}
+
+/// A run of consecutive steps.
+#[derive(Clone, Debug)]
+enum Part {
+    /// Interpreted, one pass over the block per step.
+    Steps(Range<usize>),
+    /// Generated code for these steps: one pass over the block, values in registers. Blocks
+    /// whose length is not a multiple of its lanes interpret the steps instead.
+    Jit { kernel: Arc<jit::Kernel>, bases: Vec<Base>, steps: Range<usize> },
+}
+
+/// What a generated kernel's base pointer points at, per block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Base {
+    /// A physical register's block.
+    Reg(usize),
+    /// Input `k` at the block (contiguous) or its one element of the row (broadcast).
+    Input(usize),
 }
 
 /// The simplified iteration space: dims and per-operand strides (inputs, then outputs).
@@ -149,7 +180,8 @@ impl FusedKernel {
         let layout = Layout::new(&shape, strides);
         let contiguous: Vec<bool> = (0..inputs.len()).map(|k| layout.strides[k].last() == Some(&1)).collect();
         let plan = Plan::new(&instrs, &outputs, &contiguous);
-        FusedKernel { shape, dtype, inputs, instrs, outputs, layout, plan }
+        let parts = plan.parts(dtype, &contiguous);
+        FusedKernel { shape, dtype, inputs, instrs, outputs, layout, plan, parts }
     }
 
     /// Number of elements of output `i`.
@@ -277,6 +309,7 @@ impl FusedKernel {
         for &(p, c) in &plan.consts {
             regs[p * block..(p + 1) * block].fill(T::from_f64(c));
         }
+        let mut ptrs: Vec<*const u8> = Vec::new();
         let mut idx = start;
         while idx < end {
             let (row, col) = (idx / inner, idx % inner);
@@ -295,37 +328,57 @@ impl FusedKernel {
                     Src::Reg(p) => std::slice::from_raw_parts(base.add(p * block), len),
                     Src::Input(k) => std::slice::from_raw_parts(io.inputs[k].add(bases[k] + at), len),
                 };
-                for step in &plan.steps {
-                    let post = step.post.map(Affine::cast::<T>);
-                    let out = std::slice::from_raw_parts_mut(base.add(step.dst * block), len);
-                    match step.op {
-                        StepOp::Load(k) => {
-                            let st = *self.layout.strides[k].last().unwrap_or(&0);
-                            let src = io.inputs[k].add(bases[k]);
-                            if st == 0 {
-                                out.fill(post.map_or(*src, |p| p.apply(*src)));
-                            } else {
-                                let src = std::slice::from_raw_parts(src.add(at), len);
-                                match post {
-                                    None => out.copy_from_slice(src),
-                                    Some(p) => map_block(src, out, |v| p.apply(v)),
+                for part in &self.parts {
+                    let steps = match part {
+                        Part::Jit { kernel, bases: jb, .. } if len.is_multiple_of(kernel.lanes()) => {
+                            ptrs.clear();
+                            ptrs.extend(jb.iter().map(|b| match *b {
+                                Base::Reg(p) => base.add(p * block) as *const u8,
+                                Base::Input(k) => {
+                                    let st = *self.layout.strides[k].last().unwrap_or(&0);
+                                    io.inputs[k].add(bases[k] + st * at) as *const u8
                                 }
-                            }
+                            }));
+                            // SAFETY: register blocks hold `block >= len` elements, contiguous
+                            // inputs `len` from `at` on, broadcast ones their element; the
+                            // kernel stores only into registers it does not read afterwards.
+                            kernel.run(&ptrs, len);
+                            continue;
                         }
-                        StepOp::Unary(op, a) => unary_block(op, reg(a), out, post),
-                        StepOp::Binary(op, a, b) => binary_block(op, reg(a), reg(b), out, post),
-                        StepOp::Where(cnd, a, b) => {
-                            let pick = |c: T, x: T, y: T| if c != T::ZERO { x } else { y };
-                            let (cnd, a, b) = (reg(cnd), reg(a), reg(b));
-                            match post {
-                                None => {
-                                    for (i, o) in out.iter_mut().enumerate() {
-                                        *o = pick(cnd[i], a[i], b[i]);
+                        Part::Jit { steps, .. } | Part::Steps(steps) => steps.clone(),
+                    };
+                    for step in &plan.steps[steps] {
+                        let post = step.post.map(Affine::cast::<T>);
+                        let out = std::slice::from_raw_parts_mut(base.add(step.dst * block), len);
+                        match step.op {
+                            StepOp::Load(k) => {
+                                let st = *self.layout.strides[k].last().unwrap_or(&0);
+                                let src = io.inputs[k].add(bases[k]);
+                                if st == 0 {
+                                    out.fill(post.map_or(*src, |p| p.apply(*src)));
+                                } else {
+                                    let src = std::slice::from_raw_parts(src.add(at), len);
+                                    match post {
+                                        None => out.copy_from_slice(src),
+                                        Some(p) => map_block(src, out, |v| p.apply(v)),
                                     }
                                 }
-                                Some(p) => {
-                                    for (i, o) in out.iter_mut().enumerate() {
-                                        *o = p.apply(pick(cnd[i], a[i], b[i]));
+                            }
+                            StepOp::Unary(op, a) => unary_block(op, reg(a), out, post),
+                            StepOp::Binary(op, a, b) => binary_block(op, reg(a), reg(b), out, post),
+                            StepOp::Where(cnd, a, b) => {
+                                let pick = |c: T, x: T, y: T| if c != T::ZERO { x } else { y };
+                                let (cnd, a, b) = (reg(cnd), reg(a), reg(b));
+                                match post {
+                                    None => {
+                                        for (i, o) in out.iter_mut().enumerate() {
+                                            *o = pick(cnd[i], a[i], b[i]);
+                                        }
+                                    }
+                                    Some(p) => {
+                                        for (i, o) in out.iter_mut().enumerate() {
+                                            *o = p.apply(pick(cnd[i], a[i], b[i]));
+                                        }
                                     }
                                 }
                             }
@@ -735,6 +788,124 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The steps cut into runs that `ops::jit` generates code for and runs it does not;
+    /// one interpreted run where no code can be generated.
+    fn parts(&self, dtype: DType, contiguous: &[bool]) -> Vec<Part> {
+        let generated = |step: &Step| match step.op {
+            StepOp::Load(_) | StepOp::Where(..) => true,
+            StepOp::Unary(op, _) => jit::Builder::generates_unary(op),
+            StepOp::Binary(op, ..) => jit::Builder::generates_binary(op),
+        };
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while i < self.steps.len() {
+            let run =
+                self.steps[i..].iter().take_while(|s| generated(s) == generated(&self.steps[i])).count();
+            let steps = i..i + run;
+            let part = if generated(&self.steps[i]) {
+                self.generate(steps.clone(), dtype, contiguous)
+            } else {
+                None
+            };
+            parts.push(part.unwrap_or(Part::Steps(steps)));
+            i += run;
+        }
+        parts
+    }
+
+    /// Machine code for `steps` (all generated ops): operands read from their registers or
+    /// inputs, results that later steps or the outputs read stored to their registers.
+    fn generate(&self, steps: Range<usize>, dtype: DType, contiguous: &[bool]) -> Option<Part> {
+        let mut b = jit::Builder::new(dtype)?;
+        let mut bases: Vec<Base> = Vec::new();
+        let mut base_of = |x: Base| match bases.iter().position(|&y| y == x) {
+            Some(i) => i,
+            None => {
+                bases.push(x);
+                bases.len() - 1
+            }
+        };
+        // the value each register holds so far in this run
+        let mut held: Vec<Option<jit::Val>> = vec![None; self.n_phys];
+        let mut inputs: Vec<Option<jit::Val>> = vec![None; contiguous.len()];
+        let mut defined = Vec::new();
+        for step in &self.steps[steps.clone()] {
+            let mut read = |b: &mut jit::Builder, s: Src| match s {
+                Src::Reg(p) => *held[p].get_or_insert_with(|| match self.consts.iter().find(|c| c.0 == p) {
+                    Some(&(_, c)) => b.constant(c),
+                    None => b.load(base_of(Base::Reg(p))),
+                }),
+                Src::Input(k) => *inputs[k].get_or_insert_with(|| b.load(base_of(Base::Input(k)))),
+            };
+            let v = match step.op {
+                StepOp::Load(k) if contiguous[k] => b.load(base_of(Base::Input(k))),
+                StepOp::Load(k) => b.broadcast(base_of(Base::Input(k))),
+                StepOp::Unary(op, a) => {
+                    let a = read(&mut b, a);
+                    b.unary(op, a)?
+                }
+                StepOp::Binary(op, x, y) => {
+                    let (x, y) = (read(&mut b, x), read(&mut b, y));
+                    b.binary(op, x, y)?
+                }
+                StepOp::Where(c, x, y) => {
+                    let (c, x, y) = (read(&mut b, c), read(&mut b, x), read(&mut b, y));
+                    b.select(c, x, y)
+                }
+            };
+            let v = match step.post {
+                // identities skipped: exact, as `Affine::apply`'s `+ −0` and `· 1` are
+                Some(Affine { pre, mul, post }) => {
+                    let mut v = v;
+                    let unset = |c: f64| c.to_bits() == (-0.0f64).to_bits();
+                    if !unset(pre) {
+                        v = b.unary(UnaryOp::AddScalar(pre), v)?;
+                    }
+                    if mul != 1.0 {
+                        v = b.unary(UnaryOp::MulScalar(mul), v)?;
+                    }
+                    if !unset(post) {
+                        v = b.unary(UnaryOp::AddScalar(post), v)?;
+                    }
+                    v
+                }
+                None => v,
+            };
+            held[step.dst] = Some(v);
+            defined.push(step.dst);
+        }
+        defined.sort_unstable();
+        defined.dedup();
+        for p in defined {
+            if self.read_after(p, steps.end) {
+                b.store(held[p].expect("defined in this run"), base_of(Base::Reg(p)));
+            }
+        }
+        Some(Part::Jit { kernel: Arc::new(b.compile()), bases, steps })
+    }
+
+    /// True when the value in register `p` after step `end - 1` is read later: by a step
+    /// before one overwrites it, or as an output.
+    fn read_after(&self, p: usize, end: usize) -> bool {
+        for step in &self.steps[end..] {
+            let reads = match step.op {
+                StepOp::Load(_) => vec![],
+                StepOp::Unary(_, a) => vec![a],
+                StepOp::Binary(_, x, y) => vec![x, y],
+                StepOp::Where(c, x, y) => vec![c, x, y],
+            };
+            if reads.iter().any(|s| matches!(s, Src::Reg(q) if *q == p)) {
+                return true;
+            }
+            if step.dst == p {
+                return false;
+            }
+        }
+        self.out_regs.contains(&p)
+    }
+}
+
 /// The registers an instruction reads.
 pub fn operands(ins: &Instr) -> impl Iterator<Item = Reg> {
     let v: [Option<Reg>; 3] = match *ins {
@@ -780,6 +951,96 @@ mod tests {
         let (a, m, b, c) = (a as f32, m as f32, b as f32, c as f32);
         let want: Vec<f32> = x.iter().map(|&v| (((v + a) * m) + b) * c).collect();
         assert_eq!(y, want);
+    }
+
+    impl FusedKernel {
+        /// The same kernel with every step interpreted.
+        fn interpreted(mut self) -> FusedKernel {
+            self.parts = vec![Part::Steps(0..self.plan.steps.len())];
+            self
+        }
+    }
+
+    /// Random programs over broadcast operands, with ops `ops::jit` generates and ops it does
+    /// not: generated and interpreted runs give the same bits (NaNs: the same positions).
+    fn generated_matches_interpreted<T: Element>() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as usize) % n
+        };
+        let unary = [
+            UnaryOp::Neg,
+            UnaryOp::Abs,
+            UnaryOp::Sqrt,
+            UnaryOp::Recip,
+            UnaryOp::Square,
+            UnaryOp::Relu,
+            UnaryOp::SigmoidGrad,
+            UnaryOp::TanhGrad,
+            UnaryOp::AddScalar(0.5),
+            UnaryOp::MulScalar(-1.25),
+            UnaryOp::Tanh,
+            UnaryOp::Exp,
+            UnaryOp::Sigmoid,
+        ];
+        use BinaryOp::*;
+        let binary = [Add, Sub, Mul, Div, Maximum, Minimum, Lt, Ge, Ne, Pow];
+        // an inner size of 300: a block of 256 (generated) and one of 44 (not a multiple of
+        // the lanes: interpreted)
+        let shape: Shape = smallvec::smallvec![3, 2, 300];
+        let inputs: Vec<Shape> =
+            vec![shape.clone(), smallvec::smallvec![1, 2, 1], smallvec::smallvec![3, 1, 300]];
+        let data: Vec<Vec<T>> = inputs
+            .iter()
+            .map(|s| (0..numel(s)).map(|_| T::from_f64(next(2001) as f64 / 250.0 - 4.0)).collect())
+            .collect();
+        for trial in 0..40 {
+            let mut instrs = vec![Instr::Load(0), Instr::Load(1), Instr::Load(2), Instr::Const(0.75)];
+            for _ in 0..24 {
+                let n = instrs.len();
+                instrs.push(match next(9) {
+                    0..=3 => Instr::Unary(unary[next(unary.len())], next(n)),
+                    4..=7 => Instr::Binary(binary[next(binary.len())], next(n), next(n)),
+                    _ => Instr::Where(next(n), next(n), next(n)),
+                });
+            }
+            let n = instrs.len();
+            let outputs = vec![
+                FusedOutput::Store(n - 1),
+                FusedOutput::Store(4 + next(n - 4)),
+                FusedOutput::Reduce { reg: 4 + next(n - 4), op: ReduceOp::Sum, axes: smallvec::smallvec![1] },
+                FusedOutput::Reduce { reg: n - 2, op: ReduceOp::Max, axes: smallvec::smallvec![0, 1, 2] },
+            ];
+            let kernel = FusedKernel::new(shape.clone(), T::DTYPE, inputs.clone(), instrs, outputs);
+            if jit::Builder::new(T::DTYPE).is_some() {
+                assert!(kernel.parts.iter().any(|p| matches!(p, Part::Jit { .. })), "{:?}", kernel.parts);
+            }
+            let ptrs: Vec<*const T> = data.iter().map(|d| d.as_ptr()).collect();
+            let run = |k: &FusedKernel| {
+                let mut outs: Vec<Vec<T>> = (0..4).map(|j| vec![T::ZERO; k.output_len(j)]).collect();
+                let out_ptrs: Vec<*mut T> = outs.iter_mut().map(|o| o.as_mut_ptr()).collect();
+                // SAFETY: inputs and outputs sized by the kernel's shapes, all distinct.
+                unsafe { k.run::<T>(&ptrs, &out_ptrs) };
+                outs
+            };
+            let got = run(&kernel);
+            let want = run(&kernel.clone().interpreted());
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                let same = |a: &T, b: &T| {
+                    a.to_f64().to_bits() == b.to_f64().to_bits()
+                        || (a.to_f64().is_nan() && b.to_f64().is_nan())
+                };
+                let bad = g.iter().zip(w).position(|(a, b)| !same(a, b));
+                assert_eq!(bad, None, "trial {trial}, output {j}, {:?}: {:?}", T::DTYPE, kernel.instrs);
+            }
+        }
+    }
+
+    #[test]
+    fn generated_code_gives_the_interpreters_values() {
+        generated_matches_interpreted::<f32>();
+        generated_matches_interpreted::<f64>();
     }
 
     #[test]
