@@ -23,7 +23,7 @@
 //! they load) are copied into a register.
 //!
 //! Generated code: runs of steps that `ops::jit` covers (loads, arithmetic, compares, `where`,
-//! tanh and the cheap unary ops) are compiled to machine code when the kernel is built, so a
+//! exp, sigmoid, tanh and the cheap unary ops) are compiled to machine code when the kernel is built, so a
 //! block takes one pass through them with every intermediate in a vector register, instead of
 //! one pass per step; the block's registers then hold only what later steps and the outputs
 //! read. The values are the interpreter's bit for bit; blocks whose length is not a multiple
@@ -131,7 +131,7 @@ enum Part {
     Steps(Range<usize>),
     /// Generated code for these steps: one pass over the block, values in registers. Blocks
     /// whose length is not a multiple of its lanes interpret the steps instead.
-    Jit { kernel: Arc<jit::Kernel>, bases: Vec<Base>, steps: Range<usize> },
+    Jit { kernel: Arc<jit::Kernel>, bases: Vec<Base>, steps: Range<usize>, stores_outputs: bool },
 }
 
 /// What a generated kernel's base pointer points at, per block.
@@ -141,6 +141,8 @@ enum Base {
     Reg(usize),
     /// Input `k` at the block (contiguous) or its one element of the row (broadcast).
     Input(usize),
+    /// Output `j` (stored, not reduced) at the block.
+    Output(usize),
 }
 
 /// The simplified iteration space: dims and per-operand strides (inputs, then outputs).
@@ -328,9 +330,13 @@ impl FusedKernel {
                     Src::Reg(p) => std::slice::from_raw_parts(base.add(p * block), len),
                     Src::Input(k) => std::slice::from_raw_parts(io.inputs[k].add(bases[k] + at), len),
                 };
+                // set when the last part is generated code that stored the outputs itself
+                let mut stored = false;
                 for part in &self.parts {
                     let steps = match part {
-                        Part::Jit { kernel, bases: jb, .. } if len.is_multiple_of(kernel.lanes()) => {
+                        Part::Jit { kernel, bases: jb, stores_outputs, .. }
+                            if len.is_multiple_of(kernel.lanes()) =>
+                        {
                             ptrs.clear();
                             ptrs.extend(jb.iter().map(|b| match *b {
                                 Base::Reg(p) => base.add(p * block) as *const u8,
@@ -338,11 +344,13 @@ impl FusedKernel {
                                     let st = *self.layout.strides[k].last().unwrap_or(&0);
                                     io.inputs[k].add(bases[k] + st * at) as *const u8
                                 }
+                                Base::Output(j) => io.outputs[j].add(bases[n_in + j] + at) as *const u8,
                             }));
                             // SAFETY: register blocks hold `block >= len` elements, contiguous
                             // inputs `len` from `at` on, broadcast ones their element; the
                             // kernel stores only into registers it does not read afterwards.
                             kernel.run(&ptrs, len);
+                            stored = *stores_outputs;
                             continue;
                         }
                         Part::Jit { steps, .. } | Part::Steps(steps) => steps.clone(),
@@ -389,6 +397,7 @@ impl FusedKernel {
                     let k = n_in + j;
                     let vals = &regs[p * block..][..len];
                     match out {
+                        FusedOutput::Store(_) if stored => {}
                         FusedOutput::Store(_) => {
                             std::ptr::copy_nonoverlapping(
                                 vals.as_ptr(),
@@ -622,6 +631,8 @@ struct Plan {
     consts: Vec<(usize, f64)>,
     /// Physical register of each output's value.
     out_regs: Vec<usize>,
+    /// Which outputs are stored (not reduced).
+    out_stored: Vec<bool>,
     n_phys: usize,
 }
 
@@ -784,7 +795,8 @@ impl Plan {
             }
         }
         let out_regs = outputs.iter().map(|o| phys[home[out_reg(o)]]).collect();
-        Plan { steps, consts, out_regs, n_phys: count.max(1) }
+        let out_stored = outputs.iter().map(|o| matches!(o, FusedOutput::Store(_))).collect();
+        Plan { steps, consts, out_regs, out_stored, n_phys: count.max(1) }
     }
 }
 
@@ -815,42 +827,41 @@ impl Plan {
     }
 
     /// Machine code for `steps` (all generated ops): operands read from their registers or
-    /// inputs, results that later steps or the outputs read stored to their registers.
+    /// inputs, results that later steps or the outputs read stored to their registers. The
+    /// run that ends the program also stores the outputs (`Part::Jit::stores_outputs`).
     fn generate(&self, steps: Range<usize>, dtype: DType, contiguous: &[bool]) -> Option<Part> {
         let mut b = jit::Builder::new(dtype)?;
         let mut bases: Vec<Base> = Vec::new();
-        let mut base_of = |x: Base| match bases.iter().position(|&y| y == x) {
-            Some(i) => i,
-            None => {
-                bases.push(x);
-                bases.len() - 1
-            }
-        };
-        // the value each register holds so far in this run
+        // the value each register and contiguous input holds so far in this run
         let mut held: Vec<Option<jit::Val>> = vec![None; self.n_phys];
         let mut inputs: Vec<Option<jit::Val>> = vec![None; contiguous.len()];
+        let read = |b: &mut jit::Builder,
+                    held: &mut [Option<jit::Val>],
+                    inputs: &mut [Option<jit::Val>],
+                    bases: &mut Vec<Base>,
+                    s: Src| match s {
+            Src::Reg(p) => *held[p].get_or_insert_with(|| match self.consts.iter().find(|c| c.0 == p) {
+                Some(&(_, c)) => b.constant(c),
+                None => b.load(base_index(bases, Base::Reg(p))),
+            }),
+            Src::Input(k) => *inputs[k].get_or_insert_with(|| b.load(base_index(bases, Base::Input(k)))),
+        };
         let mut defined = Vec::new();
         for step in &self.steps[steps.clone()] {
-            let mut read = |b: &mut jit::Builder, s: Src| match s {
-                Src::Reg(p) => *held[p].get_or_insert_with(|| match self.consts.iter().find(|c| c.0 == p) {
-                    Some(&(_, c)) => b.constant(c),
-                    None => b.load(base_of(Base::Reg(p))),
-                }),
-                Src::Input(k) => *inputs[k].get_or_insert_with(|| b.load(base_of(Base::Input(k)))),
-            };
+            let mut r = |b: &mut jit::Builder, s: Src| read(b, &mut held, &mut inputs, &mut bases, s);
             let v = match step.op {
-                StepOp::Load(k) if contiguous[k] => b.load(base_of(Base::Input(k))),
-                StepOp::Load(k) => b.broadcast(base_of(Base::Input(k))),
+                StepOp::Load(k) if contiguous[k] => b.load(base_index(&mut bases, Base::Input(k))),
+                StepOp::Load(k) => b.broadcast(base_index(&mut bases, Base::Input(k))),
                 StepOp::Unary(op, a) => {
-                    let a = read(&mut b, a);
+                    let a = r(&mut b, a);
                     b.unary(op, a)?
                 }
                 StepOp::Binary(op, x, y) => {
-                    let (x, y) = (read(&mut b, x), read(&mut b, y));
+                    let (x, y) = (r(&mut b, x), r(&mut b, y));
                     b.binary(op, x, y)?
                 }
                 StepOp::Where(c, x, y) => {
-                    let (c, x, y) = (read(&mut b, c), read(&mut b, x), read(&mut b, y));
+                    let (c, x, y) = (r(&mut b, c), r(&mut b, x), r(&mut b, y));
                     b.select(c, x, y)
                 }
             };
@@ -875,19 +886,28 @@ impl Plan {
             held[step.dst] = Some(v);
             defined.push(step.dst);
         }
+        let stores_outputs = steps.end == self.steps.len();
         defined.sort_unstable();
         defined.dedup();
         for p in defined {
-            if self.read_after(p, steps.end) {
-                b.store(held[p].expect("defined in this run"), base_of(Base::Reg(p)));
+            if self.read_after(p, steps.end, stores_outputs) {
+                let v = held[p].expect("defined in this run");
+                b.store(v, base_index(&mut bases, Base::Reg(p)));
             }
         }
-        Some(Part::Jit { kernel: Arc::new(b.compile()), bases, steps })
+        if stores_outputs {
+            for (j, &p) in self.out_regs.iter().enumerate().filter(|&(j, _)| self.out_stored[j]) {
+                let v = read(&mut b, &mut held, &mut inputs, &mut bases, Src::Reg(p));
+                b.store(v, base_index(&mut bases, Base::Output(j)));
+            }
+        }
+        Some(Part::Jit { kernel: Arc::new(b.compile()), bases, steps, stores_outputs })
     }
 
     /// True when the value in register `p` after step `end - 1` is read later: by a step
-    /// before one overwrites it, or as an output.
-    fn read_after(&self, p: usize, end: usize) -> bool {
+    /// before one overwrites it, or as an output (a reduced one only, when the outputs are
+    /// stored from registers of the generated code: `direct`).
+    fn read_after(&self, p: usize, end: usize, direct: bool) -> bool {
         for step in &self.steps[end..] {
             let reads = match step.op {
                 StepOp::Load(_) => vec![],
@@ -902,7 +922,18 @@ impl Plan {
                 return false;
             }
         }
-        self.out_regs.contains(&p)
+        self.out_regs.iter().zip(&self.out_stored).any(|(&q, &stored)| q == p && !(direct && stored))
+    }
+}
+
+/// Index of `x` in `bases`, appended if new.
+fn base_index(bases: &mut Vec<Base>, x: Base) -> usize {
+    match bases.iter().position(|&y| y == x) {
+        Some(i) => i,
+        None => {
+            bases.push(x);
+            bases.len() - 1
+        }
     }
 }
 
@@ -983,6 +1014,8 @@ mod tests {
             UnaryOp::Tanh,
             UnaryOp::Exp,
             UnaryOp::Sigmoid,
+            UnaryOp::Log,
+            UnaryOp::Erf,
         ];
         use BinaryOp::*;
         let binary = [Add, Sub, Mul, Div, Maximum, Minimum, Lt, Ge, Ne, Pow];

@@ -4,8 +4,8 @@
 //! A [`Builder`] records a program over values of one element type: loads from and stores to
 //! *bases* (pointers the caller passes per call), broadcast scalars, constants, and the ops of
 //! [`unary`](crate::unary) and [`binary`](crate::binary) with the same values bit for bit
-//! (the same IEEE operations in the same order; `tanh` is the math module's kernel, emitted
-//! inline). [`Builder::compile`] allocates the sixteen `ymm` registers (spilling to the stack
+//! (the same IEEE operations in the same order; `exp`, `sigmoid` and `tanh` are the math
+//! module's kernels, emitted inline). [`Builder::compile`] allocates the sixteen `ymm` registers (spilling to the stack
 //! the value used furthest ahead when they run out) and returns a [`Kernel`], which runs the
 //! program over `len` elements, one register's worth of lanes per iteration.
 //!
@@ -31,8 +31,8 @@ pub struct Val(usize);
 /// `min`/`max`, which is why [`Builder::binary`] builds the ops' maximum out of compares).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Op {
-    /// The lanes at `base + i`.
-    Load(usize),
+    /// The lanes at `base + i`, the `n`th vector of the iteration.
+    Load(usize, u8),
     /// The scalar at `base`, in every lane.
     Broadcast(usize),
     /// A constant, as the element's bits.
@@ -54,8 +54,8 @@ enum Op {
     Fma(Val, Val, Val),
     /// `mask ? a : b` (mask: the sign bit of each lane).
     Blend(Val, Val, Val),
-    /// Stores the value at `base + i` (no result).
-    Store(Val, usize),
+    /// Stores the value at `base + i`, the `n`th vector of the iteration (no result).
+    Store(Val, usize, u8),
 }
 
 const ADD: u8 = 0x58;
@@ -67,6 +67,7 @@ const ANDN: u8 = 0x55;
 const OR: u8 = 0x56;
 const XOR: u8 = 0x57;
 const MIN: u8 = 0x5D;
+const MAX: u8 = 0x5F;
 
 /// Compare predicates (`vcmpps` imm8).
 const EQ_OQ: u8 = 0x00;
@@ -105,6 +106,11 @@ impl Builder {
         }
     }
 
+    /// Operations recorded so far (a measure of the loop body's length).
+    pub fn op_count(&self) -> usize {
+        self.ops.len()
+    }
+
     fn push(&mut self, op: Op) -> Val {
         self.ops.push(op);
         Val(self.ops.len() - 1)
@@ -112,7 +118,7 @@ impl Builder {
 
     /// The elements at `base[i]` (base `base` of the call).
     pub fn load(&mut self, base: usize) -> Val {
-        self.push(Op::Load(base))
+        self.push(Op::Load(base, 0))
     }
 
     /// The one element at `*base`, in every lane.
@@ -133,7 +139,7 @@ impl Builder {
 
     /// Stores `v` at `base[i]`.
     pub fn store(&mut self, v: Val, base: usize) {
-        self.push(Op::Store(v, base));
+        self.push(Op::Store(v, base, 0));
     }
 
     fn bin(&mut self, op: u8, a: Val, b: Val) -> Val {
@@ -205,6 +211,8 @@ impl Builder {
                 self.bin(MUL, x, c)
             }
             UnaryOp::Tanh => self.tanh(x),
+            UnaryOp::Exp => self.exp(x),
+            UnaryOp::Sigmoid => self.sigmoid(x),
             _ => return None,
         })
     }
@@ -252,24 +260,23 @@ impl Builder {
         })
     }
 
-    /// The math module's `tanh` (`sign(x)·em/(em + 2)`, `em = expm1(2|x|)`), op for op.
-    fn tanh(&mut self, x: Val) -> Val {
-        let (sat, q, ln2_hi, ln2_lo) = if self.f64 {
-            (f64::TANH_SAT, f64::EXPM1_Q, f64::LN2_HI, f64::LN2_LO)
+    /// Per-type constants of the math kernels.
+    fn params(&self) -> (f64, f64, f64, &'static [f64], f64, f64) {
+        if self.f64 {
+            (f64::EXP_LO, f64::EXP_HI, f64::TANH_SAT, f64::EXPM1_Q, f64::LN2_HI, f64::LN2_LO)
         } else {
-            (f32::TANH_SAT, f32::EXPM1_Q, f32::LN2_HI, f32::LN2_LO)
-        };
-        let sign = self.constant(-0.0);
-        let abs = self.bin(ANDN, sign, x);
-        let sat = self.constant(sat);
-        let a = self.bin(MIN, abs, sat);
-        let a2 = self.bin(ADD, a, a);
-        // reduce_exp: a2 = k·ln2 + r, em = expm1(r) = r + r²·q(r)
+            (f32::EXP_LO, f32::EXP_HI, f32::TANH_SAT, f32::EXPM1_Q, f32::LN2_HI, f32::LN2_LO)
+        }
+    }
+
+    /// The math module's `reduce_exp`: `x = k·ln2 + r`, returns `(k, expm1(r))`.
+    fn reduce_exp(&mut self, x: Val) -> (Val, Val) {
+        let (.., q, ln2_hi, ln2_lo) = self.params();
         let log2e = self.constant(std::f64::consts::LOG2_E);
-        let scaled = self.bin(MUL, a2, log2e);
+        let scaled = self.bin(MUL, x, log2e);
         let k = self.push(Op::Round(scaled));
         let hi = self.constant(-ln2_hi);
-        let r = self.fma(k, hi, a2);
+        let r = self.fma(k, hi, x);
         let lo = self.constant(-ln2_lo);
         let r = self.fma(k, lo, r);
         let mut acc = self.constant(q[q.len() - 1]);
@@ -278,9 +285,12 @@ impl Builder {
             acc = self.fma(acc, r, c);
         }
         let rr = self.bin(MUL, r, r);
-        let em = self.fma(rr, acc, r);
-        // 2^k, built in the exponent field
-        let s = if self.f64 {
+        (k, self.fma(rr, acc, r))
+    }
+
+    /// `2^k` for integral `k` in the exponent range, built in the exponent field.
+    fn pow2i(&mut self, k: Val) -> Val {
+        if self.f64 {
             let magic = self.constant(6755399441055744.0);
             let t = self.bin(ADD, k, magic);
             let bias = self.bits(1023);
@@ -291,7 +301,61 @@ impl Builder {
             let bias = self.bits(127);
             let e = self.push(Op::IntAdd(ki, bias));
             self.push(Op::Shl(e, 23))
-        };
+        }
+    }
+
+    /// `mask ? x : y` where `x` is NaN, else `y`.
+    fn nan_passes(&mut self, x: Val, y: Val) -> Val {
+        let nan = self.cmp(UNORD_Q, x, x);
+        self.push(Op::Blend(nan, x, y))
+    }
+
+    /// The math module's `exp`: `2^k·(1 + expm1(r))`, `2^k` as two factors.
+    fn exp(&mut self, x: Val) -> Val {
+        let (lo, hi, ..) = self.params();
+        let lo = self.constant(lo);
+        let hi = self.constant(hi);
+        let xc = self.bin(MAX, x, lo);
+        let xc = self.bin(MIN, xc, hi);
+        let (k, em) = self.reduce_exp(xc);
+        let half = self.constant(0.5);
+        let kh = self.bin(MUL, k, half);
+        let k1 = self.push(Op::Round(kh));
+        let s1 = self.pow2i(k1);
+        let k2 = self.bin(SUB, k, k1);
+        let s2 = self.pow2i(k2);
+        let one = self.constant(1.0);
+        let y = self.bin(ADD, em, one);
+        let y = self.bin(MUL, y, s1);
+        let y = self.bin(MUL, y, s2);
+        self.nan_passes(x, y)
+    }
+
+    /// The math module's `sigmoid`: `e/(1 + e)` with `e = e^−|x|` for `x < 0`, else `1/(1 + e)`.
+    fn sigmoid(&mut self, x: Val) -> Val {
+        let zero = self.constant(0.0);
+        let sign = self.constant(-0.0);
+        let abs = self.bin(ANDN, sign, x);
+        let neg_abs = self.bin(SUB, zero, abs);
+        let e = self.exp(neg_abs);
+        let one = self.constant(1.0);
+        let d = self.bin(ADD, one, e);
+        let s = self.bin(DIV, one, d);
+        let neg = self.cmp(LT_OQ, x, zero);
+        let es = self.bin(MUL, e, s);
+        self.push(Op::Blend(neg, es, s))
+    }
+
+    /// The math module's `tanh` (`sign(x)·em/(em + 2)`, `em = expm1(2|x|)`), op for op.
+    fn tanh(&mut self, x: Val) -> Val {
+        let (_, _, sat, ..) = self.params();
+        let sign = self.constant(-0.0);
+        let abs = self.bin(ANDN, sign, x);
+        let sat = self.constant(sat);
+        let a = self.bin(MIN, abs, sat);
+        let a2 = self.bin(ADD, a, a);
+        let (k, em) = self.reduce_exp(a2);
+        let s = self.pow2i(k);
         let one = self.constant(1.0);
         let s1 = self.bin(SUB, s, one);
         let em = self.fma(em, s, s1);
@@ -302,8 +366,7 @@ impl Builder {
         let mag = self.bin(ANDN, sign, t);
         let sx = self.bin(AND, sign, x);
         let t = self.bin(OR, mag, sx);
-        let nan = self.cmp(UNORD_Q, x, x);
-        self.push(Op::Blend(nan, x, t))
+        self.nan_passes(x, t)
     }
 
     /// How many bases the program names (one past the largest).
@@ -311,7 +374,7 @@ impl Builder {
         self.ops
             .iter()
             .filter_map(|op| match *op {
-                Op::Load(b) | Op::Broadcast(b) | Op::Store(_, b) => Some(b + 1),
+                Op::Load(b, _) | Op::Broadcast(b) | Op::Store(_, b, _) => Some(b + 1),
                 _ => None,
             })
             .max()
@@ -320,9 +383,59 @@ impl Builder {
 
     /// Generates the machine code.
     pub fn compile(self) -> Kernel {
-        let code = Emitter::new(&self).run();
-        Kernel { code: exec::Code::new(&code), bases: self.bases(), lanes: self.lanes(), ops: self.ops.len() }
+        let bases = self.bases();
+        let code = Emitter::new(self.f64, bases).run(&self.ops);
+        Kernel {
+            code: exec::Code::new(&code),
+            bases,
+            lanes: self.lanes(),
+            elem_bytes: 32 / self.lanes(),
+            ops: self.ops.len(),
+        }
     }
+}
+
+/// Vectors per iteration of the main loop. A long chain of dependent ops (a tanh is ~25
+/// deep) fills the scheduler with instructions waiting on one another; independent chains
+/// interleaved op by op give it more work that is ready. Four measured best against one, two
+/// and eight (W6's kernel and an LSTM cell's); a second loop takes the last vectors one by one.
+const WAYS: usize = 4;
+
+/// The program for `ways` consecutive vectors, op by op: each op once per vector, adjacent
+/// (constants once).
+fn interleave(ops: &[Op], ways: usize) -> Vec<Op> {
+    let mut out = Vec::with_capacity(ops.len() * ways);
+    // maps[w][i]: op i of the program in vector w's copy
+    let mut maps: Vec<Vec<Val>> = vec![Vec::with_capacity(ops.len()); ways];
+    for op in ops {
+        if let Op::Const(_) = op {
+            out.push(*op);
+            maps.iter_mut().for_each(|m| m.push(Val(out.len() - 1)));
+            continue;
+        }
+        for (w, map) in maps.iter_mut().enumerate() {
+            let m = |v: Val| map[v.0];
+            let n = w as u8;
+            let copy = match *op {
+                Op::Load(b, _) => Op::Load(b, n),
+                Op::Store(v, b, _) => Op::Store(m(v), b, n),
+                Op::Broadcast(b) => Op::Broadcast(b),
+                Op::Const(_) => unreachable!("handled above"),
+                Op::Bin(c, a, b) => Op::Bin(c, m(a), m(b)),
+                Op::Cmp(c, a, b) => Op::Cmp(c, m(a), m(b)),
+                Op::Sqrt(a) => Op::Sqrt(m(a)),
+                Op::Round(a) => Op::Round(m(a)),
+                Op::ToInt(a) => Op::ToInt(m(a)),
+                Op::IntAdd(a, b) => Op::IntAdd(m(a), m(b)),
+                Op::Shl(a, k) => Op::Shl(m(a), k),
+                Op::Fma(a, b, c) => Op::Fma(m(a), m(b), m(c)),
+                Op::Blend(k, a, b) => Op::Blend(m(k), m(a), m(b)),
+            };
+            out.push(copy);
+            map.push(Val(out.len() - 1));
+        }
+    }
+    out
 }
 
 /// A generated kernel (see the module docs).
@@ -330,6 +443,7 @@ pub struct Kernel {
     code: exec::Code,
     bases: usize,
     lanes: usize,
+    elem_bytes: usize,
     ops: usize,
 }
 
@@ -340,7 +454,7 @@ impl std::fmt::Debug for Kernel {
 }
 
 impl Kernel {
-    /// Elements per iteration.
+    /// Elements per iteration: the call's length is a multiple of it.
     pub fn lanes(&self) -> usize {
         self.lanes
     }
@@ -350,8 +464,9 @@ impl Kernel {
     /// # Safety
     /// `len` is a positive multiple of [`lanes`](Self::lanes); `bases` holds at least every
     /// base the program names; a loaded base is readable and a stored one writable for `len`
-    /// elements, a broadcast one readable for one; stores do not overlap any base read by a
-    /// later iteration.
+    /// elements, a broadcast one readable for one. A stored base may be a loaded one (every
+    /// element is read before it is stored, whatever the order of the program's loads and
+    /// stores); otherwise stored bases overlap no base.
     pub unsafe fn run(&self, bases: &[*const u8], len: usize) {
         assert!(
             bases.len() >= self.bases && len > 0 && len.is_multiple_of(self.lanes),
@@ -359,7 +474,7 @@ impl Kernel {
         );
         // SAFETY: the code was generated for this ABI (`bases`, byte count) and reads and
         // writes only what the caller's contract covers.
-        unsafe { self.code.call(bases.as_ptr(), len * 32 / self.lanes) }
+        unsafe { self.code.call(bases.as_ptr(), len * self.elem_bytes) }
     }
 }
 
@@ -371,9 +486,15 @@ const BASE_REGS: [u8; 5] = [gpr::RAX, gpr::RDX, gpr::R8, gpr::R9, gpr::R10];
 /// Values live in `ymm` registers from their definition to their last use. When all sixteen
 /// hold live values, the one used furthest ahead leaves: loads and constants are simply read
 /// again later, others are stored to a stack slot.
-struct Emitter<'a> {
-    b: &'a Builder,
+struct Emitter {
+    f64: bool,
+    bases: usize,
     asm: Asm,
+    pool: Vec<[u8; 32]>,
+    /// Stack slots the frame holds (the most any loop body needs).
+    frame_slots: usize,
+    // the loop body being emitted:
+    ops: Vec<Op>,
     /// Register holding each value.
     reg: Vec<Option<u8>>,
     /// Value in each register.
@@ -384,37 +505,57 @@ struct Emitter<'a> {
     slots: usize,
     /// Positions reading each value, ascending.
     uses: Vec<Vec<usize>>,
-    pool: Vec<[u8; 32]>,
     pool_index: Vec<Option<usize>>,
     pos: usize,
+    /// Set from the iteration's first store on: loads are no longer read again where used
+    /// (a store may have overwritten what they read), they spill like computed values.
+    stored: bool,
 }
 
-impl<'a> Emitter<'a> {
-    fn new(b: &'a Builder) -> Self {
-        let n = b.ops.len();
+impl Emitter {
+    fn new(f64: bool, bases: usize) -> Self {
+        Emitter {
+            f64,
+            bases,
+            asm: Asm::default(),
+            pool: Vec::new(),
+            frame_slots: 0,
+            ops: Vec::new(),
+            reg: Vec::new(),
+            holds: [None; 16],
+            slot: Vec::new(),
+            free_slots: Vec::new(),
+            slots: 0,
+            uses: Vec::new(),
+            pool_index: Vec::new(),
+            pos: 0,
+            stored: false,
+        }
+    }
+
+    /// Starts a loop body: `ops` with no value in any register yet.
+    fn start_body(&mut self, ops: Vec<Op>) {
+        let n = ops.len();
         let mut uses = vec![Vec::new(); n];
-        for (i, op) in b.ops.iter().enumerate() {
+        for (i, op) in ops.iter().enumerate() {
             for v in operands(op) {
                 uses[v.0].push(i);
             }
         }
-        Emitter {
-            b,
-            asm: Asm::default(),
-            reg: vec![None; n],
-            holds: [None; 16],
-            slot: vec![None; n],
-            free_slots: Vec::new(),
-            slots: 0,
-            uses,
-            pool: Vec::new(),
-            pool_index: vec![None; n],
-            pos: 0,
-        }
+        self.ops = ops;
+        self.reg = vec![None; n];
+        self.holds = [None; 16];
+        self.slot = vec![None; n];
+        self.free_slots.clear();
+        self.slots = 0;
+        self.uses = uses;
+        self.pool_index = vec![None; n];
+        self.pos = 0;
+        self.stored = false;
     }
 
     fn pp(&self) -> Pp {
-        if self.b.f64 {
+        if self.f64 {
             Pp::P66
         } else {
             Pp::None
@@ -429,8 +570,8 @@ impl<'a> Emitter<'a> {
         self.uses[v].iter().all(|&u| u <= self.pos)
     }
 
-    /// Memory operand of base `b`'s lanes at the loop offset (or its scalar, `broadcast`).
-    fn base_mem(&mut self, b: usize, broadcast: bool) -> Mem {
+    /// Memory operand of base `b`'s `n`th vector at the loop offset (its scalar for `None`).
+    fn base_mem(&mut self, b: usize, vector: Option<u8>) -> Mem {
         let base = match BASE_REGS.get(b) {
             Some(&r) => r,
             None => {
@@ -438,17 +579,16 @@ impl<'a> Emitter<'a> {
                 gpr::R11
             }
         };
-        if broadcast {
-            Mem::Disp { base, disp: 0 }
-        } else {
-            Mem::Indexed { base, index: gpr::RCX }
+        match vector {
+            None => Mem::Disp { base, disp: 0 },
+            Some(n) => Mem::Indexed { base, index: gpr::RCX, disp: 32 * n as i32 },
         }
     }
 
     fn pool_entry(&mut self, v: usize, bits: u64) -> Mem {
         let i = *self.pool_index[v].get_or_insert_with(|| {
             let mut entry = [0u8; 32];
-            let width = if self.b.f64 { 8 } else { 4 };
+            let width = if self.f64 { 8 } else { 4 };
             for lane in entry.chunks_exact_mut(width) {
                 lane.copy_from_slice(&bits.to_le_bytes()[..width]);
             }
@@ -465,10 +605,12 @@ impl<'a> Emitter<'a> {
 
     /// Where `v` can be read without a register: a load, a constant or a spilled value.
     fn as_mem(&mut self, v: usize) -> Option<Mem> {
-        match self.b.ops[v] {
-            Op::Load(b) => Some(self.base_mem(b, false)),
+        let spilled = self.slot[v].map(|s| Mem::Disp { base: gpr::RSP, disp: 32 * s as i32 });
+        match self.ops[v] {
+            // (once stores begin, every load still needed is in a register or spilled)
+            Op::Load(b, n) => spilled.or_else(|| Some(self.base_mem(b, Some(n)))),
             Op::Const(bits) => Some(self.pool_entry(v, bits)),
-            _ => self.slot[v].map(|s| Mem::Disp { base: gpr::RSP, disp: 32 * s as i32 }),
+            _ => spilled,
         }
     }
 
@@ -492,7 +634,11 @@ impl<'a> Emitter<'a> {
             .max_by_key(|&r| self.next_use(self.holds[r].unwrap()))
             .expect("internal invariant: at most three operands are kept");
         let v = self.holds[victim].unwrap();
-        let remat = matches!(self.b.ops[v], Op::Load(_) | Op::Const(_));
+        let remat = match self.ops[v] {
+            Op::Const(_) => true,
+            Op::Load(..) => !self.stored,
+            _ => false,
+        };
         if !remat && self.slot[v].is_none() {
             let s = self.free_slots.pop().unwrap_or_else(|| {
                 self.slots += 1;
@@ -561,23 +707,49 @@ impl<'a> Emitter<'a> {
         self.bind(v, dst);
     }
 
-    fn run(mut self) -> Vec<u8> {
-        for (i, &b) in BASE_REGS.iter().enumerate().take(self.b.bases()) {
+    /// The function: a main loop over `WAYS` vectors per iteration while that many remain,
+    /// then one over single vectors (`rsi` holds the byte count, `rcx` the offset).
+    fn run(mut self, program: &[Op]) -> Vec<u8> {
+        for (i, &b) in BASE_REGS.iter().enumerate().take(self.bases) {
             self.asm.load_gpr(b, gpr::RDI, 8 * i as i32);
         }
         let frame = self.asm.add_imm(gpr::RSP, 0, true);
         self.asm.zero_gpr(gpr::RCX);
-        let top = self.asm.code.len();
-        let (pp, f64) = (self.pp(), self.b.f64);
-        for i in 0..self.b.ops.len() {
+        for ways in [WAYS, 1] {
+            // iterate while rcx + ways vectors <= rsi, i.e. rcx < rsi − (ways − 1) vectors
+            // (signed: the difference may be negative)
+            let short = 32 * (ways as i32 - 1);
+            self.asm.add_imm(gpr::RSI, short, true);
+            let skip = self.asm.jump_unless_less(gpr::RCX, gpr::RSI, None);
+            let top = self.asm.code.len();
+            self.start_body(interleave(program, ways));
+            self.body();
+            self.asm.add_imm(gpr::RCX, 32 * ways as i32, false);
+            self.asm.jump_unless_less(gpr::RCX, gpr::RSI, Some(top));
+            self.asm.patch_jump(skip);
+            self.asm.add_imm(gpr::RSI, short, false);
+            self.frame_slots = self.frame_slots.max(self.slots);
+        }
+        let frame_bytes = 32 * self.frame_slots as i32;
+        self.asm.code[frame..frame + 4].copy_from_slice(&frame_bytes.to_le_bytes());
+        self.asm.add_imm(gpr::RSP, frame_bytes, false);
+        self.asm.ret();
+        let pool = std::mem::take(&mut self.pool);
+        self.asm.finish(&pool)
+    }
+
+    /// Emits the current loop body.
+    fn body(&mut self) {
+        let (pp, f64) = (self.pp(), self.f64);
+        for i in 0..self.ops.len() {
             self.pos = i;
-            let op = self.b.ops[i];
+            let op = self.ops[i];
             match op {
                 // Loads and constants are read where they are used (as memory operands or
                 // into a register on demand), so they cost nothing here.
-                Op::Load(_) | Op::Const(_) => {}
+                Op::Load(..) | Op::Const(_) => {}
                 Op::Broadcast(b) => {
-                    let mem = Rm::Mem(self.base_mem(b, true));
+                    let mem = Rm::Mem(self.base_mem(b, None));
                     let dst = self.alloc(&[]);
                     self.asm.vex(
                         Map::M0f38,
@@ -648,9 +820,21 @@ impl<'a> Emitter<'a> {
                     self.release_slots(&[a, b, c]);
                     self.bind(i, acc);
                 }
-                Op::Store(v, b) => {
+                Op::Store(v, b, n) => {
+                    if !self.stored {
+                        // every read of the iteration happens before its first store
+                        self.stored = true;
+                        let pending: Vec<usize> = (0..i)
+                            .filter(|&u| {
+                                matches!(self.ops[u], Op::Load(..)) && !self.dead_after_here(u) && u != v.0
+                            })
+                            .collect();
+                        for u in pending {
+                            self.in_reg(Val(u), &[Val(u), v]);
+                        }
+                    }
                     let r = self.in_reg(v, &[v]);
-                    let mem = Rm::Mem(self.base_mem(b, false));
+                    let mem = Rm::Mem(self.base_mem(b, Some(n)));
                     self.asm.vex(Map::M0f, Pp::None, false, 0x11, r, 0, mem, None);
                     self.release_regs(&[v]);
                     self.release_slots(&[v]);
@@ -660,22 +844,14 @@ impl<'a> Emitter<'a> {
                 self.release_regs(&[Val(i)]);
             }
         }
-        self.asm.add_imm(gpr::RCX, 32, false);
-        self.asm.loop_while_below(gpr::RCX, gpr::RSI, top);
-        let frame_bytes = 32 * self.slots as i32;
-        self.asm.code[frame..frame + 4].copy_from_slice(&frame_bytes.to_le_bytes());
-        self.asm.add_imm(gpr::RSP, frame_bytes, false);
-        self.asm.ret();
-        let pool = std::mem::take(&mut self.pool);
-        self.asm.finish(&pool)
     }
 }
 
 /// The values an op reads.
 fn operands(op: &Op) -> Vec<Val> {
     match *op {
-        Op::Load(_) | Op::Broadcast(_) | Op::Const(_) => vec![],
-        Op::Sqrt(a) | Op::Round(a) | Op::ToInt(a) | Op::Shl(a, _) | Op::Store(a, _) => vec![a],
+        Op::Load(..) | Op::Broadcast(_) | Op::Const(_) => vec![],
+        Op::Sqrt(a) | Op::Round(a) | Op::ToInt(a) | Op::Shl(a, _) | Op::Store(a, ..) => vec![a],
         Op::Bin(_, a, b) | Op::Cmp(_, a, b) | Op::IntAdd(a, b) => vec![a, b],
         Op::Fma(a, b, c) | Op::Blend(a, b, c) => vec![a, b, c],
     }

@@ -44,7 +44,7 @@ fn run<T: Element>(kernel: &Kernel, bases: &mut [&mut [T]]) {
     unsafe { kernel.run(&ptrs, len) };
 }
 
-const UNARY: [UnaryOp; 12] = [
+const UNARY: [UnaryOp; 13] = [
     UnaryOp::Neg,
     UnaryOp::Abs,
     UnaryOp::Sqrt,
@@ -56,7 +56,8 @@ const UNARY: [UnaryOp; 12] = [
     UnaryOp::AddScalar(0.3),
     UnaryOp::MulScalar(-1.7),
     UnaryOp::Tanh,
-    UnaryOp::Tanh,
+    UnaryOp::Exp,
+    UnaryOp::Sigmoid,
 ];
 
 fn unary_ops_match<T: Element>() {
@@ -85,21 +86,23 @@ fn unary_ops_match_the_eager_kernels() {
 }
 
 #[test]
-fn tanh_matches_the_math_kernel_everywhere_in_f32() {
-    let Some(mut b) = Builder::new(DType::F32) else { return };
-    let v = b.load(0);
-    let y = b.unary(UnaryOp::Tanh, v).unwrap();
-    b.store(y, 1);
-    let kernel = b.compile();
+fn transcendentals_match_the_math_kernels_everywhere_in_f32() {
     // every 4099th f32 bit pattern: all exponents, both signs, NaNs and infinities
     let mut x: Vec<f32> = (0..=u32::MAX / 4099).map(|i| f32::from_bits(i * 4099)).collect();
     x.truncate(x.len() / 8 * 8);
-    let mut want = vec![0f32; x.len()];
-    crate::math::tanh(&x, &mut want);
-    let mut got = vec![0f32; x.len()];
-    run(&kernel, &mut [&mut x, &mut got]);
-    let mismatch = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
-    assert_eq!(mismatch, None, "first mismatch at x = {:?}", mismatch.map(|i| x[i]));
+    for op in [UnaryOp::Tanh, UnaryOp::Exp, UnaryOp::Sigmoid] {
+        let Some(mut b) = Builder::new(DType::F32) else { return };
+        let v = b.load(0);
+        let y = b.unary(op, v).unwrap();
+        b.store(y, 1);
+        let kernel = b.compile();
+        let mut want = vec![0f32; x.len()];
+        unary(op, &x, &mut want);
+        let mut got = vec![0f32; x.len()];
+        run(&kernel, &mut [&mut x, &mut got]);
+        let mismatch = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+        assert_eq!(mismatch, None, "{op:?}: first mismatch at x = {:?}", mismatch.map(|i| x[i]));
+    }
 }
 
 fn binary_ops_match<T: Element>() {
@@ -209,5 +212,60 @@ fn spills_and_many_bases_give_the_plain_loops_values() {
         let want2 = p[..23].iter().rev().fold(p[23], |a, &v| a - v);
         assert_eq!(out1[i].to_bits(), want1.to_bits(), "element {i}");
         assert_eq!(out2[i].to_bits(), want2.to_bits(), "element {i}");
+    }
+}
+
+/// A base both loaded and stored (an in-place update) and read again after the store in the
+/// program's order: the later read sees the old value.
+#[test]
+fn a_store_over_a_loaded_base_leaves_later_reads_the_old_values() {
+    let Some(mut b) = Builder::new(DType::F32) else { return };
+    let (x, y) = (b.load(0), b.load(1));
+    // x as the second operand: read from memory where it is used, unless the store forces it
+    // into a register first
+    let prod = b.binary(BinaryOp::Mul, y, x).unwrap();
+    b.store(prod, 0);
+    let sum = b.binary(BinaryOp::Add, y, x).unwrap();
+    b.store(sum, 2);
+    b.store(x, 3);
+    let kernel = b.compile();
+    let n = 64;
+    let x0: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let y0: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 0.25).collect();
+    let (mut x, mut y, mut s, mut copy) = (x0.clone(), y0.clone(), vec![0f32; n], vec![0f32; n]);
+    run(&kernel, &mut [&mut x, &mut y, &mut s, &mut copy]);
+    for i in 0..n {
+        assert_eq!(x[i], y0[i] * x0[i]);
+        assert_eq!(s[i], y0[i] + x0[i], "element {i}");
+        assert_eq!(copy[i], x0[i], "element {i}");
+    }
+}
+
+/// Every length from one vector to a few main-loop iterations past it: the interleaved loop
+/// and the single-vector loop together cover each element once.
+#[test]
+fn every_length_is_covered_once() {
+    let Some(mut b) = Builder::new(DType::F64) else { return };
+    let lanes = b.lanes();
+    let (x, y) = (b.load(0), b.load(1));
+    let t = b.unary(UnaryOp::Tanh, x).unwrap();
+    let z = b.binary(BinaryOp::Mul, t, y).unwrap();
+    let z = b.binary(BinaryOp::Add, z, x).unwrap();
+    b.store(z, 2);
+    let kernel = b.compile();
+    for vectors in 1..=13 {
+        let n = vectors * lanes;
+        let x: Vec<f64> = awkward::<f64>(n + 16, 9)[12..12 + n].to_vec();
+        let y: Vec<f64> = (0..n).map(|i| 0.5 + i as f64).collect();
+        let mut t = vec![0.0; n];
+        crate::math::tanh(&x, &mut t);
+        let want: Vec<f64> = (0..n).map(|i| t[i] * y[i] + x[i]).collect();
+        // one element past the end must stay untouched
+        let mut out = vec![7.0; n + 1];
+        let ptrs = [x.as_ptr() as *const u8, y.as_ptr() as *const u8, out.as_mut_ptr() as *const u8];
+        // SAFETY: x and y hold n elements, out n + 1.
+        unsafe { kernel.run(&ptrs, n) };
+        assert_eq!(bits(&out[..n]), bits(&want), "{vectors} vectors");
+        assert_eq!(out[n], 7.0, "{vectors} vectors: wrote past the end");
     }
 }

@@ -22,8 +22,8 @@ pub(super) mod gpr {
 /// A memory operand.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Mem {
-    /// `[base + index]` (neither may be `rsp`; `base` not `rbp`/`r13`).
-    Indexed { base: u8, index: u8 },
+    /// `[base + index + disp]` (neither may be `rsp`; `base` not `rbp`/`r13`).
+    Indexed { base: u8, index: u8, disp: i32 },
     /// `[base + disp]`.
     Disp { base: u8, disp: i32 },
     /// Entry `i` of the constant pool (32 bytes each).
@@ -67,7 +67,7 @@ impl Asm {
     pub fn vex(&mut self, map: Map, pp: Pp, w: bool, op: u8, reg: u8, vvvv: u8, rm: Rm, imm: Option<u8>) {
         let (x, b) = match rm {
             Rm::Reg(r) => (0, r >> 3),
-            Rm::Mem(Mem::Indexed { base, index }) => (index >> 3, base >> 3),
+            Rm::Mem(Mem::Indexed { base, index, .. }) => (index >> 3, base >> 3),
             Rm::Mem(Mem::Disp { base, .. }) => (0, base >> 3),
             Rm::Mem(Mem::Pool(_)) => (0, 0),
         };
@@ -87,10 +87,21 @@ impl Asm {
         let reg = (reg & 7) << 3;
         match rm {
             Rm::Reg(r) => self.code.push(0xC0 | reg | (r & 7)),
-            Rm::Mem(Mem::Indexed { base, index }) => {
+            Rm::Mem(Mem::Indexed { base, index, disp }) => {
                 assert!(base & 7 != 5 && index != gpr::RSP, "internal invariant: unencodable [base + index]");
-                self.code.push(reg | 0b100);
+                let short = i8::try_from(disp).ok();
+                let mode = match short {
+                    Some(0) => 0x00,
+                    Some(_) => 0x40,
+                    None => 0x80,
+                };
+                self.code.push(mode | reg | 0b100);
                 self.code.push(((index & 7) << 3) | (base & 7));
+                match short {
+                    Some(0) => {}
+                    Some(d) => self.code.push(d as u8),
+                    None => self.code.extend_from_slice(&disp.to_le_bytes()),
+                }
             }
             Rm::Mem(Mem::Disp { base, disp }) => {
                 self.code.push(0x80 | reg | (base & 7));
@@ -139,12 +150,23 @@ impl Asm {
         self.code.extend_from_slice(&[0x31, 0xC0 | (reg << 3) | reg]);
     }
 
-    /// `cmp a, b` then `jb target` (a backward jump to an offset already emitted).
-    pub fn loop_while_below(&mut self, a: u8, b: u8, target: usize) {
+    /// `cmp a, b`, then a jump when `a < b` (signed) to `target` if given, else when
+    /// `a >= b` to a place [`patch_jump`](Self::patch_jump) sets later; returns the offset of
+    /// the rel32 to patch.
+    pub fn jump_unless_less(&mut self, a: u8, b: u8, target: Option<usize>) -> usize {
         self.rex_w(&[0x39], b, Rm::Reg(a));
-        self.code.extend_from_slice(&[0x0F, 0x82]);
-        let rel = target as i64 - (self.code.len() as i64 + 4);
+        // jl / jge rel32
+        self.code.extend_from_slice(&[0x0F, if target.is_some() { 0x8C } else { 0x8D }]);
+        let at = self.code.len();
+        let rel = target.map_or(0, |t| t as i64 - (at as i64 + 4));
         self.code.extend_from_slice(&(rel as i32).to_le_bytes());
+        at
+    }
+
+    /// Points the forward jump whose rel32 is at `at` to the current end of the code.
+    pub fn patch_jump(&mut self, at: usize) {
+        let rel = (self.code.len() - (at + 4)) as i32;
+        self.code[at..at + 4].copy_from_slice(&rel.to_le_bytes());
     }
 
     /// `vzeroupper; ret`.
@@ -192,10 +214,16 @@ mod tests {
             [0xC4, 0x41, 0x2D, 0x59, 0xCB]
         );
         // vmovups ymm0, [r8 + rcx]
-        let m = Rm::Mem(Mem::Indexed { base: gpr::R8, index: gpr::RCX });
+        let m = Rm::Mem(Mem::Indexed { base: gpr::R8, index: gpr::RCX, disp: 0 });
         assert_eq!(
             enc(&|a| a.vex(Map::M0f, Pp::None, false, 0x10, 0, 0, m, None)),
             [0xC4, 0xC1, 0x7C, 0x10, 0x04, 0x08]
+        );
+        // vmovups [rax + rcx + 32], ymm1
+        let m = Rm::Mem(Mem::Indexed { base: gpr::RAX, index: gpr::RCX, disp: 32 });
+        assert_eq!(
+            enc(&|a| a.vex(Map::M0f, Pp::None, false, 0x11, 1, 0, m, None)),
+            [0xC4, 0xE1, 0x7C, 0x11, 0x4C, 0x08, 0x20]
         );
         // vmovups [rsp + 64], ymm12
         let m = Rm::Mem(Mem::Disp { base: gpr::RSP, disp: 64 });
@@ -234,10 +262,19 @@ mod tests {
             }),
             [0x48, 0x81, 0xEC, 0, 1, 0, 0]
         );
-        // cmp rcx, rsi; jb (to offset 0)
+        // cmp rcx, rsi; jl (to offset 0)
         assert_eq!(
-            enc(&|a| a.loop_while_below(gpr::RCX, gpr::RSI, 0)),
-            [0x48, 0x39, 0xF1, 0x0F, 0x82, 0xF7, 0xFF, 0xFF, 0xFF]
+            enc(&|a| {
+                a.jump_unless_less(gpr::RCX, gpr::RSI, Some(0));
+            }),
+            [0x48, 0x39, 0xF1, 0x0F, 0x8C, 0xF7, 0xFF, 0xFF, 0xFF]
+        );
+        // sub rsi, 96
+        assert_eq!(
+            enc(&|a| {
+                a.add_imm(gpr::RSI, 96, true);
+            }),
+            [0x48, 0x81, 0xEE, 0x60, 0, 0, 0]
         );
     }
 }
