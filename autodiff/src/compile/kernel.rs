@@ -23,7 +23,7 @@
 //! they load) are copied into a register.
 //!
 //! Generated code: runs of steps that `ops::jit` covers (loads, arithmetic, compares, `where`,
-//! exp, sigmoid, tanh and the cheap unary ops) are compiled to machine code when the kernel is built, so a
+//! exp, sigmoid, tanh, erf, the GELUs and the cheap unary ops) are compiled to machine code when the kernel is built, so a
 //! block takes one pass through them with every intermediate in a vector register, instead of
 //! one pass per step; the block's registers then hold only what later steps and the outputs
 //! read. The values are the interpreter's bit for bit; blocks whose length is not a multiple
@@ -1015,7 +1015,8 @@ mod tests {
             UnaryOp::Exp,
             UnaryOp::Sigmoid,
             UnaryOp::Log,
-            UnaryOp::Erf,
+            UnaryOp::Gelu,
+            UnaryOp::Softplus,
         ];
         use BinaryOp::*;
         let binary = [Add, Sub, Mul, Div, Maximum, Minimum, Lt, Ge, Ne, Pow];

@@ -4,8 +4,8 @@
 //! A [`Builder`] records a program over values of one element type: loads from and stores to
 //! *bases* (pointers the caller passes per call), broadcast scalars, constants, and the ops of
 //! [`unary`](crate::unary) and [`binary`](crate::binary) with the same values bit for bit
-//! (the same IEEE operations in the same order; `exp`, `sigmoid` and `tanh` are the math
-//! module's kernels, emitted inline). [`Builder::compile`] allocates the sixteen `ymm` registers (spilling to the stack
+//! (the same IEEE operations in the same order; `exp`, `sigmoid`, `tanh`, `erf` and the GELUs
+//! are the math module's kernels, emitted inline). [`Builder::compile`] allocates the sixteen `ymm` registers (spilling to the stack
 //! the value used furthest ahead when they run out) and returns a [`Kernel`], which runs the
 //! program over `len` elements, one register's worth of lanes per iteration.
 //!
@@ -213,6 +213,9 @@ impl Builder {
             UnaryOp::Tanh => self.tanh(x),
             UnaryOp::Exp => self.exp(x),
             UnaryOp::Sigmoid => self.sigmoid(x),
+            UnaryOp::Erf => self.erf(x),
+            UnaryOp::Gelu => self.gelu(x),
+            UnaryOp::GeluGrad => self.gelu_grad(x),
             _ => return None,
         })
     }
@@ -279,11 +282,7 @@ impl Builder {
         let r = self.fma(k, hi, x);
         let lo = self.constant(-ln2_lo);
         let r = self.fma(k, lo, r);
-        let mut acc = self.constant(q[q.len() - 1]);
-        for &c in q[..q.len() - 1].iter().rev() {
-            let c = self.constant(c);
-            acc = self.fma(acc, r, c);
-        }
+        let acc = self.poly(r, q);
         let rr = self.bin(MUL, r, r);
         (k, self.fma(rr, acc, r))
     }
@@ -344,6 +343,87 @@ impl Builder {
         let neg = self.cmp(LT_OQ, x, zero);
         let es = self.bin(MUL, e, s);
         self.push(Op::Blend(neg, es, s))
+    }
+
+    /// Horner's scheme as the math module's `poly`: coefficients from degree 0.
+    fn poly(&mut self, x: Val, c: &[f64]) -> Val {
+        let mut acc = self.constant(c[c.len() - 1]);
+        for &ci in c[..c.len() - 1].iter().rev() {
+            let ci = self.constant(ci);
+            acc = self.fma(acc, x, ci);
+        }
+        acc
+    }
+
+    /// The math module's `erf`, both branches always evaluated (it skips the tail when no
+    /// lane needs it; the lanes' values are the same either way).
+    fn erf(&mut self, x: Val) -> Val {
+        let (small_c, tail_c, sat) = if self.f64 {
+            (f64::ERF_SMALL, f64::ERF_TAIL, f64::ERF_SAT)
+        } else {
+            (f32::ERF_SMALL, f32::ERF_TAIL, f32::ERF_SAT)
+        };
+        let sign = self.constant(-0.0);
+        let a = self.bin(ANDN, sign, x);
+        let one = self.constant(1.0);
+        let z = self.bin(MUL, x, x);
+        let p = self.poly(z, small_c);
+        let c = self.constant(std::f64::consts::FRAC_2_SQRT_PI);
+        let inner = self.fma(z, p, c);
+        let small = self.bin(MUL, x, inner);
+        let is_small = self.cmp(LT_OQ, a, one);
+        let sat = self.constant(sat);
+        let at = self.bin(MIN, a, sat);
+        let t = self.bin(SUB, at, one);
+        let g = self.poly(t, tail_c);
+        let zero = self.constant(0.0);
+        let sq = self.bin(MUL, at, at);
+        let neg = self.bin(SUB, zero, sq);
+        let e = self.exp(neg);
+        let eg = self.bin(MUL, e, g);
+        let tail = self.bin(SUB, one, eg);
+        // copysign(tail, x)
+        let mag = self.bin(ANDN, sign, tail);
+        let sx = self.bin(AND, sign, x);
+        let tail = self.bin(OR, mag, sx);
+        let y = self.push(Op::Blend(is_small, small, tail));
+        self.nan_passes(x, y)
+    }
+
+    /// The math module's `gelu`: `½x·(1 + erf(x/√2))`.
+    fn gelu(&mut self, x: Val) -> Val {
+        let c = self.constant(std::f64::consts::FRAC_1_SQRT_2);
+        let xs = self.bin(MUL, x, c);
+        let e = self.erf(xs);
+        let half = self.constant(0.5);
+        let hx = self.bin(MUL, x, half);
+        let one = self.constant(1.0);
+        let ope = self.bin(ADD, one, e);
+        self.bin(MUL, hx, ope)
+    }
+
+    /// The math module's `gelu_grad`: `Φ(x) + x·φ(x)`, `x` clamped to ±40 in the second term.
+    fn gelu_grad(&mut self, x: Val) -> Val {
+        let half = self.constant(0.5);
+        let c = self.constant(std::f64::consts::FRAC_1_SQRT_2);
+        let xs = self.bin(MUL, x, c);
+        let e = self.erf(xs);
+        let one = self.constant(1.0);
+        let ope = self.bin(ADD, one, e);
+        let cdf = self.bin(MUL, half, ope);
+        let lo = self.constant(-40.0);
+        let hi = self.constant(40.0);
+        let xc = self.bin(MAX, x, lo);
+        let xc = self.bin(MIN, xc, hi);
+        let zero = self.constant(0.0);
+        let sq = self.bin(MUL, xc, xc);
+        let hs = self.bin(MUL, half, sq);
+        let neg = self.bin(SUB, zero, hs);
+        let e = self.exp(neg);
+        let k = self.constant(crate::math::kernels::FRAC_1_SQRT_2PI);
+        let pdf = self.bin(MUL, e, k);
+        let y = self.fma(xc, pdf, cdf);
+        self.nan_passes(x, y)
     }
 
     /// The math module's `tanh` (`sign(x)·em/(em + 2)`, `em = expm1(2|x|)`), op for op.

@@ -44,7 +44,7 @@ fn run<T: Element>(kernel: &Kernel, bases: &mut [&mut [T]]) {
     unsafe { kernel.run(&ptrs, len) };
 }
 
-const UNARY: [UnaryOp; 13] = [
+const UNARY: [UnaryOp; 16] = [
     UnaryOp::Neg,
     UnaryOp::Abs,
     UnaryOp::Sqrt,
@@ -58,6 +58,9 @@ const UNARY: [UnaryOp; 13] = [
     UnaryOp::Tanh,
     UnaryOp::Exp,
     UnaryOp::Sigmoid,
+    UnaryOp::Erf,
+    UnaryOp::Gelu,
+    UnaryOp::GeluGrad,
 ];
 
 fn unary_ops_match<T: Element>() {
@@ -90,7 +93,8 @@ fn transcendentals_match_the_math_kernels_everywhere_in_f32() {
     // every 4099th f32 bit pattern: all exponents, both signs, NaNs and infinities
     let mut x: Vec<f32> = (0..=u32::MAX / 4099).map(|i| f32::from_bits(i * 4099)).collect();
     x.truncate(x.len() / 8 * 8);
-    for op in [UnaryOp::Tanh, UnaryOp::Exp, UnaryOp::Sigmoid] {
+    for op in [UnaryOp::Tanh, UnaryOp::Exp, UnaryOp::Sigmoid, UnaryOp::Erf, UnaryOp::Gelu, UnaryOp::GeluGrad]
+    {
         let Some(mut b) = Builder::new(DType::F32) else { return };
         let v = b.load(0);
         let y = b.unary(op, v).unwrap();

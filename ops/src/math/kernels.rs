@@ -12,7 +12,7 @@ use std::f64::consts::{FRAC_1_SQRT_2, LOG2_E, SQRT_2};
 /// `2/√π`, the leading coefficient of erf's series.
 const TWO_OVER_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
 /// `1/√(2π)`, the standard normal density at 0.
-const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+pub(crate) const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// Splits `x` (already clamped) as `x = k·ln2 + r`, `|r| <= ln2/2`; returns `(k, expm1(r))`.
 #[inline(always)]

@@ -21,7 +21,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
-mod kernels;
+pub(crate) mod kernels;
 pub(crate) mod lanes;
 #[cfg(test)]
 mod tests;
