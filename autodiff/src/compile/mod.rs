@@ -9,7 +9,8 @@
 //! states; gradients left in `.grad()`). The recorded dataflow is lowered into a petgraph IR
 //! ([`ir`]), rewritten by a pipeline of passes ([`passes`]: dead code, algebraic identities,
 //! constants, common subexpressions, rematerialisation of checkpointed segments, matmul
-//! epilogues, elementwise fusion into single-pass kernels), scheduled and memory-planned
+//! epilogues, elementwise fusion into single-pass kernels, which [`kernel`] compiles to
+//! machine code through `graphgrad_ops::jit`), scheduled and memory-planned
 //! ([`memory`]), and cached. Every call then replays the planned program on the new inputs:
 //! state leaves are read from their tensors at each call and the step's updates are written
 //! back into them, in place where the planner can.
