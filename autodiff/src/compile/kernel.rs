@@ -901,7 +901,7 @@ impl Plan {
                 b.store(v, base_index(&mut bases, Base::Output(j)));
             }
         }
-        Some(Part::Jit { kernel: Arc::new(b.compile()), bases, steps, stores_outputs })
+        Some(Part::Jit { kernel: Arc::new(b.compile()?), bases, steps, stores_outputs })
     }
 
     /// True when the value in register `p` after step `end - 1` is read later: by a step

@@ -40,13 +40,10 @@ mod sys {
 }
 
 impl Code {
-    /// Copies `code` into executable pages.
-    ///
-    /// # Panics
-    /// When the system refuses the pages (out of memory, or a policy forbidding executable
-    /// mappings); only called where [`supported`] holds.
+    /// Copies `code` into executable pages, or `None` when the system refuses them (out of
+    /// memory, or a policy forbidding executable mappings).
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    pub fn new(code: &[u8]) -> Code {
+    pub fn new(code: &[u8]) -> Option<Code> {
         let len = code.len().max(1);
         // SAFETY: an anonymous private mapping has no preconditions; the result is checked.
         let ptr = unsafe {
@@ -59,18 +56,21 @@ impl Code {
                 0,
             )
         };
-        assert!(ptr as isize != -1, "jit: mmap of {len} bytes failed");
+        if ptr as isize == -1 {
+            return None;
+        }
+        let pages = Code { ptr, len };
         // SAFETY: the mapping is `len >= code.len()` writable bytes of our own.
         unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), ptr, code.len()) };
         // SAFETY: the pages were mapped just above.
         let rc = unsafe { sys::mprotect(ptr, len, sys::PROT_READ | sys::PROT_EXEC) };
-        assert!(rc == 0, "jit: mprotect to read + execute failed");
-        Code { ptr, len }
+        // on failure `pages` unmaps them
+        (rc == 0).then_some(pages)
     }
 
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    pub fn new(_code: &[u8]) -> Code {
-        unreachable!("jit: no code is generated on this target (Builder::new returns None)")
+    pub fn new(_code: &[u8]) -> Option<Code> {
+        None
     }
 
     /// Bytes of code and constants.

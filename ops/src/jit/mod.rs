@@ -11,8 +11,8 @@
 //!
 //! A block interpreter pays a store and a reload per op and element; here a chain of ops
 //! reads each input once and writes each output once. Only x86-64 Linux with AVX2 and FMA
-//! generates code; elsewhere [`Builder::new`] returns `None` and callers keep their
-//! portable path.
+//! generates code; elsewhere [`Builder::new`] returns `None` (and [`Builder::compile`] where
+//! the system refuses executable memory), and callers keep their portable path.
 
 mod exec;
 mod x86;
@@ -461,17 +461,18 @@ impl Builder {
             .unwrap_or(0)
     }
 
-    /// Generates the machine code.
-    pub fn compile(self) -> Kernel {
+    /// Generates the machine code, or `None` when the system refuses executable memory.
+    pub fn compile(self) -> Option<Kernel> {
         let bases = self.bases();
         let code = Emitter::new(self.f64, bases).run(&self.ops);
-        Kernel {
-            code: exec::Code::new(&code),
+        let lanes = self.lanes();
+        Some(Kernel {
+            code: exec::Code::new(&code)?,
             bases,
-            lanes: self.lanes(),
-            elem_bytes: 32 / self.lanes(),
+            lanes,
+            elem_bytes: 32 / lanes,
             ops: self.ops.len(),
-        }
+        })
     }
 }
 

@@ -75,7 +75,7 @@ fn unary_ops_match<T: Element>() {
         let v = b.load(0);
         let y = b.unary(op, v).unwrap();
         b.store(y, 1);
-        let kernel = b.compile();
+        let kernel = b.compile().expect("executable memory");
         let (mut x, mut got) = (x, vec![T::ZERO; n]);
         run(&kernel, &mut [&mut x, &mut got]);
         assert_eq!(bits(&got), bits(&want), "{op:?} in {:?}", T::DTYPE);
@@ -99,7 +99,7 @@ fn transcendentals_match_the_math_kernels_everywhere_in_f32() {
         let v = b.load(0);
         let y = b.unary(op, v).unwrap();
         b.store(y, 1);
-        let kernel = b.compile();
+        let kernel = b.compile().expect("executable memory");
         let mut want = vec![0f32; x.len()];
         unary(op, &x, &mut want);
         let mut got = vec![0f32; x.len()];
@@ -126,7 +126,7 @@ fn binary_ops_match<T: Element>() {
         let (x, y) = (b.load(0), b.load(1));
         let z = b.binary(op, x, y).unwrap();
         b.store(z, 2);
-        let kernel = b.compile();
+        let kernel = b.compile().expect("executable memory");
         let (mut a, mut bv, mut got) = (a, bv, vec![T::ZERO; n]);
         run(&kernel, &mut [&mut a, &mut bv, &mut got]);
         assert_eq!(bits(&got), bits(&want), "{op:?} in {:?}", T::DTYPE);
@@ -155,7 +155,7 @@ fn select_matches_where() {
     let (vc, va, vb) = (b.load(0), b.load(1), b.load(2));
     let s = b.select(vc, va, vb);
     b.store(s, 3);
-    let kernel = b.compile();
+    let kernel = b.compile().expect("executable memory");
     let (mut c, mut a, mut bv, mut got) = (c, a, bv, vec![0.0; n]);
     run(&kernel, &mut [&mut c, &mut a, &mut bv, &mut got]);
     assert_eq!(bits(&got), bits(&want));
@@ -190,7 +190,7 @@ fn spills_and_many_bases_give_the_plain_loops_values() {
     }
     b.store(acc, inputs + 1);
     b.store(rev, inputs + 2);
-    let kernel = b.compile();
+    let kernel = b.compile().expect("executable memory");
     let mut data: Vec<Vec<f32>> =
         (0..inputs).map(|i| awkward::<f32>(n, 10 + i as u64)[12..].to_vec()).collect();
     let n = data[0].len() / 8 * 8;
@@ -232,7 +232,7 @@ fn a_store_over_a_loaded_base_leaves_later_reads_the_old_values() {
     let sum = b.binary(BinaryOp::Add, y, x).unwrap();
     b.store(sum, 2);
     b.store(x, 3);
-    let kernel = b.compile();
+    let kernel = b.compile().expect("executable memory");
     let n = 64;
     let x0: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
     let y0: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 0.25).collect();
@@ -256,7 +256,7 @@ fn every_length_is_covered_once() {
     let z = b.binary(BinaryOp::Mul, t, y).unwrap();
     let z = b.binary(BinaryOp::Add, z, x).unwrap();
     b.store(z, 2);
-    let kernel = b.compile();
+    let kernel = b.compile().expect("executable memory");
     for vectors in 1..=13 {
         let n = vectors * lanes;
         let x: Vec<f64> = awkward::<f64>(n + 16, 9)[12..12 + n].to_vec();
