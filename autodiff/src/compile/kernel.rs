@@ -23,9 +23,9 @@
 //! they load) are copied into a register.
 //!
 //! Generated code: runs of steps that `ops::jit` covers (loads, arithmetic, compares, `where`,
-//! exp, sigmoid, tanh, erf, the GELUs and the cheap unary ops) are compiled to machine code when the kernel is built, so a
-//! block takes one pass through them with every intermediate in a vector register, instead of
-//! one pass per step; the block's registers then hold only what later steps and the outputs
+//! exp, sigmoid, tanh, erf, the GELUs and the cheap unary ops) are compiled to machine code
+//! when the kernel is built, so a block takes one pass through them with every intermediate in
+//! a vector register, instead of one pass per step; the block's registers then hold only what later steps and the outputs
 //! read. The values are the interpreter's bit for bit; blocks whose length is not a multiple
 //! of the vector width, and CPUs without AVX2, interpret every step.
 //!
@@ -653,6 +653,19 @@ enum StepOp {
     Where(Src, Src, Src),
 }
 
+impl StepOp {
+    /// The operands the step reads.
+    fn sources(&self) -> impl Iterator<Item = Src> {
+        let v: [Option<Src>; 3] = match *self {
+            StepOp::Load(_) => [None, None, None],
+            StepOp::Unary(_, a) => [Some(a), None, None],
+            StepOp::Binary(_, x, y) => [Some(x), Some(y), None],
+            StepOp::Where(c, x, y) => [Some(c), Some(x), Some(y)],
+        };
+        v.into_iter().flatten()
+    }
+}
+
 /// Where a step reads an operand.
 #[derive(Clone, Copy, Debug)]
 enum Src {
@@ -678,14 +691,23 @@ impl Affine<f64> {
     /// This map followed by `op`, when one affine map still expresses it: an add before any
     /// multiply is `pre`, after one `post`.
     fn then(self, op: UnaryOp) -> Option<Affine<f64>> {
-        let unset = |v: f64| v.to_bits() == (-0.0f64).to_bits();
-        let (pre_free, mul_free, post_free) = (unset(self.pre), self.mul == 1.0, unset(self.post));
+        let [pre_free, mul_free, post_free] = self.parts().map(|p| p.is_none());
         match op {
             UnaryOp::MulScalar(c) if mul_free && post_free => Some(Affine { mul: c, ..self }),
             UnaryOp::AddScalar(c) if mul_free && pre_free && post_free => Some(Affine { pre: c, ..self }),
             UnaryOp::AddScalar(c) if !mul_free && post_free => Some(Affine { post: c, ..self }),
             _ => None,
         }
+    }
+
+    /// The scalar ops this map stands for, in order; `None` for an absent (identity) part.
+    fn parts(self) -> [Option<UnaryOp>; 3] {
+        let unset = |v: f64| v.to_bits() == (-0.0f64).to_bits();
+        [
+            (!unset(self.pre)).then_some(UnaryOp::AddScalar(self.pre)),
+            (self.mul != 1.0).then_some(UnaryOp::MulScalar(self.mul)),
+            (!unset(self.post)).then_some(UnaryOp::AddScalar(self.post)),
+        ]
     }
 
     fn cast<T: Element>(self) -> Affine<T> {
@@ -865,24 +887,11 @@ impl Plan {
                     b.select(c, x, y)
                 }
             };
-            let v = match step.post {
-                // identities skipped: exact, as `Affine::apply`'s `+ −0` and `· 1` are
-                Some(Affine { pre, mul, post }) => {
-                    let mut v = v;
-                    let unset = |c: f64| c.to_bits() == (-0.0f64).to_bits();
-                    if !unset(pre) {
-                        v = b.unary(UnaryOp::AddScalar(pre), v)?;
-                    }
-                    if mul != 1.0 {
-                        v = b.unary(UnaryOp::MulScalar(mul), v)?;
-                    }
-                    if !unset(post) {
-                        v = b.unary(UnaryOp::AddScalar(post), v)?;
-                    }
-                    v
-                }
-                None => v,
-            };
+            // the epilogue's identities skipped: exact, as `Affine::apply`'s `+ −0` and `· 1` are
+            let mut v = v;
+            for op in step.post.into_iter().flat_map(|a| a.parts()).flatten() {
+                v = b.unary(op, v)?;
+            }
             held[step.dst] = Some(v);
             defined.push(step.dst);
         }
@@ -909,13 +918,7 @@ impl Plan {
     /// stored from registers of the generated code: `direct`).
     fn read_after(&self, p: usize, end: usize, direct: bool) -> bool {
         for step in &self.steps[end..] {
-            let reads = match step.op {
-                StepOp::Load(_) => vec![],
-                StepOp::Unary(_, a) => vec![a],
-                StepOp::Binary(_, x, y) => vec![x, y],
-                StepOp::Where(c, x, y) => vec![c, x, y],
-            };
-            if reads.iter().any(|s| matches!(s, Src::Reg(q) if *q == p)) {
+            if step.op.sources().any(|s| matches!(s, Src::Reg(q) if q == p)) {
                 return true;
             }
             if step.dst == p {

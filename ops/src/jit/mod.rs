@@ -5,9 +5,10 @@
 //! *bases* (pointers the caller passes per call), broadcast scalars, constants, and the ops of
 //! [`unary`](crate::unary) and [`binary`](crate::binary) with the same values bit for bit
 //! (the same IEEE operations in the same order; `exp`, `sigmoid`, `tanh`, `erf` and the GELUs
-//! are the math module's kernels, emitted inline). [`Builder::compile`] allocates the sixteen `ymm` registers (spilling to the stack
-//! the value used furthest ahead when they run out) and returns a [`Kernel`], which runs the
-//! program over `len` elements, one register's worth of lanes per iteration.
+//! are the math module's kernels, emitted inline). [`Builder::compile`] allocates the sixteen
+//! `ymm` registers (spilling to the stack the value used furthest ahead when they run out) and
+//! returns a [`Kernel`], which runs the program over `len` elements: four vectors per
+//! iteration, interleaved op by op, then single vectors.
 //!
 //! A block interpreter pays a store and a reload per op and element; here a chain of ops
 //! reads each input once and writes each output once. Only x86-64 Linux with AVX2 and FMA
@@ -78,6 +79,36 @@ const LE_OQ: u8 = 0x12;
 const GE_OQ: u8 = 0x1D;
 const GT_OQ: u8 = 0x1E;
 
+/// The math kernels' constants ([`Params`]) of one element type.
+#[derive(Clone, Copy)]
+struct Consts {
+    exp_lo: f64,
+    exp_hi: f64,
+    tanh_sat: f64,
+    expm1_q: &'static [f64],
+    ln2_hi: f64,
+    ln2_lo: f64,
+    erf_small: &'static [f64],
+    erf_tail: &'static [f64],
+    erf_sat: f64,
+}
+
+impl Consts {
+    fn of<P: Params>() -> Consts {
+        Consts {
+            exp_lo: P::EXP_LO,
+            exp_hi: P::EXP_HI,
+            tanh_sat: P::TANH_SAT,
+            expm1_q: P::EXPM1_Q,
+            ln2_hi: P::LN2_HI,
+            ln2_lo: P::LN2_LO,
+            erf_small: P::ERF_SMALL,
+            erf_tail: P::ERF_TAIL,
+            erf_sat: P::ERF_SAT,
+        }
+    }
+}
+
 /// Records a program; see the module docs.
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -104,11 +135,6 @@ impl Builder {
         } else {
             8
         }
-    }
-
-    /// Operations recorded so far (a measure of the loop body's length).
-    pub fn op_count(&self) -> usize {
-        self.ops.len()
     }
 
     fn push(&mut self, op: Op) -> Val {
@@ -176,10 +202,7 @@ impl Builder {
                 let sign = self.constant(-0.0);
                 self.bin(XOR, x, sign)
             }
-            UnaryOp::Abs => {
-                let sign = self.constant(-0.0);
-                self.bin(ANDN, sign, x)
-            }
+            UnaryOp::Abs => self.abs(x),
             UnaryOp::Sqrt => self.push(Op::Sqrt(x)),
             UnaryOp::Recip => {
                 let one = one(self);
@@ -263,18 +286,55 @@ impl Builder {
         })
     }
 
-    /// Per-type constants of the math kernels.
-    fn params(&self) -> (f64, f64, f64, &'static [f64], f64, f64) {
+    /// The math kernels' constants for this element type.
+    fn params(&self) -> Consts {
         if self.f64 {
-            (f64::EXP_LO, f64::EXP_HI, f64::TANH_SAT, f64::EXPM1_Q, f64::LN2_HI, f64::LN2_LO)
+            Consts::of::<f64>()
         } else {
-            (f32::EXP_LO, f32::EXP_HI, f32::TANH_SAT, f32::EXPM1_Q, f32::LN2_HI, f32::LN2_LO)
+            Consts::of::<f32>()
         }
+    }
+
+    /// `|x|`.
+    fn abs(&mut self, x: Val) -> Val {
+        let sign = self.constant(-0.0);
+        self.bin(ANDN, sign, x)
+    }
+
+    /// `|mag|` with the sign of `sign_of` (the math module's `copysign`).
+    fn copysign(&mut self, mag: Val, sign_of: Val) -> Val {
+        let sign = self.constant(-0.0);
+        let m = self.bin(ANDN, sign, mag);
+        let s = self.bin(AND, sign, sign_of);
+        self.bin(OR, m, s)
+    }
+
+    /// `0 − x` (not `−x`: the kernels write it so, and it differs at `x = 0`).
+    fn zero_minus(&mut self, x: Val) -> Val {
+        let zero = self.constant(0.0);
+        self.bin(SUB, zero, x)
+    }
+
+    /// `x.max(lo).min(hi)`.
+    fn clamp(&mut self, x: Val, lo: f64, hi: f64) -> Val {
+        let lo = self.constant(lo);
+        let hi = self.constant(hi);
+        let x = self.bin(MAX, x, lo);
+        self.bin(MIN, x, hi)
+    }
+
+    /// `1 + erf(x/√2)`: twice the normal cdf, as the GELUs write it.
+    fn one_plus_erf_scaled(&mut self, x: Val) -> Val {
+        let c = self.constant(std::f64::consts::FRAC_1_SQRT_2);
+        let xs = self.bin(MUL, x, c);
+        let e = self.erf(xs);
+        let one = self.constant(1.0);
+        self.bin(ADD, one, e)
     }
 
     /// The math module's `reduce_exp`: `x = k·ln2 + r`, returns `(k, expm1(r))`.
     fn reduce_exp(&mut self, x: Val) -> (Val, Val) {
-        let (.., q, ln2_hi, ln2_lo) = self.params();
+        let Consts { expm1_q: q, ln2_hi, ln2_lo, .. } = self.params();
         let log2e = self.constant(std::f64::consts::LOG2_E);
         let scaled = self.bin(MUL, x, log2e);
         let k = self.push(Op::Round(scaled));
@@ -311,11 +371,8 @@ impl Builder {
 
     /// The math module's `exp`: `2^k·(1 + expm1(r))`, `2^k` as two factors.
     fn exp(&mut self, x: Val) -> Val {
-        let (lo, hi, ..) = self.params();
-        let lo = self.constant(lo);
-        let hi = self.constant(hi);
-        let xc = self.bin(MAX, x, lo);
-        let xc = self.bin(MIN, xc, hi);
+        let Consts { exp_lo, exp_hi, .. } = self.params();
+        let xc = self.clamp(x, exp_lo, exp_hi);
         let (k, em) = self.reduce_exp(xc);
         let half = self.constant(0.5);
         let kh = self.bin(MUL, k, half);
@@ -332,14 +389,13 @@ impl Builder {
 
     /// The math module's `sigmoid`: `e/(1 + e)` with `e = e^−|x|` for `x < 0`, else `1/(1 + e)`.
     fn sigmoid(&mut self, x: Val) -> Val {
-        let zero = self.constant(0.0);
-        let sign = self.constant(-0.0);
-        let abs = self.bin(ANDN, sign, x);
-        let neg_abs = self.bin(SUB, zero, abs);
+        let abs = self.abs(x);
+        let neg_abs = self.zero_minus(abs);
         let e = self.exp(neg_abs);
         let one = self.constant(1.0);
         let d = self.bin(ADD, one, e);
         let s = self.bin(DIV, one, d);
+        let zero = self.constant(0.0);
         let neg = self.cmp(LT_OQ, x, zero);
         let es = self.bin(MUL, e, s);
         self.push(Op::Blend(neg, es, s))
@@ -358,67 +414,46 @@ impl Builder {
     /// The math module's `erf`, both branches always evaluated (it skips the tail when no
     /// lane needs it; the lanes' values are the same either way).
     fn erf(&mut self, x: Val) -> Val {
-        let (small_c, tail_c, sat) = if self.f64 {
-            (f64::ERF_SMALL, f64::ERF_TAIL, f64::ERF_SAT)
-        } else {
-            (f32::ERF_SMALL, f32::ERF_TAIL, f32::ERF_SAT)
-        };
-        let sign = self.constant(-0.0);
-        let a = self.bin(ANDN, sign, x);
+        let Consts { erf_small, erf_tail, erf_sat, .. } = self.params();
+        let a = self.abs(x);
         let one = self.constant(1.0);
         let z = self.bin(MUL, x, x);
-        let p = self.poly(z, small_c);
+        let p = self.poly(z, erf_small);
         let c = self.constant(std::f64::consts::FRAC_2_SQRT_PI);
         let inner = self.fma(z, p, c);
         let small = self.bin(MUL, x, inner);
         let is_small = self.cmp(LT_OQ, a, one);
-        let sat = self.constant(sat);
+        let sat = self.constant(erf_sat);
         let at = self.bin(MIN, a, sat);
         let t = self.bin(SUB, at, one);
-        let g = self.poly(t, tail_c);
-        let zero = self.constant(0.0);
+        let g = self.poly(t, erf_tail);
         let sq = self.bin(MUL, at, at);
-        let neg = self.bin(SUB, zero, sq);
+        let neg = self.zero_minus(sq);
         let e = self.exp(neg);
         let eg = self.bin(MUL, e, g);
         let tail = self.bin(SUB, one, eg);
-        // copysign(tail, x)
-        let mag = self.bin(ANDN, sign, tail);
-        let sx = self.bin(AND, sign, x);
-        let tail = self.bin(OR, mag, sx);
+        let tail = self.copysign(tail, x);
         let y = self.push(Op::Blend(is_small, small, tail));
         self.nan_passes(x, y)
     }
 
     /// The math module's `gelu`: `½x·(1 + erf(x/√2))`.
     fn gelu(&mut self, x: Val) -> Val {
-        let c = self.constant(std::f64::consts::FRAC_1_SQRT_2);
-        let xs = self.bin(MUL, x, c);
-        let e = self.erf(xs);
+        let ope = self.one_plus_erf_scaled(x);
         let half = self.constant(0.5);
         let hx = self.bin(MUL, x, half);
-        let one = self.constant(1.0);
-        let ope = self.bin(ADD, one, e);
         self.bin(MUL, hx, ope)
     }
 
     /// The math module's `gelu_grad`: `Φ(x) + x·φ(x)`, `x` clamped to ±40 in the second term.
     fn gelu_grad(&mut self, x: Val) -> Val {
+        let ope = self.one_plus_erf_scaled(x);
         let half = self.constant(0.5);
-        let c = self.constant(std::f64::consts::FRAC_1_SQRT_2);
-        let xs = self.bin(MUL, x, c);
-        let e = self.erf(xs);
-        let one = self.constant(1.0);
-        let ope = self.bin(ADD, one, e);
         let cdf = self.bin(MUL, half, ope);
-        let lo = self.constant(-40.0);
-        let hi = self.constant(40.0);
-        let xc = self.bin(MAX, x, lo);
-        let xc = self.bin(MIN, xc, hi);
-        let zero = self.constant(0.0);
+        let xc = self.clamp(x, -40.0, 40.0);
         let sq = self.bin(MUL, xc, xc);
         let hs = self.bin(MUL, half, sq);
-        let neg = self.bin(SUB, zero, hs);
+        let neg = self.zero_minus(hs);
         let e = self.exp(neg);
         let k = self.constant(crate::math::kernels::FRAC_1_SQRT_2PI);
         let pdf = self.bin(MUL, e, k);
@@ -428,10 +463,8 @@ impl Builder {
 
     /// The math module's `tanh` (`sign(x)·em/(em + 2)`, `em = expm1(2|x|)`), op for op.
     fn tanh(&mut self, x: Val) -> Val {
-        let (_, _, sat, ..) = self.params();
-        let sign = self.constant(-0.0);
-        let abs = self.bin(ANDN, sign, x);
-        let sat = self.constant(sat);
+        let abs = self.abs(x);
+        let sat = self.constant(self.params().tanh_sat);
         let a = self.bin(MIN, abs, sat);
         let a2 = self.bin(ADD, a, a);
         let (k, em) = self.reduce_exp(a2);
@@ -442,10 +475,7 @@ impl Builder {
         let two = self.constant(2.0);
         let d = self.bin(ADD, em, two);
         let t = self.bin(DIV, em, d);
-        // copysign(t, x), then NaN passes through
-        let mag = self.bin(ANDN, sign, t);
-        let sx = self.bin(AND, sign, x);
-        let t = self.bin(OR, mag, sx);
+        let t = self.copysign(t, x);
         self.nan_passes(x, t)
     }
 
@@ -567,6 +597,7 @@ const BASE_REGS: [u8; 5] = [gpr::RAX, gpr::RDX, gpr::R8, gpr::R9, gpr::R10];
 /// Values live in `ymm` registers from their definition to their last use. When all sixteen
 /// hold live values, the one used furthest ahead leaves: loads and constants are simply read
 /// again later, others are stored to a stack slot.
+#[derive(Default)]
 struct Emitter {
     f64: bool,
     bases: usize,
@@ -595,23 +626,7 @@ struct Emitter {
 
 impl Emitter {
     fn new(f64: bool, bases: usize) -> Self {
-        Emitter {
-            f64,
-            bases,
-            asm: Asm::default(),
-            pool: Vec::new(),
-            frame_slots: 0,
-            ops: Vec::new(),
-            reg: Vec::new(),
-            holds: [None; 16],
-            slot: Vec::new(),
-            free_slots: Vec::new(),
-            slots: 0,
-            uses: Vec::new(),
-            pool_index: Vec::new(),
-            pos: 0,
-            stored: false,
-        }
+        Emitter { f64, bases, ..Emitter::default() }
     }
 
     /// Starts a loop body: `ops` with no value in any register yet.
@@ -686,7 +701,7 @@ impl Emitter {
 
     /// Where `v` can be read without a register: a load, a constant or a spilled value.
     fn as_mem(&mut self, v: usize) -> Option<Mem> {
-        let spilled = self.slot[v].map(|s| Mem::Disp { base: gpr::RSP, disp: 32 * s as i32 });
+        let spilled = self.slot[v].map(slot_mem);
         match self.ops[v] {
             // (once stores begin, every load still needed is in a register or spilled)
             Op::Load(b, n) => spilled.or_else(|| Some(self.base_mem(b, Some(n)))),
@@ -726,8 +741,7 @@ impl Emitter {
                 self.slots - 1
             });
             self.slot[v] = Some(s);
-            let mem = Rm::Mem(Mem::Disp { base: gpr::RSP, disp: 32 * s as i32 });
-            self.asm.vex(Map::M0f, Pp::None, false, 0x11, victim as u8, 0, mem, None);
+            self.asm.vex(Map::M0f, Pp::None, false, 0x11, victim as u8, 0, Rm::Mem(slot_mem(s)), None);
         }
         self.reg[v] = None;
         self.holds[victim] = None;
@@ -926,6 +940,11 @@ impl Emitter {
             }
         }
     }
+}
+
+/// Stack slot `s` of the frame.
+fn slot_mem(s: usize) -> Mem {
+    Mem::Disp { base: gpr::RSP, disp: 32 * s as i32 }
 }
 
 /// The values an op reads.
