@@ -155,12 +155,16 @@ impl Builder {
     /// `c`, rounded to the element type.
     pub fn constant(&mut self, c: f64) -> Val {
         let bits = if self.f64 { c.to_bits() } else { (c as f32).to_bits() as u64 };
-        self.push(Op::Const(bits))
+        self.bits(bits)
     }
 
-    /// A constant given as the element's bits (integer lanes of the exponent tricks).
+    /// A constant given as the element's bits (integer lanes of the exponent tricks); one
+    /// value per distinct constant, so a register holding it serves every use.
     fn bits(&mut self, bits: u64) -> Val {
-        self.push(Op::Const(bits))
+        match self.ops.iter().position(|op| *op == Op::Const(bits)) {
+            Some(i) => Val(i),
+            None => self.push(Op::Const(bits)),
+        }
     }
 
     /// Stores `v` at `base[i]`.
