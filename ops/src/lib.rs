@@ -15,7 +15,7 @@
 //! | [`jit`] | elementwise programs compiled to AVX2 machine code, intermediates in registers |
 //! | [`layout`] | permute, expand, narrow/cat slabs, padding |
 //! | [`random`] | seeded uniform, normal and bernoulli fills |
-//! | [`threads`] | the main thread joins the kernels' thread pool |
+//! | [`threads`] | the main thread joins the kernels' thread pool; workers kept awake through a compiled call |
 //!
 //! Parallel kernels use rayon only above a size threshold and split work the same way for the
 //! same thread count, so results are bit-identical run to run.

@@ -201,13 +201,17 @@ impl Executor {
         params: &mut StateGuard<'_>,
         accept: impl FnOnce(&[Tensor]) -> bool,
     ) -> Result<Option<Vec<Tensor>>> {
-        for (i, step) in self.steps.iter().enumerate() {
-            let started = self.profile.is_some().then(Instant::now);
-            run_step(step, input_bufs, &mut params.buffers, &mut self.slots)?;
-            if let (Some(times), Some(started)) = (self.profile.as_mut(), started) {
-                times[i] += started.elapsed();
+        // many kernels split over the cores with serial ones between: keep the workers awake
+        graphgrad_ops::threads::with_workers_awake(|| -> Result<()> {
+            for (i, step) in self.steps.iter().enumerate() {
+                let started = self.profile.is_some().then(Instant::now);
+                run_step(step, input_bufs, &mut params.buffers, &mut self.slots)?;
+                if let (Some(times), Some(started)) = (self.profile.as_mut(), started) {
+                    times[i] += started.elapsed();
+                }
             }
-        }
+            Ok(())
+        })?;
         let read = |src: &Src, params: &[Buffer], slots: &[Buffer]| -> Buffer {
             match src {
                 Src::Input(i) => input_bufs[*i].clone(),
