@@ -14,10 +14,12 @@
 //! (transcendentals go through the same SIMD kernels as eager ops, `ops::unary`). A scalar
 //! multiply or add whose operand has no other reader runs in the loop of the step computing
 //! that operand, equal instructions are computed once, registers are allocated by liveness and
-//! constants are filled once per call. Large kernels are split into
-//! fixed chunks run on rayon; each chunk keeps f64 partials of the reduced outputs (unless they
-//! are too many beside the chunk's elements: then the kernel runs on one thread), combined in
-//! chunk order, so results do not depend on the thread count.
+//! constants are filled once per call. A kernel that only stores is cut into one piece per
+//! thread once its elements × steps make the split pay (any partition gives the same values).
+//! A kernel with reduced outputs is split, when large, into fixed chunks run on rayon; each
+//! chunk keeps f64 partials of the reduced outputs (unless they are too many beside the
+//! chunk's elements: then the kernel runs on one thread), combined in chunk order, so results
+//! do not depend on the thread count.
 //!
 //! Contiguous inputs are read where they are stored; only broadcast ones (and inputs scaled as
 //! they load) are copied into a register.
@@ -46,8 +48,11 @@ use std::sync::Arc;
 pub const BLOCK: usize = 256;
 /// Elements per parallel chunk (fixed, so the partition never depends on the thread count).
 const CHUNK: usize = 1 << 15;
-/// Kernels smaller than this run on the calling thread.
+/// Kernels with reduced outputs and fewer elements than this run on the calling thread.
 const PAR_MIN: usize = 1 << 16;
+/// Kernels that only store run on every thread from this many elements × steps (about 5 µs
+/// of work: a split costs a fork-join, a few µs when the workers are awake).
+const PAR_MIN_WORK: usize = 1 << 15;
 
 /// A register: the SSA index of the instruction that defines it.
 pub type Reg = usize;
@@ -224,6 +229,19 @@ impl FusedKernel {
             .map(|(j, _)| self.output_len(j))
             .sum();
         let io = Io { inputs, outputs };
+        let threads = rayon::current_num_threads();
+        let reduces = self.outputs.iter().any(|o| matches!(o, FusedOutput::Reduce { .. }));
+        if !reduces && threads > 1 && total * self.plan.steps.len() >= PAR_MIN_WORK {
+            // Stores only: any partition gives the same values, so one piece per thread (in
+            // whole blocks, which keeps the vector loops) however small the kernel.
+            let piece = total.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
+            (0..total.div_ceil(piece)).into_par_iter().for_each(|c| {
+                // SAFETY: pieces cover disjoint index ranges, so their stores are disjoint;
+                // the caller's contract covers the pointers.
+                unsafe { self.run_range::<T>(&io, c * piece, ((c + 1) * piece).min(total), &mut []) };
+            });
+            return;
+        }
         if total >= PAR_MIN && partials * chunks <= total / 8 {
             let parts: Vec<Vec<Vec<f64>>> = (0..chunks)
                 .into_par_iter()
@@ -1078,6 +1096,63 @@ mod tests {
     fn generated_code_gives_the_interpreters_values() {
         generated_matches_interpreted::<f32>();
         generated_matches_interpreted::<f64>();
+    }
+
+    /// A kernel that only stores, split per thread (pieces that start and end inside rows of
+    /// broadcast operands), against a plain loop, at 1 to 3 threads.
+    #[test]
+    fn split_store_kernels_give_the_plain_loops_values() {
+        let shape: Shape = smallvec![5, 3, 301];
+        let inputs: Vec<Shape> = vec![shape.clone(), smallvec![1, 3, 1], smallvec![5, 1, 301]];
+        // r = x·w; then four times r = max(r + b, r·w) − b; outputs r and x + b
+        let mut instrs = vec![Instr::Load(0), Instr::Load(1), Instr::Load(2)];
+        instrs.push(Instr::Binary(BinaryOp::Mul, 0, 1));
+        let mut r = 3;
+        for _ in 0..4 {
+            let n = instrs.len();
+            instrs.push(Instr::Binary(BinaryOp::Add, r, 2));
+            instrs.push(Instr::Binary(BinaryOp::Mul, r, 1));
+            instrs.push(Instr::Binary(BinaryOp::Maximum, n, n + 1));
+            instrs.push(Instr::Binary(BinaryOp::Sub, n + 2, 2));
+            r = n + 3;
+        }
+        instrs.push(Instr::Binary(BinaryOp::Add, 0, 2));
+        let sum = instrs.len() - 1;
+        let kernel = FusedKernel::new(
+            shape.clone(),
+            DType::F32,
+            inputs,
+            instrs,
+            vec![FusedOutput::Store(r), FusedOutput::Store(sum)],
+        );
+        assert!(numel(&shape) * kernel.plan.steps.len() >= PAR_MIN_WORK, "too small to split");
+        let x: Vec<f32> = (0..numel(&shape)).map(|i| ((i * 37) % 101) as f32 * 0.07 - 3.0).collect();
+        let w = [0.5f32, -1.25, 2.0];
+        let b: Vec<f32> = (0..5 * 301).map(|i| ((i * 13) % 29) as f32 * 0.1 - 1.4).collect();
+        let (mut want_r, mut want_sum) = (Vec::new(), Vec::new());
+        for i in 0..5 {
+            for j in 0..3 {
+                for k in 0..301 {
+                    let (xv, bv) = (x[(i * 3 + j) * 301 + k], b[i * 301 + k]);
+                    let mut r = xv * w[j];
+                    for _ in 0..4 {
+                        r = (r + bv).max(r * w[j]) - bv;
+                    }
+                    want_r.push(r);
+                    want_sum.push(xv + bv);
+                }
+            }
+        }
+        for threads in 1..=3 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let (mut r, mut sum) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+            // SAFETY: inputs and outputs sized by the kernel's shapes, all distinct.
+            pool.install(|| unsafe {
+                kernel.run::<f32>(&[x.as_ptr(), w.as_ptr(), b.as_ptr()], &[r.as_mut_ptr(), sum.as_mut_ptr()])
+            });
+            assert_eq!(r, want_r, "{threads} threads");
+            assert_eq!(sum, want_sum, "{threads} threads");
+        }
     }
 
     #[test]
