@@ -512,3 +512,27 @@ fn scalar_ops_folded_into_their_producers_round_as_eager_ones() {
     let p = f.programs().next().unwrap();
     assert_eq!(p.node_count(), 3, "{}", p.log());
 }
+
+/// An LSTM-like step: each time step's slice of a projected sequence, cut into four gates.
+fn gates_step(x: &Tensor) -> Result<Vec<Tensor>> {
+    let mut h = Tensor::zeros(&[6, 10], DType::F32)?;
+    for t in 0..4 {
+        let z = x.narrow(1, t, 1)?.reshape(&[6, 40])?;
+        let gate = |k: usize| z.narrow(-1, k * 10, 10)?.add(&h);
+        h = gate(0)?.sigmoid().mul(&gate(1)?.tanh())?.add(&gate(2)?.mul(&gate(3)?)?)?;
+    }
+    Ok(vec![h])
+}
+
+#[test]
+fn fused_kernels_read_slices_where_they_lie() {
+    let mut f = compile_with(|io: &[Tensor]| gates_step(&io[0]), only(CompileOptions::default()));
+    let x = data(&[6, 4, 40], 3);
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    let eager = gates_step(&x).unwrap();
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), eager[0].to_vec::<f32>().unwrap());
+    let p = f.programs().next().unwrap();
+    // the time-step slices and the gates are read by the kernels, never copied
+    let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
+    assert!(!ops.iter().any(|op| op.starts_with("narrow")), "{}", p.log());
+}

@@ -15,7 +15,7 @@ use crate::compile::kernel::FusedKernel;
 use crate::op::{Arity, Op};
 use crate::Buffer;
 use graphgrad_ops::gemm::Activation;
-use graphgrad_ops::{broadcast_shapes, DType, Shape};
+use graphgrad_ops::{broadcast_shapes, numel, DType, Shape};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -331,8 +331,12 @@ impl Graph {
                     if self.info(v).dtype != k.dtype {
                         return bad(&format!("operand {i} has another element type"));
                     }
-                    if broadcast_shapes(&self.info(v).shape, &k.shape).as_deref() != Some(&k.shape[..]) {
+                    let read = &k.inputs[i];
+                    if broadcast_shapes(&read.shape, &k.shape).as_deref() != Some(&k.shape[..]) {
                         return bad(&format!("operand {i} does not broadcast to the iteration shape"));
+                    }
+                    if read.extent() > numel(&self.info(v).shape) {
+                        return bad(&format!("operand {i} is read past its end"));
                     }
                 }
                 Ok(())

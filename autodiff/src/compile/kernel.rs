@@ -39,7 +39,7 @@ use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::jit;
 use graphgrad_ops::reduce::ReduceOp;
 use graphgrad_ops::unary::{unary, UnaryOp};
-use graphgrad_ops::{broadcast_strides, contiguous_strides, numel, DType, Element, Shape};
+use graphgrad_ops::{contiguous_strides, numel, DType, Element, Shape};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Arc;
@@ -117,8 +117,8 @@ pub struct FusedKernel {
     pub shape: Shape,
     /// Element type of every operand and output.
     pub dtype: DType,
-    /// Operand shapes (each broadcasts to `shape`).
-    pub inputs: Vec<Shape>,
+    /// How each operand is read (its shape broadcasts to `shape`).
+    pub inputs: Vec<Operand>,
     /// The program.
     pub instrs: Vec<Instr>,
     /// The results.
@@ -150,6 +150,54 @@ enum Base {
     Output(usize),
 }
 
+/// How a kernel reads one operand: `shape` (broadcasting to the iteration shape) at `strides`
+/// from `offset` in the operand's storage. A whole value is read contiguously from its start;
+/// a slice of a larger value (an LSTM's gate, one time step of a sequence) is read where the
+/// larger value lies, without a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operand {
+    /// The shape the kernel reads.
+    pub shape: Shape,
+    /// Storage strides of its dims.
+    pub strides: Shape,
+    /// Storage index of its first element.
+    pub offset: usize,
+}
+
+impl Operand {
+    /// A whole value of this shape.
+    pub fn whole(shape: Shape) -> Operand {
+        let strides = contiguous_strides(&shape);
+        Operand { shape, strides, offset: 0 }
+    }
+
+    /// True when it is a whole value (contiguous from its storage's start; the stride of a
+    /// size-1 axis is never used).
+    pub fn is_whole(&self) -> bool {
+        let contiguous = contiguous_strides(&self.shape);
+        self.offset == 0
+            && (0..self.shape.len()).all(|d| self.shape[d] == 1 || self.strides[d] == contiguous[d])
+    }
+
+    /// Storage elements it spans: the index of its last element plus one (0 when empty).
+    pub fn extent(&self) -> usize {
+        if self.shape.contains(&0) {
+            return 0;
+        }
+        self.offset + self.shape.iter().zip(&self.strides).map(|(&n, &st)| (n - 1) * st).sum::<usize>() + 1
+    }
+
+    /// Strides over the iteration shape `to`: 0 along broadcast dims.
+    fn strides_in(&self, to: &[usize]) -> Shape {
+        let lead = to.len() - self.shape.len();
+        let mut strides: Shape = smallvec::smallvec![0; to.len()];
+        for (d, (&n, &st)) in self.shape.iter().zip(&self.strides).enumerate() {
+            strides[lead + d] = if n == 1 && to[lead + d] != 1 { 0 } else { st };
+        }
+        strides
+    }
+}
+
 /// The simplified iteration space: dims and per-operand strides (inputs, then outputs).
 #[derive(Clone, Debug)]
 struct Layout {
@@ -162,11 +210,11 @@ impl FusedKernel {
     pub fn new(
         shape: Shape,
         dtype: DType,
-        inputs: Vec<Shape>,
+        inputs: Vec<Operand>,
         instrs: Vec<Instr>,
         outputs: Vec<FusedOutput>,
     ) -> Self {
-        let mut strides: Vec<Shape> = inputs.iter().map(|s| broadcast_strides(s, &shape)).collect();
+        let mut strides: Vec<Shape> = inputs.iter().map(|op| op.strides_in(&shape)).collect();
         for out in &outputs {
             strides.push(match out {
                 FusedOutput::Store(_) => contiguous_strides(&shape),
@@ -204,13 +252,14 @@ impl FusedKernel {
     /// True when operand `i` is read at the iteration index (not broadcast), so an output
     /// stored over the same iteration shape may overwrite it in place.
     pub fn reads_elementwise(&self, i: usize) -> bool {
-        self.inputs[i] == self.shape
+        self.inputs[i].shape == self.shape && self.inputs[i].is_whole()
     }
 
     /// Runs the kernel.
     ///
     /// # Safety
-    /// `inputs[i]` points to `numel(self.inputs[i])` readable elements and `outputs[j]` to
+    /// `inputs[i]` points to operand `i`'s storage, [`Operand::extent`] readable elements, and
+    /// `outputs[j]` to
     /// `output_len(j)` writable ones, all valid for the call. Outputs do not overlap each other
     /// or any input, except that a `Store` output may be exactly the storage of an input for
     /// which [`reads_elementwise`](Self::reads_elementwise) holds.
@@ -228,7 +277,10 @@ impl FusedKernel {
             .filter(|(_, o)| matches!(o, FusedOutput::Reduce { .. }))
             .map(|(j, _)| self.output_len(j))
             .sum();
-        let io = Io { inputs, outputs };
+        // SAFETY: each offset lies inside its operand's storage (the caller's contract).
+        let inputs: Vec<*const T> =
+            inputs.iter().zip(&self.inputs).map(|(&p, op)| unsafe { p.add(op.offset) }).collect();
+        let io = Io { inputs: &inputs, outputs };
         let threads = rayon::current_num_threads();
         let reduces = self.outputs.iter().any(|o| matches!(o, FusedOutput::Reduce { .. }));
         if !reduces && threads > 1 && total * self.plan.steps.len() >= PAR_MIN_WORK {
@@ -989,7 +1041,7 @@ mod tests {
         let kernel = FusedKernel::new(
             smallvec![n],
             DType::F32,
-            vec![smallvec![n]],
+            vec![Operand::whole(smallvec![n])],
             instrs,
             vec![FusedOutput::Store(4)],
         );
@@ -1044,14 +1096,25 @@ mod tests {
         // an inner size of 300: a block of 256 (generated) and one of 44 (not a multiple of
         // the lanes: interpreted)
         let shape: Shape = smallvec::smallvec![3, 2, 300];
-        let inputs: Vec<Shape> =
-            vec![shape.clone(), smallvec::smallvec![1, 2, 1], smallvec::smallvec![3, 1, 300]];
-        let data: Vec<Vec<T>> = inputs
+        // the fourth: a slice [:, 2..4, 7..307] of a [3, 5, 310] value, read where it lies
+        let slice = Operand {
+            shape: shape.clone(),
+            strides: smallvec::smallvec![5 * 310, 310, 1],
+            offset: 2 * 310 + 7,
+        };
+        let inputs: Vec<Operand> = vec![
+            Operand::whole(shape.clone()),
+            Operand::whole(smallvec::smallvec![1, 2, 1]),
+            Operand::whole(smallvec::smallvec![3, 1, 300]),
+            slice,
+        ];
+        let data: Vec<Vec<T>> = [numel(&shape), 2, 900, 3 * 5 * 310]
             .iter()
-            .map(|s| (0..numel(s)).map(|_| T::from_f64(next(2001) as f64 / 250.0 - 4.0)).collect())
+            .map(|&n| (0..n).map(|_| T::from_f64(next(2001) as f64 / 250.0 - 4.0)).collect())
             .collect();
         for trial in 0..40 {
-            let mut instrs = vec![Instr::Load(0), Instr::Load(1), Instr::Load(2), Instr::Const(0.75)];
+            let mut instrs =
+                vec![Instr::Load(0), Instr::Load(1), Instr::Load(2), Instr::Load(3), Instr::Const(0.75)];
             for _ in 0..24 {
                 let n = instrs.len();
                 instrs.push(match next(9) {
@@ -1063,8 +1126,8 @@ mod tests {
             let n = instrs.len();
             let outputs = vec![
                 FusedOutput::Store(n - 1),
-                FusedOutput::Store(4 + next(n - 4)),
-                FusedOutput::Reduce { reg: 4 + next(n - 4), op: ReduceOp::Sum, axes: smallvec::smallvec![1] },
+                FusedOutput::Store(5 + next(n - 5)),
+                FusedOutput::Reduce { reg: 5 + next(n - 5), op: ReduceOp::Sum, axes: smallvec::smallvec![1] },
                 FusedOutput::Reduce { reg: n - 2, op: ReduceOp::Max, axes: smallvec::smallvec![0, 1, 2] },
             ];
             let kernel = FusedKernel::new(shape.clone(), T::DTYPE, inputs.clone(), instrs, outputs);
@@ -1099,11 +1162,14 @@ mod tests {
     }
 
     /// A kernel that only stores, split per thread (pieces that start and end inside rows of
-    /// broadcast operands), against a plain loop, at 1 to 3 threads.
+    /// broadcast operands), reading one operand as a slice of a larger value, against a plain
+    /// loop, at 1 to 3 threads.
     #[test]
     fn split_store_kernels_give_the_plain_loops_values() {
         let shape: Shape = smallvec![5, 3, 301];
-        let inputs: Vec<Shape> = vec![shape.clone(), smallvec![1, 3, 1], smallvec![5, 1, 301]];
+        // x: the slice [:, 1..4, 2..303] of a [5, 4, 305] value, read where it lies
+        let x_read = Operand { shape: shape.clone(), strides: smallvec![4 * 305, 305, 1], offset: 305 + 2 };
+        let inputs = vec![x_read, Operand::whole(smallvec![1, 3, 1]), Operand::whole(smallvec![5, 1, 301])];
         // r = x·w; then four times r = max(r + b, r·w) − b; outputs r and x + b
         let mut instrs = vec![Instr::Load(0), Instr::Load(1), Instr::Load(2)];
         instrs.push(Instr::Binary(BinaryOp::Mul, 0, 1));
@@ -1126,14 +1192,14 @@ mod tests {
             vec![FusedOutput::Store(r), FusedOutput::Store(sum)],
         );
         assert!(numel(&shape) * kernel.plan.steps.len() >= PAR_MIN_WORK, "too small to split");
-        let x: Vec<f32> = (0..numel(&shape)).map(|i| ((i * 37) % 101) as f32 * 0.07 - 3.0).collect();
+        let x: Vec<f32> = (0..5 * 4 * 305).map(|i| ((i * 37) % 101) as f32 * 0.07 - 3.0).collect();
         let w = [0.5f32, -1.25, 2.0];
         let b: Vec<f32> = (0..5 * 301).map(|i| ((i * 13) % 29) as f32 * 0.1 - 1.4).collect();
         let (mut want_r, mut want_sum) = (Vec::new(), Vec::new());
         for i in 0..5 {
             for j in 0..3 {
                 for k in 0..301 {
-                    let (xv, bv) = (x[(i * 3 + j) * 301 + k], b[i * 301 + k]);
+                    let (xv, bv) = (x[(i * 4 + j + 1) * 305 + k + 2], b[i * 301 + k]);
                     let mut r = xv * w[j];
                     for _ in 0..4 {
                         r = (r + bv).max(r * w[j]) - bv;
@@ -1145,7 +1211,7 @@ mod tests {
         }
         for threads in 1..=3 {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-            let (mut r, mut sum) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+            let (mut r, mut sum) = (vec![0f32; numel(&shape)], vec![0f32; numel(&shape)]);
             // SAFETY: inputs and outputs sized by the kernel's shapes, all distinct.
             pool.install(|| unsafe {
                 kernel.run::<f32>(&[x.as_ptr(), w.as_ptr(), b.as_ptr()], &[r.as_mut_ptr(), sum.as_mut_ptr()])
@@ -1164,7 +1230,8 @@ mod tests {
             Instr::Unary(UnaryOp::AddScalar(1.0), 1),
         ];
         let outputs = vec![FusedOutput::Store(1), FusedOutput::Store(2)];
-        let kernel = FusedKernel::new(smallvec![7], DType::F32, vec![smallvec![7]], instrs, outputs);
+        let kernel =
+            FusedKernel::new(smallvec![7], DType::F32, vec![Operand::whole(smallvec![7])], instrs, outputs);
         let x: Vec<f32> = (0..7).map(|i| i as f32 * 0.5).collect();
         let (mut y, mut z) = (vec![0f32; 7], vec![0f32; 7]);
         // SAFETY: one input and two outputs of 7 elements each.

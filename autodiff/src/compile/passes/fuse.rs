@@ -14,7 +14,7 @@
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value, ValueInfo};
-use crate::compile::kernel::{FusedKernel, FusedOutput, Instr, Reg};
+use crate::compile::kernel::{FusedKernel, FusedOutput, Instr, Operand, Reg};
 use crate::op::{MovementOp, Op};
 use crate::Result;
 use graphgrad_ops::binary::BinaryOp;
@@ -220,7 +220,7 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
     let mut instrs: Vec<Instr> = Vec::new();
     let mut reg_of: HashMap<Value, Reg> = HashMap::new();
     let mut externals: Vec<Value> = Vec::new();
-    let mut input_shapes: Vec<Shape> = Vec::new();
+    let mut reads: Vec<Operand> = Vec::new();
     let mut operand = |v: Value, instrs: &mut Vec<Instr>, reg_of: &mut HashMap<Value, Reg>| -> Reg {
         if let Some(&r) = reg_of.get(&v) {
             return r;
@@ -228,8 +228,9 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
         let ins = match &graph.g[v.node].op {
             IrOp::Const(b) if splat(b).is_some() => Instr::Const(splat(b).unwrap_or_default()),
             _ => {
-                externals.push(v);
-                input_shapes.push(graph.info(v).shape.clone());
+                let (storage, read) = sliced_read(graph, v, &group.shape);
+                externals.push(storage);
+                reads.push(read);
                 Instr::Load(externals.len() - 1)
             }
         };
@@ -280,7 +281,7 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
         redirect.push((Value::of(r), outputs.len() - 1));
     }
     debug_assert!(outs.iter().all(|o| numel(&o.shape) <= numel(&group.shape).max(1)));
-    let kernel = FusedKernel::new(group.shape.clone(), group.dtype, input_shapes, instrs, outputs);
+    let kernel = FusedKernel::new(group.shape.clone(), group.dtype, reads, instrs, outputs);
     let fused = graph.add_multi(IrOp::Fused(Arc::new(kernel)), outs, &externals);
     // a kernel of recomputed values still runs late
     if group.members.iter().any(|m| graph.late.contains(m)) {
@@ -289,6 +290,52 @@ fn build_kernel(graph: &mut Graph, group: &Group, reduces: &[NodeIndex]) {
     for (v, port) in redirect {
         graph.replace_uses(v, Value { node: fused, port });
     }
+}
+
+/// How a kernel over `shape` reads operand `v`: where `v` is a slice (`narrow`, possibly with
+/// size-1 axes added or dropped) of a larger value, the larger value read at the slice's
+/// strides, so the slice is never copied; otherwise `v` whole. Slices are taken only when
+/// their innermost axis runs along the kernel's innermost axis (stride 1, not broadcast), so
+/// the kernel still reads rows in place.
+fn sliced_read(graph: &Graph, v: Value, shape: &[usize]) -> (Value, Operand) {
+    let whole = (v, Operand::whole(graph.info(v).shape.clone()));
+    let Some((storage, read)) = slice_of(graph, v) else { return whole };
+    let inner_fits = read.shape.last().is_some_and(|&n| n > 1 && Some(&n) == shape.last())
+        && read.strides.last() == Some(&1);
+    if read.is_whole() || !inner_fits {
+        return whole;
+    }
+    (storage, read)
+}
+
+/// `v` as a read of the storage of another value, when `v` is a `narrow` of it, or a reshape
+/// that only adds or drops size-1 axes of such a slice.
+fn slice_of(graph: &Graph, v: Value) -> Option<(Value, Operand)> {
+    let IrOp::Op(Op::Movement(m)) = &graph.g[v.node].op else { return None };
+    let src = graph.inputs(v.node)[0];
+    let (storage, mut read) =
+        slice_of(graph, src).unwrap_or_else(|| (src, Operand::whole(graph.info(src).shape.clone())));
+    match m {
+        MovementOp::Narrow { axis, start, len } => {
+            read.offset += start * read.strides[*axis];
+            read.shape[*axis] = *len;
+        }
+        MovementOp::Reshape(to) => {
+            let kept = |op: &Operand| -> Vec<(usize, usize)> {
+                op.shape.iter().zip(&op.strides).filter(|(&n, _)| n != 1).map(|(&n, &st)| (n, st)).collect()
+            };
+            let dims = kept(&read);
+            if !dims.iter().map(|d| d.0).eq(to.iter().copied().filter(|&n| n != 1)) {
+                return None;
+            }
+            let mut dims = dims.into_iter();
+            read.strides =
+                to.iter().map(|&n| if n == 1 { 0 } else { dims.next().map_or(0, |d| d.1) }).collect();
+            read.shape = to.clone();
+        }
+        _ => return None,
+    }
+    Some((storage, read))
 }
 
 /// The value of a non-empty constant whose elements are all equal (bitwise).
