@@ -21,8 +21,10 @@
 //! chunk's elements: then the kernel runs on one thread), combined in chunk order, so results
 //! do not depend on the thread count.
 //!
-//! Contiguous inputs are read where they are stored; only broadcast ones (and inputs scaled as
-//! they load) are copied into a register.
+//! An operand is read at strides of its storage ([`Operand`]): a whole value, or a slice of
+//! a larger one (rows of a sequence's time step, columns of a gate). Inputs whose rows are
+//! contiguous are read where they are stored; only broadcast ones (and inputs scaled as they
+//! load) are copied into a register.
 //!
 //! Generated code: runs of steps that `ops::jit` covers (loads, arithmetic, compares, `where`,
 //! exp, sigmoid, tanh, erf, the GELUs and the cheap unary ops) are compiled to machine code

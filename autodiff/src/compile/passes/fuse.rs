@@ -10,7 +10,8 @@
 //! candidate groups is illegal, joining a single one is tried, else the node starts a group.
 //! A reduction then joins the group computing its operand as an extra, reduced output.
 //! Constants whose elements are all equal become immediates; every other operand is a
-//! broadcast load.
+//! broadcast load, and a slice of a larger value (`narrow`) is loaded from the larger value at
+//! the slice's strides, so it is never copied.
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value, ValueInfo};
