@@ -175,11 +175,61 @@ fn problem<'a, T>(g: &Gemm, a: &[T], b: &[T], c: &mut [T], epi: Epi<'a, T>) -> P
     }
 }
 
-/// Runs the packed driver with kernel `K`, which `isa()` vouched for.
+/// Runs the packed driver with kernel `K`, which `isa()` vouched for: on C, or on Cᵀ = Bᵀ·Aᵀ
+/// when that fills the kernel's tiles markedly better (a product with fewer columns than a
+/// tile is wide: a weight gradient of 16 input features).
 fn run<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
+    if transposed_pays::<K>(p.m, p.n) {
+        return run_transposed::<K>(p, threads);
+    }
     // SAFETY: the views were built from slices whose lengths were asserted above, k > 0, and
     // the caller only names a kernel the detected instruction set supports.
     unsafe { gemm_packed::<K>(p, threads) }
+}
+
+/// True when an m×n product fills `K`'s tiles at least 1.25 times better as its transpose.
+fn transposed_pays<K: MicroKernel>(m: usize, n: usize) -> bool {
+    let filled = |len: usize, tile: usize| len as f64 / (len.div_ceil(tile) * tile) as f64;
+    filled(n, K::MR) * filled(m, K::NR) > 1.25 * filled(m, K::MR) * filled(n, K::NR)
+}
+
+/// C from Cᵀ = Bᵀ·Aᵀ computed into a scratch buffer. Bit for bit the direct product: each
+/// element is the same dot product in the same order (the kernel contract), C is added when
+/// accumulating exactly as the kernel adds it, and the epilogue is applied afterwards to the
+/// same finished values.
+fn run_transposed<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
+    let (m, n, ld) = (p.m, p.n, p.c.ld);
+    let mut ct = vec![K::Elem::ZERO; m * n];
+    // SAFETY (both loops): C is valid for m rows of n elements at stride ld (the caller's
+    // views), and no other reference to it is live.
+    if p.accumulate {
+        for i in 0..m {
+            for j in 0..n {
+                ct[j * m + i] = unsafe { *p.c.ptr.add(i * ld + j) };
+            }
+        }
+    }
+    let q = Problem {
+        m: n,
+        n: m,
+        k: p.k,
+        a: p.b.transposed(),
+        b: p.a.transposed(),
+        c: CMut { ptr: ct.as_mut_ptr(), ld: m },
+        accumulate: p.accumulate,
+        epi: Epi { bias: None, act: None },
+    };
+    // SAFETY: as in `run`; the transposed views read the same elements, and ct holds n×m.
+    unsafe { gemm_packed::<K>(&q, threads) };
+    for i in 0..m {
+        let row = unsafe { std::slice::from_raw_parts_mut(p.c.ptr.add(i * ld), n) };
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = ct[j * m + i];
+        }
+        if !p.epi.is_noop() {
+            p.epi.apply_row(row, 0);
+        }
+    }
 }
 
 /// The problem as `Problem<U>` when `T` is `U`.

@@ -40,6 +40,11 @@ impl<T> MatRef<T> {
         let ptr = unsafe { self.ptr.add(i * self.rs + j * self.cs) };
         MatRef { ptr, ..self }
     }
+
+    /// The transposed view of the same elements.
+    pub fn transposed(self) -> Self {
+        MatRef { ptr: self.ptr, rs: self.cs, cs: self.rs }
+    }
 }
 
 /// Steps of p copied per pass of [`transpose_rows`]: the source rows' segments (`width` × 64

@@ -232,6 +232,45 @@ fn check_driver<K: MicroKernel>() {
     }
 }
 
+/// Products narrower than a tile run transposed: bit for bit the direct driver's result,
+/// with every flag, an epilogue, and k over several cache slices.
+fn check_transposed<K: MicroKernel>() {
+    for (s, &(m, n, k)) in [(300, 3, 7), (300, 4, 300), (129, 4, 600), (65, 2, 1)].iter().enumerate() {
+        // every kernel tested here is wider than tall
+        assert!(transposed_pays::<K>(m, n) && !transposed_pays::<K>(n, m), "{m}×{n}");
+        for (trans_a, trans_b, accumulate) in all_flags() {
+            let g = Gemm { m, n, k, trans_a, trans_b, accumulate };
+            let a: Vec<K::Elem> = random_vec(m * k, s as u64);
+            let b: Vec<K::Elem> = random_vec(k * n, 30 + s as u64);
+            let bias: Vec<K::Elem> = random_vec(n, 40 + s as u64);
+            let c0: Vec<K::Elem> = random_vec(m * n, 60 + s as u64);
+            let epi = Epi { bias: Some(&bias[..]), act: Some(UnaryOp::Tanh) };
+            let (mut c, mut want) = (c0.clone(), c0);
+            run_in_pool(2, || run::<K>(&problem(&g, &a, &b, &mut c, epi), 2));
+            // SAFETY: the slices hold the product's operands; the kernel suits this CPU.
+            run_in_pool(2, || unsafe { gemm_packed::<K>(&problem(&g, &a, &b, &mut want, epi), 2) });
+            assert!(c == want, "{g:?}");
+        }
+    }
+}
+
+#[test]
+fn narrow_products_run_transposed_with_the_direct_bits() {
+    check_transposed::<ScalarF32>();
+    #[cfg(target_arch = "x86_64")]
+    match isa() {
+        Isa::Avx512 => {
+            check_transposed::<super::x86::Avx512F32>();
+            check_transposed::<super::x86::Avx512F64>();
+        }
+        Isa::Avx2Fma => {
+            check_transposed::<super::x86::Avx2F32>();
+            check_transposed::<super::x86::Avx2F64>();
+        }
+        Isa::Scalar => {}
+    }
+}
+
 #[test]
 fn packed_driver_with_scalar_kernels_matches_reference() {
     check_driver::<ScalarF32>();
