@@ -10,8 +10,9 @@
 //!
 //! A call picks its path from the shape alone: `m·n·k` up to [`DIRECT_MAX_WORK`] (or a
 //! matrix-vector shape) runs the direct loops, everything else the packed driver with the
-//! best kernel for the CPU (chosen once). Threads are used only from [`PARALLEL_MIN_WORK`]
-//! upward. Every path computes each element of C in an order fixed by the shape, so the same
+//! best kernel for the CPU (chosen once), on C or, for a product narrower than the kernel's
+//! tile (fewer columns than it is wide), on Cᵀ = Bᵀ·Aᵀ. Threads are used only from
+//! [`PARALLEL_MIN_WORK`] upward. Every path computes each element of C in an order fixed by the shape, so the same
 //! inputs give bit-identical outputs for any thread count.
 
 mod driver;
