@@ -52,7 +52,8 @@ impl<T> MatRef<T> {
 /// values) and the destination block (64 × `width`) both stay in L1.
 const TRANSPOSE_BLOCK: usize = 64;
 
-/// `dst[p·width + r] = src[r·stride + p]` for `r < width`, `p < len`: a panel packed from rows
+/// `dst[p·pitch + r] = src[r·stride + p]` for `r < width <= pitch`, `p < len`: a panel (of
+/// `pitch` lanes, the first `width` of them read) packed from rows
 /// that are contiguous along p. Reading each row a block at a time keeps every access in L1
 /// (reading one value from every row per step walks `width` far-apart lines, which a row
 /// stride of a power of two maps onto a few cache sets).
@@ -62,7 +63,7 @@ const TRANSPOSE_BLOCK: usize = 64;
 /// product of a few hundred rows).
 ///
 /// # Safety
-/// `src` must be valid for `width` rows of `len` values at `stride`, `dst` for `width·len`.
+/// `src` must be valid for `width` rows of `len` values at `stride`, `dst` for `pitch·len`.
 #[inline(always)]
 unsafe fn transpose_rows<T: Copy + 'static>(
     src: *const T,
@@ -70,6 +71,7 @@ unsafe fn transpose_rows<T: Copy + 'static>(
     width: usize,
     len: usize,
     dst: *mut T,
+    pitch: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     if TypeId::of::<T>() == TypeId::of::<f32>()
@@ -77,7 +79,7 @@ unsafe fn transpose_rows<T: Copy + 'static>(
         && std::is_x86_feature_detected!("avx2")
     {
         // SAFETY: T is f32; the CPU has AVX2; the buffers as the contract says.
-        return unsafe { transpose_rows_f32_avx2(src.cast(), stride, width, len, dst.cast()) };
+        return unsafe { transpose_rows_f32_avx2(src.cast(), stride, width, len, dst.cast(), pitch) };
     }
     for p0 in (0..len).step_by(TRANSPOSE_BLOCK) {
         let block = TRANSPOSE_BLOCK.min(len - p0);
@@ -86,7 +88,7 @@ unsafe fn transpose_rows<T: Copy + 'static>(
             unsafe {
                 let row = src.add(r * stride + p0);
                 for q in 0..block {
-                    *dst.add((p0 + q) * width + r) = *row.add(q);
+                    *dst.add((p0 + q) * pitch + r) = *row.add(q);
                 }
             }
         }
@@ -100,7 +102,14 @@ unsafe fn transpose_rows<T: Copy + 'static>(
 /// As [`transpose_rows`], and the CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transpose_rows_f32_avx2(src: *const f32, stride: usize, width: usize, len: usize, dst: *mut f32) {
+unsafe fn transpose_rows_f32_avx2(
+    src: *const f32,
+    stride: usize,
+    width: usize,
+    len: usize,
+    dst: *mut f32,
+    pitch: usize,
+) {
     use std::arch::x86_64::*;
     let whole = len - len % 8;
     for p0 in (0..whole).step_by(8) {
@@ -119,7 +128,7 @@ unsafe fn transpose_rows_f32_avx2(src: *const f32, stride: usize, width: usize, 
                 let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
                 let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
                 let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
-                let out = |q: usize, v: __m256| _mm256_storeu_ps(dst.add((p0 + q) * width + r0), v);
+                let out = |q: usize, v: __m256| _mm256_storeu_ps(dst.add((p0 + q) * pitch + r0), v);
                 out(0, _mm256_permute2f128_ps::<0x20>(u0, u4));
                 out(1, _mm256_permute2f128_ps::<0x20>(u1, u5));
                 out(2, _mm256_permute2f128_ps::<0x20>(u2, u6));
@@ -134,7 +143,21 @@ unsafe fn transpose_rows_f32_avx2(src: *const f32, stride: usize, width: usize, 
     for p in whole..len {
         for r in 0..width {
             // SAFETY: r < width, p < len: inside both buffers.
-            unsafe { *dst.add(p * width + r) = *src.add(r * stride + p) };
+            unsafe { *dst.add(p * pitch + r) = *src.add(r * stride + p) };
+        }
+    }
+}
+
+/// Zeroes lanes `from..pitch` of each of the `len` steps of a panel.
+///
+/// # Safety
+/// `dst` must be valid for `pitch·len` writes.
+#[inline(always)]
+unsafe fn zero_lanes<T: Element>(dst: *mut T, from: usize, pitch: usize, len: usize) {
+    if from < pitch {
+        for p in 0..len {
+            // SAFETY: lanes from..pitch of step p lie inside the panel.
+            unsafe { std::slice::from_raw_parts_mut(dst.add(p * pitch + from), pitch - from).fill(T::ZERO) };
         }
     }
 }
@@ -158,9 +181,10 @@ pub(crate) unsafe fn pack_a<K: MicroKernel>(mc: usize, kc: usize, a: MatRef<K::E
                 for p in 0..kc {
                     std::ptr::copy_nonoverlapping(a.ptr.add(r0 + p * a.cs), out.add(p * mr), mr);
                 }
-            } else if rows == mr && a.cs == 1 {
-                // Row-major A: each row is contiguous along p.
-                transpose_rows(a.ptr.add(r0 * a.rs), a.rs, mr, kc, out);
+            } else if a.cs == 1 {
+                // Row-major A: each row is contiguous along p (rows past the edge are zeros).
+                transpose_rows(a.ptr.add(r0 * a.rs), a.rs, rows, kc, out, mr);
+                zero_lanes(out, rows, mr, kc);
             } else if rows == mr {
                 for p in 0..kc {
                     for i in 0..mr {
@@ -199,9 +223,11 @@ pub(crate) unsafe fn pack_b<K: MicroKernel>(kc: usize, nc: usize, b: MatRef<K::E
                 for p in 0..kc {
                     std::ptr::copy_nonoverlapping(b.ptr.add(p * b.rs + j0), out.add(p * nr), nr);
                 }
-            } else if cols == nr && b.rs == 1 {
-                // B stored transposed (n×k): each column is contiguous along p.
-                transpose_rows(b.ptr.add(j0 * b.cs), b.cs, nr, kc, out);
+            } else if b.rs == 1 {
+                // B stored transposed (n×k): each column is contiguous along p (columns past
+                // the edge are zeros).
+                transpose_rows(b.ptr.add(j0 * b.cs), b.cs, cols, kc, out, nr);
+                zero_lanes(out, cols, nr, kc);
             } else if cols == nr {
                 for p in 0..kc {
                     for j in 0..nr {
@@ -281,12 +307,14 @@ mod tests {
                 for len in [1, 7, 8, 9, 64, 65, 130] {
                     let stride = len + 3;
                     let src: Vec<T> = (0..width * stride).map(|i| T::from_f64(i as f64)).collect();
-                    let mut dst = vec![T::from_f64(-1.0); width * len];
-                    // SAFETY: src holds width rows of stride >= len values; dst width·len.
-                    unsafe { transpose_rows(src.as_ptr(), stride, width, len, dst.as_mut_ptr()) };
+                    let pitch = width + 5;
+                    let mut dst = vec![T::from_f64(-1.0); pitch * len];
+                    // SAFETY: src holds width rows of stride >= len values; dst pitch·len.
+                    unsafe { transpose_rows(src.as_ptr(), stride, width, len, dst.as_mut_ptr(), pitch) };
                     for p in 0..len {
-                        for r in 0..width {
-                            assert_eq!(dst[p * width + r], src[r * stride + p], "width {width}, len {len}");
+                        for r in 0..pitch {
+                            let want = if r < width { src[r * stride + p] } else { T::from_f64(-1.0) };
+                            assert_eq!(dst[p * pitch + r], want, "width {width}, len {len}");
                         }
                     }
                 }
