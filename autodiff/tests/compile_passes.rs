@@ -536,3 +536,26 @@ fn fused_kernels_read_slices_where_they_lie() {
     let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
     assert!(!ops.iter().any(|op| op.starts_with("narrow")), "{}", p.log());
 }
+
+/// Max pooling with overlapping windows and padding, forward and backward.
+fn pool_step(x: &Tensor) -> Result<Vec<Tensor>> {
+    let y = x.max_pool2d(3, 2, 1)?;
+    let loss = y.mul(&y)?.sum_all();
+    let dx = grad(std::slice::from_ref(&loss), std::slice::from_ref(x), false)?.remove(0);
+    Ok(vec![y, dx])
+}
+
+#[test]
+fn max_pooling_finds_values_and_indices_in_one_pass() {
+    let mut f = compile_with(|io: &[Tensor]| pool_step(&io[0]), only(CompileOptions::default()));
+    let x = data(&[2, 3, 9, 8], 4).requires_grad_();
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    let eager = pool_step(&x).unwrap();
+    for (o, e) in out.iter().zip(&eager) {
+        assert_eq!(o.to_vec::<f32>().unwrap(), e.to_vec::<f32>().unwrap());
+    }
+    let p = f.programs().next().unwrap();
+    let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
+    assert_eq!(ops.iter().filter(|op| *op == "max_pool2d+indices").count(), 1, "{}", p.log());
+    assert!(!ops.iter().any(|op| op == "max_pool2d_indices" || op == "max_pool2d"), "{ops:?}");
+}

@@ -12,9 +12,10 @@
 //! operands, and fused kernels and matmul epilogues agree with their operands' shapes.
 
 use crate::compile::kernel::FusedKernel;
-use crate::op::{Arity, Op};
+use crate::op::{Arity, Op, PoolOp};
 use crate::Buffer;
 use graphgrad_ops::gemm::Activation;
+use graphgrad_ops::pool::Pool2dGeometry;
 use graphgrad_ops::{broadcast_shapes, numel, DType, Shape};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
@@ -74,6 +75,9 @@ pub enum IrOp {
     },
     /// A fused elementwise (+ reduction) kernel: one pass over its iteration space.
     Fused(Arc<FusedKernel>),
+    /// Max pooling's values and winning cells (`max_pool2d` and `max_pool2d_indices` of one
+    /// input) from one pass over its windows; input `x`, outputs `(values, indices)`.
+    MaxPool2d(Pool2dGeometry),
 }
 
 impl IrOp {
@@ -88,6 +92,7 @@ impl IrOp {
             IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => Arity::Exactly(0),
             IrOp::MatMulEpilogue { bias, .. } => Arity::Exactly(2 + usize::from(*bias)),
             IrOp::Fused(k) => Arity::Exactly(k.inputs.len()),
+            IrOp::MaxPool2d(_) => Arity::Exactly(1),
             IrOp::Op(op) => op.arity(),
         }
     }
@@ -105,6 +110,7 @@ impl fmt::Display for IrOp {
                 write!(f, "matmul+{}{:?}", if *bias { "bias+" } else { "" }, activation)
             }
             IrOp::Fused(k) => write!(f, "fused({} instrs, {} out)", k.instrs.len(), k.outputs.len()),
+            IrOp::MaxPool2d(_) => write!(f, "max_pool2d+indices"),
         }
     }
 }
@@ -322,6 +328,16 @@ impl Graph {
                     return bad("the bias is not one value per column");
                 }
                 Ok(())
+            }
+            IrOp::MaxPool2d(geo) => {
+                let pooled = Op::Pool(PoolOp::MaxPool2dIndices(*geo)).infer(&[self.info(ins[0]).operand()]);
+                match (pooled, &node.outs[..]) {
+                    (Ok(info), [values, indices]) if info == *values && info == *indices => Ok(()),
+                    (Ok(info), outs) => {
+                        bad(&format!("pooling gives {info:?} twice, the node holds {outs:?}"))
+                    }
+                    (Err(e), _) => bad(&e.to_string()),
+                }
             }
             IrOp::Fused(k) => {
                 if k.outputs.len() != node.outs.len() {

@@ -105,7 +105,7 @@ pub struct CompileOptions {
     pub eliminate_common_subexpressions: bool,
     /// Matmul bias/activation epilogues (`epilogue`).
     pub fuse_matmul_epilogue: bool,
-    /// Elementwise and reduction fusion (`fuse`).
+    /// Elementwise and reduction fusion (`fuse`), and max pooling's two ops as one (`pool`).
     pub fuse_elementwise: bool,
     /// Let the memory planner write updates straight into parameters and overwrite dying
     /// operands in place.

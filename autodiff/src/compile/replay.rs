@@ -24,6 +24,7 @@ use crate::buffer::{with_dtype, Elem, Storage};
 use crate::op::{Arg, Op};
 use crate::{Buffer, Result, Tensor};
 use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
+use graphgrad_ops::pool::{max_pool2d, Pool2dGeometry};
 use graphgrad_ops::{numel, DType, Shape};
 use smallvec::SmallVec;
 use std::sync::{Arc, RwLockWriteGuard};
@@ -35,6 +36,7 @@ enum Kernel {
     Op(Op),
     Fused(Arc<FusedKernel>),
     Epilogue { trans_a: bool, trans_b: bool, activation: Activation },
+    MaxPool2d(Pool2dGeometry),
 }
 
 /// Where an operand is read from.
@@ -70,6 +72,7 @@ impl Step {
                 let t = |on: bool| if on { "ᵀ" } else { "" };
                 format!("matmul{}{}+epilogue({activation:?})", t(*trans_a), t(*trans_b))
             }
+            Kernel::MaxPool2d(_) => "max_pool2d+indices".to_string(),
         };
         let shapes = |list: Vec<&Shape>| {
             list.iter().map(|s| format!("{:?}", s.as_slice())).collect::<Vec<_>>().join(", ")
@@ -127,6 +130,7 @@ impl Executor {
                     IrOp::MatMulEpilogue { trans_a, trans_b, activation, .. } => {
                         Kernel::Epilogue { trans_a: *trans_a, trans_b: *trans_b, activation: *activation }
                     }
+                    IrOp::MaxPool2d(geo) => Kernel::MaxPool2d(*geo),
                     IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => {
                         unreachable!("internal invariant: sources are not scheduled")
                     }
@@ -428,6 +432,12 @@ fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], sl
                 out(0),
                 &Epilogue { bias, activation: *activation },
             );
+        }
+        Kernel::MaxPool2d(geo) => {
+            // SAFETY: the two outputs are distinct slots, neither an operand (see `out`).
+            let (values, indices) =
+                (out(0), unsafe { std::slice::from_raw_parts_mut(out_ptrs[1], out_len(1)) });
+            max_pool2d(geo, in_slice(0), values, indices);
         }
         Kernel::Op(op) => {
             let args: SmallVec<[Arg<'_>; 3]> =

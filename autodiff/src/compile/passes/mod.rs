@@ -10,12 +10,14 @@
 //! | `cse` | `cse.rs` | merges nodes with the same op and operands (and equal small constants) |
 //! | `epilogue` | `epilogue.rs` | matmul + bias (+ activation) into one GEMM with a fused epilogue |
 //! | `fuse` | `fuse.rs` | elementwise/broadcast chains and the reductions they feed into single-pass kernels |
+//! | `pool` | `pool.rs` | max pooling's values and winning cells from one pass |
 
 mod cse;
 mod dce;
 mod epilogue;
 mod fold;
 mod fuse;
+mod pool;
 mod remat;
 mod simplify;
 
@@ -24,6 +26,7 @@ pub use dce::EliminateDeadCode;
 pub use epilogue::FuseMatmulEpilogue;
 pub use fold::FoldConstants;
 pub use fuse::FuseElementwise;
+pub use pool::FuseMaxPool;
 pub use remat::Rematerialize;
 pub use simplify::SimplifyAlgebra;
 
@@ -104,6 +107,7 @@ pub fn pipeline(options: &CompileOptions, remat: bool) -> Vec<Box<dyn Pass>> {
     }
     if options.fuse_elementwise {
         passes.push(Box::new(FuseElementwise));
+        passes.push(Box::new(FuseMaxPool));
     }
     passes
 }
