@@ -261,15 +261,13 @@ impl FusedKernel {
     ///
     /// # Safety
     /// `inputs[i]` points to operand `i`'s storage, [`Operand::extent`] readable elements, and
-    /// `outputs[j]` to
-    /// `output_len(j)` writable ones, all valid for the call. Outputs do not overlap each other
+    /// `outputs[j]` to `output_len(j)` writable ones, all valid for the call. Outputs do not overlap each other
     /// or any input, except that a `Store` output may be exactly the storage of an input for
     /// which [`reads_elementwise`](Self::reads_elementwise) holds.
     pub unsafe fn run<T: Element>(&self, inputs: &[*const T], outputs: &[*mut T]) {
         let total = numel(&self.shape);
-        let mut acc: Vec<Vec<f64>> =
-            self.outputs.iter().enumerate().map(|(j, o)| self.acc_init(o, j)).collect();
-        let chunks = total.div_ceil(CHUNK);
+        let io = Io { inputs, outputs };
+        let threads = rayon::current_num_threads();
         // each chunk keeps its own partial of every reduced output, combined at the end: worth
         // it while those partials are small beside the elements the chunks compute
         let partials: usize = self
@@ -279,13 +277,7 @@ impl FusedKernel {
             .filter(|(_, o)| matches!(o, FusedOutput::Reduce { .. }))
             .map(|(j, _)| self.output_len(j))
             .sum();
-        // SAFETY: each offset lies inside its operand's storage (the caller's contract).
-        let inputs: Vec<*const T> =
-            inputs.iter().zip(&self.inputs).map(|(&p, op)| unsafe { p.add(op.offset) }).collect();
-        let io = Io { inputs: &inputs, outputs };
-        let threads = rayon::current_num_threads();
-        let reduces = self.outputs.iter().any(|o| matches!(o, FusedOutput::Reduce { .. }));
-        if !reduces && threads > 1 && total * self.plan.steps.len() >= PAR_MIN_WORK {
+        if partials == 0 && threads > 1 && total * self.plan.steps.len() >= PAR_MIN_WORK {
             // Stores only: any partition gives the same values, so one piece per thread (in
             // whole blocks, which keeps the vector loops) however small the kernel.
             let piece = total.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
@@ -296,6 +288,9 @@ impl FusedKernel {
             });
             return;
         }
+        let mut acc: Vec<Vec<f64>> =
+            self.outputs.iter().enumerate().map(|(j, o)| self.acc_init(o, j)).collect();
+        let chunks = total.div_ceil(CHUNK);
         if total >= PAR_MIN && partials * chunks <= total / 8 {
             let parts: Vec<Vec<Vec<f64>>> = (0..chunks)
                 .into_par_iter()
@@ -388,7 +383,15 @@ impl FusedKernel {
         while idx < end {
             let (row, col) = (idx / inner, idx % inner);
             let run = (inner - col).min(end - idx);
-            let bases: Shape = self.layout.strides.iter().map(|st| self.row_base(row, st)).collect();
+            // inputs start at their offsets in their storage
+            let offset = |k: usize| self.inputs.get(k).map_or(0, |op| op.offset);
+            let bases: Shape = self
+                .layout
+                .strides
+                .iter()
+                .enumerate()
+                .map(|(k, st)| offset(k) + self.row_base(row, st))
+                .collect();
             let mut c = 0;
             while c < run {
                 let len = block.min(run - c);
