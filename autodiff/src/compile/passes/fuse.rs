@@ -312,29 +312,27 @@ fn sliced_read(graph: &Graph, v: Value, shape: &[usize]) -> (Value, Operand) {
 /// `v` as a read of the storage of another value, when `v` is a `narrow` of it, or a reshape
 /// that only adds or drops size-1 axes of such a slice.
 fn slice_of(graph: &Graph, v: Value) -> Option<(Value, Operand)> {
-    let IrOp::Op(Op::Movement(m)) = &graph.g[v.node].op else { return None };
+    let IrOp::Op(Op::Movement(m @ (MovementOp::Narrow { .. } | MovementOp::Reshape(_)))) =
+        &graph.g[v.node].op
+    else {
+        return None;
+    };
     let src = graph.inputs(v.node)[0];
     let (storage, mut read) =
         slice_of(graph, src).unwrap_or_else(|| (src, Operand::whole(graph.info(src).shape.clone())));
-    match m {
-        MovementOp::Narrow { axis, start, len } => {
-            read.offset += start * read.strides[*axis];
-            read.shape[*axis] = *len;
+    if let MovementOp::Narrow { axis, start, len } = m {
+        read.offset += start * read.strides[*axis];
+        read.shape[*axis] = *len;
+    } else if let MovementOp::Reshape(to) = m {
+        // the axes longer than 1, with their strides, must be the same before and after
+        let long: Vec<(usize, usize)> =
+            read.shape.iter().zip(&read.strides).filter(|(&n, _)| n != 1).map(|(&n, &st)| (n, st)).collect();
+        if !long.iter().map(|d| d.0).eq(to.iter().copied().filter(|&n| n != 1)) {
+            return None;
         }
-        MovementOp::Reshape(to) => {
-            let kept = |op: &Operand| -> Vec<(usize, usize)> {
-                op.shape.iter().zip(&op.strides).filter(|(&n, _)| n != 1).map(|(&n, &st)| (n, st)).collect()
-            };
-            let dims = kept(&read);
-            if !dims.iter().map(|d| d.0).eq(to.iter().copied().filter(|&n| n != 1)) {
-                return None;
-            }
-            let mut dims = dims.into_iter();
-            read.strides =
-                to.iter().map(|&n| if n == 1 { 0 } else { dims.next().map_or(0, |d| d.1) }).collect();
-            read.shape = to.clone();
-        }
-        _ => return None,
+        let mut long = long.into_iter();
+        read.strides = to.iter().map(|&n| if n == 1 { 0 } else { long.next().map_or(0, |d| d.1) }).collect();
+        read.shape = to.clone();
     }
     Some((storage, read))
 }
