@@ -434,10 +434,8 @@ fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], sl
             );
         }
         Kernel::MaxPool2d(geo) => {
-            // SAFETY: the two outputs are distinct slots, neither an operand (see `out`).
-            let (values, indices) =
-                (out(0), unsafe { std::slice::from_raw_parts_mut(out_ptrs[1], out_len(1)) });
-            max_pool2d(geo, in_slice(0), values, indices);
+            // the two outputs are distinct slots, neither an operand (see `out`)
+            max_pool2d(geo, in_slice(0), out(0), out(1));
         }
         Kernel::Op(op) => {
             let args: SmallVec<[Arg<'_>; 3]> =
