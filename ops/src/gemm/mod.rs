@@ -210,11 +210,10 @@ fn transposed_pays<K: MicroKernel>(m: usize, n: usize) -> bool {
 fn run_transposed<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
     let (m, n, ld) = (p.m, p.n, p.c.ld);
     let mut ct = vec![K::Elem::ZERO; m * n];
-    // SAFETY (both loops): C is valid for m rows of n elements at stride ld (the caller's
-    // views), and no other reference to it is live.
     if p.accumulate {
         for i in 0..m {
             for j in 0..n {
+                // SAFETY: C is valid for m rows of n elements at stride ld (the caller's views).
                 ct[j * m + i] = unsafe { *p.c.ptr.add(i * ld + j) };
             }
         }
@@ -232,6 +231,7 @@ fn run_transposed<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
     // SAFETY: as in `run`; the transposed views read the same elements, and ct holds n×m.
     unsafe { gemm_packed::<K>(&q, threads) };
     for i in 0..m {
+        // SAFETY: row i of C, n elements (the caller's views); no other reference is live.
         let row = unsafe { std::slice::from_raw_parts_mut(p.c.ptr.add(i * ld), n) };
         for (j, x) in row.iter_mut().enumerate() {
             *x = ct[j * m + i];

@@ -164,8 +164,10 @@ fn run_in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 }
 
 fn check_bit_identical<T: Element>() {
-    // Packed (parallel), direct matrix-vector (parallel), and batched small products.
-    let cases = [(300, 129, 300), (129, 300, 65), (5000, 1, 129), (17, 2000, 300), (1, 701, 300)];
+    // Packed (parallel), direct matrix-vector (parallel), dot products of rows (16 × 9
+    // outputs, k = 20000: parallel), and batched small products.
+    let cases =
+        [(300, 129, 300), (129, 300, 65), (5000, 1, 129), (17, 2000, 300), (1, 701, 300), (16, 9, 20000)];
     for (s, &(m, n, k)) in cases.iter().enumerate() {
         for (trans_a, trans_b, accumulate) in all_flags() {
             let g = Gemm { m, n, k, trans_a, trans_b, accumulate };
