@@ -117,8 +117,8 @@ mod tests {
         let pool = pool(2);
         // nested: the inner call's pollers may be picked up by the outer ones
         assert_eq!(pool.install(|| with_workers_awake(|| with_workers_awake(sums))), expected());
-        // the other worker blocked until f has run: no poller starts before f ends, and f's
-        // work runs on the caller alone
+        // the other worker blocked until f has run, so no poller can start: f must not need
+        // one, and its work (on the caller alone) must come out right
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let got = pool.install(|| {
             rayon::scope(|s| {
