@@ -13,6 +13,19 @@ pub(super) fn supported() -> bool {
     }
 }
 
+/// True where the 512-bit loops can run as well: AVX-512F and DQ (the mask moves and the
+/// bitwise float ops).
+pub(super) fn supports_zmm() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
+}
+
 /// A generated function `fn(bases: *const *const u8, bytes: usize)` in executable pages.
 pub(super) struct Code {
     ptr: *mut u8,

@@ -1,14 +1,23 @@
 //! Generated elementwise kernels: a straight-line program of vector operations compiled to
-//! x86-64 AVX2 machine code that keeps every intermediate in a register.
+//! x86-64 machine code (AVX-512 where the CPU has it, else AVX2) that keeps every
+//! intermediate in a register.
 //!
 //! A [`Builder`] records a program over values of one element type: loads from and stores to
 //! *bases* (pointers the caller passes per call), broadcast scalars, constants, and the ops of
 //! [`unary`](crate::unary) and [`binary`](crate::binary) with the same values bit for bit
 //! (the same IEEE operations in the same order; `exp`, `sigmoid`, `tanh`, `erf` and the GELUs
-//! are the math module's kernels, emitted inline). [`Builder::compile`] allocates the sixteen
-//! `ymm` registers (spilling to the stack the value used furthest ahead when they run out) and
+//! are the math module's kernels, emitted inline). [`Builder::compile`] allocates the vector
+//! registers (spilling to the stack the value used furthest ahead when they run out) and
 //! returns a [`Kernel`], which runs the program over `len` elements: four vectors per
 //! iteration, interleaved op by op, then single vectors.
+//!
+//! With AVX-512F and DQ the loops run on the 32 `zmm` registers (compares and blends pass
+//! their lanes through an opmask register), and a last 256-bit vector takes a length that is
+//! an odd number of `ymm` vectors, so a kernel's length granularity is the same on both.
+//! Each instruction does twice the work of its AVX2 form, which pays even where the 512-bit
+//! operations are split in two inside the core (W6's kernel on two Zen 4 cores: 3.2 -> 2.4 ms):
+//! a transcendental's long dependency chains fill the out-of-order window with half as
+//! many instructions, and 32 registers hold four interleaved chains without spilling.
 //!
 //! A block interpreter pays a store and a reload per op and element; here a chain of ops
 //! reads each input once and writes each output once. Only x86-64 Linux with AVX2 and FMA
@@ -22,7 +31,7 @@ use crate::binary::BinaryOp;
 use crate::math::lanes::Params;
 use crate::unary::UnaryOp;
 use crate::DType;
-use x86::{gpr, Asm, Map, Mem, Pp, Rm};
+use x86::{gpr, Asm, Map, Mem, Pp, Rm, Vector, K1, POOL_ENTRY};
 
 /// A value of the program under construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -495,10 +504,17 @@ impl Builder {
             .unwrap_or(0)
     }
 
-    /// Generates the machine code, or `None` when the system refuses executable memory.
+    /// Generates the machine code for the widest vectors this CPU has, or `None` when the
+    /// system refuses executable memory.
     pub fn compile(self) -> Option<Kernel> {
+        let widest = if exec::supports_zmm() { Vector::Zmm } else { Vector::Ymm };
+        self.compile_for(widest)
+    }
+
+    /// [`compile`](Self::compile) with vectors up to `widest`.
+    fn compile_for(self, widest: Vector) -> Option<Kernel> {
         let bases = self.bases();
-        let code = Emitter::new(self.f64, bases).run(&self.ops);
+        let code = Emitter::new(self.f64, bases, widest).run(&self.ops);
         let lanes = self.lanes();
         Some(Kernel {
             code: exec::Code::new(&code)?,
@@ -506,6 +522,7 @@ impl Builder {
             lanes,
             elem_bytes: 32 / lanes,
             ops: self.ops.len(),
+            widest,
         })
     }
 }
@@ -513,7 +530,8 @@ impl Builder {
 /// Vectors per iteration of the main loop. A long chain of dependent ops (a tanh is ~25
 /// deep) fills the scheduler with instructions waiting on one another; independent chains
 /// interleaved op by op give it more work that is ready. Four measured best against one, two
-/// and eight (W6's kernel and an LSTM cell's); a second loop takes the last vectors one by one.
+/// and eight (W6's kernel and an LSTM cell's; eight again on `zmm`); a second loop takes the
+/// last vectors one by one.
 const WAYS: usize = 4;
 
 /// The program for `ways` consecutive vectors, op by op: each op once per vector, adjacent
@@ -560,11 +578,19 @@ pub struct Kernel {
     lanes: usize,
     elem_bytes: usize,
     ops: usize,
+    widest: Vector,
 }
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "jit::Kernel({} ops, {} bases, {} bytes)", self.ops, self.bases, self.code.len())
+        write!(
+            f,
+            "jit::Kernel({} ops, {} bases, {:?}, {} bytes)",
+            self.ops,
+            self.bases,
+            self.widest,
+            self.code.len()
+        )
     }
 }
 
@@ -601,20 +627,22 @@ const BASE_REGS: [u8; 5] = [gpr::RAX, gpr::RDX, gpr::R8, gpr::R9, gpr::R10];
 /// Values live in `ymm` registers from their definition to their last use. When all sixteen
 /// hold live values, the one used furthest ahead leaves: loads and constants are simply read
 /// again later, others are stored to a stack slot.
-#[derive(Default)]
 struct Emitter {
     f64: bool,
     bases: usize,
+    /// The main loops' vectors (the last vector of a call may be narrower).
+    widest: Vector,
     asm: Asm,
-    pool: Vec<[u8; 32]>,
+    pool: Vec<[u8; POOL_ENTRY]>,
     /// Stack slots the frame holds (the most any loop body needs).
     frame_slots: usize,
     // the loop body being emitted:
+    vector: Vector,
     ops: Vec<Op>,
     /// Register holding each value.
     reg: Vec<Option<u8>>,
     /// Value in each register.
-    holds: [Option<usize>; 16],
+    holds: [Option<usize>; 32],
     /// Stack slot of each spilled value.
     slot: Vec<Option<usize>>,
     free_slots: Vec<usize>,
@@ -629,12 +657,31 @@ struct Emitter {
 }
 
 impl Emitter {
-    fn new(f64: bool, bases: usize) -> Self {
-        Emitter { f64, bases, ..Emitter::default() }
+    fn new(f64: bool, bases: usize, widest: Vector) -> Self {
+        Emitter {
+            f64,
+            bases,
+            widest,
+            asm: Asm::default(),
+            pool: Vec::new(),
+            frame_slots: 0,
+            vector: widest,
+            ops: Vec::new(),
+            reg: Vec::new(),
+            holds: [None; 32],
+            slot: Vec::new(),
+            free_slots: Vec::new(),
+            slots: 0,
+            uses: Vec::new(),
+            pool_index: Vec::new(),
+            pos: 0,
+            stored: false,
+        }
     }
 
-    /// Starts a loop body: `ops` with no value in any register yet.
-    fn start_body(&mut self, ops: Vec<Op>) {
+    /// Starts a loop body on `vector` registers: `ops` with no value in any register yet.
+    fn start_body(&mut self, ops: Vec<Op>, vector: Vector) {
+        self.vector = vector;
         let n = ops.len();
         let mut uses = vec![Vec::new(); n];
         for (i, op) in ops.iter().enumerate() {
@@ -644,7 +691,7 @@ impl Emitter {
         }
         self.ops = ops;
         self.reg = vec![None; n];
-        self.holds = [None; 16];
+        self.holds = [None; 32];
         self.slot = vec![None; n];
         self.free_slots.clear();
         self.slots = 0;
@@ -681,13 +728,13 @@ impl Emitter {
         };
         match vector {
             None => Mem::Disp { base, disp: 0 },
-            Some(n) => Mem::Indexed { base, index: gpr::RCX, disp: 32 * n as i32 },
+            Some(n) => Mem::Indexed { base, index: gpr::RCX, disp: self.vector.bytes() * n as i32 },
         }
     }
 
     fn pool_entry(&mut self, v: usize, bits: u64) -> Mem {
         let i = *self.pool_index[v].get_or_insert_with(|| {
-            let mut entry = [0u8; 32];
+            let mut entry = [0u8; POOL_ENTRY];
             let width = if self.f64 { 8 } else { 4 };
             for lane in entry.chunks_exact_mut(width) {
                 lane.copy_from_slice(&bits.to_le_bytes()[..width]);
@@ -724,12 +771,19 @@ impl Emitter {
         }
     }
 
+    /// A full-vector instruction of the body's width (`w`: see [`Asm::vector`]).
+    #[allow(clippy::too_many_arguments)]
+    fn vector_op(&mut self, map: Map, pp: Pp, w: bool, op: u8, reg: u8, vvvv: u8, rm: Rm, imm: Option<u8>) {
+        self.asm.vector(self.vector, map, pp, w, op, reg, vvvv, rm, imm);
+    }
+
     /// A free register, evicting the value used furthest ahead (not one in `keep`).
     fn alloc(&mut self, keep: &[Val]) -> u8 {
-        if let Some(r) = (0..16).find(|&r| self.holds[r].is_none()) {
+        let regs = self.vector.regs();
+        if let Some(r) = (0..regs).find(|&r| self.holds[r].is_none()) {
             return r as u8;
         }
-        let victim = (0..16)
+        let victim = (0..regs)
             .filter(|&r| !keep.iter().any(|k| self.holds[r] == Some(k.0)))
             .max_by_key(|&r| self.next_use(self.holds[r].unwrap()))
             .expect("internal invariant: at most three operands are kept");
@@ -745,7 +799,7 @@ impl Emitter {
                 self.slots - 1
             });
             self.slot[v] = Some(s);
-            self.asm.vex(Map::M0f, Pp::None, false, 0x11, victim as u8, 0, Rm::Mem(slot_mem(s)), None);
+            self.vector_op(Map::M0f, Pp::None, false, 0x11, victim as u8, 0, Rm::Mem(slot_mem(s)), None);
         }
         self.reg[v] = None;
         self.holds[victim] = None;
@@ -764,7 +818,7 @@ impl Emitter {
         }
         let r = self.alloc(keep);
         let src = self.rm(v);
-        self.asm.vex(Map::M0f, Pp::None, false, 0x10, r, 0, src, None);
+        self.vector_op(Map::M0f, Pp::None, false, 0x10, r, 0, src, None);
         self.bind(v.0, r);
         r
     }
@@ -795,41 +849,48 @@ impl Emitter {
 
     /// Emits one instruction defining value `v`: sources in registers except the last,
     /// which may be memory, then the destination (which may reuse a source that dies here).
-    fn define(&mut self, v: usize, srcs: &[Val], emit: impl FnOnce(&mut Asm, u8, &[u8], Rm)) {
+    fn define(&mut self, v: usize, srcs: &[Val], emit: impl FnOnce(&mut Asm, Vector, u8, &[u8], Rm)) {
         let (last, regs) = srcs.split_last().expect("internal invariant: an op has operands");
         let regs: Vec<u8> = regs.iter().map(|&s| self.in_reg(s, srcs)).collect();
         let rm = self.rm(*last);
         self.release_regs(srcs);
         let dst = self.alloc(srcs);
-        emit(&mut self.asm, dst, &regs, rm);
+        emit(&mut self.asm, self.vector, dst, &regs, rm);
         self.release_slots(srcs);
         self.bind(v, dst);
     }
 
     /// The function: a main loop over `WAYS` vectors per iteration while that many remain,
-    /// then one over single vectors (`rsi` holds the byte count, `rcx` the offset).
+    /// then one over single vectors (`rsi` holds the byte count, `rcx` the offset). With
+    /// 512-bit main loops, a last 256-bit vector takes the half-register a length of an odd
+    /// number of 256-bit vectors leaves.
     fn run(mut self, program: &[Op]) -> Vec<u8> {
         for (i, &b) in BASE_REGS.iter().enumerate().take(self.bases) {
             self.asm.load_gpr(b, gpr::RDI, 8 * i as i32);
         }
         let frame = self.asm.add_imm(gpr::RSP, 0, true);
         self.asm.zero_gpr(gpr::RCX);
-        for ways in [WAYS, 1] {
-            // iterate while rcx + ways vectors <= rsi, i.e. rcx < rsi − (ways − 1) vectors
-            // (signed: the difference may be negative)
-            let short = 32 * (ways as i32 - 1);
+        let loops: &[(usize, Vector)] = match self.widest {
+            Vector::Ymm => &[(WAYS, Vector::Ymm), (1, Vector::Ymm)],
+            Vector::Zmm => &[(WAYS, Vector::Zmm), (1, Vector::Zmm), (1, Vector::Ymm)],
+        };
+        for &(ways, vector) in loops {
+            // iterate while rcx + ways vectors <= rsi, i.e. (both being multiples of 32 bytes)
+            // rcx < rsi − (ways vectors − 32) (signed: the difference may be negative)
+            let step = vector.bytes() * ways as i32;
+            let short = step - 32;
             self.asm.add_imm(gpr::RSI, short, true);
             let skip = self.asm.jump_unless_less(gpr::RCX, gpr::RSI, None);
             let top = self.asm.code.len();
-            self.start_body(interleave(program, ways));
+            self.start_body(interleave(program, ways), vector);
             self.body();
-            self.asm.add_imm(gpr::RCX, 32 * ways as i32, false);
+            self.asm.add_imm(gpr::RCX, step, false);
             self.asm.jump_unless_less(gpr::RCX, gpr::RSI, Some(top));
             self.asm.patch_jump(skip);
             self.asm.add_imm(gpr::RSI, short, false);
             self.frame_slots = self.frame_slots.max(self.slots);
         }
-        let frame_bytes = 32 * self.frame_slots as i32;
+        let frame_bytes = SLOT_BYTES * self.frame_slots as i32;
         self.asm.code[frame..frame + 4].copy_from_slice(&frame_bytes.to_le_bytes());
         self.asm.add_imm(gpr::RSP, frame_bytes, false);
         self.asm.ret();
@@ -850,52 +911,55 @@ impl Emitter {
                 Op::Broadcast(b) => {
                     let mem = Rm::Mem(self.base_mem(b, None));
                     let dst = self.alloc(&[]);
-                    self.asm.vex(
-                        Map::M0f38,
-                        Pp::P66,
-                        false,
-                        if f64 { 0x19 } else { 0x18 },
-                        dst,
-                        0,
-                        mem,
-                        None,
-                    );
+                    // vbroadcastsd is W0 in VEX, W1 in EVEX
+                    let w = f64 && self.vector == Vector::Zmm;
+                    self.vector_op(Map::M0f38, Pp::P66, w, if f64 { 0x19 } else { 0x18 }, dst, 0, mem, None);
                     self.bind(i, dst);
                 }
-                Op::Bin(code, a, b) => self
-                    .define(i, &[a, b], |asm, d, r, m| asm.vex(Map::M0f, pp, false, code, d, r[0], m, None)),
-                Op::Cmp(pred, a, b) => self.define(i, &[a, b], |asm, d, r, m| {
-                    asm.vex(Map::M0f, pp, false, 0xC2, d, r[0], m, Some(pred))
+                Op::Bin(code, a, b) => self.define(i, &[a, b], |asm, v, d, r, m| {
+                    asm.vector(v, Map::M0f, pp, f64, code, d, r[0], m, None)
                 }),
-                Op::Sqrt(a) => {
-                    self.define(i, &[a], |asm, d, _, m| asm.vex(Map::M0f, pp, false, 0x51, d, 0, m, None))
-                }
-                Op::Round(a) => self.define(i, &[a], |asm, d, _, m| {
-                    asm.vex(Map::M0f3a, Pp::P66, false, if f64 { 0x09 } else { 0x08 }, d, 0, m, Some(8))
+                Op::Cmp(pred, a, b) => self.define(i, &[a, b], |asm, v, d, r, m| match v {
+                    Vector::Ymm => asm.vex(Map::M0f, pp, f64, 0xC2, d, r[0], m, Some(pred)),
+                    Vector::Zmm => {
+                        // vcmp k1, a, b; vpmovm2d/q d, k1 (all-ones lanes where k1 is set)
+                        asm.evex(Map::M0f, pp, f64, 0xC2, K1, r[0], m, Some(pred), 0, 64);
+                        asm.evex(Map::M0f38, Pp::PF3, f64, 0x38, d, 0, Rm::Reg(K1), None, 0, 64);
+                    }
                 }),
-                Op::ToInt(a) => self
-                    .define(i, &[a], |asm, d, _, m| asm.vex(Map::M0f, Pp::P66, false, 0x5B, d, 0, m, None)),
-                Op::IntAdd(a, b) => self.define(i, &[a, b], |asm, d, r, m| {
-                    asm.vex(Map::M0f, Pp::P66, false, if f64 { 0xD4 } else { 0xFE }, d, r[0], m, None)
+                Op::Sqrt(a) => self
+                    .define(i, &[a], |asm, v, d, _, m| asm.vector(v, Map::M0f, pp, f64, 0x51, d, 0, m, None)),
+                // vroundps / vrndscaleps with imm 8: to nearest, ties to even, no precision trap
+                Op::Round(a) => self.define(i, &[a], |asm, v, d, _, m| {
+                    asm.vector(v, Map::M0f3a, Pp::P66, f64, if f64 { 0x09 } else { 0x08 }, d, 0, m, Some(8))
                 }),
-                Op::Shl(a, n) => self.define(i, &[a], |asm, d, _, m| {
-                    asm.vex(Map::M0f, Pp::P66, false, if f64 { 0x73 } else { 0x72 }, 6, d, m, Some(n))
+                Op::ToInt(a) => self.define(i, &[a], |asm, v, d, _, m| {
+                    asm.vector(v, Map::M0f, Pp::P66, false, 0x5B, d, 0, m, None)
                 }),
-                Op::Blend(mask, a, b) => {
-                    // vblendv dst, b, a, mask: a where the mask is set
-                    self.define(i, &[mask, b, a], |asm, d, r, m| {
-                        asm.vex(
-                            Map::M0f3a,
-                            Pp::P66,
-                            false,
-                            if f64 { 0x4B } else { 0x4A },
-                            d,
-                            r[1],
-                            m,
-                            Some(r[0] << 4),
-                        )
-                    })
-                }
+                Op::IntAdd(a, b) => self.define(i, &[a, b], |asm, v, d, r, m| {
+                    asm.vector(v, Map::M0f, Pp::P66, f64, if f64 { 0xD4 } else { 0xFE }, d, r[0], m, None)
+                }),
+                Op::Shl(a, n) => self.define(i, &[a], |asm, v, d, _, m| {
+                    asm.vector(v, Map::M0f, Pp::P66, f64, if f64 { 0x73 } else { 0x72 }, 6, d, m, Some(n))
+                }),
+                Op::Blend(mask, a, b) => self.define(i, &[mask, b, a], |asm, v, d, r, m| match v {
+                    // vblendv d, b, a, mask: a where the mask's sign is set
+                    Vector::Ymm => asm.vex(
+                        Map::M0f3a,
+                        Pp::P66,
+                        false,
+                        if f64 { 0x4B } else { 0x4A },
+                        d,
+                        r[1],
+                        m,
+                        Some(r[0] << 4),
+                    ),
+                    Vector::Zmm => {
+                        // vpmovd2m/q2m k1, mask (the sign bits); vblendmps/pd d {k1}, b, a
+                        asm.evex(Map::M0f38, Pp::PF3, f64, 0x39, K1, 0, Rm::Reg(r[0]), None, 0, 64);
+                        asm.evex(Map::M0f38, Pp::P66, f64, 0x65, d, r[1], m, None, K1, 64);
+                    }
+                }),
                 Op::Fma(a, b, c) => {
                     // vfmadd231 acc, a, b: acc = a·b + acc, with acc starting as c
                     let ra = self.in_reg(a, &[a, b, c]);
@@ -908,13 +972,13 @@ impl Emitter {
                         _ => {
                             let r = self.alloc(&[a, b, c]);
                             let src = self.rm(c);
-                            self.asm.vex(Map::M0f, Pp::None, false, 0x10, r, 0, src, None);
+                            self.vector_op(Map::M0f, Pp::None, false, 0x10, r, 0, src, None);
                             r
                         }
                     };
                     // read last: a base past the cached ones goes through r11
                     let rb = self.rm(b);
-                    self.asm.vex(Map::M0f38, Pp::P66, f64, 0xB8, acc, ra, rb, None);
+                    self.vector_op(Map::M0f38, Pp::P66, f64, 0xB8, acc, ra, rb, None);
                     self.release_regs(&[a, b, c]);
                     self.release_slots(&[a, b, c]);
                     self.bind(i, acc);
@@ -934,7 +998,7 @@ impl Emitter {
                     }
                     let r = self.in_reg(v, &[v]);
                     let mem = Rm::Mem(self.base_mem(b, Some(n)));
-                    self.asm.vex(Map::M0f, Pp::None, false, 0x11, r, 0, mem, None);
+                    self.vector_op(Map::M0f, Pp::None, false, 0x11, r, 0, mem, None);
                     self.release_regs(&[v]);
                     self.release_slots(&[v]);
                 }
@@ -946,9 +1010,12 @@ impl Emitter {
     }
 }
 
+/// Bytes of a stack slot: one register of any width.
+const SLOT_BYTES: i32 = 64;
+
 /// Stack slot `s` of the frame.
 fn slot_mem(s: usize) -> Mem {
-    Mem::Disp { base: gpr::RSP, disp: 32 * s as i32 }
+    Mem::Disp { base: gpr::RSP, disp: SLOT_BYTES * s as i32 }
 }
 
 /// The values an op reads.

@@ -36,6 +36,12 @@ fn bits<T: Element>(v: &[T]) -> Vec<u64> {
         .collect()
 }
 
+/// The program compiled for each vector width this CPU runs.
+fn compiled(b: Builder) -> Vec<Kernel> {
+    let widths = if exec::supports_zmm() { vec![Vector::Ymm, Vector::Zmm] } else { vec![Vector::Ymm] };
+    widths.into_iter().map(|w| b.clone().compile_for(w).expect("executable memory")).collect()
+}
+
 /// Runs a compiled kernel over whole slices: bases are the slices in order.
 fn run<T: Element>(kernel: &Kernel, bases: &mut [&mut [T]]) {
     let len = bases[0].len();
@@ -75,10 +81,11 @@ fn unary_ops_match<T: Element>() {
         let v = b.load(0);
         let y = b.unary(op, v).unwrap();
         b.store(y, 1);
-        let kernel = b.compile().expect("executable memory");
-        let (mut x, mut got) = (x, vec![T::ZERO; n]);
-        run(&kernel, &mut [&mut x, &mut got]);
-        assert_eq!(bits(&got), bits(&want), "{op:?} in {:?}", T::DTYPE);
+        for kernel in compiled(b) {
+            let (mut x, mut got) = (x.clone(), vec![T::ZERO; n]);
+            run(&kernel, &mut [&mut x, &mut got]);
+            assert_eq!(bits(&got), bits(&want), "{op:?} in {:?} on {kernel:?}", T::DTYPE);
+        }
     }
 }
 
@@ -99,13 +106,19 @@ fn transcendentals_match_the_math_kernels_everywhere_in_f32() {
         let v = b.load(0);
         let y = b.unary(op, v).unwrap();
         b.store(y, 1);
-        let kernel = b.compile().expect("executable memory");
         let mut want = vec![0f32; x.len()];
         unary(op, &x, &mut want);
-        let mut got = vec![0f32; x.len()];
-        run(&kernel, &mut [&mut x, &mut got]);
-        let mismatch = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
-        assert_eq!(mismatch, None, "{op:?}: first mismatch at x = {:?}", mismatch.map(|i| x[i]));
+        for kernel in compiled(b) {
+            let mut got = vec![0f32; x.len()];
+            run(&kernel, &mut [&mut x, &mut got]);
+            let mismatch = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+            assert_eq!(
+                mismatch,
+                None,
+                "{op:?} on {kernel:?}: first mismatch at x = {:?}",
+                mismatch.map(|i| x[i])
+            );
+        }
     }
 }
 
@@ -126,10 +139,11 @@ fn binary_ops_match<T: Element>() {
         let (x, y) = (b.load(0), b.load(1));
         let z = b.binary(op, x, y).unwrap();
         b.store(z, 2);
-        let kernel = b.compile().expect("executable memory");
-        let (mut a, mut bv, mut got) = (a, bv, vec![T::ZERO; n]);
-        run(&kernel, &mut [&mut a, &mut bv, &mut got]);
-        assert_eq!(bits(&got), bits(&want), "{op:?} in {:?}", T::DTYPE);
+        for kernel in compiled(b) {
+            let (mut a, mut bv, mut got) = (a.clone(), bv.clone(), vec![T::ZERO; n]);
+            run(&kernel, &mut [&mut a, &mut bv, &mut got]);
+            assert_eq!(bits(&got), bits(&want), "{op:?} in {:?} on {kernel:?}", T::DTYPE);
+        }
     }
 }
 
@@ -155,10 +169,11 @@ fn select_matches_where() {
     let (vc, va, vb) = (b.load(0), b.load(1), b.load(2));
     let s = b.select(vc, va, vb);
     b.store(s, 3);
-    let kernel = b.compile().expect("executable memory");
-    let (mut c, mut a, mut bv, mut got) = (c, a, bv, vec![0.0; n]);
-    run(&kernel, &mut [&mut c, &mut a, &mut bv, &mut got]);
-    assert_eq!(bits(&got), bits(&want));
+    for kernel in compiled(b) {
+        let (mut c, mut a, mut bv, mut got) = (c.clone(), a.clone(), bv.clone(), vec![0.0; n]);
+        run(&kernel, &mut [&mut c, &mut a, &mut bv, &mut got]);
+        assert_eq!(bits(&got), bits(&want), "on {kernel:?}");
+    }
 }
 
 /// More live values than registers, more bases than cached pointers, broadcast scalars:
@@ -167,7 +182,7 @@ fn select_matches_where() {
 #[test]
 fn spills_and_many_bases_give_the_plain_loops_values() {
     let Some(mut b) = Builder::new(DType::F32) else { return };
-    let (inputs, n) = (9usize, 64usize);
+    let inputs = 9usize;
     // bases: inputs 0..9, the scalar s at 9, outputs 10 and 11
     let xs: Vec<Val> = (0..inputs).map(|i| b.load(i)).collect();
     let s = b.broadcast(inputs);
@@ -190,7 +205,15 @@ fn spills_and_many_bases_give_the_plain_loops_values() {
     }
     b.store(acc, inputs + 1);
     b.store(rev, inputs + 2);
-    let kernel = b.compile().expect("executable memory");
+    for kernel in compiled(b) {
+        spills_check(&kernel, inputs);
+    }
+}
+
+/// Runs the program of the spill test on `n` awkward values and checks it element by element.
+fn spills_check(kernel: &Kernel, inputs: usize) {
+    // enough for two iterations of the widest main loop, single vectors and a half one
+    let n = 200usize;
     let mut data: Vec<Vec<f32>> =
         (0..inputs).map(|i| awkward::<f32>(n, 10 + i as u64)[12..].to_vec()).collect();
     let n = data[0].len() / 8 * 8;
@@ -201,7 +224,7 @@ fn spills_and_many_bases_give_the_plain_loops_values() {
     bases.push(&mut scalar);
     bases.push(&mut out1);
     bases.push(&mut out2);
-    run(&kernel, &mut bases);
+    run(kernel, &mut bases);
     let tanhs: Vec<Vec<f32>> = data
         .iter()
         .map(|d| {
@@ -214,8 +237,8 @@ fn spills_and_many_bases_give_the_plain_loops_values() {
         let p: Vec<f32> = (0..24).map(|j| tanhs[j % inputs][i] * ((j as f32 * 0.25 - 2.0) + 0.375)).collect();
         let want1 = p[1..].iter().fold(p[0], |a, &v| a + v);
         let want2 = p[..23].iter().rev().fold(p[23], |a, &v| a - v);
-        assert_eq!(out1[i].to_bits(), want1.to_bits(), "element {i}");
-        assert_eq!(out2[i].to_bits(), want2.to_bits(), "element {i}");
+        assert_eq!(out1[i].to_bits(), want1.to_bits(), "element {i} on {kernel:?}");
+        assert_eq!(out2[i].to_bits(), want2.to_bits(), "element {i} on {kernel:?}");
     }
 }
 
@@ -232,16 +255,17 @@ fn a_store_over_a_loaded_base_leaves_later_reads_the_old_values() {
     let sum = b.binary(BinaryOp::Add, y, x).unwrap();
     b.store(sum, 2);
     b.store(x, 3);
-    let kernel = b.compile().expect("executable memory");
     let n = 64;
     let x0: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
     let y0: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 0.25).collect();
-    let (mut x, mut y, mut s, mut copy) = (x0.clone(), y0.clone(), vec![0f32; n], vec![0f32; n]);
-    run(&kernel, &mut [&mut x, &mut y, &mut s, &mut copy]);
-    for i in 0..n {
-        assert_eq!(x[i], y0[i] * x0[i]);
-        assert_eq!(s[i], y0[i] + x0[i], "element {i}");
-        assert_eq!(copy[i], x0[i], "element {i}");
+    for kernel in compiled(b) {
+        let (mut x, mut y, mut s, mut copy) = (x0.clone(), y0.clone(), vec![0f32; n], vec![0f32; n]);
+        run(&kernel, &mut [&mut x, &mut y, &mut s, &mut copy]);
+        for i in 0..n {
+            assert_eq!(x[i], y0[i] * x0[i], "element {i} on {kernel:?}");
+            assert_eq!(s[i], y0[i] + x0[i], "element {i} on {kernel:?}");
+            assert_eq!(copy[i], x0[i], "element {i} on {kernel:?}");
+        }
     }
 }
 
@@ -256,7 +280,13 @@ fn every_length_is_covered_once() {
     let z = b.binary(BinaryOp::Mul, t, y).unwrap();
     let z = b.binary(BinaryOp::Add, z, x).unwrap();
     b.store(z, 2);
-    let kernel = b.compile().expect("executable memory");
+    for kernel in compiled(b) {
+        lengths_check(&kernel, lanes);
+    }
+}
+
+/// Runs the program of the length test at every length from 1 to 13 vectors of `lanes`.
+fn lengths_check(kernel: &Kernel, lanes: usize) {
     for vectors in 1..=13 {
         let n = vectors * lanes;
         let x: Vec<f64> = awkward::<f64>(n + 16, 9)[12..12 + n].to_vec();
@@ -269,7 +299,7 @@ fn every_length_is_covered_once() {
         let ptrs = [x.as_ptr() as *const u8, y.as_ptr() as *const u8, out.as_mut_ptr() as *const u8];
         // SAFETY: x and y hold n elements, out n + 1.
         unsafe { kernel.run(&ptrs, n) };
-        assert_eq!(bits(&out[..n]), bits(&want), "{vectors} vectors");
-        assert_eq!(out[n], 7.0, "{vectors} vectors: wrote past the end");
+        assert_eq!(bits(&out[..n]), bits(&want), "{vectors} vectors on {kernel:?}");
+        assert_eq!(out[n], 7.0, "{vectors} vectors on {kernel:?}: wrote past the end");
     }
 }
