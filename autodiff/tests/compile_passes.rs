@@ -439,6 +439,33 @@ fn a_bias_added_after_a_reshape_fuses_into_the_matmul() {
 }
 
 #[test]
+fn matrix_products_read_transposes_in_place() {
+    // x·wᵀ, xᵀ·u and a batched a·bᵀ, with the weight's gradient: values as eager, and no
+    // transposed copy left in the program
+    let (x, u, a, b) = (data(&[3, 4], 70), data(&[3, 6], 71), data(&[2, 3, 4], 72), data(&[2, 5, 4], 73));
+    let w = Var::new("w", &data(&[5, 4], 74));
+    let step = |io: &[Tensor], w: &Var| -> Result<Vec<Tensor>> {
+        let y = io[0].matmul(&w.t()?)?;
+        let z = io[0].t()?.matmul(&io[1])?;
+        let c = io[2].matmul(&io[3].transpose(1, 2)?)?;
+        let loss = y.tanh().sum_all().add(&z.square().sum_all())?.add(&c.sum_all())?;
+        let g = grad(std::slice::from_ref(&loss), &[w.tensor().clone()], false)?;
+        Ok(vec![y, z, c, g[0].clone()])
+    };
+    let inputs = [x, u, a, b];
+    let eager = step(&inputs, &w).unwrap();
+    let wc = w.clone();
+    let mut f = compile(move |io: &[Tensor]| step(io, &wc));
+    let out = f.call(&inputs).unwrap();
+    for (got, want) in out.iter().zip(&eager) {
+        assert_eq!(got.shape(), want.shape());
+        assert_close(&got.to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    let dot = f.program(&inputs).unwrap().to_dot();
+    assert!(!dot.contains("permute"), "{dot}");
+}
+
+#[test]
 fn a_weight_gradient_summed_over_time_steps_is_one_product() {
     // one weight applied at every time step (an RNN): its gradient Σₜ xₜᵀ·gₜ becomes one GEMM
     // over the joined steps

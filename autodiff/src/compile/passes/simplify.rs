@@ -6,6 +6,10 @@
 //!   `sqrt`, `pow(-1)` is `recip` (a multiply instead of `powf`: within an ulp or two);
 //! - `permute(q)` of `permute(p)` is one permute, or `x` when the composition is the identity
 //!   (a double transpose);
+//! - a matrix product of a transpose (a permute that swaps the last two axes: `x.matmul(&w.t())`)
+//!   reads the transpose's operand with the product's transpose flag flipped, and a
+//!   transpose of a product read nowhere else is the product of the transposed operands in
+//!   swapped order, so no transposed copy is made;
 //! - `reshape` of `reshape` reshapes the original; a reshape, expand or cast to the shape and
 //!   dtype the value already has is the value;
 //! - a sum of zero-padded pieces that sit side by side along one axis (the gradient of a
@@ -53,6 +57,11 @@ pub fn simplify_algebra(graph: &mut Graph) {
             graph.replace_uses(Value::of(n), merged);
             continue;
         }
+        if let Some((op, operands)) = transposes_read_in_place(graph, n) {
+            graph.g[n].op = IrOp::Op(op);
+            graph.set_inputs(n, &operands);
+            continue;
+        }
         match rewrite(graph, n) {
             Some(Rewrite::Forward(v)) => graph.replace_uses(Value::of(n), v),
             Some(Rewrite::Replace(op, v)) => {
@@ -68,6 +77,40 @@ pub fn simplify_algebra(graph: &mut Graph) {
             None => {}
         }
     }
+}
+
+/// The operand of `v` when `v` is a transpose of its last two axes.
+fn untransposed(graph: &Graph, v: Value) -> Option<Value> {
+    let IrOp::Op(Op::Movement(MovementOp::Permute(p))) = &graph.g[v.node].op else { return None };
+    let r = p.len();
+    let swaps_last_two = r >= 2
+        && p[r - 2] == r - 1
+        && p[r - 1] == r - 2
+        && p[..r - 2].iter().enumerate().all(|(i, &a)| a == i);
+    swaps_last_two.then(|| graph.inputs(v.node)[0])
+}
+
+/// A matrix product with each operand that is a transpose of its last two axes replaced by
+/// the transpose's operand, its flag flipped; or a transpose of a product read nowhere else,
+/// `(A·B)ᵀ`, as the product `Bᵀ·Aᵀ` (a weight's gradient through `x.matmul(&w.t())`);
+/// `None` when neither applies.
+fn transposes_read_in_place(graph: &Graph, n: NodeIndex) -> Option<(Op, [Value; 2])> {
+    if let Some(product) = untransposed(graph, Value::of(n)) {
+        let IrOp::Op(Op::MatMul { trans_a, trans_b }) = graph.g[product.node].op else { return None };
+        if graph.use_count(product) != 1 {
+            return None;
+        }
+        let ins = graph.inputs(product.node);
+        return Some((Op::MatMul { trans_a: !trans_b, trans_b: !trans_a }, [ins[1], ins[0]]));
+    }
+    let IrOp::Op(Op::MatMul { trans_a, trans_b }) = graph.g[n].op else { return None };
+    let ins = graph.inputs(n);
+    let (a, b) = (untransposed(graph, ins[0]), untransposed(graph, ins[1]));
+    if a.is_none() && b.is_none() {
+        return None;
+    }
+    let op = Op::MatMul { trans_a: trans_a ^ a.is_some(), trans_b: trans_b ^ b.is_some() };
+    Some((op, [a.unwrap_or(ins[0]), b.unwrap_or(ins[1])]))
 }
 
 /// A zero padding of `x` along one axis: `(x, axis, before, after)`.
