@@ -70,8 +70,10 @@ pub(super) fn unary_vjp(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Resu
         UnaryOp::Recip => Ok(g.mul(&y.square())?.neg()),
         // d/dx x² = 2x
         UnaryOp::Square => Ok(g.mul(x)?.mul_scalar(2.0)),
-        // d/dx relu(x) = [x > 0]
-        UnaryOp::Relu => g.mul(&x.gt_scalar(0.0)),
+        // d/dx relu(x) = [x > 0] = [relu(x) > 0] (NaN and −0 alike): read from the output, so
+        // the input need not be kept for the backward pass (and a compiled matmul or
+        // convolution can apply the relu in its epilogue)
+        UnaryOp::Relu => g.mul(&y.gt_scalar(0.0)),
         // d/dx σ(x) = σ(x)(1 − σ(x))
         UnaryOp::Sigmoid => g.mul(&y.unary(UnaryOp::SigmoidGrad)),
         // d/dy y(1 − y) = 1 − 2y
