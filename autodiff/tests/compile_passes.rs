@@ -3,7 +3,7 @@
 //! state updates (momentum buffers), the dot export, the pass log and the errors.
 
 use graphgrad_autodiff::compile::{compile, compile_with, constant_indices, CompileOptions, Program};
-use graphgrad_autodiff::{grad, no_grad, DType, Error, Generator, Result, Tensor, Var};
+use graphgrad_autodiff::{grad, no_grad, ConvOptions, DType, Error, Generator, Result, Tensor, Var};
 use graphgrad_ops::testing::assert_close;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -463,6 +463,39 @@ fn matrix_products_read_transposes_in_place() {
     }
     let dot = f.program(&inputs).unwrap().to_dot();
     assert!(!dot.contains("permute"), "{dot}");
+}
+
+#[test]
+fn convolutions_apply_their_bias_and_activation_in_one_pass() {
+    // conv + bias + relu and conv + bias + tanh (both backward passes read the activation's
+    // output, so the pre-activation is read by the activation alone and fuses), trained: the
+    // eager values, with no separate bias add or activation left
+    let x = data(&[3, 2, 9, 7], 80);
+    let params: Vec<Var> = [(&[4, 2, 3, 3][..], 81), (&[4], 82), (&[5, 4, 3, 3], 83), (&[5], 84)]
+        .iter()
+        .map(|&(shape, seed)| Var::new("p", &data(shape, seed)))
+        .collect();
+    let step = |x: &Tensor, p: &[Var]| -> Result<Vec<Tensor>> {
+        let padded = ConvOptions::default().padding(1);
+        let h = x.conv2d(&p[0], Some(&p[1]), padded)?.relu();
+        let y = h.conv2d(&p[2], Some(&p[3]), ConvOptions::default().stride(2))?.tanh();
+        let loss = y.square().mean_all();
+        let leaves: Vec<Tensor> = p.iter().map(|v| v.tensor().clone()).collect();
+        let mut out = vec![y];
+        out.extend(grad(std::slice::from_ref(&loss), &leaves, false)?);
+        Ok(out)
+    };
+    let eager = step(&x, &params).unwrap();
+    let pc = params.clone();
+    let mut f = compile(move |io: &[Tensor]| step(&io[0], &pc));
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    for (got, want) in out.iter().zip(&eager) {
+        assert_eq!(got.shape(), want.shape());
+        assert_close(&got.to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    let dot = f.program(std::slice::from_ref(&x)).unwrap().to_dot();
+    assert!(dot.contains("conv2d+bias+Relu") && dot.contains("conv2d+bias+Tanh"), "{dot}");
+    assert!(!dot.contains(": relu\\n") && !dot.contains(": tanh\\n") && !dot.contains(": add\\n"), "{dot}");
 }
 
 #[test]

@@ -20,7 +20,9 @@ pub fn to_dot(graph: &Graph) -> String {
         }
         let style = match node.op {
             IrOp::Fused(_) => ", style=filled, fillcolor=\"#cde8ff\"",
-            IrOp::MatMulEpilogue { .. } => ", style=filled, fillcolor=\"#ffe3c4\"",
+            IrOp::MatMulEpilogue { .. } | IrOp::ConvEpilogue { .. } => {
+                ", style=filled, fillcolor=\"#ffe3c4\""
+            }
             IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => ", shape=plaintext",
             _ => "",
         };

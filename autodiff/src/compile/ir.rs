@@ -12,8 +12,9 @@
 //! operands, and fused kernels and matmul epilogues agree with their operands' shapes.
 
 use crate::compile::kernel::FusedKernel;
-use crate::op::{Arity, Op, PoolOp};
+use crate::op::{Arity, ConvOp, Op, PoolOp};
 use crate::Buffer;
+use graphgrad_ops::conv::Conv2dGeometry;
 use graphgrad_ops::gemm::Activation;
 use graphgrad_ops::pool::Pool2dGeometry;
 use graphgrad_ops::{broadcast_shapes, numel, DType, Shape};
@@ -73,6 +74,17 @@ pub enum IrOp {
         /// Applied after the bias.
         activation: Activation,
     },
+    /// A 2-d convolution with a fused epilogue `activation(conv2d(x, w) + bias)`, applied to
+    /// each image's output while it is in cache; inputs `(x, w[, bias])`, the bias
+    /// `[1, out_channels, 1, 1]`.
+    ConvEpilogue {
+        /// The convolution.
+        geo: Conv2dGeometry,
+        /// Whether a bias (one value per output channel) is the third input.
+        bias: bool,
+        /// Applied after the bias.
+        activation: Activation,
+    },
     /// A fused elementwise (+ reduction) kernel: one pass over its iteration space.
     Fused(Arc<FusedKernel>),
     /// Max pooling's values and winning cells (`max_pool2d` and `max_pool2d_indices` of one
@@ -90,7 +102,9 @@ impl IrOp {
     pub fn arity(&self) -> Arity {
         match self {
             IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => Arity::Exactly(0),
-            IrOp::MatMulEpilogue { bias, .. } => Arity::Exactly(2 + usize::from(*bias)),
+            IrOp::MatMulEpilogue { bias, .. } | IrOp::ConvEpilogue { bias, .. } => {
+                Arity::Exactly(2 + usize::from(*bias))
+            }
             IrOp::Fused(k) => Arity::Exactly(k.inputs.len()),
             IrOp::MaxPool2d(_) => Arity::Exactly(1),
             IrOp::Op(op) => op.arity(),
@@ -108,6 +122,9 @@ impl fmt::Display for IrOp {
             IrOp::Op(op) => write!(f, "{op}"),
             IrOp::MatMulEpilogue { bias, activation, .. } => {
                 write!(f, "matmul+{}{:?}", if *bias { "bias+" } else { "" }, activation)
+            }
+            IrOp::ConvEpilogue { bias, activation, .. } => {
+                write!(f, "conv2d+{}{:?}", if *bias { "bias+" } else { "" }, activation)
             }
             IrOp::Fused(k) => write!(f, "fused({} instrs, {} out)", k.instrs.len(), k.outputs.len()),
             IrOp::MaxPool2d(_) => write!(f, "max_pool2d+indices"),
@@ -326,6 +343,19 @@ impl Graph {
                 }
                 if *bias && self.info(ins[2]).shape.as_slice() != [out.shape[1]] {
                     return bad("the bias is not one value per column");
+                }
+                Ok(())
+            }
+            IrOp::ConvEpilogue { geo, bias, .. } => {
+                let conv = Op::Conv(ConvOp::Conv2d(*geo))
+                    .infer(&[self.info(ins[0]).operand(), self.info(ins[1]).operand()]);
+                match conv {
+                    Ok(c) if c == *out => {}
+                    Ok(c) => return bad(&format!("the convolution gives {c:?}, the node holds {out:?}")),
+                    Err(e) => return bad(&e.to_string()),
+                }
+                if *bias && self.info(ins[2]).shape.as_slice() != [1, geo.out_channels, 1, 1] {
+                    return bad("the bias is not [1, out_channels, 1, 1]");
                 }
                 Ok(())
             }

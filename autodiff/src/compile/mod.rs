@@ -103,8 +103,8 @@ pub struct CompileOptions {
     pub fold_constants: bool,
     /// Common-subexpression elimination (`cse`).
     pub eliminate_common_subexpressions: bool,
-    /// Matmul bias/activation epilogues (`epilogue`).
-    pub fuse_matmul_epilogue: bool,
+    /// Bias/activation epilogues of matmuls and convolutions (`epilogue`).
+    pub fuse_epilogues: bool,
     /// Elementwise and reduction fusion (`fuse`), and max pooling's two ops as one (`pool`).
     pub fuse_elementwise: bool,
     /// Let the memory planner write updates straight into parameters and overwrite dying
@@ -129,7 +129,7 @@ impl Default for CompileOptions {
             simplify: true,
             fold_constants: true,
             eliminate_common_subexpressions: true,
-            fuse_matmul_epilogue: true,
+            fuse_epilogues: true,
             fuse_elementwise: true,
             inplace: true,
             remat: true,
@@ -148,7 +148,7 @@ impl CompileOptions {
             simplify: false,
             fold_constants: false,
             eliminate_common_subexpressions: false,
-            fuse_matmul_epilogue: false,
+            fuse_epilogues: false,
             fuse_elementwise: false,
             inplace: false,
             remat: false,

@@ -11,7 +11,7 @@
 //! the same tensors cannot each hold one the other waits for.
 //!
 //! Kernels: every op runs the same forward as in eager mode (`Op::forward`), writing straight
-//! into its planned slot; fused kernels and matmul epilogues, the compiler's own, do the same.
+//! into its planned slot; fused kernels and matmul and convolution epilogues, the compiler's own, do the same.
 //!
 //! Slot invariant: a slot's vector always has its planned capacity, all of it initialised
 //! (allocated zeroed), and its length is the length of the value living in it, so kernels
@@ -23,6 +23,7 @@ use super::memory::{MemoryPlan, Place};
 use crate::buffer::{with_dtype, Elem, Storage};
 use crate::op::{Arg, Op};
 use crate::{Buffer, Result, Tensor};
+use graphgrad_ops::conv::{conv2d, Conv2dGeometry};
 use graphgrad_ops::gemm::{gemm_with_epilogue, Activation, Epilogue, Gemm};
 use graphgrad_ops::pool::{max_pool2d, Pool2dGeometry};
 use graphgrad_ops::{numel, DType, Shape};
@@ -36,6 +37,7 @@ enum Kernel {
     Op(Op),
     Fused(Arc<FusedKernel>),
     Epilogue { trans_a: bool, trans_b: bool, activation: Activation },
+    ConvEpilogue { geo: Conv2dGeometry, activation: Activation },
     MaxPool2d(Pool2dGeometry),
 }
 
@@ -72,6 +74,7 @@ impl Step {
                 let t = |on: bool| if on { "ᵀ" } else { "" };
                 format!("matmul{}{}+epilogue({activation:?})", t(*trans_a), t(*trans_b))
             }
+            Kernel::ConvEpilogue { activation, .. } => format!("conv2d+epilogue({activation:?})"),
             Kernel::MaxPool2d(_) => "max_pool2d+indices".to_string(),
         };
         let shapes = |list: Vec<&Shape>| {
@@ -129,6 +132,9 @@ impl Executor {
                     IrOp::Fused(k) => Kernel::Fused(k.clone()),
                     IrOp::MatMulEpilogue { trans_a, trans_b, activation, .. } => {
                         Kernel::Epilogue { trans_a: *trans_a, trans_b: *trans_b, activation: *activation }
+                    }
+                    IrOp::ConvEpilogue { geo, activation, .. } => {
+                        Kernel::ConvEpilogue { geo: *geo, activation: *activation }
                     }
                     IrOp::MaxPool2d(geo) => Kernel::MaxPool2d(*geo),
                     IrOp::Input(_) | IrOp::Param(_) | IrOp::Const(_) => {
@@ -432,6 +438,10 @@ fn run_typed<T: Elem>(step: &Step, inputs: &[&Buffer], params: &mut [Buffer], sl
                 out(0),
                 &Epilogue { bias, activation: *activation },
             );
+        }
+        Kernel::ConvEpilogue { geo, activation } => {
+            let bias = (step.ins.len() == 3).then(|| in_slice(2));
+            conv2d(geo, in_slice(0), in_slice(1), &Epilogue { bias, activation: *activation }, out(0));
         }
         Kernel::MaxPool2d(geo) => {
             // the two outputs are distinct slots, neither an operand (see `out`)

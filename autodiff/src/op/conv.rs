@@ -10,6 +10,7 @@ use crate::buffer::Elem;
 use crate::{Error, Result, Tensor};
 use graphgrad_ops::conv::{self, Conv2dGeometry, ConvOptions};
 use graphgrad_ops::facts::fact::DIFFERENTIABLE;
+use graphgrad_ops::gemm::Epilogue;
 use graphgrad_ops::{op_facts, Shape};
 use smallvec::smallvec;
 
@@ -59,7 +60,7 @@ impl ConvOp {
     pub(super) fn forward<T: Elem>(&self, ins: &[Arg<'_>], out: &mut [T]) {
         let (a, b) = (ins[0].data::<T>(), ins[1].data::<T>());
         match self {
-            ConvOp::Conv2d(geo) => conv::conv2d(geo, a, b, None, out),
+            ConvOp::Conv2d(geo) => conv::conv2d(geo, a, b, &Epilogue::default(), out),
             ConvOp::Conv2dBackwardInput(geo) => conv::conv2d_backward_input(geo, a, b, out),
             ConvOp::Conv2dBackwardWeight(geo) => conv::conv2d_backward_weight(geo, a, b, out),
         }

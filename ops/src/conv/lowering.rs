@@ -11,7 +11,7 @@
 //! chunks whose count depends only on the geometry (weight gradient), and the chunk partials
 //! are added in chunk order, so results do not depend on the thread count.
 
-use crate::gemm::{gemm, Gemm};
+use crate::gemm::{gemm, Epilogue, Gemm};
 use crate::Element;
 use rayon::prelude::*;
 
@@ -257,7 +257,8 @@ fn for_each_image<T: Element>(
 }
 
 /// y = conv(x; w) + bias (bias per output channel).
-pub(super) fn forward<T: Element>(l: &Lowering, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+pub(super) fn forward<T: Element>(l: &Lowering, x: &[T], w: &[T], epilogue: &Epilogue<T>, y: &mut [T]) {
+    let bias = epilogue.bias;
     l.check();
     assert!(
         x.len() == l.x_len() && w.len() == l.w_len() && y.len() == l.y_len(),
@@ -292,6 +293,9 @@ pub(super) fn forward<T: Element>(l: &Lowering, x: &[T], w: &[T], bias: Option<&
             gemm(&gm, w_g, b, y_g);
         }
         add_bias(y_img, p, bias);
+        if let Some(op) = epilogue.activation.as_unary() {
+            crate::unary::unary_inplace(op, y_img);
+        }
     });
 }
 

@@ -15,6 +15,7 @@ mod lowering;
 #[cfg(test)]
 mod tests;
 
+use crate::gemm::Epilogue;
 use crate::Element;
 use lowering::Lowering;
 
@@ -240,9 +241,11 @@ impl Conv2dGeometry {
     }
 }
 
-/// `y = conv2d(x, w) + bias`; `bias` has one value per output channel. Overwrites `y`.
-pub fn conv2d<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
-    lowering::forward(&g.lowering(), x, w, bias, y);
+/// `y = activation(conv2d(x, w) + bias)` with the epilogue's bias (one value per output
+/// channel) and activation applied to each image's output while it is in cache: the values
+/// of the separate ops, bit for bit. Overwrites `y`.
+pub fn conv2d<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], epilogue: &Epilogue<T>, y: &mut [T]) {
+    lowering::forward(&g.lowering(), x, w, epilogue, y);
 }
 
 /// The input gradient `dx` of [`conv2d`] given the output gradient `dy`. Overwrites `dx`.

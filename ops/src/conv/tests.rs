@@ -2,6 +2,7 @@
 //! gradient kernels also as exact adjoints, on awkward geometries in f32 and f64.
 
 use super::*;
+use crate::gemm::Activation;
 use crate::testing::{assert_close, random_vec};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -177,8 +178,17 @@ fn check_conv2d<T: Element>(g: &Conv2dGeometry, seed: u64) {
     let (atol, rtol) = tolerance::<T>();
     let mut y = vec![T::from_f64(f64::NAN); yl];
     let bias = &bias[..g.out_channels];
-    conv2d(g, &x, &w, Some(bias), &mut y);
+    conv2d(g, &x, &w, &Epilogue { bias: Some(bias), activation: Activation::Identity }, &mut y);
     assert_close(&y, &to_t::<T>(&r.y), atol, rtol);
+    // an activation in the epilogue gives the separate op's values, bit for bit
+    let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+    for activation in [Activation::Relu, Activation::Tanh] {
+        let mut fused = vec![T::from_f64(f64::NAN); yl];
+        conv2d(g, &x, &w, &Epilogue { bias: Some(bias), activation }, &mut fused);
+        let mut want = vec![T::ZERO; yl];
+        crate::unary::unary(activation.as_unary().expect("an elementwise op"), &y, &mut want);
+        assert_eq!(bits(&fused), bits(&want), "{activation:?} epilogue on {g:?}");
+    }
     let mut dx = vec![T::from_f64(f64::NAN); xl];
     conv2d_backward_input(g, &dy, &w, &mut dx);
     assert_close(&dx, &to_t::<T>(&r.dx), atol, rtol);
@@ -202,7 +212,7 @@ fn check_transpose<T: Element>(t: &Transposed, seed: u64) {
     conv2d_backward_input(g, &x, &w, &mut y);
     assert_close(&y, &to_t::<T>(&r.y), atol, rtol);
     let mut dx = vec![T::from_f64(f64::NAN); xl];
-    conv2d(g, &dy, &w, None, &mut dx);
+    conv2d(g, &dy, &w, &Epilogue::default(), &mut dx);
     assert_close(&dx, &to_t::<T>(&r.dx), atol, rtol);
     let mut dw = vec![T::from_f64(f64::NAN); wl];
     conv2d_backward_weight(g, &dy, &x, &mut dw);
@@ -363,7 +373,7 @@ fn backward_kernels_are_adjoints_f64() {
         let w = random_vec::<f64>(g.weight_len(), seed + 1);
         let dy = random_vec::<f64>(g.output_len(), seed + 2);
         let mut y = vec![0.0; g.output_len()];
-        conv2d(&g, &x, &w, None, &mut y);
+        conv2d(&g, &x, &w, &Epilogue::default(), &mut y);
         let mut dx = vec![0.0; g.input_len()];
         conv2d_backward_input(&g, &dy, &w, &mut dx);
         let mut dw = vec![0.0; g.weight_len()];
@@ -415,7 +425,7 @@ fn conv1d_matches_reference() {
             }
         }
         let mut y = vec![f64::NAN; expect.len()];
-        conv2d(&g, &x, &w, None, &mut y);
+        conv2d(&g, &x, &w, &Epilogue::default(), &mut y);
         assert_close(&y, &expect, 1e-12, 1e-10);
     }
 }
@@ -465,7 +475,13 @@ fn run_all(threads: usize, g: &Conv2dGeometry, x: &[f32], w: &[f32], dy: &[f32])
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let mut y = vec![0.0; g.output_len()];
-        conv2d(g, x, w, Some(&w[..g.out_channels]), &mut y);
+        conv2d(
+            g,
+            x,
+            w,
+            &Epilogue { bias: Some(&w[..g.out_channels]), activation: Activation::Identity },
+            &mut y,
+        );
         let mut dx = vec![0.0; g.input_len()];
         conv2d_backward_input(g, dy, w, &mut dx);
         let mut dw = vec![0.0; g.weight_len()];

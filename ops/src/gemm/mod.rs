@@ -102,7 +102,7 @@ impl Activation {
 /// Work applied to each finished element of C: `c = activation(c + bias[col])`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a, T> {
-    /// One value per column of C.
+    /// One value per column of C (per output channel in [`conv2d`](crate::conv::conv2d)).
     pub bias: Option<&'a [T]>,
     /// Applied after the bias.
     pub activation: Activation,

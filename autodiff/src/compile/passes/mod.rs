@@ -8,7 +8,7 @@
 //! | `simplify` | `simplify.rs` | x·1, x+0, x−0, x/1, permute∘permute, reshape∘reshape, no-op reshapes/expands |
 //! | `fold` | `fold.rs` | evaluates small ops whose operands are all constants |
 //! | `cse` | `cse.rs` | merges nodes with the same op and operands (and equal small constants) |
-//! | `epilogue` | `epilogue.rs` | matmul + bias (+ activation) into one GEMM with a fused epilogue |
+//! | `epilogue` | `epilogue.rs` | matmul or convolution + bias (+ activation) into one kernel with a fused epilogue |
 //! | `fuse` | `fuse.rs` | elementwise/broadcast chains and the reductions they feed into single-pass kernels |
 //! | `pool` | `pool.rs` | max pooling's values and winning cells from one pass |
 
@@ -23,7 +23,7 @@ mod simplify;
 
 pub use cse::EliminateCommonSubexpressions;
 pub use dce::EliminateDeadCode;
-pub use epilogue::FuseMatmulEpilogue;
+pub use epilogue::FuseEpilogues;
 pub use fold::FoldConstants;
 pub use fuse::FuseElementwise;
 pub use pool::FuseMaxPool;
@@ -102,8 +102,8 @@ pub fn pipeline(options: &CompileOptions, remat: bool) -> Vec<Box<dyn Pass>> {
         passes.push(Box::new(Rematerialize { cheap_elementwise: options.remat }));
         passes.push(Box::new(EliminateDeadCode));
     }
-    if options.fuse_matmul_epilogue {
-        passes.push(Box::new(FuseMatmulEpilogue));
+    if options.fuse_epilogues {
+        passes.push(Box::new(FuseEpilogues));
     }
     if options.fuse_elementwise {
         passes.push(Box::new(FuseElementwise));
