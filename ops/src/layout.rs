@@ -64,8 +64,9 @@ pub fn expand<T: Copy + Send + Sync>(x: &[T], shape: &[usize], out_shape: &[usiz
     gather_strided(x, out_shape, &strides, out);
 }
 
-/// Elements per parallel task of [`gather_strided`]; smaller copies run on the calling thread.
-const GATHER_PIECE: usize = 1 << 15;
+/// Elements per parallel task of [`gather_strided`] and [`concat`]; smaller copies run on the
+/// calling thread.
+const COPY_PIECE: usize = 1 << 15;
 
 /// `out` (contiguous, `shape`) = the elements of `x` at `Σ index[d]·strides[d]`, for every
 /// multi-index in row-major order: the copy behind permute (permuted strides) and expand
@@ -90,7 +91,7 @@ fn gather_strided<T: Copy + Send + Sync>(x: &[T], shape: &[usize], strides: &[us
             }
         }
     };
-    let per = (GATHER_PIECE / inner).max(1) * inner;
+    let per = (COPY_PIECE / inner).max(1) * inner;
     if out.len() > per && rayon::current_num_threads() > 1 {
         out.par_chunks_mut(per).enumerate().for_each(|(i, o)| rows(i * per / inner, o));
     } else {
@@ -146,23 +147,43 @@ pub fn narrow<T: Copy + Send + Sync>(
     }
 }
 
-/// The adjoint of [`narrow`]: writes `src`, laid out as (outer, n, inner), into the slab
-/// `[.., start..start + n, ..]` of `out`, laid out as (outer, len, inner). Other elements are
-/// left as they are (so a sequence of calls concatenates).
-pub fn write_slab<T: Copy + Send + Sync>(
-    src: &[T],
-    (outer, len, inner): (usize, usize, usize),
-    start: usize,
-    n: usize,
+/// Concatenation along an axis: `out`, laid out as (outer, Σ ns, inner), from `parts[i]`
+/// laid out as (outer, ns[i], inner) (the adjoint of [`narrow`]). The output is written in
+/// its own order, one row of the outer axes at a time, and large ones are split over
+/// threads: a stack of an RNN's 64 time steps, each a strided slab of the result, is one
+/// sequential pass over it instead of 64 scattered ones.
+pub fn concat<T: Copy + Send + Sync>(
+    parts: &[&[T]],
+    ns: &[usize],
+    (outer, inner): (usize, usize),
     out: &mut [T],
 ) {
+    let total: usize = ns.iter().sum();
     assert!(
-        start + n <= len && src.len() == outer * n * inner && out.len() == outer * len * inner,
-        "internal invariant: write_slab bounds"
+        parts.len() == ns.len()
+            && parts.iter().zip(ns).all(|(p, &n)| p.len() == outer * n * inner)
+            && out.len() == outer * total * inner,
+        "internal invariant: concat bounds"
     );
-    for o in 0..outer {
-        out[(o * len + start) * inner..(o * len + start + n) * inner]
-            .copy_from_slice(&src[o * n * inner..(o + 1) * n * inner]);
+    if out.is_empty() {
+        return;
+    }
+    // every copy: (source slab, its place in the output), in output order
+    let mut copies: Vec<(&[T], &mut [T])> = Vec::with_capacity(outer * parts.len());
+    for (o, mut row) in out.chunks_exact_mut(total * inner).enumerate() {
+        for (part, &n) in parts.iter().zip(ns) {
+            let (dst, rest) = row.split_at_mut(n * inner);
+            copies.push((&part[o * n * inner..(o + 1) * n * inner], dst));
+            row = rest;
+        }
+    }
+    let len = outer * total * inner;
+    if len > COPY_PIECE && rayon::current_num_threads() > 1 {
+        // tasks of about COPY_PIECE elements
+        let per_task = (COPY_PIECE * copies.len() / len).max(1);
+        copies.into_par_iter().with_min_len(per_task).for_each(|(src, dst)| dst.copy_from_slice(src));
+    } else {
+        copies.into_iter().for_each(|(src, dst)| dst.copy_from_slice(src));
     }
 }
 
@@ -258,23 +279,38 @@ mod tests {
     }
 
     #[test]
-    fn narrow_then_write_slab_round_trips() {
-        let dims = (3, 7, 5);
-        let x: Vec<f64> = random_vec(3 * 7 * 5, 2);
-        let mut rebuilt = vec![0.0; x.len()];
-        for (start, n) in [(0, 2), (2, 4), (6, 1)] {
-            let mut part = vec![0.0; 3 * n * 5];
-            narrow(&x, dims, start, n, &mut part);
-            for o in 0..3 {
-                for j in 0..n {
-                    for i in 0..5 {
-                        assert_eq!(part[(o * n + j) * 5 + i], x[(o * 7 + start + j) * 5 + i]);
+    fn narrow_then_concat_round_trips() {
+        // small (one thread) and large (split over threads), pieces of unequal widths
+        for (outer, len, inner) in [(3, 7, 5), (64, 130, 33)] {
+            let x: Vec<f64> = random_vec(outer * len * inner, 2);
+            let pieces = [(0, 2), (2, len - 3), (len - 1, 1)];
+            let parts: Vec<Vec<f64>> = pieces
+                .iter()
+                .map(|&(start, n)| {
+                    let mut part = vec![0.0; outer * n * inner];
+                    narrow(&x, (outer, len, inner), start, n, &mut part);
+                    for o in 0..outer {
+                        for j in 0..n {
+                            for i in 0..inner {
+                                assert_eq!(
+                                    part[(o * n + j) * inner + i],
+                                    x[(o * len + start + j) * inner + i]
+                                );
+                            }
+                        }
                     }
-                }
+                    part
+                })
+                .collect();
+            let refs: Vec<&[f64]> = parts.iter().map(|p| p.as_slice()).collect();
+            let ns: Vec<usize> = pieces.iter().map(|p| p.1).collect();
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut rebuilt = vec![f64::NAN; x.len()];
+                pool.install(|| concat(&refs, &ns, (outer, inner), &mut rebuilt));
+                assert_eq!(rebuilt, x, "{outer}x{len}x{inner} on {threads} threads");
             }
-            write_slab(&part, dims, start, n, &mut rebuilt);
         }
-        assert_eq!(rebuilt, x);
     }
 
     #[test]

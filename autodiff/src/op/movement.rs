@@ -164,13 +164,10 @@ impl MovementOp {
             MovementOp::Permute(perm) => layout::permute(x.data::<T>(), x.shape, perm, out),
             MovementOp::Expand(_) => layout::expand(x.data::<T>(), x.shape, shape, out),
             MovementOp::Cat { axis } => {
-                let (outer, total, inner) = split_at_axis(shape, *axis);
-                let mut start = 0;
-                for part in ins {
-                    let n = part.shape[*axis];
-                    layout::write_slab(part.data::<T>(), (outer, total, inner), start, n, out);
-                    start += n;
-                }
+                let (outer, _, inner) = split_at_axis(shape, *axis);
+                let parts: SmallVec<[&[T]; 4]> = ins.iter().map(|part| part.data::<T>()).collect();
+                let ns: SmallVec<[usize; 4]> = ins.iter().map(|part| part.shape[*axis]).collect();
+                layout::concat(&parts, &ns, (outer, inner), out);
             }
             MovementOp::Narrow { axis, start, len } => {
                 let dims = split_at_axis(x.shape, *axis);
