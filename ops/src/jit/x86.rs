@@ -119,8 +119,9 @@ impl Asm {
         }
     }
 
-    /// A full-vector instruction in `v`'s encoding, unmasked (`w` is ignored by the VEX forms
-    /// used here except the FMAs, which need it as EVEX does).
+    /// A full-vector instruction in `v`'s encoding, unmasked. `w` is EVEX's; the VEX forms used
+    /// here ignore it, except the FMAs, which need the same, and the broadcasts, whose
+    /// callers pass W0 for VEX.
     #[allow(clippy::too_many_arguments)]
     pub fn vector(
         &mut self,
