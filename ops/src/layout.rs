@@ -147,8 +147,8 @@ pub fn narrow<T: Copy + Send + Sync>(
     }
 }
 
-/// Concatenation along an axis: `out`, laid out as (outer, Σ ns, inner), from `parts[i]`
-/// laid out as (outer, ns[i], inner) (the adjoint of [`narrow`]). The output is written in
+/// Concatenation along an axis: `out`, laid out as `(outer, Σ ns, inner)`, from `parts[i]`
+/// laid out as `(outer, ns[i], inner)` (the adjoint of [`narrow`]). The output is written in
 /// its own order, one row of the outer axes at a time, and large ones are split over
 /// threads: a stack of an RNN's 64 time steps, each a strided slab of the result, is one
 /// sequential pass over it instead of 64 scattered ones.
