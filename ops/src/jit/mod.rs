@@ -627,6 +627,7 @@ const BASE_REGS: [u8; 5] = [gpr::RAX, gpr::RDX, gpr::R8, gpr::R9, gpr::R10];
 /// Values live in `ymm` registers from their definition to their last use. When all sixteen
 /// hold live values, the one used furthest ahead leaves: loads and constants are simply read
 /// again later, others are stored to a stack slot.
+#[derive(Default)]
 struct Emitter {
     f64: bool,
     bases: usize,
@@ -658,25 +659,7 @@ struct Emitter {
 
 impl Emitter {
     fn new(f64: bool, bases: usize, widest: Vector) -> Self {
-        Emitter {
-            f64,
-            bases,
-            widest,
-            asm: Asm::default(),
-            pool: Vec::new(),
-            frame_slots: 0,
-            vector: widest,
-            ops: Vec::new(),
-            reg: Vec::new(),
-            holds: [None; 32],
-            slot: Vec::new(),
-            free_slots: Vec::new(),
-            slots: 0,
-            uses: Vec::new(),
-            pool_index: Vec::new(),
-            pos: 0,
-            stored: false,
-        }
+        Emitter { f64, bases, widest, ..Emitter::default() }
     }
 
     /// Starts a loop body on `vector` registers: `ops` with no value in any register yet.

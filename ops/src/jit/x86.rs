@@ -60,9 +60,10 @@ pub(super) enum Pp {
 pub(super) const POOL_ENTRY: usize = 64;
 
 /// The vector registers a loop body runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(super) enum Vector {
     /// 256 bits, `ymm0..15`, VEX-encoded (AVX2).
+    #[default]
     Ymm,
     /// 512 bits, `zmm0..31`, EVEX-encoded (AVX-512F and DQ).
     Zmm,
