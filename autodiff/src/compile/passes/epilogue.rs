@@ -8,11 +8,10 @@
 //! `Tensor::conv2d` adds it), optionally followed by `relu`, `tanh`, `sigmoid` or `gelu` when
 //! the sum has no other reader (the backward passes of relu, tanh and sigmoid read their
 //! output, so in training they fuse; gelu's reads its input, and then only the bias is
-//! fused); or a matmul or
-//! convolution read only by such an activation. A reshape that keeps the columns may sit
-//! between the matmul and the add (a `Linear` on `[batch, time, in]` multiplies
-//! `[batch·time, in]` and reshapes back before adding its bias): the fused GEMM then keeps
-//! the matmul's shape and the reshape moves after it.
+//! fused); or a matmul or convolution read only by such an activation. A reshape that keeps
+//! the columns may sit between the matmul and the add (a `Linear` on `[batch, time, in]`
+//! multiplies `[batch·time, in]` and reshapes back before adding its bias): the fused GEMM
+//! then keeps the matmul's shape and the reshape moves after it.
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
