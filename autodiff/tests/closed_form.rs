@@ -72,6 +72,17 @@ fn clamp_and_hardtanh_have_pytorch_gradients_on_their_bounds() {
     assert!(err.starts_with("hardtanh"), "{err}");
 }
 
+/// PyTorch 2.15's relu gradient (`threshold_backward` on the result): the upstream gradient
+/// where the output is positive, 0 elsewhere, also at 0, −0 and NaN (NaN > 0 is false).
+#[test]
+fn relu_has_pytorch_gradients_at_its_kink_and_at_nan() {
+    let x = Tensor::from_vec(vec![-2.0f64, -0.0, 0.0, 1e-300, 3.0, f64::NAN], &[6]).unwrap().requires_grad_();
+    let weights = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[6]).unwrap();
+    let y = x.relu();
+    let g = grad(&[y.mul(&weights).unwrap().sum_all()], &[x], false).unwrap();
+    assert_eq!(g[0].to_vec::<f64>().unwrap(), vec![0.0, 0.0, 0.0, 4.0, 5.0, 0.0]);
+}
+
 /// PyTorch 2.15's gradients of powers at a zero base, in f64: `x ** 0` has gradient 0 even at
 /// x = 0 (not 0·0⁻¹ = NaN); for `a ** b` at a = 0, ∂/∂a is 0 where b = 0 and b·a^{b−1} otherwise,
 /// and ∂/∂b is 0 where b ≥ 0 (not a^b·ln a = 0·(−∞)).
