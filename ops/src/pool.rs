@@ -10,6 +10,7 @@
 //! Backward kernels overwrite `dx`; where windows overlap, contributions add. Work is split by
 //! `(n, c)` plane, each plane done by one thread in a fixed order, so results are deterministic.
 
+use crate::reduce::kernels::multiversion;
 use crate::Element;
 use rayon::prelude::*;
 
@@ -177,34 +178,44 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
     (best, arg)
 }
 
-/// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding: the
-/// usual CNN pool. The maximum, then the first cell holding it as selects among values of the
-/// element type (indices too: `offsets[ow] = 2·ow`, built once per call), so the loop stays in
-/// that type's arithmetic and vectorises, and no branch depends on the data, which on real
-/// inputs would be mispredicted half the time.
-fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
-    let out_w = in_w / 2;
-    let (right, below, diagonal) = (T::ONE, T::from_usize(in_w), T::from_usize(in_w + 1));
-    let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
-    for (oh, (y_row, arg_row)) in out_rows.enumerate() {
-        let top = 2 * oh * in_w;
-        let (upper, lower) = (&x[top..top + 2 * out_w], &x[top + in_w..top + in_w + 2 * out_w]);
-        let first = T::from_usize(top);
-        let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2)).zip(offsets);
-        for ((yv, am), ((u, l), &offset)) in y_row.iter_mut().zip(arg_row.iter_mut()).zip(windows) {
-            let best = u[0].max(u[1]).max(l[0].max(l[1]));
-            // the first cell in row-major order holding the maximum
-            let step = if u[0] == best {
-                T::ZERO
-            } else if u[1] == best {
-                right
-            } else if l[0] == best {
-                below
-            } else {
-                diagonal
-            };
-            (*yv, *am) = (best, first + offset + step);
+multiversion! {
+    /// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding:
+    /// the usual CNN pool. The maximum, then the first cell holding it as selects among values
+    /// of the element type (indices too: `offsets[ow] = 2·ow`, built once per call), so the
+    /// loop stays in that type's arithmetic and vectorises (with AVX2 where the CPU has it),
+    /// and no branch depends on the data, which on real inputs would be mispredicted half the
+    /// time.
+    fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
+        let out_w = in_w / 2;
+        let (right, below, diagonal) = (T::ONE, T::from_usize(in_w), T::from_usize(in_w + 1));
+        let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
+        for (oh, (y_row, arg_row)) in out_rows.enumerate() {
+            let top = 2 * oh * in_w;
+            let (upper, lower) = (&x[top..top + 2 * out_w], &x[top + in_w..top + in_w + 2 * out_w]);
+            let first = T::from_usize(top);
+            let windows = upper.chunks_exact(2).zip(lower.chunks_exact(2)).zip(offsets);
+            for ((yv, am), ((u, l), &offset)) in y_row.iter_mut().zip(arg_row.iter_mut()).zip(windows) {
+                let best = u[0].max(u[1]).max(l[0].max(l[1]));
+                // the first cell in row-major order holding the maximum
+                let step = if u[0] == best {
+                    T::ZERO
+                } else if u[1] == best {
+                    right
+                } else if l[0] == best {
+                    below
+                } else {
+                    diagonal
+                };
+                (*yv, *am) = (best, first + offset + step);
+            }
         }
+    }
+}
+
+multiversion! {
+    /// Whether `x` holds a NaN (a fold, not `any`: without the early exit the scan vectorises).
+    fn has_nan<T: Element>(x: &[T]) -> bool {
+        x.iter().fold(false, |seen, v| seen | v.is_nan())
     }
 }
 
@@ -226,9 +237,8 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
         if two_by_two { (0..out_w).map(|ow| T::from_usize(2 * ow)).collect() } else { Vec::new() };
     let plane = |i: usize, y: &mut [T], argmax: &mut [T]| {
         let x = &x[i * in_plane..(i + 1) * in_plane];
-        // NaN (which wins) is rare: such planes take the general path. (A fold, not `any`:
-        // without the early exit the scan vectorises.)
-        if two_by_two && !x.iter().fold(false, |seen, v| seen | v.is_nan()) {
+        // NaN (which wins) is rare: such planes take the general path
+        if two_by_two && !has_nan(x) {
             return max_pool_2x2(x, g.in_w, &offsets, y, argmax);
         }
         let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
