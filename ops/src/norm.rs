@@ -225,13 +225,19 @@ multiversion! {
             let (sa, sb) = row_moments(dyr, xr, gamma, mu);
             // mean(ĝ) and mean(ĝ⊙x̂) = rstd·Σ ĝ(x − μ) / n.
             let (a, b) = (sa / n, sb * rs / n);
-            for (k, ((o, &d), &v)) in dxr.iter_mut().zip(dyr).zip(xr).enumerate() {
-                let gh = match gamma {
-                    Some(g) => d * g[k],
-                    None => d,
-                };
-                let xh = (v - mu) * rs;
-                *o = rs * (gh - a - xh * b);
+            let dx_of = |gh: T, v: T| rs * (gh - a - (v - mu) * rs * b);
+            // one loop per case: a γ read by index would keep the loop from vectorising
+            match gamma {
+                Some(g) => {
+                    for (((o, &d), &v), &g) in dxr.iter_mut().zip(dyr).zip(xr).zip(g) {
+                        *o = dx_of(d * g, v);
+                    }
+                }
+                None => {
+                    for ((o, &d), &v) in dxr.iter_mut().zip(dyr).zip(xr) {
+                        *o = dx_of(d, v);
+                    }
+                }
             }
             if let Some(p) = prod.as_deref_mut() {
                 let pr = &mut p[r * cols..(r + 1) * cols];
