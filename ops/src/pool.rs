@@ -178,14 +178,31 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
     (best, arg)
 }
 
+/// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding: the
+/// usual CNN pool. Each window's maximum, then the first cell (row-major) holding it, whose
+/// own value is written (so a window of −0 and +0 gives the first, as the general path does).
+/// `offsets[ow] = 2·ow` as the element type, built once per call. f32 with AVX2 runs explicit
+/// vector code (eight windows at a time, a masked last group for short rows); otherwise
+/// selects among values of the element type, with no branch on the data.
+fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && crate::math::has_avx2_fma() {
+        // SAFETY: T is f32 (same layout); the CPU has AVX2.
+        return unsafe {
+            x86_pool::max_pool_2x2_f32(
+                std::mem::transmute::<&[T], &[f32]>(x),
+                in_w,
+                std::mem::transmute::<&mut [T], &mut [f32]>(y),
+                std::mem::transmute::<&mut [T], &mut [f32]>(argmax),
+            )
+        };
+    }
+    max_pool_2x2_selects(x, in_w, offsets, y, argmax);
+}
+
 multiversion! {
-    /// Max pooling of one NaN-free plane `in_w` wide with 2×2 windows, stride 2, no padding:
-    /// the usual CNN pool. The maximum, then the first cell holding it as selects among values
-    /// of the element type (indices too: `offsets[ow] = 2·ow`, built once per call), so the
-    /// loop stays in that type's arithmetic and vectorises (with AVX2 where the CPU has it),
-    /// and no branch depends on the data, which on real inputs would be mispredicted half the
-    /// time.
-    fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
+    /// [`max_pool_2x2`] as selects among values of the element type.
+    fn max_pool_2x2_selects<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
         let out_w = in_w / 2;
         let (right, below, diagonal) = (T::ONE, T::from_usize(in_w), T::from_usize(in_w + 1));
         let out_rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
@@ -197,16 +214,95 @@ multiversion! {
             for ((yv, am), ((u, l), &offset)) in y_row.iter_mut().zip(arg_row.iter_mut()).zip(windows) {
                 let best = u[0].max(u[1]).max(l[0].max(l[1]));
                 // the first cell in row-major order holding the maximum
-                let step = if u[0] == best {
-                    T::ZERO
+                let (value, step) = if u[0] == best {
+                    (u[0], T::ZERO)
                 } else if u[1] == best {
-                    right
+                    (u[1], right)
                 } else if l[0] == best {
-                    below
+                    (l[0], below)
                 } else {
-                    diagonal
+                    (l[1], diagonal)
                 };
-                (*yv, *am) = (best, first + offset + step);
+                (*yv, *am) = (value, first + offset + step);
+            }
+        }
+    }
+}
+
+/// The AVX2 f32 path of [`max_pool_2x2`].
+#[cfg(target_arch = "x86_64")]
+mod x86_pool {
+    use std::arch::x86_64::*;
+
+    /// [`max_pool_2x2`](super::max_pool_2x2) for f32: per output row, groups of eight windows
+    /// (their cells deinterleaved from two row loads each), the last group masked.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `x` is a plane `in_w` wide of at least `2·(y.len() / (in_w /
+    /// 2))` rows, and `argmax` is as long as `y`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn max_pool_2x2_f32(x: &[f32], in_w: usize, y: &mut [f32], argmax: &mut [f32]) {
+        let out_w = in_w / 2;
+        let out_h = y.len() / out_w;
+        assert!(
+            x.len() >= 2 * out_h * in_w && argmax.len() == y.len(),
+            "internal invariant: 2x2 pool plane lengths"
+        );
+        let (right, below, diagonal) =
+            (_mm256_set1_ps(1.0), _mm256_set1_ps(in_w as f32), _mm256_set1_ps((in_w + 1) as f32));
+        let (zero, lanes) = (_mm256_setzero_ps(), _mm256_setr_ps(0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0));
+        // mask of the first `n` of 8 lanes (n ≤ 8)
+        let first_lanes = |n: usize| {
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+        };
+        // cells 2·c..2·c+16 of a row: their even and odd cells, `n` windows of them read
+        let cells = |row: *const f32, n: usize| {
+            let (a, b) = if n == 8 {
+                // SAFETY: 16 cells from `row` lie in the plane (8 whole windows)
+                unsafe { (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))) }
+            } else {
+                // SAFETY: masked lanes are not read (nor can they fault); the unmasked 2n cells
+                // lie in the plane. The second address may lie past the plane: wrapping.
+                unsafe {
+                    (
+                        _mm256_maskload_ps(row, first_lanes(2 * n)),
+                        _mm256_maskload_ps(row.wrapping_add(8), first_lanes((2 * n).saturating_sub(8))),
+                    )
+                }
+            };
+            let (even, odd) = (_mm256_shuffle_ps::<0x88>(a, b), _mm256_shuffle_ps::<0xDD>(a, b));
+            let ordered = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v)));
+            (ordered(even), ordered(odd))
+        };
+        for oh in 0..out_h {
+            let top = 2 * oh * in_w;
+            for c in (0..out_w).step_by(8) {
+                let n = (out_w - c).min(8);
+                // SAFETY: window c's cells start at column 2c of rows 2oh and 2oh + 1
+                let (u0, u1) = cells(unsafe { x.as_ptr().add(top + 2 * c) }, n);
+                let (l0, l1) = cells(unsafe { x.as_ptr().add(top + in_w + 2 * c) }, n);
+                let best = _mm256_max_ps(_mm256_max_ps(u0, u1), _mm256_max_ps(l0, l1));
+                let eq = |v: __m256| _mm256_cmp_ps::<_CMP_EQ_OQ>(v, best);
+                let (e0, e1, e2) = (eq(u0), eq(u1), eq(l0));
+                // the first of u0, u1, l0, l1 equal to the maximum: blends from the last
+                let step = _mm256_blendv_ps(
+                    _mm256_blendv_ps(_mm256_blendv_ps(diagonal, below, e2), right, e1),
+                    zero,
+                    e0,
+                );
+                let value = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_blendv_ps(l1, l0, e2), u1, e1), u0, e0);
+                let cell = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps((top + 2 * c) as f32), lanes), step);
+                let at = oh * out_w + c;
+                // SAFETY: outputs at..at + n lie in y and argmax
+                unsafe {
+                    if n == 8 {
+                        _mm256_storeu_ps(y.as_mut_ptr().add(at), value);
+                        _mm256_storeu_ps(argmax.as_mut_ptr().add(at), cell);
+                    } else {
+                        _mm256_maskstore_ps(y.as_mut_ptr().add(at), first_lanes(n), value);
+                        _mm256_maskstore_ps(argmax.as_mut_ptr().add(at), first_lanes(n), cell);
+                    }
+                }
             }
         }
     }
@@ -570,6 +666,58 @@ mod tests {
             check::<f64>(&g, &random_vec::<f64>(g.input_len(), seed), seed + 1);
             check::<f32>(&g, &random_vec::<f32>(g.input_len(), seed), seed + 1);
         }
+    }
+
+    /// The 2×2 kernels (vector groups of eight windows, a masked last group) against a plain
+    /// loop, bit for bit: every row width from 2 to 37 (short rows, whole and partial groups,
+    /// odd widths), several planes, values from {−1, −0, +0, 1} so most windows tie and zeros
+    /// of both signs meet (the first maximal cell gives the value, sign included).
+    #[test]
+    fn two_by_two_pool_takes_the_first_maximal_cell_bit_for_bit() {
+        fn run<T: Element>(rng: &mut ChaCha8Rng) {
+            for in_w in 2..=37 {
+                for in_h in [2, 3, 6] {
+                    let g = Pool2dGeometry {
+                        batch: 2,
+                        channels: 3,
+                        in_h,
+                        in_w,
+                        kernel: (2, 2),
+                        stride: (2, 2),
+                        padding: (0, 0),
+                        ceil_mode: false,
+                        count_include_pad: true,
+                    };
+                    let values = [-1.0, -0.0, 0.0, 1.0];
+                    let x: Vec<T> =
+                        (0..g.input_len()).map(|_| T::from_f64(*values.choose(rng).unwrap())).collect();
+                    let (out_h, out_w, plane) = (g.out_h(), g.out_w(), in_h * in_w);
+                    let (mut want_y, mut want_arg) = (Vec::new(), Vec::new());
+                    for p in 0..2 * 3 {
+                        for oh in 0..out_h {
+                            for ow in 0..out_w {
+                                let mut best = 2 * oh * in_w + 2 * ow;
+                                for c in [best + 1, best + in_w, best + in_w + 1] {
+                                    if x[p * plane + c] > x[p * plane + best] {
+                                        best = c;
+                                    }
+                                }
+                                want_y.push(x[p * plane + best]);
+                                want_arg.push(T::from_usize(best));
+                            }
+                        }
+                    }
+                    let (mut y, mut arg) =
+                        (vec![T::from_f64(f64::NAN); g.output_len()], vec![T::ZERO; g.output_len()]);
+                    max_pool2d(&g, &x, &mut y, &mut arg);
+                    assert_eq!(bits_of(&y), bits_of(&want_y), "values, {in_h}×{in_w}");
+                    assert_eq!(bits_of(&arg), bits_of(&want_arg), "indices, {in_h}×{in_w}");
+                }
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        run::<f32>(&mut rng);
+        run::<f64>(&mut rng);
     }
 
     #[test]
