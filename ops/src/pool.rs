@@ -137,6 +137,12 @@ impl Pool2dGeometry {
         let cells = if self.count_include_pad { r.padded * c.padded } else { (r.hi - r.lo) * (c.hi - c.lo) };
         cells.max(1)
     }
+    /// 2×2 windows, stride 2, no padding, none partial (a ceil-mode partial window at an odd
+    /// edge takes the general path): the usual CNN pool, which has kernels of its own.
+    fn is_two_by_two(&self) -> bool {
+        (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0))
+            && (self.out_h(), self.out_w()) == (self.in_h / 2, self.in_w / 2)
+    }
     /// The windows' row spans (one per output row) and column spans (one per output column),
     /// computed once per call rather than per output.
     fn spans(&self) -> (Vec<Span>, Vec<Span>) {
@@ -229,10 +235,103 @@ multiversion! {
     }
 }
 
+/// The backward of [`max_pool_2x2`] on one plane where it has an explicit kernel (f32 with
+/// AVX2): each window's four cells written once, `0 + dy` (as the scatter adds it) where the
+/// cell is the window's `argmax` and zero elsewhere, then zeros over an odd last row or
+/// column, which no window covers. False, `dx` unspecified, without such a kernel or when an
+/// index lies outside its window (not one [`max_pool2d`] wrote): the caller then scatters.
+fn max_pool_2x2_backward<T: Element>(dy: &[T], argmax: &[T], in_w: usize, dx: &mut [T]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && crate::math::has_avx2_fma() {
+        // SAFETY: T is f32 (same layout); the CPU has AVX2.
+        return unsafe {
+            x86_pool::max_pool_2x2_backward_f32(
+                std::mem::transmute::<&[T], &[f32]>(dy),
+                std::mem::transmute::<&[T], &[f32]>(argmax),
+                in_w,
+                std::mem::transmute::<&mut [T], &mut [f32]>(dx),
+            )
+        };
+    }
+    let _ = (dy, argmax, in_w, dx);
+    false
+}
+
 /// The AVX2 f32 path of [`max_pool_2x2`].
 #[cfg(target_arch = "x86_64")]
 mod x86_pool {
     use std::arch::x86_64::*;
+
+    /// The first `n` of 8 lanes (`n` may exceed 8).
+    #[target_feature(enable = "avx2")]
+    fn first_lanes(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    /// [`max_pool_2x2_backward`](super::max_pool_2x2_backward) for f32: per output row,
+    /// groups of eight windows, their cells' values interleaved into two row stores each, the
+    /// last group masked.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn max_pool_2x2_backward_f32(dy: &[f32], argmax: &[f32], in_w: usize, dx: &mut [f32]) -> bool {
+        let out_w = in_w / 2;
+        let out_h = dy.len() / out_w.max(1);
+        assert!(
+            out_w > 0 && dx.len() >= 2 * out_h * in_w && argmax.len() == dy.len(),
+            "internal invariant: 2x2 pool plane lengths"
+        );
+        let (right, below, diagonal) =
+            (_mm256_set1_ps(1.0), _mm256_set1_ps(in_w as f32), _mm256_set1_ps((in_w + 1) as f32));
+        let (zero, lanes) = (_mm256_setzero_ps(), _mm256_setr_ps(0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0));
+        let mut outside = _mm256_setzero_ps();
+        for oh in 0..out_h {
+            let top = 2 * oh * in_w;
+            for c in (0..out_w).step_by(8) {
+                let (n, at) = ((out_w - c).min(8), oh * out_w + c);
+                let mask = first_lanes(n);
+                // SAFETY: outputs at..at + n lie in dy and argmax; masked lanes are not read
+                let (d, a) = unsafe {
+                    (
+                        _mm256_maskload_ps(dy.as_ptr().add(at), mask),
+                        _mm256_maskload_ps(argmax.as_ptr().add(at), mask),
+                    )
+                };
+                let d = _mm256_add_ps(zero, d);
+                let cell = _mm256_add_ps(_mm256_set1_ps((top + 2 * c) as f32), lanes);
+                let is = |k: __m256| _mm256_cmp_ps::<_CMP_EQ_OQ>(a, _mm256_add_ps(cell, k));
+                let (e0, e1, e2, e3) = (is(zero), is(right), is(below), is(diagonal));
+                let inside = _mm256_or_ps(_mm256_or_ps(e0, e1), _mm256_or_ps(e2, e3));
+                outside = _mm256_or_ps(outside, _mm256_andnot_ps(inside, _mm256_castsi256_ps(mask)));
+                let pick = |e: __m256| _mm256_and_ps(e, d);
+                // cells 2c..2c + 2n of a row, from the windows' left and right values
+                let row = |left: __m256, right: __m256, at: usize, dx: &mut [f32]| {
+                    let (lo, hi) = (_mm256_unpacklo_ps(left, right), _mm256_unpackhi_ps(left, right));
+                    let (first, second) =
+                        (_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi));
+                    // SAFETY: cells at..at + 2n lie in dx (masked lanes are not written); the
+                    // second address may lie past it: wrapping
+                    unsafe {
+                        let p = dx.as_mut_ptr().add(at);
+                        _mm256_maskstore_ps(p, first_lanes(2 * n), first);
+                        _mm256_maskstore_ps(
+                            p.wrapping_add(8),
+                            first_lanes((2 * n).saturating_sub(8)),
+                            second,
+                        );
+                    }
+                };
+                row(pick(e0), pick(e1), top + 2 * c, dx);
+                row(pick(e2), pick(e3), top + in_w + 2 * c, dx);
+            }
+            if in_w % 2 == 1 {
+                (dx[top + in_w - 1], dx[top + 2 * in_w - 1]) = (0.0, 0.0);
+            }
+        }
+        dx[2 * out_h * in_w..].fill(0.0);
+        _mm256_movemask_ps(outside) == 0
+    }
 
     /// [`max_pool_2x2`](super::max_pool_2x2) for f32: per output row, groups of eight windows
     /// (their cells deinterleaved from two row loads each), the last group masked.
@@ -251,10 +350,6 @@ mod x86_pool {
         let (right, below, diagonal) =
             (_mm256_set1_ps(1.0), _mm256_set1_ps(in_w as f32), _mm256_set1_ps((in_w + 1) as f32));
         let (zero, lanes) = (_mm256_setzero_ps(), _mm256_setr_ps(0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0));
-        // mask of the first `n` of 8 lanes (n ≤ 8)
-        let first_lanes = |n: usize| {
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-        };
         // cells 2·c..2·c+16 of a row: their even and odd cells, `n` windows of them read
         let cells = |row: *const f32, n: usize| {
             let (a, b) = if n == 8 {
@@ -326,9 +421,7 @@ pub fn max_pool2d<T: Element>(g: &Pool2dGeometry, x: &[T], y: &mut [T], argmax: 
         return;
     }
     let (rows, cols) = g.spans();
-    // (a ceil-mode partial window at an odd edge takes the general path)
-    let two_by_two = (g.kernel, g.stride, g.padding) == ((2, 2), (2, 2), (0, 0))
-        && (g.out_h(), g.out_w()) == (g.in_h / 2, g.in_w / 2);
+    let two_by_two = g.is_two_by_two();
     let offsets: Vec<T> =
         if two_by_two { (0..out_w).map(|ow| T::from_usize(2 * ow)).collect() } else { Vec::new() };
     let plane = |i: usize, y: &mut [T], argmax: &mut [T]| {
@@ -400,13 +493,19 @@ pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, dy: &[T], argmax: &[T
     g.check(dx.len(), dy.len());
     assert!(argmax.len() == dy.len(), "internal invariant: argmax has one index per output");
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h() * g.out_w());
-    dx.fill(T::ZERO);
     if out_plane == 0 {
+        dx.fill(T::ZERO);
         return;
     }
+    let two_by_two = g.is_two_by_two();
     for_each_plane(dx, in_plane, g.parallel(), |i, dx| {
         let range = i * out_plane..(i + 1) * out_plane;
-        for (&d, &a) in dy[range.clone()].iter().zip(&argmax[range]) {
+        let (dy, argmax) = (&dy[range.clone()], &argmax[range]);
+        if two_by_two && max_pool_2x2_backward(dy, argmax, g.in_w, dx) {
+            return;
+        }
+        dx.fill(T::ZERO);
+        for (&d, &a) in dy.iter().zip(argmax) {
             if a >= T::ZERO {
                 dx[a.to_f64() as usize] += d;
             }
@@ -668,8 +767,8 @@ mod tests {
         }
     }
 
-    /// The 2×2 kernels (vector groups of eight windows, a masked last group) against a plain
-    /// loop, bit for bit: every row width from 2 to 37 (short rows, whole and partial groups,
+    /// The 2×2 kernels (vector groups of eight windows, a masked last group), forward and
+    /// backward, against plain loops, bit for bit: every row width from 2 to 37 (short rows, whole and partial groups,
     /// odd widths), several planes, values from {−1, −0, +0, 1} so most windows tie and zeros
     /// of both signs meet (the first maximal cell gives the value, sign included).
     #[test]
@@ -712,6 +811,24 @@ mod tests {
                     max_pool2d(&g, &x, &mut y, &mut arg);
                     assert_eq!(bits_of(&y), bits_of(&want_y), "values, {in_h}×{in_w}");
                     assert_eq!(bits_of(&arg), bits_of(&want_arg), "indices, {in_h}×{in_w}");
+                    // the backward against the scatter it replaces (dy with zeros of both
+                    // signs), then with indices moved out of their windows (the scatter again)
+                    let dy: Vec<T> =
+                        (0..g.output_len()).map(|_| T::from_f64(*values.choose(rng).unwrap())).collect();
+                    let scatter = |arg: &[T]| {
+                        let mut dx = vec![T::ZERO; g.input_len()];
+                        for (o, (&d, &a)) in dy.iter().zip(arg).enumerate() {
+                            dx[o / (out_h * out_w) * plane + a.to_f64() as usize] += d;
+                        }
+                        dx
+                    };
+                    let mut moved = arg.clone();
+                    moved.chunks_mut(out_h * out_w).for_each(|p| p.reverse());
+                    for arg in [&arg, &moved] {
+                        let mut dx = vec![T::from_f64(f64::NAN); g.input_len()];
+                        max_pool2d_backward(&g, &dy, arg, &mut dx);
+                        assert_eq!(bits_of(&dx), bits_of(&scatter(arg)), "backward, {in_h}×{in_w}");
+                    }
                 }
             }
         }
