@@ -201,10 +201,16 @@ pub fn pad<T: Copy + Send + Sync>(
         "internal invariant: pad lengths"
     );
     out.fill(value);
+    let (Some(&row), Some(outer)) = (shape.last(), shape.len().checked_sub(1)) else {
+        out[0] = x[0];
+        return;
+    };
     let out_strides = contiguous_strides(&out_shape);
     let offset: usize = pads.iter().zip(&out_strides).map(|(&(b, _), &s)| b * s).sum();
-    // Walk the input in order; `o` is its position in `out`.
-    for_each_strided(shape, &out_strides, |i, o| out[offset + o] = x[i]);
+    // Walk the input's rows in order (`r`), each copied whole to its place `o` in `out`.
+    for_each_strided(&shape[..outer], &out_strides[..outer], |r, o| {
+        out[offset + o..offset + o + row].copy_from_slice(&x[r * row..(r + 1) * row]);
+    });
 }
 
 #[cfg(test)]
@@ -315,16 +321,31 @@ mod tests {
 
     #[test]
     fn pad_places_input_inside_constant_border() {
-        let shape = [2, 3];
-        let x: Vec<f32> = random_vec(6, 9);
-        let pads = [(1, 0), (2, 1)];
-        let mut out = vec![0.0; 3 * 6];
-        pad(&x, &shape, &pads, -1.0, &mut out);
-        for r in 0..3 {
-            for c in 0..6 {
-                let inside = r >= 1 && (2..5).contains(&c);
-                let expected = if inside { x[(r - 1) * 3 + c - 2] } else { -1.0 };
-                assert_eq!(out[r * 6 + c], expected);
+        // every element of `out` from its multi-index: inside the pads the input's, else -1;
+        // a scalar, 1-d, zero-sized and 3-d shapes, pads on any axis
+        for (shape, pads) in [
+            (vec![2, 3], vec![(1, 0), (2, 1)]),
+            (vec![], vec![]),
+            (vec![5], vec![(0, 3)]),
+            (vec![0, 4], vec![(1, 1), (0, 2)]),
+            (vec![3, 0], vec![(0, 0), (2, 0)]),
+            (vec![2, 3, 4], vec![(0, 1), (2, 0), (1, 3)]),
+            (vec![32, 1, 128], vec![(0, 0), (5, 58), (0, 0)]),
+        ] {
+            let x: Vec<f32> = random_vec(numel(&shape), 9);
+            let out_shape: Vec<usize> = shape.iter().zip(&pads).map(|(&s, &(b, a))| s + b + a).collect();
+            let mut out = vec![0.0; numel(&out_shape)];
+            pad(&x, &shape, &pads, -1.0, &mut out);
+            for (o, &v) in out.iter().enumerate() {
+                let oi = unravel(o, &out_shape);
+                let xi: Option<Vec<usize>> = oi
+                    .iter()
+                    .zip(&pads)
+                    .zip(&shape)
+                    .map(|((&i, &(b, _)), &s)| i.checked_sub(b).filter(|&j| j < s))
+                    .collect();
+                let expected = xi.map_or(-1.0, |xi| x[ravel(&xi, &shape)]);
+                assert_eq!(v, expected, "{shape:?} {pads:?} at {oi:?}");
             }
         }
     }
