@@ -82,12 +82,26 @@ fn gather_strided<T: Copy + Send + Sync>(x: &[T], shape: &[usize], strides: &[us
         let (outer_shape, outer_strides) =
             (&shape[..shape.len().saturating_sub(1)], &strides[..strides.len().saturating_sub(1)]);
         let step = strides.last().copied().unwrap_or(0);
-        for (r, row) in out.chunks_exact_mut(inner).enumerate() {
-            let base = offset_of(first_row + r, outer_shape, outer_strides);
+        // the first row's multi-index and offset, then an odometer (no divisions per row)
+        let mut index = vec![0; outer_shape.len()];
+        let mut rest = first_row;
+        for (i, &n) in index.iter_mut().zip(outer_shape).rev() {
+            (*i, rest) = (rest % n, rest / n);
+        }
+        let mut base: usize = index.iter().zip(outer_strides).map(|(&i, &s)| i * s).sum();
+        for row in out.chunks_exact_mut(inner) {
             match step {
                 0 => row.fill(x[base]),
                 1 => row.copy_from_slice(&x[base..base + inner]),
                 _ => row.iter_mut().zip(x[base..].iter().step_by(step)).for_each(|(o, &v)| *o = v),
+            }
+            for ((i, &n), &s) in index.iter_mut().zip(outer_shape).zip(outer_strides).rev() {
+                *i += 1;
+                base += s;
+                if *i < n {
+                    break;
+                }
+                (*i, base) = (0, base - n * s);
             }
         }
     };
@@ -116,16 +130,6 @@ fn merge_dims(shape: &[usize], strides: &[usize]) -> (Vec<usize>, Vec<usize>) {
         }
     }
     (dims, steps)
-}
-
-/// `Σ index[d]·strides[d]` for the row-major multi-index of `linear` in `shape`.
-fn offset_of(mut linear: usize, shape: &[usize], strides: &[usize]) -> usize {
-    let mut offset = 0;
-    for (&n, &s) in shape.iter().zip(strides).rev() {
-        offset += (linear % n) * s;
-        linear /= n;
-    }
-    offset
 }
 
 /// Copies the slab `[.., start..start + n, ..]` of `x` laid out as (outer, len, inner) into `out`
