@@ -6,42 +6,44 @@
 use crate::{broadcast_strides, contiguous_strides, numel};
 use rayon::prelude::*;
 
-/// Visits every multi-index of `shape` in row-major order, calling `f(linear_out, offset)` where
-/// `offset = Σ index[d] · strides[d]`. The innermost dimension is walked in a tight loop.
-fn for_each_strided(shape: &[usize], strides: &[usize], mut f: impl FnMut(usize, usize)) {
-    let total = numel(shape);
-    if total == 0 {
-        return;
-    }
-    let rank = shape.len();
-    if rank == 0 {
-        f(0, 0);
-        return;
-    }
-    let (inner_len, inner_stride) = (shape[rank - 1], strides[rank - 1]);
-    let mut index = vec![0usize; rank - 1];
-    let mut base = 0usize;
-    let mut linear = 0usize;
-    loop {
-        for i in 0..inner_len {
-            f(linear + i, base + i * inner_stride);
+/// The offsets `Σ index[d]·strides[d]` of the multi-indices of `shape` in row-major order,
+/// from the `first`-th: its multi-index is divided out once, then stepped like an odometer.
+struct Offsets<'a> {
+    shape: &'a [usize],
+    strides: &'a [usize],
+    index: Vec<usize>,
+    offset: usize,
+}
+
+impl<'a> Offsets<'a> {
+    fn from(first: usize, shape: &'a [usize], strides: &'a [usize]) -> Self {
+        let mut index = vec![0; shape.len()];
+        let mut rest = first;
+        for (i, &n) in index.iter_mut().zip(shape).rev() {
+            (*i, rest) = (rest % n, rest / n);
         }
-        linear += inner_len;
-        // Odometer over the outer dimensions.
-        let mut d = rank - 1;
-        loop {
-            if d == 0 {
-                return;
-            }
-            d -= 1;
-            index[d] += 1;
-            base += strides[d];
-            if index[d] < shape[d] {
+        let offset = index.iter().zip(strides).map(|(&i, &s)| i * s).sum();
+        Offsets { shape, strides, index, offset }
+    }
+}
+
+impl Iterator for Offsets<'_> {
+    type Item = usize;
+
+    /// The current offset, then a step to the next multi-index (past the last one it wraps to
+    /// the first: the caller bounds the walk).
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        let current = self.offset;
+        for ((i, &n), &s) in self.index.iter_mut().zip(self.shape).zip(self.strides).rev() {
+            *i += 1;
+            self.offset += s;
+            if *i < n {
                 break;
             }
-            base -= strides[d] * shape[d];
-            index[d] = 0;
+            (*i, self.offset) = (0, self.offset - n * s);
         }
+        Some(current)
     }
 }
 
@@ -82,26 +84,13 @@ fn gather_strided<T: Copy + Send + Sync>(x: &[T], shape: &[usize], strides: &[us
         let (outer_shape, outer_strides) =
             (&shape[..shape.len().saturating_sub(1)], &strides[..strides.len().saturating_sub(1)]);
         let step = strides.last().copied().unwrap_or(0);
-        // the first row's multi-index and offset, then an odometer (no divisions per row)
-        let mut index = vec![0; outer_shape.len()];
-        let mut rest = first_row;
-        for (i, &n) in index.iter_mut().zip(outer_shape).rev() {
-            (*i, rest) = (rest % n, rest / n);
-        }
-        let mut base: usize = index.iter().zip(outer_strides).map(|(&i, &s)| i * s).sum();
-        for row in out.chunks_exact_mut(inner) {
+        for (row, base) in
+            out.chunks_exact_mut(inner).zip(Offsets::from(first_row, outer_shape, outer_strides))
+        {
             match step {
                 0 => row.fill(x[base]),
                 1 => row.copy_from_slice(&x[base..base + inner]),
                 _ => row.iter_mut().zip(x[base..].iter().step_by(step)).for_each(|(o, &v)| *o = v),
-            }
-            for ((i, &n), &s) in index.iter_mut().zip(outer_shape).zip(outer_strides).rev() {
-                *i += 1;
-                base += s;
-                if *i < n {
-                    break;
-                }
-                (*i, base) = (0, base - n * s);
             }
         }
     };
@@ -205,16 +194,17 @@ pub fn pad<T: Copy + Send + Sync>(
         "internal invariant: pad lengths"
     );
     out.fill(value);
-    let (Some(&row), Some(outer)) = (shape.last(), shape.len().checked_sub(1)) else {
-        out[0] = x[0];
+    let row = shape.last().copied().unwrap_or(1);
+    if x.is_empty() || row == 0 {
         return;
-    };
+    }
     let out_strides = contiguous_strides(&out_shape);
     let offset: usize = pads.iter().zip(&out_strides).map(|(&(b, _), &s)| b * s).sum();
-    // Walk the input's rows in order (`r`), each copied whole to its place `o` in `out`.
-    for_each_strided(&shape[..outer], &out_strides[..outer], |r, o| {
-        out[offset + o..offset + o + row].copy_from_slice(&x[r * row..(r + 1) * row]);
-    });
+    // the input's rows in order, each copied whole to its place in `out`
+    let outer = shape.len().saturating_sub(1);
+    for (src, o) in x.chunks_exact(row).zip(Offsets::from(0, &shape[..outer], &out_strides[..outer])) {
+        out[offset + o..offset + o + row].copy_from_slice(src);
+    }
 }
 
 #[cfg(test)]
