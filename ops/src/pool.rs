@@ -253,6 +253,7 @@ fn max_pool_2x2_backward<T: Element>(dy: &[T], argmax: &[T], in_w: usize, dx: &m
             )
         };
     }
+    #[cfg(not(target_arch = "x86_64"))]
     let _ = (dy, argmax, in_w, dx);
     false
 }
@@ -261,6 +262,29 @@ fn max_pool_2x2_backward<T: Element>(dy: &[T], argmax: &[T], in_w: usize, dx: &m
 #[cfg(target_arch = "x86_64")]
 mod x86_pool {
     use std::arch::x86_64::*;
+
+    /// A window's cells relative to its first (`zero`, `right`, `below`, `diagonal`) and the
+    /// first cells of eight windows in a row relative to the first's (`lanes`), as f32 lanes.
+    struct Steps {
+        zero: __m256,
+        right: __m256,
+        below: __m256,
+        diagonal: __m256,
+        lanes: __m256,
+    }
+
+    impl Steps {
+        #[target_feature(enable = "avx2")]
+        fn new(in_w: usize) -> Steps {
+            Steps {
+                zero: _mm256_setzero_ps(),
+                right: _mm256_set1_ps(1.0),
+                below: _mm256_set1_ps(in_w as f32),
+                diagonal: _mm256_set1_ps((in_w + 1) as f32),
+                lanes: _mm256_setr_ps(0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0),
+            }
+        }
+    }
 
     /// The first `n` of 8 lanes (`n` may exceed 8).
     #[target_feature(enable = "avx2")]
@@ -282,9 +306,7 @@ mod x86_pool {
             out_w > 0 && dx.len() >= 2 * out_h * in_w && argmax.len() == dy.len(),
             "internal invariant: 2x2 pool plane lengths"
         );
-        let (right, below, diagonal) =
-            (_mm256_set1_ps(1.0), _mm256_set1_ps(in_w as f32), _mm256_set1_ps((in_w + 1) as f32));
-        let (zero, lanes) = (_mm256_setzero_ps(), _mm256_setr_ps(0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0));
+        let Steps { zero, right, below, diagonal, lanes } = Steps::new(in_w);
         let mut outside = _mm256_setzero_ps();
         for oh in 0..out_h {
             let top = 2 * oh * in_w;
@@ -347,9 +369,7 @@ mod x86_pool {
             x.len() >= 2 * out_h * in_w && argmax.len() == y.len(),
             "internal invariant: 2x2 pool plane lengths"
         );
-        let (right, below, diagonal) =
-            (_mm256_set1_ps(1.0), _mm256_set1_ps(in_w as f32), _mm256_set1_ps((in_w + 1) as f32));
-        let (zero, lanes) = (_mm256_setzero_ps(), _mm256_setr_ps(0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0));
+        let Steps { zero, right, below, diagonal, lanes } = Steps::new(in_w);
         // cells 2·c..2·c+16 of a row: their even and odd cells, `n` windows of them read
         let cells = |row: *const f32, n: usize| {
             let (a, b) = if n == 8 {
@@ -768,9 +788,10 @@ mod tests {
     }
 
     /// The 2×2 kernels (vector groups of eight windows, a masked last group), forward and
-    /// backward, against plain loops, bit for bit: every row width from 2 to 37 (short rows, whole and partial groups,
-    /// odd widths), several planes, values from {−1, −0, +0, 1} so most windows tie and zeros
-    /// of both signs meet (the first maximal cell gives the value, sign included).
+    /// backward, against plain loops, bit for bit: every row width from 2 to 37 (short rows,
+    /// whole and partial groups, odd widths), several planes, values from {−1, −0, +0, 1} so
+    /// most windows tie and zeros of both signs meet (the first maximal cell gives the value,
+    /// sign included).
     #[test]
     fn two_by_two_pool_takes_the_first_maximal_cell_bit_for_bit() {
         fn run<T: Element>(rng: &mut ChaCha8Rng) {
