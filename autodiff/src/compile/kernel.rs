@@ -338,7 +338,7 @@ impl FusedKernel {
     /// order), with the block loops compiled for AVX2 when the CPU has it.
     unsafe fn run_range<T: Element>(&self, io: &Io<'_, T>, start: usize, end: usize, acc: &mut [Vec<f64>]) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if graphgrad_ops::math::has_avx2_fma() {
             // SAFETY: the CPU supports the features the copy is compiled for.
             return unsafe { self.run_range_avx2(io, start, end, acc) };
         }
@@ -634,7 +634,7 @@ fn fold_block<T: Element>(op: ReduceOp, a: f64, vals: &[T]) -> f64 {
 #[inline(always)]
 fn sum_block<T: Element>(vals: &[T]) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::is_x86_feature_detected!("avx2") {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && graphgrad_ops::math::has_avx2_fma() {
         // SAFETY: T is f32 (same layout); the CPU has AVX2.
         return unsafe { sum_f32_avx2(std::slice::from_raw_parts(vals.as_ptr() as *const f32, vals.len())) };
     }
