@@ -11,7 +11,6 @@
 //!   portable build perform the same operations in the same order (same bits).
 
 use crate::Element;
-use std::sync::OnceLock;
 
 /// Independent accumulators per leaf (two AVX2 registers of f32, four of f64).
 pub(crate) const LANES: usize = 16;
@@ -19,21 +18,6 @@ pub(crate) const LANES: usize = 16;
 pub(crate) const BLOCK: usize = 1024;
 /// Rows per leaf of a column sum.
 pub(crate) const ROW_LEAF: usize = 16;
-
-/// True when the CPU has AVX2 and FMA; detected once and cached.
-pub(crate) fn has_avx2_fma() -> bool {
-    static DETECTED: OnceLock<bool> = OnceLock::new();
-    *DETECTED.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
-}
 
 /// Defines `fn name<T: Element>(args) -> ret` whose body is compiled twice: once for
 /// AVX2+FMA (chosen at run time when the CPU has it) and once portable. The body must only
@@ -51,7 +35,7 @@ macro_rules! multiversion {
                 portable($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if $crate::reduce::kernels::has_avx2_fma() {
+            if $crate::math::has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked just above), which is all
                 // `avx2` requires; its body is the same safe code as `portable`.
                 return unsafe { avx2($($arg),*) };
