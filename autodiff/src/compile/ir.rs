@@ -208,6 +208,11 @@ impl Graph {
         self.outputs.contains(&v) || self.updates.iter().any(|u| u.1 == v)
     }
 
+    /// True when `n` was recorded by the backward pass or recomputes a value for it.
+    pub fn is_backward(&self, n: NodeIndex) -> bool {
+        self.backward.contains(&n) || self.late.contains(&n)
+    }
+
     /// Shape and dtype of a value.
     pub fn info(&self, v: Value) -> &ValueInfo {
         &self.g[v.node].outs[v.port]

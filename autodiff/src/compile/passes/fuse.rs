@@ -82,6 +82,8 @@ struct Group {
     shape: Shape,
     dtype: DType,
     min_pos: usize,
+    /// Holds a node of the backward pass (or a value recomputed for it).
+    backward: bool,
 }
 
 struct Grouping<'g> {
@@ -126,26 +128,90 @@ impl Grouping<'_> {
         !self.reaches(&externals, &members, min_pos)
     }
 
+    /// Whether the groups `ids` may become one: no path leaves their union and comes back.
+    fn legal_union(&self, ids: &[usize]) -> bool {
+        let mut members: HashSet<NodeIndex> = HashSet::new();
+        let mut min_pos = usize::MAX;
+        for &c in ids {
+            let g = self.groups[c].as_ref().expect("internal invariant: candidate group is alive");
+            members.extend(g.members.iter().copied());
+            min_pos = min_pos.min(g.min_pos);
+        }
+        let externals: Vec<Value> = members
+            .iter()
+            .flat_map(|&m| self.graph.inputs(m))
+            .filter(|v| !members.contains(&v.node))
+            .collect();
+        !self.reaches(&externals, &members, min_pos)
+    }
+
+    /// Moves the members of group `from` into group `target`.
+    fn absorb(&mut self, target: usize, from: usize) {
+        let g = self.groups[from].take().expect("internal invariant: merged group is alive");
+        for &m in &g.members {
+            self.group_of.insert(m, target);
+        }
+        let t = self.groups[target].as_mut().expect("internal invariant: target group is alive");
+        t.members.extend(g.members);
+        t.min_pos = t.min_pos.min(g.min_pos);
+        t.backward |= g.backward;
+    }
+
+    /// Merges each backward group with the forward groups over its shape that it reads, when
+    /// the union stays convex: a forward chain and its whole backward (a GELU's) are one
+    /// kernel, while a backward value whose other readers come later (the derivatives of an
+    /// LSTM's gates) stays with them instead of being stored by the forward kernel.
+    fn merge_backward_into_forward(&mut self) {
+        for b in 0..self.groups.len() {
+            let Some(g) = &self.groups[b] else { continue };
+            if !g.backward {
+                continue;
+            }
+            let mut cands: Vec<usize> = Vec::new();
+            for &m in &g.members {
+                for v in self.graph.inputs(m) {
+                    let Some(&f) = self.group_of.get(&v.node) else { continue };
+                    let fg = self.groups[f].as_ref().expect("internal invariant: member's group is alive");
+                    if !fg.backward && fg.shape == g.shape && fg.dtype == g.dtype && !cands.contains(&f) {
+                        cands.push(f);
+                    }
+                }
+            }
+            let mut all = cands.clone();
+            all.push(b);
+            let chosen: Vec<usize> = if self.legal_union(&all) {
+                cands
+            } else {
+                cands.into_iter().filter(|&f| self.legal_union(&[f, b])).take(1).collect()
+            };
+            for f in chosen {
+                self.absorb(b, f);
+            }
+        }
+    }
+
     fn join(&mut self, cands: &[usize], n: NodeIndex, shape: Shape, dtype: DType) {
         let target = match cands.first() {
             Some(&t) => t,
             None => {
-                self.groups.push(Some(Group { members: Vec::new(), shape, dtype, min_pos: usize::MAX }));
+                self.groups.push(Some(Group {
+                    members: Vec::new(),
+                    shape,
+                    dtype,
+                    min_pos: usize::MAX,
+                    backward: false,
+                }));
                 self.groups.len() - 1
             }
         };
         for &c in &cands[cands.len().min(1)..] {
-            let g = self.groups[c].take().expect("internal invariant: merged group is alive");
-            for &m in &g.members {
-                self.group_of.insert(m, target);
-            }
-            let t = self.groups[target].as_mut().expect("internal invariant: target group is alive");
-            t.members.extend(g.members);
-            t.min_pos = t.min_pos.min(g.min_pos);
+            self.absorb(target, c);
         }
+        let backward = self.graph.is_backward(n);
         let t = self.groups[target].as_mut().expect("internal invariant: target group is alive");
         t.members.push(n);
         t.min_pos = t.min_pos.min(self.pos[&n]);
+        t.backward |= backward;
         self.group_of.insert(n, target);
     }
 }
@@ -175,12 +241,15 @@ pub fn fuse_elementwise(graph: &mut Graph) {
         }
         let (shape, dtype) = (node.outs[0].shape.clone(), node.outs[0].dtype);
         let mut cands: Vec<usize> = Vec::new();
+        let backward = grouping.graph.is_backward(n);
         if !matches!(node.op, IrOp::Op(Op::Movement(MovementOp::Expand(_)))) {
             for v in grouping.graph.inputs(n) {
                 if let Some(&g) = grouping.group_of.get(&v.node) {
                     let grp =
                         grouping.groups[g].as_ref().expect("internal invariant: member's group is alive");
-                    if grp.shape == shape && grp.dtype == dtype && !cands.contains(&g) {
+                    // a backward value computed in a forward kernel is one more store there
+                    let phase_fits = grp.backward || !backward;
+                    if grp.shape == shape && grp.dtype == dtype && phase_fits && !cands.contains(&g) {
                         cands.push(g);
                     }
                 }
@@ -195,6 +264,7 @@ pub fn fuse_elementwise(graph: &mut Graph) {
         };
         grouping.join(&chosen, n, shape, dtype);
     }
+    grouping.merge_backward_into_forward();
     // A reduction's group may have been merged into another since: follow the members.
     let mut reduce_of: HashMap<usize, Vec<NodeIndex>> = HashMap::new();
     for (_, r) in reductions {
