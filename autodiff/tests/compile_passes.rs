@@ -623,3 +623,59 @@ fn max_pooling_finds_values_and_indices_in_one_pass() {
     assert_eq!(ops.iter().filter(|op| *op == "max_pool2d+indices").count(), 1, "{}", p.log());
     assert!(!ops.iter().any(|op| op == "max_pool2d_indices" || op == "max_pool2d"), "{ops:?}");
 }
+
+/// Two steps of an LSTM cell: the gates are slices of one pre-activation `x_t + h·W`.
+fn lstm_cells_step(io: &[Tensor], w: &Tensor) -> Result<Vec<Tensor>> {
+    let (x, h0) = (io[0].requires_grad_(), io[1].requires_grad_());
+    let (mut h, mut c) = (h0.clone(), io[2].clone());
+    let w = w.requires_grad_();
+    for t in 0..2 {
+        let z = x.narrow(1, t, 1)?.reshape(&[6, 40])?.add(&h.matmul(&w)?)?;
+        let gate = |k: usize| z.narrow(1, k * 10, 10);
+        let (i, f, g, o) = (gate(0)?.sigmoid(), gate(1)?.sigmoid(), gate(2)?.tanh(), gate(3)?.sigmoid());
+        c = f.mul(&c)?.add(&i.mul(&g)?)?;
+        h = o.mul(&c.tanh())?;
+    }
+    let loss = h.square().sum_all().add(&c.sum_all())?;
+    let mut out = grad(std::slice::from_ref(&loss), &[x, h0, w], false)?;
+    out.insert(0, loss);
+    Ok(out)
+}
+
+#[test]
+fn lstm_gates_fuse_their_pre_activation_and_leave_derivatives_to_the_backward_kernels() {
+    use graphgrad_autodiff::compile::ir::IrOp;
+    use graphgrad_autodiff::compile::kernel::{FusedKernel, Instr};
+    use graphgrad_ops::unary::UnaryOp;
+    let w = data(&[10, 40], 51);
+    let io = [data(&[6, 2, 40], 52), data(&[6, 10], 53), data(&[6, 10], 54)];
+    let eager = lstm_cells_step(&io, &w).unwrap();
+    let w2 = w.clone();
+    let mut f = compile_with(move |io: &[Tensor]| lstm_cells_step(io, &w2), only(CompileOptions::default()));
+    let out = f.call(&io).unwrap();
+    for (o, e) in out.iter().zip(&eager) {
+        assert_close(&o.to_vec::<f32>().unwrap(), &e.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    let p = f.programs().next().unwrap();
+    let kernels: Vec<_> = p
+        .graph()
+        .g
+        .node_weights()
+        .filter_map(|n| match &n.op {
+            IrOp::Fused(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    let has =
+        |k: &FusedKernel, op: UnaryOp| k.instrs.iter().any(|i| matches!(i, Instr::Unary(u, _) if *u == op));
+    // each sum x_t + h·W is computed gate by gate inside the kernels that apply the gates
+    assert!(kernels.iter().all(|k| k.shape.as_slice() != [6, 40]), "{}", p.log());
+    // the first step's gates kernel stores its activations and c, h; σ' and tanh' are
+    // computed by the backward kernel that reads them (the second step's forward and
+    // backward, nothing recurrent between them, may be one kernel)
+    let first = kernels
+        .iter()
+        .find(|k| has(k, UnaryOp::Sigmoid) && !has(k, UnaryOp::SigmoidGrad) && !has(k, UnaryOp::TanhGrad));
+    let first = first.unwrap_or_else(|| panic!("no gates kernel without derivatives: {}", p.log()));
+    assert!(first.outputs.len() <= 6, "{} outputs: {:?}", first.outputs.len(), first.instrs);
+}

@@ -17,7 +17,10 @@
 //!   concatenation, padded once: one pass over the result instead of a full-size pad and add
 //!   per piece;
 //! - a sum of products `Σ aᵢ·bᵢ` (a weight's gradient summed over an RNN's time steps) is one
-//!   product of the operands joined along the contracted axis.
+//!   product of the operands joined along the contracted axis;
+//! - a slice of an elementwise result read only in slices (an LSTM's gates, cut from one
+//!   pre-activation `x·W_ih + h·W_hh`) is the elementwise op of the operands' slices, so each
+//!   slice fuses with the op that reads it and the whole result is never stored.
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
@@ -58,6 +61,11 @@ pub fn simplify_algebra(graph: &mut Graph) {
             continue;
         }
         if let Some((op, operands)) = transposes_read_in_place(graph, n) {
+            graph.g[n].op = IrOp::Op(op);
+            graph.set_inputs(n, &operands);
+            continue;
+        }
+        if let Some((op, operands)) = elementwise_of_slices(graph, n) {
             graph.g[n].op = IrOp::Op(op);
             graph.set_inputs(n, &operands);
             continue;
@@ -111,6 +119,47 @@ fn transposes_read_in_place(graph: &Graph, n: NodeIndex) -> Option<(Op, [Value; 
     }
     let op = Op::MatMul { trans_a: trans_a ^ a.is_some(), trans_b: trans_b ^ b.is_some() };
     Some((op, [a.unwrap_or(ins[0]), b.unwrap_or(ins[1])]))
+}
+
+/// When `n` narrows the result of a unary or binary elementwise op that is read only by
+/// narrows, and elementwise ops read `n` (so it will fuse with them): that op applied to the
+/// same slice of each operand (operands broadcast along the axis are read whole).
+fn elementwise_of_slices(graph: &mut Graph, n: NodeIndex) -> Option<(Op, Vec<Value>)> {
+    let IrOp::Op(Op::Movement(MovementOp::Narrow { axis, start, len })) = graph.g[n].op else { return None };
+    let whole = graph.inputs(n)[0];
+    let op @ (Op::Unary(_) | Op::Binary(_)) = (match &graph.g[whole.node].op {
+        IrOp::Op(op) => op,
+        _ => return None,
+    })
+    .clone() else {
+        return None;
+    };
+    let is_narrow = |u: NodeIndex| matches!(graph.g[u].op, IrOp::Op(Op::Movement(MovementOp::Narrow { .. })));
+    let is_elementwise =
+        |u: NodeIndex| matches!(graph.g[u].op, IrOp::Op(Op::Unary(_) | Op::Binary(_) | Op::Where));
+    if graph.is_result(whole)
+        || graph.is_result(Value::of(n))
+        || !graph.users(whole.node).into_iter().all(is_narrow)
+        || !graph.users(n).into_iter().all(is_elementwise)
+    {
+        return None;
+    }
+    let rank = graph.info(whole).shape.len();
+    let mut operands = Vec::new();
+    for v in graph.inputs(whole.node) {
+        let info = graph.info(v).clone();
+        // the operand's axis under the output's, aligned from the right as broadcasting does
+        let aligned = (axis + info.shape.len()).checked_sub(rank).filter(|&a| info.shape[a] != 1);
+        let Some(a) = aligned else {
+            operands.push(v);
+            continue;
+        };
+        let mut shape = info.shape;
+        shape[a] = len;
+        let slice = MovementOp::Narrow { axis: a, start, len };
+        operands.push(Value::of(graph.add(IrOp::Op(Op::Movement(slice)), shape, info.dtype, &[v])));
+    }
+    Some((op, operands))
 }
 
 /// A zero padding of `x` along one axis: `(x, axis, before, after)`.
