@@ -8,6 +8,11 @@
 //! check walks back from the new group's external operands, over nodes no earlier in topological
 //! order than the group's first member, and fails if it reaches a member. When merging all
 //! candidate groups is illegal, joining a single one is tried, else the node starts a group.
+//! A node of the backward pass joins only groups that already hold backward nodes, and each
+//! backward group then merges with the forward groups it reads where the union stays convex:
+//! a forward chain and its whole backward (a GELU's) become one kernel, while a derivative
+//! whose other readers run later (an LSTM gate's σ', read after the next time steps) is
+//! computed by the backward kernel instead of being stored by the forward one.
 //! A reduction then joins the group computing its operand as an extra, reduced output.
 //! Constants whose elements are all equal become immediates; every other operand is a
 //! broadcast load, and a slice of a larger value (`narrow`) is loaded from the larger value at
