@@ -116,25 +116,8 @@ impl Grouping<'_> {
         false
     }
 
-    /// Whether `n` may join the union of `cands` (see the module docs).
-    fn legal(&self, cands: &[usize], n: NodeIndex) -> bool {
-        let mut members: HashSet<NodeIndex> = HashSet::from([n]);
-        let mut min_pos = self.pos[&n];
-        for &c in cands {
-            let g = self.groups[c].as_ref().expect("internal invariant: candidate group is alive");
-            members.extend(g.members.iter().copied());
-            min_pos = min_pos.min(g.min_pos);
-        }
-        let mut externals: Vec<Value> = Vec::new();
-        let check: Vec<NodeIndex> = if cands.len() > 1 { members.iter().copied().collect() } else { vec![n] };
-        for m in check {
-            externals.extend(self.graph.inputs(m).into_iter().filter(|v| !members.contains(&v.node)));
-        }
-        !self.reaches(&externals, &members, min_pos)
-    }
-
-    /// Whether the groups `ids` may become one: no path leaves their union and comes back.
-    fn legal_union(&self, ids: &[usize]) -> bool {
+    /// The members of groups `ids` and the earliest position among them.
+    fn union(&self, ids: &[usize]) -> (HashSet<NodeIndex>, usize) {
         let mut members: HashSet<NodeIndex> = HashSet::new();
         let mut min_pos = usize::MAX;
         for &c in ids {
@@ -142,12 +125,36 @@ impl Grouping<'_> {
             members.extend(g.members.iter().copied());
             min_pos = min_pos.min(g.min_pos);
         }
-        let externals: Vec<Value> = members
-            .iter()
-            .flat_map(|&m| self.graph.inputs(m))
-            .filter(|v| !members.contains(&v.node))
-            .collect();
-        !self.reaches(&externals, &members, min_pos)
+        (members, min_pos)
+    }
+
+    /// True when no path leaves `members` from an operand of a node in `check` and comes back.
+    fn convex(&self, members: &HashSet<NodeIndex>, min_pos: usize, check: &[NodeIndex]) -> bool {
+        let externals: Vec<Value> =
+            check.iter().flat_map(|&m| self.graph.inputs(m)).filter(|v| !members.contains(&v.node)).collect();
+        !self.reaches(&externals, members, min_pos)
+    }
+
+    /// Whether `n` may join the union of `cands` (see the module docs); a single group is
+    /// already convex, so only `n`'s operands need checking then.
+    fn legal(&self, cands: &[usize], n: NodeIndex) -> bool {
+        let (mut members, min_pos) = self.union(cands);
+        members.insert(n);
+        let check: Vec<NodeIndex> = if cands.len() > 1 { members.iter().copied().collect() } else { vec![n] };
+        self.convex(&members, min_pos.min(self.pos[&n]), &check)
+    }
+
+    /// Whether the groups `ids` may become one.
+    fn legal_union(&self, ids: &[usize]) -> bool {
+        let (members, min_pos) = self.union(ids);
+        let check: Vec<NodeIndex> = members.iter().copied().collect();
+        self.convex(&members, min_pos, &check)
+    }
+
+    /// Sorts candidate groups latest-started first: the most likely to be legal and to save
+    /// a store.
+    fn latest_first(&self, cands: &mut [usize]) {
+        cands.sort_by_key(|&c| std::cmp::Reverse(self.groups[c].as_ref().map_or(0, |g| g.min_pos)));
     }
 
     /// Moves the members of group `from` into group `target`.
@@ -187,7 +194,8 @@ impl Grouping<'_> {
             let chosen: Vec<usize> = if self.legal_union(&all) {
                 cands
             } else {
-                cands.into_iter().filter(|&f| self.legal_union(&[f, b])).take(1).collect()
+                self.latest_first(&mut cands);
+                cands.into_iter().find(|&f| self.legal_union(&[f, b])).into_iter().collect()
             };
             for f in chosen {
                 self.absorb(b, f);
@@ -263,8 +271,7 @@ pub fn fuse_elementwise(graph: &mut Graph) {
         let chosen: Vec<usize> = if cands.is_empty() || grouping.legal(&cands, n) {
             cands
         } else {
-            // Latest-started group first: the most likely to be legal and to save a store.
-            cands.sort_by_key(|&c| std::cmp::Reverse(grouping.groups[c].as_ref().map_or(0, |g| g.min_pos)));
+            grouping.latest_first(&mut cands);
             cands.into_iter().find(|&c| grouping.legal(&[c], n)).into_iter().collect()
         };
         grouping.join(&chosen, n, shape, dtype);
