@@ -385,7 +385,8 @@ fn sliced_read(graph: &Graph, v: Value, shape: &[usize]) -> (Value, Operand) {
     let Some((storage, read)) = slice_of(graph, v) else { return whole };
     let inner_fits = read.shape.last().is_some_and(|&n| n > 1 && Some(&n) == shape.last())
         && read.strides.last() == Some(&1);
-    if read.is_whole() || !inner_fits {
+    // a leading slice reads like a whole value but is still read from the larger one
+    if !inner_fits {
         return whole;
     }
     (storage, read)
