@@ -679,3 +679,32 @@ fn lstm_gates_fuse_their_pre_activation_and_leave_derivatives_to_the_backward_ke
     let first = first.unwrap_or_else(|| panic!("no gates kernel without derivatives: {}", p.log()));
     assert!(first.outputs.len() <= 6, "{} outputs: {:?}", first.outputs.len(), first.instrs);
 }
+
+#[test]
+fn slices_of_a_broadcast_sum_read_each_operand_at_its_own_shape() {
+    // z = a + bias[40] + column[6, 1], cut into four slices of 10: the bias is sliced, the
+    // column (size 1 along the cut axis) and the scalar are read whole
+    let step = |io: &[Tensor]| -> Result<Vec<Tensor>> {
+        let z = io[0].add(&io[1])?.mul(&io[2])?.add_scalar(0.5);
+        let slices: Vec<Tensor> =
+            (0..4).map(|k| Ok(z.narrow(1, k * 10, 10)?.tanh())).collect::<Result<_>>()?;
+        Ok(vec![Tensor::cat(&slices, 0)?])
+    };
+    let io = [data(&[6, 40], 61), data(&[40], 62), data(&[6, 1], 63)];
+    let eager = step(&io).unwrap();
+    let mut f = compile_with(step, only(CompileOptions::default()));
+    let out = f.call(&io).unwrap();
+    assert_eq!(out[0].shape(), &[24, 10]);
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), eager[0].to_vec::<f32>().unwrap());
+    let p = f.programs().next().unwrap();
+    let shapes: Vec<Vec<usize>> = p
+        .graph()
+        .g
+        .node_weights()
+        .filter_map(|n| match &n.op {
+            graphgrad_autodiff::compile::ir::IrOp::Fused(k) => Some(k.shape.to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert!(!shapes.is_empty() && shapes.iter().all(|s| s == &[6, 10]), "{shapes:?}\n{}", p.log());
+}
