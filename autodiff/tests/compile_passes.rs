@@ -681,11 +681,11 @@ fn lstm_gates_fuse_their_pre_activation_and_leave_derivatives_to_the_backward_ke
 }
 
 #[test]
-fn slices_of_a_broadcast_sum_read_each_operand_at_its_own_shape() {
-    // z = a + bias[40] + column[6, 1], cut into four slices of 10: the bias is sliced, the
-    // column (size 1 along the cut axis) and the scalar are read whole
+fn slices_of_a_broadcast_op_read_each_operand_at_its_own_shape() {
+    // z = a·column[6, 1] + bias[40] cut into four slices of 10: the last op (the bias add) is
+    // computed slice by slice, the bias read in slices, the product a·column kept whole
     let step = |io: &[Tensor]| -> Result<Vec<Tensor>> {
-        let z = io[0].add(&io[1])?.mul(&io[2])?.add_scalar(0.5);
+        let z = io[0].mul(&io[2])?.add(&io[1])?;
         let slices: Vec<Tensor> =
             (0..4).map(|k| Ok(z.narrow(1, k * 10, 10)?.tanh())).collect::<Result<_>>()?;
         Ok(vec![Tensor::cat(&slices, 0)?])
@@ -697,14 +697,28 @@ fn slices_of_a_broadcast_sum_read_each_operand_at_its_own_shape() {
     assert_eq!(out[0].shape(), &[24, 10]);
     assert_eq!(out[0].to_vec::<f32>().unwrap(), eager[0].to_vec::<f32>().unwrap());
     let p = f.programs().next().unwrap();
-    let shapes: Vec<Vec<usize>> = p
+    use graphgrad_autodiff::compile::kernel::Instr;
+    use graphgrad_ops::binary::BinaryOp;
+    let kernels: Vec<(Vec<usize>, bool)> = p
         .graph()
         .g
         .node_weights()
         .filter_map(|n| match &n.op {
-            graphgrad_autodiff::compile::ir::IrOp::Fused(k) => Some(k.shape.to_vec()),
+            graphgrad_autodiff::compile::ir::IrOp::Fused(k) => {
+                let adds = k.instrs.iter().any(|i| matches!(i, Instr::Binary(BinaryOp::Add, ..)));
+                Some((k.shape.to_vec(), adds))
+            }
             _ => None,
         })
         .collect();
-    assert!(!shapes.is_empty() && shapes.iter().all(|s| s == &[6, 10]), "{shapes:?}\n{}", p.log());
+    // the product over [6, 40] without the add; four kernels over [6, 10] that add a slice of
+    // the bias and apply tanh
+    let mut expected = vec![(vec![6, 10], true); 4];
+    expected.push((vec![6, 40], false));
+    let mut found = kernels.clone();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected, "{}", p.log());
+    let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
+    assert!(!ops.iter().any(|op| op.starts_with("narrow")), "{ops:?}");
 }

@@ -19,9 +19,8 @@
 //! - a sum of products `Σ aᵢ·bᵢ` (a weight's gradient summed over an RNN's time steps) is one
 //!   product of the operands joined along the contracted axis;
 //! - a slice of an elementwise result read only in slices (an LSTM's gates, cut from one
-//!   pre-activation `x·W_ih + h·W_hh`) is the elementwise op of the operands' slices, down a
-//!   chain of such ops, so each slice fuses with the ops that read it and the whole result is
-//!   never stored.
+//!   pre-activation `x·W_ih + h·W_hh`) is the elementwise op of the operands' slices, so each
+//!   slice fuses with the ops that read it and the whole result is never stored.
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
@@ -123,61 +122,52 @@ fn transposes_read_in_place(graph: &Graph, n: NodeIndex) -> Option<(Op, [Value; 
 /// When `n` narrows the result `w` of a unary or binary elementwise op, and `w` is read only
 /// by narrows that are read only by elementwise ops (so every slice fuses with its readers):
 /// each of those narrows becomes the op applied to the same slice of each operand (operands
-/// broadcast along the axis are read whole), `w` dies, and the same is tried on the operands,
-/// so a chain `narrow(σ(a·b + c))` is sliced down to its leaves. True when it applied.
+/// broadcast along the axis are read whole), and `w` dies. One level only: the operands stay
+/// whole values (a bias added to a product stays in the product's epilogue). True when it
+/// applied.
 fn slices_through_elementwise(graph: &mut Graph, n: NodeIndex) -> bool {
     if !is_narrow(graph, n) {
         return false;
     }
-    let mut pending = vec![graph.inputs(n)[0]];
-    // values whose slices were all rewritten: still reading their operands until `dce`
-    let mut dead: Vec<NodeIndex> = Vec::new();
-    while let Some(w) = pending.pop() {
-        let IrOp::Op(op @ (Op::Unary(_) | Op::Binary(_))) = &graph.g[w.node].op else { continue };
-        let op = op.clone();
-        let live_users = |m: NodeIndex| -> Vec<NodeIndex> {
-            let mut users = graph.users(m);
-            users.retain(|u| !dead.contains(u));
-            users.sort();
-            users.dedup();
-            users
-        };
-        let slices = live_users(w.node);
-        let read_for_fusion = |u: &NodeIndex| {
-            is_narrow(graph, *u)
-                && live_users(*u)
-                    .iter()
-                    .all(|&r| matches!(graph.g[r].op, IrOp::Op(Op::Unary(_) | Op::Binary(_) | Op::Where)))
-        };
-        if graph.is_result(w) || !slices.iter().all(read_for_fusion) {
+    let w = graph.inputs(n)[0];
+    let IrOp::Op(op @ (Op::Unary(_) | Op::Binary(_))) = &graph.g[w.node].op else { return false };
+    let op = op.clone();
+    let mut slices = graph.users(w.node);
+    slices.sort();
+    slices.dedup();
+    let read_for_fusion = |u: &NodeIndex| {
+        is_narrow(graph, *u)
+            && graph
+                .users(*u)
+                .iter()
+                .all(|&r| matches!(graph.g[r].op, IrOp::Op(Op::Unary(_) | Op::Binary(_) | Op::Where)))
+    };
+    if graph.is_result(w) || !slices.iter().all(read_for_fusion) {
+        return false;
+    }
+    let rank = graph.info(w).shape.len();
+    for slice in slices {
+        let IrOp::Op(Op::Movement(MovementOp::Narrow { axis, start, len })) = graph.g[slice].op else {
             continue;
-        }
-        let rank = graph.info(w).shape.len();
-        for slice in slices {
-            let IrOp::Op(Op::Movement(MovementOp::Narrow { axis, start, len })) = graph.g[slice].op else {
+        };
+        let mut operands = Vec::new();
+        for v in graph.inputs(w.node) {
+            let info = graph.info(v).clone();
+            // the operand's axis under the output's, aligned from the right as broadcasting does
+            let aligned = (axis + info.shape.len()).checked_sub(rank).filter(|&a| info.shape[a] != 1);
+            let Some(a) = aligned else {
+                operands.push(v);
                 continue;
             };
-            let mut operands = Vec::new();
-            for v in graph.inputs(w.node) {
-                let info = graph.info(v).clone();
-                // the operand's axis under the output's, aligned from the right as broadcasting does
-                let aligned = (axis + info.shape.len()).checked_sub(rank).filter(|&a| info.shape[a] != 1);
-                let Some(a) = aligned else {
-                    operands.push(v);
-                    continue;
-                };
-                let mut shape = info.shape;
-                shape[a] = len;
-                let cut = MovementOp::Narrow { axis: a, start, len };
-                operands.push(Value::of(graph.add(IrOp::Op(Op::Movement(cut)), shape, info.dtype, &[v])));
-                pending.push(v);
-            }
-            graph.g[slice].op = IrOp::Op(op.clone());
-            graph.set_inputs(slice, &operands);
+            let mut shape = info.shape;
+            shape[a] = len;
+            let cut = MovementOp::Narrow { axis: a, start, len };
+            operands.push(Value::of(graph.add(IrOp::Op(Op::Movement(cut)), shape, info.dtype, &[v])));
         }
-        dead.push(w.node);
+        graph.g[slice].op = IrOp::Op(op.clone());
+        graph.set_inputs(slice, &operands);
     }
-    !dead.is_empty()
+    true
 }
 
 fn is_narrow(graph: &Graph, n: NodeIndex) -> bool {
