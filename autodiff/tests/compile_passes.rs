@@ -722,3 +722,58 @@ fn slices_of_a_broadcast_op_read_each_operand_at_its_own_shape() {
     let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
     assert!(!ops.iter().any(|op| op.starts_with("narrow")), "{ops:?}");
 }
+
+/// A GELU feed-forward block on a [batch, seq, width] input, as a transformer runs it: the
+/// matmuls see their operands through reshapes. Loss and weight gradients.
+fn gelu_block(io: &[Tensor], w1: &Tensor, w2: &Tensor) -> Result<Vec<Tensor>> {
+    let h = io[0].reshape(&[32, 16])?.matmul(w1)?.add(&io[1])?.reshape(&[4, 8, 64])?.gelu();
+    let loss = h.reshape(&[32, 64])?.matmul(w2)?.square().mean_all();
+    let mut out = grad(std::slice::from_ref(&loss), &[w1.clone(), w2.clone()], false)?;
+    out.insert(0, loss);
+    Ok(out)
+}
+
+#[test]
+fn values_read_through_a_reshape_are_overwritten_in_place_and_slots_pack_to_the_live_peak() {
+    use graphgrad_autodiff::compile::ir::{IrOp, Value};
+    use graphgrad_autodiff::compile::memory::Place;
+    let (w1, w2) = (Var::new("w1", &data(&[16, 64], 71)), Var::new("w2", &data(&[64, 16], 72)));
+    let io = [data(&[4, 8, 16], 73), data(&[64], 74)];
+    let (t1, t2) = (w1.tensor().clone(), w2.tensor().clone());
+    let eager = gelu_block(&io, &t1, &t2).unwrap();
+    let mut f = compile_with(move |io: &[Tensor]| gelu_block(io, &t1, &t2), only(CompileOptions::default()));
+    let out = f.call(&io).unwrap();
+    for (o, e) in out.iter().zip(&eager) {
+        assert_close(&o.to_vec::<f32>().unwrap(), &e.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    let p = f.programs().next().unwrap();
+    let (g, plan) = (p.graph(), p.memory_plan());
+    // GELU's backward kernel, over [4, 8, 64], writes dh over one of the products ([32, 64])
+    // it reads through a reshape and that die there
+    let overwrites_product = plan.order.iter().any(|&n| {
+        let IrOp::Fused(k) = &g.g[n].op else { return false };
+        let Some(Place::Slot(mine)) = plan.places.get(&Value::of(n)) else { return false };
+        k.shape.as_slice() == [4, 8, 64]
+            && g.inputs(n).iter().any(|&u| {
+                let mut r = u;
+                while let IrOp::Op(op) = &g.g[r.node].op {
+                    if !op.is_view() {
+                        break;
+                    }
+                    r = g.inputs(r.node)[0];
+                }
+                g.info(r).shape.as_slice() == [32, 64] && plan.places.get(&r) == Some(&Place::Slot(*mine))
+            })
+    });
+    assert!(overwrites_product, "{}", p.log());
+    assert_packed_to_the_live_peak(p);
+}
+
+/// Every slot is needed at once: the arena is the largest sum of bytes live at one tick.
+fn assert_packed_to_the_live_peak(p: &Program) {
+    let plan = p.memory_plan();
+    let live_at =
+        |t: usize| plan.lifetimes.iter().filter(|l| l.start <= t && t <= l.end).map(|l| l.bytes).sum();
+    let peak: usize = plan.lifetimes.iter().map(|l| live_at(l.start)).max().unwrap();
+    assert_eq!(plan.peak_bytes, peak, "{}", p.log());
+}

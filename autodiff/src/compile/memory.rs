@@ -10,7 +10,8 @@
 //!    consumed by their update as soon as they exist instead of piling up.
 //! 3. *Slots.* Walking the schedule, each slot-resident value is born when its node runs and
 //!    dies after its last reader. A fused kernel's stored output may take over the slot of an
-//!    operand that dies there and is read at the same index (in place); other outputs take
+//!    operand that dies there and is read at the same index, whatever the operand's shape
+//!    (in place: a linear layer's output read through a reshape); other outputs take
 //!    the best-fitting free slot of their dtype (growing the largest free one if none fits,
 //!    else a new slot). A slot's size is the largest value it ever holds.
 //!
@@ -298,7 +299,8 @@ fn assign_slots(
             }
             let info = graph.info(v);
             let bytes = info.bytes();
-            // In place: a dying operand read at the same index, of the same size and dtype.
+            // In place: a dying operand read at the same index, of the same dtype and size (its
+            // shape may differ: a reshape of it is read whole).
             let inplace = match &graph.g[n].op {
                 IrOp::Fused(k)
                     if allow_inplace && matches!(k.outputs[port], super::kernel::FusedOutput::Store(_)) =>
@@ -315,7 +317,8 @@ fn assign_slots(
                             && holder.contains_key(&r)
                             && !results.contains(&r)
                             && last_read(r) == Some(s)
-                            && graph.info(r) == info
+                            && graph.info(r).dtype == info.dtype
+                            && graph.info(r).bytes() == bytes
                             && !taken.contains(&holder[&r]);
                         ok.then(|| holder[&r])
                     })
