@@ -9,7 +9,9 @@
 //! are the math module's kernels, emitted inline). [`Builder::compile`] allocates the vector
 //! registers (spilling to the stack the value used furthest ahead when they run out) and
 //! returns a [`Kernel`], which runs the program over `len` elements: four vectors per
-//! iteration, interleaved op by op, then single vectors.
+//! iteration, interleaved op by op, then single vectors. Values are numbered as they are
+//! recorded: an op asked for twice on the same values is computed once (a GELU and its
+//! derivative of one input share their `erf`).
 //!
 //! With AVX-512F and DQ the loops run on the 32 `zmm` registers (compares and blends pass
 //! their lanes through an opmask register), and a last 256-bit vector takes a length that is
@@ -34,12 +36,12 @@ use crate::DType;
 use x86::{gpr, Asm, Map, Mem, Pp, Rm, Vector, K1, POOL_ENTRY};
 
 /// A value of the program under construction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Val(usize);
 
 /// A vector operation: x86 semantics (they differ from the ops' for NaN and signed zeros in
 /// `min`/`max`, which is why [`Builder::binary`] builds the ops' maximum out of compares).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
     /// The lanes at `base + i`, the `n`th vector of the iteration.
     Load(usize, u8),
@@ -123,6 +125,9 @@ impl Consts {
 pub struct Builder {
     f64: bool,
     ops: Vec<Op>,
+    /// Every value recorded, by its op: an op asked for twice is computed once (a GELU and
+    /// its derivative in one kernel share their `erf`, every use of a constant one register).
+    numbered: std::collections::HashMap<Op, Val>,
 }
 
 impl Builder {
@@ -134,7 +139,7 @@ impl Builder {
             DType::F64 => true,
             DType::I64 => return None,
         };
-        exec::supported().then_some(Builder { f64, ops: Vec::new() })
+        exec::supported().then_some(Builder { f64, ops: Vec::new(), numbered: Default::default() })
     }
 
     /// Elements per iteration (per register): 8 for f32, 4 for f64.
@@ -147,8 +152,16 @@ impl Builder {
     }
 
     fn push(&mut self, op: Op) -> Val {
+        if let Some(&v) = self.numbered.get(&op) {
+            return v;
+        }
         self.ops.push(op);
-        Val(self.ops.len() - 1)
+        let v = Val(self.ops.len() - 1);
+        // A store has no value; every other op is pure within an iteration.
+        if !matches!(op, Op::Store(..)) {
+            self.numbered.insert(op, v);
+        }
+        v
     }
 
     /// The elements at `base[i]` (base `base` of the call).
@@ -167,13 +180,9 @@ impl Builder {
         self.bits(bits)
     }
 
-    /// A constant given as the element's bits (integer lanes of the exponent tricks); one
-    /// value per distinct constant, so a register holding it serves every use.
+    /// A constant given as the element's bits (integer lanes of the exponent tricks).
     fn bits(&mut self, bits: u64) -> Val {
-        match self.ops.iter().position(|op| *op == Op::Const(bits)) {
-            Some(i) => Val(i),
-            None => self.push(Op::Const(bits)),
-        }
+        self.push(Op::Const(bits))
     }
 
     /// Stores `v` at `base[i]`.
@@ -258,12 +267,14 @@ impl Builder {
 
     /// True when [`unary`](Self::unary) generates `op`.
     pub fn generates_unary(op: UnaryOp) -> bool {
-        Builder { f64: false, ops: Vec::new() }.unary(op, Val(0)).is_some()
+        Builder { f64: false, ops: Vec::new(), numbered: Default::default() }.unary(op, Val(0)).is_some()
     }
 
     /// True when [`binary`](Self::binary) generates `op`.
     pub fn generates_binary(op: BinaryOp) -> bool {
-        Builder { f64: false, ops: Vec::new() }.binary(op, Val(0), Val(0)).is_some()
+        Builder { f64: false, ops: Vec::new(), numbered: Default::default() }
+            .binary(op, Val(0), Val(0))
+            .is_some()
     }
 
     /// `op(a, b)` with the values of [`binary`](crate::binary::binary), or `None` for an op

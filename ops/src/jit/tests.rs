@@ -303,3 +303,31 @@ fn lengths_check(kernel: &Kernel, lanes: usize) {
         assert_eq!(out[n], 7.0, "{vectors} vectors on {kernel:?}: wrote past the end");
     }
 }
+
+/// A GELU and its derivative of one value share their `1 + erf(x/√2)`: the pair costs the
+/// derivative's program plus GELU's own two products and its store, with both values exact.
+#[test]
+fn an_op_asked_for_twice_is_computed_once() {
+    let Some(mut alone) = Builder::new(DType::F32) else { return };
+    let x = alone.load(0);
+    let d = alone.unary(UnaryOp::GeluGrad, x).unwrap();
+    alone.store(d, 1);
+    let mut both = Builder::new(DType::F32).unwrap();
+    let x = both.load(0);
+    let d = both.unary(UnaryOp::GeluGrad, x).unwrap();
+    let y = both.unary(UnaryOp::Gelu, x).unwrap();
+    both.store(d, 1);
+    both.store(y, 2);
+    assert_eq!(both.ops.len(), alone.ops.len() + 3);
+    let n = 4096;
+    let x0 = awkward::<f32>(n, 11);
+    let (mut want_d, mut want_y) = (vec![0f32; n], vec![0f32; n]);
+    unary(UnaryOp::GeluGrad, &x0, &mut want_d);
+    unary(UnaryOp::Gelu, &x0, &mut want_y);
+    for kernel in compiled(both) {
+        let (mut x, mut got_d, mut got_y) = (x0.clone(), vec![0f32; n], vec![0f32; n]);
+        run(&kernel, &mut [&mut x, &mut got_d, &mut got_y]);
+        assert_eq!(bits(&got_d), bits(&want_d), "{kernel:?}");
+        assert_eq!(bits(&got_y), bits(&want_y), "{kernel:?}");
+    }
+}
