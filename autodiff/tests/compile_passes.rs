@@ -2,9 +2,12 @@
 //! W5/W6 chains into one kernel with eager-equal results, recompilation on a new shape,
 //! state updates (momentum buffers), the dot export, the pass log and the errors.
 
-use graphgrad_autodiff::compile::{compile, compile_with, constant_indices, CompileOptions, Program};
+use graphgrad_autodiff::compile::{
+    compile, compile_with, constant_indices, CompileOptions, Compiled, Program,
+};
 use graphgrad_autodiff::{grad, no_grad, ConvOptions, DType, Error, Generator, Result, Tensor, Var};
 use graphgrad_ops::testing::assert_close;
+use graphgrad_ops::unary::UnaryOp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -724,10 +727,15 @@ fn slices_of_a_broadcast_op_read_each_operand_at_its_own_shape() {
 }
 
 /// A GELU feed-forward block on a [batch, seq, width] input, as a transformer runs it: the
-/// matmuls see their operands through reshapes. Loss and weight gradients.
+/// matmuls see their operands through reshapes. With a third input, a constant head ([16, n])
+/// after it. Loss and weight gradients.
 fn gelu_block(io: &[Tensor], w1: &Tensor, w2: &Tensor) -> Result<Vec<Tensor>> {
     let h = io[0].reshape(&[32, 16])?.matmul(w1)?.add(&io[1])?.reshape(&[4, 8, 64])?.gelu();
-    let loss = h.reshape(&[32, 64])?.matmul(w2)?.square().mean_all();
+    let mut y = h.reshape(&[32, 64])?.matmul(w2)?;
+    if let Some(head) = io.get(2) {
+        y = y.matmul(head)?;
+    }
+    let loss = y.square().mean_all();
     let mut out = grad(std::slice::from_ref(&loss), &[w1.clone(), w2.clone()], false)?;
     out.insert(0, loss);
     Ok(out)
@@ -776,4 +784,75 @@ fn assert_packed_to_the_live_peak(p: &Program) {
         |t: usize| plan.lifetimes.iter().filter(|l| l.start <= t && t <= l.end).map(|l| l.bytes).sum();
     let peak: usize = plan.lifetimes.iter().map(|l| live_at(l.start)).max().unwrap();
     assert_eq!(plan.peak_bytes, peak, "{}", p.log());
+}
+
+/// The fused kernels of `p` that compute both `a` and `b` (elementwise op names).
+fn kernels_with(p: &Program, a: UnaryOp, b: UnaryOp) -> usize {
+    use graphgrad_autodiff::compile::ir::IrOp;
+    use graphgrad_autodiff::compile::kernel::Instr;
+    let has = |k: &graphgrad_autodiff::compile::kernel::FusedKernel, u: UnaryOp| {
+        k.instrs.iter().any(|i| matches!(i, Instr::Unary(op, _) if *op == u))
+    };
+    p.graph().g.node_weights().filter(|n| matches!(&n.op, IrOp::Fused(k) if has(k, a) && has(k, b))).count()
+}
+
+/// `step` compiled with every pass, its first call checked against the eager step's values.
+fn compiled_like_eager<F>(mut step: F, io: &[Tensor]) -> Compiled<F>
+where
+    F: FnMut(&[Tensor]) -> Result<Vec<Tensor>>,
+{
+    let eager = step(io).unwrap();
+    let mut f = compile_with(step, only(CompileOptions::default()));
+    let out = f.call(io).unwrap();
+    for (o, e) in out.iter().zip(&eager) {
+        assert_close(&o.to_vec::<f32>().unwrap(), &e.to_vec::<f32>().unwrap(), 1e-5, 1e-5);
+    }
+    f
+}
+
+#[test]
+fn a_gelu_read_through_a_reshape_is_recomputed_in_its_derivatives_kernel() {
+    // Under a wide head, whose backward pass is the step's peak: dW2 reads gelu(h) through a
+    // reshape and GELU's derivative reads h, so the derivative's kernel recomputes gelu(h)
+    // (one erf for both, where generated) instead of the head's backward keeping it.
+    let (w1, w2) = (Var::new("w1", &data(&[16, 64], 81)), Var::new("w2", &data(&[64, 16], 82)));
+    let io = [data(&[4, 8, 16], 83), data(&[64], 84), data(&[16, 256], 85)];
+    let (t1, t2) = (w1.tensor().clone(), w2.tensor().clone());
+    let f = compiled_like_eager(move |io: &[Tensor]| gelu_block(io, &t1, &t2), &io);
+    let p = f.programs().next().unwrap();
+    // the GELU and the reshape dW2 reads it through, in one kernel with GELU's derivative
+    assert!(p.log().contains("remat: 2 nodes recomputed"), "{}", p.log());
+    assert_eq!(kernels_with(p, UnaryOp::Gelu, UnaryOp::GeluGrad), 1, "{}", p.log());
+    assert!(p.memory_plan().peak_bytes < p.peak_bytes_without_remat().unwrap(), "{}", p.log());
+}
+
+/// Layer-norm-like: `y = n·γ + β` (`n` kept for dγ) feeds a product through a reshape, under
+/// a wide constant head (as in [`gelu_block`]); beside it, `c2 = tanh(c1)·c1` with
+/// `c1 = n·x + β`, all three read by the backward pass.
+fn affine_block(io: &[Tensor], w: &Tensor, g: &Tensor, b: &Tensor) -> Result<Vec<Tensor>> {
+    let n = io[0].tanh();
+    let y = n.mul(g)?.add(b)?;
+    let c1 = n.mul(&io[1])?.add(b)?;
+    let c2 = c1.tanh().mul(&c1)?;
+    let head = y.reshape(&[32, 16])?.matmul(w)?.matmul(&io[2])?;
+    let loss = head.square().mean_all().add(&c2.square().mean_all())?;
+    let mut out = grad(std::slice::from_ref(&loss), &[w.clone(), g.clone(), b.clone()], false)?;
+    out.insert(0, loss);
+    Ok(out)
+}
+
+#[test]
+fn elementwise_chains_from_kept_values_and_parameters_are_recomputed_once() {
+    // y = n·γ + β is recomputed from n (which dγ reads) and the parameters, c2 from c1 and
+    // tanh(c1); c1 is kept for c2's chain, and recomputing it too would free nothing.
+    let w = Var::new("w", &data(&[16, 8], 91));
+    let (g, b) = (Var::new("g", &data(&[16], 92)), Var::new("b", &data(&[16], 93)));
+    let io = [data(&[4, 8, 16], 94), data(&[4, 8, 16], 95), data(&[8, 256], 96)];
+    let (tw, tg, tb) = (w.tensor().clone(), g.tensor().clone(), b.tensor().clone());
+    let f = compiled_like_eager(move |io: &[Tensor]| affine_block(io, &tw, &tg, &tb), &io);
+    let p = f.programs().next().unwrap();
+    // y's add and mul and the reshape its product reads, and c2's mul; not c1 (add, mul),
+    // tanh(c1) or n, which other chains recompute from
+    assert!(p.log().contains("remat: 4 nodes recomputed"), "{}", p.log());
+    assert!(p.memory_plan().peak_bytes < p.peak_bytes_without_remat().unwrap(), "{}", p.log());
 }

@@ -58,7 +58,8 @@
 //!   each recompilation and eviction logged ([`Compiled::log`], and on standard error).
 //! - *Memory*: values computed inside [`checkpoint`](crate::checkpoint) segments are
 //!   recomputed for the backward pass instead of kept, and the remat pass does the same for
-//!   cheap elementwise values ([`CompileOptions::remat`]); the log reports the bytes saved.
+//!   cheap elementwise values ([`CompileOptions::remat`]); the log reports the bytes saved,
+//!   and a program whose recomputation planned a higher peak is compiled without it.
 
 pub mod dot;
 pub mod ir;
@@ -304,8 +305,9 @@ impl Program {
         let traced_nodes = graph.node_count();
         let param_writes = effects.guards.is_empty();
         let lowered = graph.clone();
+        let checkpointed = !graph.recompute.is_empty();
         let mut reports = passes::run_pipeline(&mut graph, &passes::pipeline(options, true), options.verify)?;
-        let plan = memory::plan_memory(&graph, options.inplace, param_writes)?;
+        let mut plan = memory::plan_memory(&graph, options.inplace, param_writes)?;
         // What recomputation saved: the same program planned without it.
         // the remat pass only adds nodes: its clones
         let clones = reports.iter().find(|r| r.name == "remat").map_or(0, |r| r.nodes_after - r.nodes_before);
@@ -313,9 +315,16 @@ impl Program {
             None
         } else {
             let mut kept = lowered;
-            passes::run_pipeline(&mut kept, &passes::pipeline(options, false), false)?;
+            let kept_reports =
+                passes::run_pipeline(&mut kept, &passes::pipeline(options, false), options.verify)?;
             let without = memory::plan_memory(&kept, options.inplace, param_writes)?;
-            Some((clones, without.peak_bytes))
+            if without.peak_bytes < plan.peak_bytes && !checkpointed {
+                // the policy's recomputation made the peak worse (slots packed differently)
+                (graph, reports, plan) = (kept, kept_reports, without);
+                None
+            } else {
+                Some((clones, without.peak_bytes))
+            }
         };
         reports.push(PassReport {
             name: "plan_memory",

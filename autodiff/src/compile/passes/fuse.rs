@@ -13,6 +13,9 @@
 //! a forward chain and its whole backward (a GELU's) become one kernel, while a derivative
 //! whose other readers run later (an LSTM gate's σ', read after the next time steps) is
 //! computed by the backward kernel instead of being stored by the forward one.
+//! A group of recomputed values (remat's clones) then joins the latest backward group over its
+//! shape that reads one of the same operands, where the union stays convex: the GELU that
+//! dW₂ reads is recomputed by its derivative's kernel, which loads the same input.
 //! A reduction then joins the group computing its operand as an extra, reduced output.
 //! Constants whose elements are all equal become immediates; every other operand is a
 //! broadcast load, and a slice of a larger value (`narrow`) is loaded from the larger value at
@@ -203,6 +206,63 @@ impl Grouping<'_> {
         }
     }
 
+    /// The storage roots (through views) of the operands group `g` reads from outside it.
+    fn external_roots(&self, g: usize) -> HashSet<NodeIndex> {
+        let group = self.groups[g].as_ref().expect("internal invariant: group is alive");
+        let mut roots = HashSet::new();
+        for &m in &group.members {
+            for v in self.graph.inputs(m) {
+                if self.group_of.get(&v.node) == Some(&g) {
+                    continue;
+                }
+                let mut n = v.node;
+                while matches!(&self.graph.g[n].op, IrOp::Op(op) if op.is_view()) {
+                    n = self.graph.inputs(n)[0].node;
+                }
+                roots.insert(n);
+            }
+        }
+        roots
+    }
+
+    /// Merges each group of recomputed values (all its members `late`) into a backward group
+    /// over its shape that reads one of the same operands, where the union stays convex: a
+    /// GELU recomputed for its backward runs in its derivative's kernel, which loads the same
+    /// input (and, generated, evaluates one `erf` for both).
+    fn merge_recomputed_into_siblings(&mut self) {
+        for r in 0..self.groups.len() {
+            let Some(g) = &self.groups[r] else { continue };
+            if !g.members.iter().all(|m| self.graph.late.contains(m)) {
+                continue;
+            }
+            let (shape, dtype) = (g.shape.clone(), g.dtype);
+            let roots = self.external_roots(r);
+            // the latest sibling: the closest to where the values are read, not one whose
+            // kernel runs early (reading a parameter's gradient, say) and holds them from there
+            let last = |b: usize| {
+                self.groups[b]
+                    .as_ref()
+                    .map_or(0, |h| h.members.iter().map(|m| self.pos[m]).max().unwrap_or(0))
+            };
+            let mut order: Vec<usize> = (0..self.groups.len()).collect();
+            order.sort_by_key(|&b| std::cmp::Reverse(last(b)));
+            let sibling = order.into_iter().find(|&b| {
+                b != r
+                    && self.groups[b].as_ref().is_some_and(|h| {
+                        h.backward
+                            && h.shape == shape
+                            && h.dtype == dtype
+                            && !h.members.iter().all(|m| self.graph.late.contains(m))
+                    })
+                    && !self.external_roots(b).is_disjoint(&roots)
+                    && self.legal_union(&[b, r])
+            });
+            if let Some(b) = sibling {
+                self.absorb(b, r);
+            }
+        }
+    }
+
     fn join(&mut self, cands: &[usize], n: NodeIndex, shape: Shape, dtype: DType) {
         let target = match cands.first() {
             Some(&t) => t,
@@ -277,6 +337,7 @@ pub fn fuse_elementwise(graph: &mut Graph) {
         grouping.join(&chosen, n, shape, dtype);
     }
     grouping.merge_backward_into_forward();
+    grouping.merge_recomputed_into_siblings();
     // A reduction's group may have been merged into another since: follow the members.
     let mut reduce_of: HashMap<usize, Vec<NodeIndex>> = HashMap::new();
     for (_, r) in reductions {

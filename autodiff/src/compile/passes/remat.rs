@@ -5,14 +5,18 @@
 //! - *checkpointed segments* ([`checkpoint`](crate::checkpoint)): every value computed inside a
 //!   segment (its outputs excepted) that a node outside it reads is recomputed from the
 //!   segment's inputs, the whole chain cloned once for all its backward readers;
-//! - *the policy* ([`CompileOptions::remat`](crate::CompileOptions::remat)): a unary elementwise
-//!   forward value read by the backward pass whose operand the backward pass reads anyway (so
-//!   recomputing it keeps nothing extra alive).
+//! - *the policy* ([`CompileOptions::remat`](crate::CompileOptions::remat)): a forward value
+//!   the backward pass reads (directly or through a reshape) that a short chain of elementwise
+//!   ops computes from values it keeps anyway: sources and values it reads itself (a GELU from
+//!   its operand, a layer norm's affine output from the normalised input and the parameters).
+//!   Recomputing it keeps nothing extra alive. A value another chain recomputes from stays
+//!   kept: recomputing it too would chain the clones (an LSTM's cell state, step after step).
 //!
 //! Clones are marked `late`: the scheduler gives them the position of their first reader, so
 //! they run just before it and the forward values die at their last forward use. Runs after
 //! common-subexpression elimination (which would merge the clones back) and before fusion
-//! (which folds cheap clones into the backward kernels).
+//! (which folds cheap clones into the backward kernels, or runs them in a backward kernel that
+//! reads the same operands).
 
 use super::Pass;
 use crate::compile::ir::{Edge, Graph, IrOp, Value};
@@ -40,9 +44,77 @@ impl Pass for Rematerialize {
     }
 }
 
-/// Whether `n` is read by the backward pass.
+/// One read of a forward value by the backward pass: the edge into the backward node, from
+/// the value itself or from a view of it (`via`), which the clone then needs a view of too.
+struct BackwardRead {
+    via: Option<NodeIndex>,
+    edge: petgraph::stable_graph::EdgeIndex,
+    reader: NodeIndex,
+    weight: Edge,
+}
+
+/// The reads of `n` by backward nodes, directly or through one view of `n` (a linear layer
+/// reads its input through a reshape).
+fn backward_reads(graph: &Graph, n: NodeIndex) -> Vec<BackwardRead> {
+    let direct = |from: NodeIndex, via: Option<NodeIndex>| {
+        graph
+            .g
+            .edges_directed(from, Direction::Outgoing)
+            .filter(|e| graph.backward.contains(&e.target()))
+            .map(move |e| BackwardRead { via, edge: e.id(), reader: e.target(), weight: *e.weight() })
+    };
+    let views = graph
+        .users(n)
+        .into_iter()
+        .filter(|&u| !graph.backward.contains(&u) && matches!(&graph.g[u].op, IrOp::Op(op) if op.is_view()));
+    let mut reads: Vec<BackwardRead> = direct(n, None).collect();
+    for v in views.collect::<HashSet<_>>() {
+        reads.extend(direct(v, Some(v)));
+    }
+    reads
+}
+
+/// Whether `n` is read by the backward pass (directly or through a view).
 fn read_by_backward(graph: &Graph, n: NodeIndex) -> bool {
-    graph.users(n).iter().any(|u| graph.backward.contains(u))
+    !backward_reads(graph, n).is_empty()
+}
+
+/// The most nodes the policy recomputes for one value.
+const MAX_CHAIN: usize = 6;
+
+/// The forward elementwise nodes (`n` first) that recompute `n` from values the backward pass
+/// keeps anyway (sources, or values it reads), or `None` when that takes more than
+/// [`MAX_CHAIN`] nodes or an op that is not elementwise: a layer norm's affine output from
+/// its normalised input and parameters, a GELU from its operand.
+fn recompute_chain(graph: &Graph, n: NodeIndex, segment: &HashSet<NodeIndex>) -> Option<Vec<NodeIndex>> {
+    let cheap = |m: NodeIndex| {
+        matches!(
+            graph.g[m].op,
+            IrOp::Op(Op::Unary(_) | Op::Binary(_) | Op::Movement(crate::op::MovementOp::Expand(_)))
+        ) && !graph.backward.contains(&m)
+            && !segment.contains(&m)
+            && !graph.is_result(Value::of(m))
+    };
+    let mut chain = vec![n];
+    let mut stack = vec![n];
+    while let Some(m) = stack.pop() {
+        if !cheap(m) {
+            return None;
+        }
+        for v in graph.inputs(m) {
+            let u = v.node;
+            let kept = graph.g[u].op.is_source() || read_by_backward(graph, u);
+            if kept || chain.contains(&u) {
+                continue;
+            }
+            if chain.len() == MAX_CHAIN {
+                return None;
+            }
+            chain.push(u);
+            stack.push(u);
+        }
+    }
+    Some(chain)
 }
 
 /// Applies the pass; returns how many nodes were cloned.
@@ -57,60 +129,76 @@ pub fn rematerialize(graph: &mut Graph, cheap_elementwise: bool) -> usize {
         .copied()
         .filter(|&n| alive(graph, n) && !graph.g[n].op.is_source() && !graph.segment_outputs.contains(&n))
         .collect();
+    // The policy's values, and every node their chains recompute.
     let mut policy: HashSet<NodeIndex> = HashSet::new();
+    let mut recomputed = segment.clone();
     if cheap_elementwise {
-        for &n in &topo {
-            let node = &graph.g[n];
-            if !matches!(node.op, IrOp::Op(Op::Unary(_)))
-                || graph.backward.contains(&n)
-                || segment.contains(&n)
-            {
-                continue;
-            }
-            let x = graph.inputs(n)[0];
-            let operand_kept = graph.g[x.node].op.is_source() || read_by_backward(graph, x.node);
-            if operand_kept && read_by_backward(graph, n) && !graph.is_result(Value::of(n)) {
-                policy.insert(n);
+        let candidates: Vec<Vec<NodeIndex>> = topo
+            .iter()
+            .filter(|&&n| read_by_backward(graph, n))
+            .filter_map(|&n| recompute_chain(graph, n, &segment))
+            .collect();
+        // A value another chain recomputes from is kept anyway: recomputing it too would
+        // chain the clones (an LSTM's cell state, step after step) and free nothing.
+        let leaves: HashSet<NodeIndex> = candidates
+            .iter()
+            .flat_map(|chain| {
+                let operands = chain.iter().flat_map(|&m| graph.inputs(m)).map(|v| v.node);
+                operands.filter(|u| !chain.contains(u)).collect::<Vec<_>>()
+            })
+            .collect();
+        for chain in candidates {
+            if !leaves.contains(&chain[0]) {
+                policy.insert(chain[0]);
+                recomputed.extend(chain);
             }
         }
     }
     let mut clones: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut view_clones: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     for &n in &topo {
         let chosen = segment.contains(&n) || policy.contains(&n);
         if !chosen {
             continue;
         }
         // readers outside the segment (for the policy: backward readers) get the clone
-        let readers: Vec<(petgraph::stable_graph::EdgeIndex, NodeIndex, Edge)> = graph
-            .g
-            .edges_directed(n, Direction::Outgoing)
-            .filter(|e| {
-                let u = e.target();
-                if segment.contains(&n) {
-                    !members.contains(&u) && !graph.late.contains(&u)
-                } else {
-                    graph.backward.contains(&u)
-                }
-            })
-            .map(|e| (e.id(), e.target(), *e.weight()))
-            .collect();
+        let readers: Vec<BackwardRead> = if segment.contains(&n) {
+            graph
+                .g
+                .edges_directed(n, Direction::Outgoing)
+                .filter(|e| !members.contains(&e.target()) && !graph.late.contains(&e.target()))
+                .map(|e| BackwardRead { via: None, edge: e.id(), reader: e.target(), weight: *e.weight() })
+                .collect()
+        } else {
+            backward_reads(graph, n)
+        };
         if readers.is_empty() {
             continue;
         }
-        let clone = clone_chain(graph, n, &segment, &mut clones);
-        for (id, target, edge) in readers {
-            graph.g.remove_edge(id);
-            graph.g.add_edge(clone, target, edge);
+        let through = if segment.contains(&n) { &segment } else { &recomputed };
+        let clone = clone_chain(graph, n, through, &mut clones);
+        for read in readers {
+            let source = match read.via {
+                None => clone,
+                Some(view) => *view_clones.entry(view).or_insert_with(|| {
+                    let node = graph.g[view].clone();
+                    let c = graph.add_multi(node.op, node.outs, &[Value::of(clone)]);
+                    graph.late.insert(c);
+                    c
+                }),
+            };
+            graph.g.remove_edge(read.edge);
+            graph.g.add_edge(source, read.reader, read.weight);
         }
     }
-    clones.len()
+    clones.len() + view_clones.len()
 }
 
-/// The clone of `n`, cloning the segment nodes it is computed from first (memoised).
+/// The clone of `n`, cloning the nodes of `through` it is computed from first (memoised).
 fn clone_chain(
     graph: &mut Graph,
     n: NodeIndex,
-    segment: &HashSet<NodeIndex>,
+    through: &HashSet<NodeIndex>,
     clones: &mut HashMap<NodeIndex, NodeIndex>,
 ) -> NodeIndex {
     if let Some(&c) = clones.get(&n) {
@@ -120,8 +208,8 @@ fn clone_chain(
         .inputs(n)
         .into_iter()
         .map(|v| {
-            if segment.contains(&v.node) {
-                Value::of(clone_chain(graph, v.node, segment, clones))
+            if through.contains(&v.node) {
+                Value::of(clone_chain(graph, v.node, through, clones))
             } else {
                 v
             }
