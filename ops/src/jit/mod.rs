@@ -139,7 +139,12 @@ impl Builder {
             DType::F64 => true,
             DType::I64 => return None,
         };
-        exec::supported().then_some(Builder { f64, ops: Vec::new(), numbered: Default::default() })
+        exec::supported().then_some(Builder::empty(f64))
+    }
+
+    /// A builder with no program yet, whether or not this CPU can run it.
+    fn empty(f64: bool) -> Builder {
+        Builder { f64, ops: Vec::new(), numbered: std::collections::HashMap::new() }
     }
 
     /// Elements per iteration (per register): 8 for f32, 4 for f64.
@@ -267,14 +272,12 @@ impl Builder {
 
     /// True when [`unary`](Self::unary) generates `op`.
     pub fn generates_unary(op: UnaryOp) -> bool {
-        Builder { f64: false, ops: Vec::new(), numbered: Default::default() }.unary(op, Val(0)).is_some()
+        Builder::empty(false).unary(op, Val(0)).is_some()
     }
 
     /// True when [`binary`](Self::binary) generates `op`.
     pub fn generates_binary(op: BinaryOp) -> bool {
-        Builder { f64: false, ops: Vec::new(), numbered: Default::default() }
-            .binary(op, Val(0), Val(0))
-            .is_some()
+        Builder::empty(false).binary(op, Val(0), Val(0)).is_some()
     }
 
     /// `op(a, b)` with the values of [`binary`](crate::binary::binary), or `None` for an op

@@ -230,6 +230,13 @@ impl Grouping<'_> {
     /// GELU recomputed for its backward runs in its derivative's kernel, which loads the same
     /// input (and, generated, evaluates one `erf` for both).
     fn merge_recomputed_into_siblings(&mut self) {
+        // Latest siblings first: the closest to where the values are read, not one whose kernel
+        // runs early (reading a parameter's gradient, say) and holds them from there.
+        let last = |g: &Option<Group>| {
+            g.as_ref().map_or(0, |h| h.members.iter().map(|m| self.pos[m]).max().unwrap_or(0))
+        };
+        let mut latest_first: Vec<usize> = (0..self.groups.len()).collect();
+        latest_first.sort_by_key(|&b| std::cmp::Reverse(last(&self.groups[b])));
         for r in 0..self.groups.len() {
             let Some(g) = &self.groups[r] else { continue };
             if !g.members.iter().all(|m| self.graph.late.contains(m)) {
@@ -237,16 +244,7 @@ impl Grouping<'_> {
             }
             let (shape, dtype) = (g.shape.clone(), g.dtype);
             let roots = self.external_roots(r);
-            // the latest sibling: the closest to where the values are read, not one whose
-            // kernel runs early (reading a parameter's gradient, say) and holds them from there
-            let last = |b: usize| {
-                self.groups[b]
-                    .as_ref()
-                    .map_or(0, |h| h.members.iter().map(|m| self.pos[m]).max().unwrap_or(0))
-            };
-            let mut order: Vec<usize> = (0..self.groups.len()).collect();
-            order.sort_by_key(|&b| std::cmp::Reverse(last(b)));
-            let sibling = order.into_iter().find(|&b| {
+            let sibling = latest_first.iter().copied().find(|&b| {
                 b != r
                     && self.groups[b].as_ref().is_some_and(|h| {
                         h.backward

@@ -74,9 +74,18 @@ fn backward_reads(graph: &Graph, n: NodeIndex) -> Vec<BackwardRead> {
     reads
 }
 
-/// Whether `n` is read by the backward pass (directly or through a view).
+/// Whether `n` is read by the backward pass (directly or through a view), without listing the
+/// reads: the policy asks it of every operand of every candidate chain.
 fn read_by_backward(graph: &Graph, n: NodeIndex) -> bool {
-    !backward_reads(graph, n).is_empty()
+    let read_directly = |m: NodeIndex| {
+        graph.g.neighbors_directed(m, Direction::Outgoing).any(|u| graph.backward.contains(&u))
+    };
+    read_directly(n)
+        || graph.g.neighbors_directed(n, Direction::Outgoing).any(|u| {
+            !graph.backward.contains(&u)
+                && matches!(&graph.g[u].op, IrOp::Op(op) if op.is_view())
+                && read_directly(u)
+        })
 }
 
 /// The most nodes the policy recomputes for one value.
