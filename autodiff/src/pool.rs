@@ -138,12 +138,14 @@ pub(crate) fn keep<T: Pooled>(mut shared: Arc<Vec<T>>) {
 }
 
 /// Frees every buffer this thread keeps for reuse (memory is otherwise held, up to 256 MiB per
-/// thread, between training steps) and hands the allocator's free memory back to the OS:
+/// thread, between training steps), and the matrix product's packing buffers on every thread
+/// ([`graphgrad_ops::gemm::release_buffers`]), and hands the allocator's free memory back to the OS:
 /// freed buffers below glibc's mmap threshold, which rises to the largest buffer freed so far
 /// (up to 32 MiB), would otherwise stay in its heap and resident. A compiled step calls it
 /// after its trace, a one-off burst of eager buffers.
 pub fn clear_buffer_pool() {
     let _ = POOL.try_with(|p| *p.borrow_mut() = Pool::default());
+    graphgrad_ops::gemm::release_buffers();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         extern "C" {

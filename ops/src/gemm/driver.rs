@@ -315,6 +315,22 @@ thread_local! {
     static B_BUF: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
 }
 
+/// Frees the packing buffers this thread keeps, and, called from a thread of rayon's pool,
+/// those of every other thread of the pool (which otherwise stay resident, sized by the
+/// largest product each thread has packed).
+pub(crate) fn release_packing_buffers() {
+    let free = || {
+        let _ = A_BUF.try_with(Cell::take);
+        let _ = B_BUF.try_with(Cell::take);
+    };
+    free();
+    // Only from inside the pool: from outside, `broadcast` would create the global pool
+    // before an application has had the chance to configure it.
+    if rayon::current_thread_index().is_some() {
+        rayon::broadcast(|_| free());
+    }
+}
+
 /// A packing buffer borrowed from a per-thread slot and given back on drop, so repeated calls
 /// do not allocate. Taking (not borrowing) the vector keeps a nested GEMM on the same thread
 /// (rayon work-stealing inside a batched call) safe: it finds the slot empty and allocates.
@@ -367,6 +383,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The bytes this thread's packing buffers hold.
+    fn kept_bytes() -> usize {
+        let len = |slot: &'static LocalKey<Cell<Vec<CacheLine>>>| {
+            let v = slot.with(Cell::take);
+            let n = v.len() * 64;
+            slot.with(|s| s.set(v));
+            n
+        };
+        len(&A_BUF) + len(&B_BUF)
+    }
+
+    #[test]
+    fn release_frees_the_packing_buffers_of_every_pool_thread() {
+        let (m, n, k) = (64, 64, 64);
+        let (a, b) = (vec![1.0f32; m * k], vec![1.0f32; k * n]);
+        let g = crate::gemm::Gemm { m, n, k, trans_a: false, trans_b: false, accumulate: false };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let kept = pool.install(|| {
+            rayon::broadcast(|_| {
+                let mut c = vec![0.0f32; m * n];
+                crate::gemm::gemm(&g, &a, &b, &mut c);
+                assert_eq!(c[0], k as f32);
+            });
+            let before: Vec<usize> = rayon::broadcast(|_| kept_bytes());
+            release_packing_buffers();
+            (before, rayon::broadcast(|_| kept_bytes()))
+        });
+        assert!(kept.0.iter().all(|&b| b > 0), "every thread packed: {:?}", kept.0);
+        assert_eq!(kept.1, vec![0, 0]);
     }
 
     #[test]

@@ -168,6 +168,13 @@ pub fn gemm_with_epilogue<T: Element>(g: &Gemm, a: &[T], b: &[T], c: &mut [T], e
     }
 }
 
+/// Frees the packing buffers the product keeps on each thread between calls (up to 16 MiB a
+/// thread, sized by the largest product it has packed): on the calling thread, and on every
+/// thread of rayon's pool when called from one of them (the main thread, once a tensor exists).
+pub fn release_buffers() {
+    driver::release_packing_buffers();
+}
+
 /// The driver's view of a call: strides that read the stored (possibly transposed) operands.
 fn problem<'a, T>(g: &Gemm, a: &[T], b: &[T], c: &mut [T], epi: Epi<'a, T>) -> Problem<'a, T> {
     let (m, n, k) = (g.m, g.n, g.k);
