@@ -16,6 +16,12 @@
 //! 144 KiB (a quarter to an eighth of L2, so it survives the B traffic), and NC = 4080 makes
 //! the packed B block 4 MiB (f32) / 8 MiB (f64), well inside the shared L3.
 //!
+//! A short product (at most [`IN_PLACE_B_MAX_ROWS`] rows of C) whose B is row-major skips
+//! B's packing: the kernel reads each micro-panel where it lies, a row of B per step, and only
+//! a last, partial panel is packed. Each panel serves so few tiles there that the copy costs
+//! more than it saves (a convolution's 16 output channels over its im2col matrix: 240 → 150 µs
+//! for W3's first layer).
+//!
 //! Determinism: k is always cut at the same multiples of KC and, by the kernel contract, an
 //! element's value depends only on its row of A, its column of B and the KC slicing, never on
 //! the tile it falls in (edge tiles run the same kernel on a local buffer). So the result is
@@ -36,6 +42,9 @@ const MAX_TILE: usize = 256;
 /// Packing one row of A costs about as much as computing this many columns of C for it; the
 /// task-grid choice uses it to weigh duplicated A packing against load balance.
 const PACK_COST_COLS: usize = 12;
+
+/// Products with at most this many rows read a row-major B in place ([`reads_b_in_place`]).
+const IN_PLACE_B_MAX_ROWS: usize = 64;
 
 /// Packed buffers kept per thread between calls up to this size (bytes); larger ones are freed.
 const MAX_KEPT_BYTES: usize = 16 << 20;
@@ -170,19 +179,64 @@ unsafe fn serial<K: MicroKernel>(p: &Problem<'_, K::Elem>) {
     let nc_max = K::NC.min(p.n).div_ceil(K::NR) * K::NR;
     let mut b_buf = PackBuf::take(&B_BUF, kc_max * nc_max * size);
     let b_pack = b_buf.as_mut_ptr::<K::Elem>();
+    let b_in_place = reads_b_in_place(p);
     // Loop 5 (jc): NC-wide column blocks of B and C.
     for jc in (0..p.n).step_by(K::NC) {
         let nc = K::NC.min(p.n - jc);
+        // Full panels are read in place; a last, partial one is packed (the kernel reads NR
+        // columns of every row, which past B's last column would leave B).
+        let in_place = if b_in_place { nc / K::NR * K::NR } else { 0 };
         // Loop 4 (pc): KC-deep slices of k; the B block is packed once per slice.
         for pc in (0..p.k).step_by(K::KC) {
             let kc = K::KC.min(p.k - pc);
-            // SAFETY: (pc, jc) is inside B; the buffer holds kc_max × nc_max.
-            unsafe { pack_b::<K>(kc, nc, p.b.offset(pc, jc), b_pack) };
+            // SAFETY: (pc, jc) is inside B.
+            let block = unsafe { p.b.offset(pc, jc) };
+            if in_place < nc {
+                // SAFETY: columns in_place..nc of the block are inside B; the buffer holds
+                // kc_max × nc_max.
+                unsafe { pack_b::<K>(kc, nc - in_place, block.offset(0, in_place), b_pack) };
+            }
+            let panels = BPanels { block, in_place, packed: b_pack };
             let load_c = p.accumulate || pc > 0;
             let last = pc + kc == p.k;
             let blk = Block { jc, nc, pc, kc, load_c, last };
             // SAFETY: this call owns all of C.
-            unsafe { macro_block::<K>(p, b_pack, &blk) }
+            unsafe { macro_block::<K>(p, &panels, &blk) }
+        }
+    }
+}
+
+/// True when the micro-kernel reads B where it lies instead of from packed panels: B is
+/// row-major and C so short that each panel serves only a few tiles, fewer than would repay
+/// copying it (a recurrent step's 32 rows times its weight matrix).
+pub(crate) fn reads_b_in_place<T>(p: &Problem<'_, T>) -> bool {
+    p.b.cs == 1 && p.m <= IN_PLACE_B_MAX_ROWS
+}
+
+/// Where loop 2 finds the B micro-panels of one (jc, pc) block: the first `in_place` columns
+/// in B itself (row-major), the rest packed.
+struct BPanels<T> {
+    /// The block's element (pc, jc) in B.
+    block: MatRef<T>,
+    /// Columns read in place: a multiple of NR, 0 when the whole block is packed.
+    in_place: usize,
+    /// The packed panels of columns `in_place..`.
+    packed: *const T,
+}
+
+impl<T> BPanels<T> {
+    /// The micro-panel starting at column `jr` of the block, and the stride between its rows.
+    ///
+    /// # Safety
+    /// `jr` is a multiple of NR inside the block, and `kc` the block's depth.
+    unsafe fn panel<K: MicroKernel<Elem = T>>(&self, jr: usize, kc: usize) -> (*const T, usize) {
+        // SAFETY: column jr of the block, or panel (jr - in_place)/NR of the packed ones.
+        unsafe {
+            if jr < self.in_place {
+                (self.block.ptr.add(jr), self.block.rs)
+            } else {
+                (self.packed.add((jr - self.in_place) * kc), K::NR)
+            }
         }
     }
 }
@@ -202,8 +256,8 @@ struct Block {
 /// cache.
 ///
 /// # Safety
-/// As [`gemm_packed`]; `b_pack` holds the packed KC×NC block.
-unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K::Elem, blk: &Block) {
+/// As [`gemm_packed`]; `b` finds every panel of the KC×NC block.
+unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b: &BPanels<K::Elem>, blk: &Block) {
     let kc = blk.kc;
     let mc_max = K::MC.min(p.m).div_ceil(K::MR) * K::MR;
     let mut a_buf = PackBuf::take(&A_BUF, mc_max * kc * std::mem::size_of::<K::Elem>());
@@ -217,8 +271,8 @@ unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K
         // Loop 2 (jr): NR-wide micro-panels of the packed B block.
         for jr in (0..blk.nc).step_by(K::NR) {
             let nr = K::NR.min(blk.nc - jr);
-            // SAFETY: jr is a multiple of NR, so this is panel jr/NR of the packed block.
-            let b_panel = unsafe { b_pack.add(jr * kc) };
+            // SAFETY: jr is a multiple of NR inside the block.
+            let b_panel = unsafe { b.panel::<K>(jr, kc) };
             // Loop 1 (ir): MR-tall micro-panels of the packed A block.
             for ir in (0..mc).step_by(K::MR) {
                 let mr = K::MR.min(mc - ir);
@@ -240,7 +294,8 @@ unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K
     }
 }
 
-/// One MR×NR tile, of which the top-left `mr`×`nr` part is inside C.
+/// One MR×NR tile, of which the top-left `mr`×`nr` part is inside C; `b` is B's panel and the
+/// stride between its rows.
 ///
 /// # Safety
 /// As [`MicroKernel::run`] for the panels; `c` must be valid for `mr` rows of `nr` elements.
@@ -249,7 +304,7 @@ unsafe fn macro_block<K: MicroKernel>(p: &Problem<'_, K::Elem>, b_pack: *const K
 unsafe fn tile<K: MicroKernel>(
     kc: usize,
     a: *const K::Elem,
-    b: *const K::Elem,
+    (b, rsb): (*const K::Elem, usize),
     c: *mut K::Elem,
     ldc: usize,
     mr: usize,
@@ -259,7 +314,7 @@ unsafe fn tile<K: MicroKernel>(
     const { assert!(K::MR * K::NR <= MAX_TILE) };
     if mr == K::MR && nr == K::NR {
         // SAFETY: a full tile inside C.
-        unsafe { K::run(kc, a, b, c, ldc, load_c) };
+        unsafe { K::run(kc, a, b, rsb, c, ldc, load_c) };
         return;
     }
     // Edge tile: run the same kernel on a local tile and copy the valid part.
@@ -271,7 +326,7 @@ unsafe fn tile<K: MicroKernel>(
                 std::ptr::copy_nonoverlapping(c.add(i * ldc), buf.as_mut_ptr().add(i * K::NR), nr);
             }
         }
-        K::run(kc, a, b, buf.as_mut_ptr(), K::NR, load_c);
+        K::run(kc, a, b, rsb, buf.as_mut_ptr(), K::NR, load_c);
         for i in 0..mr {
             std::ptr::copy_nonoverlapping(buf.as_ptr().add(i * K::NR), c.add(i * ldc), nr);
         }

@@ -28,17 +28,21 @@ pub(crate) trait MicroKernel {
     /// Columns of B per packed block (L3-resident); a multiple of `NR`.
     const NC: usize;
 
-    /// Computes `C[i][j] = (load_c ? C[i][j] : 0) + Σ_p a[p·MR + i] · b[p·NR + j]` for the
-    /// MR×NR tile whose row `i` starts at `c + i·rsc` (columns contiguous).
+    /// Computes `C[i][j] = (load_c ? C[i][j] : 0) + Σ_p a[p·MR + i] · b[p·rsb + j]` for the
+    /// MR×NR tile whose row `i` starts at `c + i·rsc` (columns contiguous). `rsb` is `NR` for
+    /// a packed B panel, or B's own row stride when the kernel reads a row-major B in place.
     ///
     /// # Safety
-    /// `a` must be valid for `MR·k` reads, `b` for `NR·k` reads, each of the `MR` rows of `c`
-    /// for `NR` reads and writes, and the CPU must support the kernel's instruction set (the
-    /// selection in [`isa`] guarantees it for the kernels it hands out).
+    /// `a` must be valid for `MR·k` reads, `b` for `NR` reads at each of `b + p·rsb`
+    /// (`p < k`), each of the `MR` rows of `c` for `NR` reads and writes, and the CPU must
+    /// support the kernel's instruction set (the selection in [`isa`] guarantees it for the
+    /// kernels it hands out).
+    #[allow(clippy::too_many_arguments)]
     unsafe fn run(
         k: usize,
         a: *const Self::Elem,
         b: *const Self::Elem,
+        rsb: usize,
         c: *mut Self::Elem,
         rsc: usize,
         load_c: bool,
@@ -58,11 +62,11 @@ impl<T: Element, const MR: usize, const NR: usize> MicroKernel for ScalarKernel<
     const KC: usize = 256;
     const NC: usize = NR * 256;
 
-    unsafe fn run(k: usize, a: *const T, b: *const T, c: *mut T, rsc: usize, load_c: bool) {
+    unsafe fn run(k: usize, a: *const T, b: *const T, rsb: usize, c: *mut T, rsc: usize, load_c: bool) {
         let mut acc = [[T::ZERO; NR]; MR];
         for p in 0..k {
             // SAFETY: p < k, so both reads stay inside the panels the caller vouched for.
-            let (ap, bp) = unsafe { (a.add(p * MR), b.add(p * NR)) };
+            let (ap, bp) = unsafe { (a.add(p * MR), b.add(p * rsb)) };
             for (i, row) in acc.iter_mut().enumerate() {
                 // SAFETY: i < MR within panel row p of A.
                 let ai = unsafe { *ap.add(i) };

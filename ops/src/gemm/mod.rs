@@ -11,8 +11,8 @@
 //! A call picks its path from the shape alone: `m·n·k` up to [`DIRECT_MAX_WORK`] (or a
 //! matrix-vector shape, or a few dot products of rows: [`DOT_MAX_OUTPUTS`]) runs the direct
 //! loops, everything else the packed driver with the best kernel for the CPU (chosen once),
-//! on C or, for a product narrower than the kernel's tile (fewer columns than it is wide), on
-//! Cᵀ = Bᵀ·Aᵀ. Threads are used only from [`PARALLEL_MIN_WORK`] upward. Every path computes
+//! on C or, for a product narrower than the kernel's tile (fewer columns than it is wide) or
+//! one that only as its transpose reads B in place (see `driver.rs`), on Cᵀ = Bᵀ·Aᵀ. Threads are used only from [`PARALLEL_MIN_WORK`] upward. Every path computes
 //! each element of C in an order fixed by the shape, so the same inputs give bit-identical
 //! outputs for any thread count.
 
@@ -194,9 +194,15 @@ fn problem<'a, T>(g: &Gemm, a: &[T], b: &[T], c: &mut [T], epi: Epi<'a, T>) -> P
 
 /// Runs the packed driver with kernel `K`, which `isa()` vouched for: on C, or on Cᵀ = Bᵀ·Aᵀ
 /// when that fills the kernel's tiles markedly better (a product with fewer columns than a
-/// tile is wide: a weight gradient of 16 input features).
+/// tile is wide: a weight gradient of 16 input features), or when only the transpose reads its
+/// B in place (a thin product whose A is stored transposed: the same weight gradient, whose
+/// packed A would serve a single panel of columns).
 fn run<K: MicroKernel>(p: &Problem<'_, K::Elem>, threads: usize) {
-    if transposed_pays::<K>(p.m, p.n) {
+    let in_place_only_transposed = || {
+        let t = Problem { m: p.n, a: p.b.transposed(), b: p.a.transposed(), ..*p };
+        !driver::reads_b_in_place(p) && driver::reads_b_in_place(&t)
+    };
+    if transposed_pays::<K>(p.m, p.n) || in_place_only_transposed() {
         return run_transposed::<K>(p, threads);
     }
     // SAFETY: the views were built from slices whose lengths were asserted above, k > 0, and

@@ -257,21 +257,83 @@ fn check_transposed<K: MicroKernel>() {
     }
 }
 
+/// Runs `$check::<K>()` for the scalar f32 kernel and each SIMD kernel this CPU has.
+macro_rules! on_every_kernel {
+    ($check:ident) => {{
+        $check::<ScalarF32>();
+        #[cfg(target_arch = "x86_64")]
+        match isa() {
+            Isa::Avx512 => {
+                $check::<super::x86::Avx512F32>();
+                $check::<super::x86::Avx512F64>();
+            }
+            Isa::Avx2Fma => {
+                $check::<super::x86::Avx2F32>();
+                $check::<super::x86::Avx2F64>();
+            }
+            Isa::Scalar => {}
+        }
+    }};
+}
+
 #[test]
 fn narrow_products_run_transposed_with_the_direct_bits() {
-    check_transposed::<ScalarF32>();
-    #[cfg(target_arch = "x86_64")]
-    match isa() {
-        Isa::Avx512 => {
-            check_transposed::<super::x86::Avx512F32>();
-            check_transposed::<super::x86::Avx512F64>();
+    on_every_kernel!(check_transposed);
+}
+
+/// Short products read a row-major B in place (its last, partial panel packed): bit for bit
+/// the first rows of a product tall enough to pack B, since an element depends only on its
+/// row of A, its column of B and k (with every flag, an epilogue, k over several slices).
+fn check_b_in_place<K: MicroKernel>() {
+    for (s, &(m, n, k)) in
+        [(1, 16, 3), (32, 128, 600), (7, 17, 300), (64, 100, 257), (33, 48, 1)].iter().enumerate()
+    {
+        let tall = m + 70;
+        for (trans_a, trans_b, accumulate) in all_flags() {
+            let g = Gemm { m: tall, n, k, trans_a, trans_b, accumulate };
+            let a: Vec<K::Elem> = random_vec(tall * k, s as u64);
+            let b: Vec<K::Elem> = random_vec(k * n, 30 + s as u64);
+            let bias: Vec<K::Elem> = random_vec(n, 40 + s as u64);
+            let c0: Vec<K::Elem> = random_vec(tall * n, 60 + s as u64);
+            let epi = Epi { bias: Some(&bias[..]), act: Some(UnaryOp::Tanh) };
+            let mut want = c0.clone();
+            let p = problem(&g, &a, &b, &mut want, epi);
+            assert!(!driver::reads_b_in_place(&p));
+            // SAFETY (both calls): the slices hold the operands; the kernel suits this CPU.
+            run_in_pool(2, || unsafe { gemm_packed::<K>(&p, 2) });
+            // The first m rows of A (rows of the stored k×tall matrix when transposed).
+            let short_a: Vec<K::Elem> = if trans_a {
+                (0..k).flat_map(|p| a[p * tall..p * tall + m].to_vec()).collect()
+            } else {
+                a[..m * k].to_vec()
+            };
+            let mut c = c0[..m * n].to_vec();
+            let p = problem(&Gemm { m, ..g }, &short_a, &b, &mut c, epi);
+            // (B stored n×1 is row-major too.)
+            assert_eq!(driver::reads_b_in_place(&p), !trans_b || k == 1, "{g:?}");
+            run_in_pool(2, || unsafe { gemm_packed::<K>(&p, 2) });
+            assert!(c[..] == want[..m * n], "{m} rows of {g:?}");
         }
-        Isa::Avx2Fma => {
-            check_transposed::<super::x86::Avx2F32>();
-            check_transposed::<super::x86::Avx2F64>();
-        }
-        Isa::Scalar => {}
     }
+    // A thin product whose A is stored transposed runs as its transpose, which reads that A in
+    // place: the direct driver's bits.
+    for (s, &(m, n, k)) in [(300, 16, 600), (512, 20, 300), (129, 64, 257)].iter().enumerate() {
+        let g = Gemm { m, n, k, trans_a: true, trans_b: false, accumulate: s == 1 };
+        let a: Vec<K::Elem> = random_vec(m * k, s as u64);
+        let b: Vec<K::Elem> = random_vec(k * n, 30 + s as u64);
+        let c0: Vec<K::Elem> = random_vec(m * n, 60 + s as u64);
+        let epi = Epi { bias: None, act: Some(UnaryOp::Tanh) };
+        let (mut c, mut want) = (c0.clone(), c0);
+        run_in_pool(2, || run::<K>(&problem(&g, &a, &b, &mut c, epi), 2));
+        // SAFETY: as above.
+        run_in_pool(2, || unsafe { gemm_packed::<K>(&problem(&g, &a, &b, &mut want, epi), 2) });
+        assert!(c == want, "{g:?}");
+    }
+}
+
+#[test]
+fn short_products_read_b_in_place_with_the_packed_bits() {
+    on_every_kernel!(check_b_in_place);
 }
 
 #[test]
@@ -295,8 +357,8 @@ fn check_kernel<K: MicroKernel, const MR: usize, const NR: usize>() {
             // SAFETY: the panels hold k steps, C holds MR rows of stride rsc ≥ NR; the caller
             // only passes kernels whose instruction set was detected.
             unsafe {
-                K::run(k, a.as_ptr(), b.as_ptr(), got.as_mut_ptr(), rsc, load_c);
-                Ref::<K::Elem, MR, NR>::run(k, a.as_ptr(), b.as_ptr(), want.as_mut_ptr(), rsc, load_c);
+                K::run(k, a.as_ptr(), b.as_ptr(), NR, got.as_mut_ptr(), rsc, load_c);
+                Ref::<K::Elem, MR, NR>::run(k, a.as_ptr(), b.as_ptr(), NR, want.as_mut_ptr(), rsc, load_c);
             }
             assert_close(&got, &want, atol::<K::Elem>(k), 0.0);
             // The gap columns between rows are never written.
@@ -339,6 +401,6 @@ fn scalar_kernels_compute_exact_small_products() {
     let b = [1.0f64, -1.0, 2.0, 0.0];
     let mut c = [100.0f64; 4];
     // SAFETY: two steps of 2-wide panels into a 2×2 tile.
-    unsafe { ScalarKernel::<f64, 2, 2>::run(2, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), 2, true) };
+    unsafe { ScalarKernel::<f64, 2, 2>::run(2, a.as_ptr(), b.as_ptr(), 2, c.as_mut_ptr(), 2, true) };
     assert_eq!(c, [107.0, 99.0, 110.0, 98.0]);
 }

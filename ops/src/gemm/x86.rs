@@ -2,7 +2,7 @@
 //!
 //! All four share one shape, the classic BLIS "broadcast A, load B" kernel: the MR×NR tile is
 //! held in `2·MR` vector accumulators, each row being two vectors of B's width. Per step `p`
-//! the kernel loads two vectors of the packed B panel, broadcasts each of the MR values of the
+//! the kernel loads two vectors of the B panel (packed, or a row of B read in place), broadcasts each of the MR values of the
 //! packed A panel and issues `2·MR` independent FMAs (12 for the AVX2 kernels: enough to cover
 //! the 4-cycle FMA latency on two FMA pipes; 16 for the AVX-512 ones). Accumulators start at
 //! zero and C is added after the k loop, as the contract in `kernel.rs` requires.
@@ -42,14 +42,14 @@ macro_rules! broadcast_kernel {
             const NC: usize = $nc;
 
             #[inline]
-            unsafe fn run(k: usize, a: *const $t, b: *const $t, c: *mut $t, rsc: usize, load_c: bool) {
+            unsafe fn run(k: usize, a: *const $t, b: *const $t, rsb: usize, c: *mut $t, rsc: usize, load_c: bool) {
                 // SAFETY: forwarded contract; kernel selection checked the CPU feature.
-                unsafe { $func(k, a, b, c, rsc, load_c) }
+                unsafe { $func(k, a, b, rsb, c, rsc, load_c) }
             }
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn $func(k: usize, a: *const $t, b: *const $t, c: *mut $t, rsc: usize, load_c: bool) {
+        unsafe fn $func(k: usize, a: *const $t, b: *const $t, rsb: usize, c: *mut $t, rsc: usize, load_c: bool) {
             const MR: usize = $mr;
             const L: usize = $lanes;
             for i in 0..MR {
@@ -65,7 +65,7 @@ macro_rules! broadcast_kernel {
             macro_rules! step {
                 () => {
                     // SAFETY: the caller guarantees k steps of MR (A) and 2·L (B) values; `a`
-                    // and `b` advance by exactly one step each time.
+                    // and `b` advance by exactly one step (MR, and B's row stride) each time.
                     unsafe {
                         let b0 = $load(b);
                         let b1 = $load(b.add(L));
@@ -75,7 +75,7 @@ macro_rules! broadcast_kernel {
                             row[1] = $fma(ai, b1, row[1]);
                         }
                         a = a.add(MR);
-                        b = b.add(2 * L);
+                        b = b.add(rsb);
                     }
                 };
             }
