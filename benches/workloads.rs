@@ -39,12 +39,8 @@ const STEP_REPS: usize = 100;
 fn time<F: FnMut()>(reps: usize, mut f: F) -> Timing {
     // Nothing an earlier workload left for reuse counts against this one.
     graphgrad::autodiff::clear_buffer_pool();
-    // Read before the reset below, always: on the kernels seen here a reset not preceded by a
-    // read started from a count that still held what an earlier workload freed (every line of
-    // a full run 4-5 MB above the same workload run alone).
-    let before = rss_mb();
     if profiling() {
-        eprintln!("resident before the first call: {before:.0} MB");
+        eprintln!("resident before the first call: {:.0} MB", rss_mb());
     }
     for _ in 0..3 {
         f();
