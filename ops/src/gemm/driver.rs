@@ -176,10 +176,11 @@ impl<T: Copy> Problem<'_, T> {
 unsafe fn serial<K: MicroKernel>(p: &Problem<'_, K::Elem>) {
     let size = std::mem::size_of::<K::Elem>();
     let kc_max = K::KC.min(p.k);
-    let nc_max = K::NC.min(p.n).div_ceil(K::NR) * K::NR;
-    let mut b_buf = PackBuf::take(&B_BUF, kc_max * nc_max * size);
-    let b_pack = b_buf.as_mut_ptr::<K::Elem>();
     let b_in_place = reads_b_in_place(p);
+    // Read in place, B needs room for one partial panel only.
+    let packed_cols = if b_in_place { K::NR } else { K::NC.min(p.n).div_ceil(K::NR) * K::NR };
+    let mut b_buf = PackBuf::take(&B_BUF, kc_max * packed_cols * size);
+    let b_pack = b_buf.as_mut_ptr::<K::Elem>();
     // Loop 5 (jc): NC-wide column blocks of B and C.
     for jc in (0..p.n).step_by(K::NC) {
         let nc = K::NC.min(p.n - jc);
@@ -193,7 +194,7 @@ unsafe fn serial<K: MicroKernel>(p: &Problem<'_, K::Elem>) {
             let block = unsafe { p.b.offset(pc, jc) };
             if in_place < nc {
                 // SAFETY: columns in_place..nc of the block are inside B; the buffer holds
-                // kc_max × nc_max.
+                // kc_max × packed_cols, and nc - in_place ≤ packed_cols.
                 unsafe { pack_b::<K>(kc, nc - in_place, block.offset(0, in_place), b_pack) };
             }
             let panels = BPanels { block, in_place, packed: b_pack };

@@ -12,9 +12,10 @@
 //! matrix-vector shape, or a few dot products of rows: [`DOT_MAX_OUTPUTS`]) runs the direct
 //! loops, everything else the packed driver with the best kernel for the CPU (chosen once),
 //! on C or, for a product narrower than the kernel's tile (fewer columns than it is wide) or
-//! one that only as its transpose reads B in place (see `driver.rs`), on Cᵀ = Bᵀ·Aᵀ. Threads are used only from [`PARALLEL_MIN_WORK`] upward. Every path computes
-//! each element of C in an order fixed by the shape, so the same inputs give bit-identical
-//! outputs for any thread count.
+//! one that only as its transpose reads B in place (see `driver.rs`), on Cᵀ = Bᵀ·Aᵀ. Threads
+//! are used only from [`PARALLEL_MIN_WORK`] upward. Every path computes each element of C in
+//! an order fixed by the shape, so the same inputs give bit-identical outputs for any thread
+//! count.
 
 mod driver;
 mod kernel;

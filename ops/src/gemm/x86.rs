@@ -2,9 +2,10 @@
 //!
 //! All four share one shape, the classic BLIS "broadcast A, load B" kernel: the MR×NR tile is
 //! held in `2·MR` vector accumulators, each row being two vectors of B's width. Per step `p`
-//! the kernel loads two vectors of the B panel (packed, or a row of B read in place), broadcasts each of the MR values of the
-//! packed A panel and issues `2·MR` independent FMAs (12 for the AVX2 kernels: enough to cover
-//! the 4-cycle FMA latency on two FMA pipes; 16 for the AVX-512 ones). Accumulators start at
+//! the kernel loads two vectors of the B panel (packed, or a row of B read in place),
+//! broadcasts each of the MR values of the packed A panel and issues `2·MR` independent FMAs
+//! (12 for the AVX2 kernels: enough to cover the 4-cycle FMA latency on two FMA pipes; 16 for
+//! the AVX-512 ones). Accumulators start at
 //! zero and C is added after the k loop, as the contract in `kernel.rs` requires.
 //!
 //! The AVX-512 kernels are only selected when `is_x86_feature_detected!("avx512f")` says so,
