@@ -188,8 +188,9 @@ fn window_max<T: Element>(x: &[T], in_w: usize, r: &Span, c: &Span) -> (T, usize
 /// usual CNN pool. Each window's maximum, then the first cell (row-major) holding it, whose
 /// own value is written (so a window of −0 and +0 gives the first, as the general path does).
 /// `offsets[ow] = 2·ow` as the element type, built once per call. f32 with AVX2 runs explicit
-/// vector code (eight windows at a time, a masked last group for short rows); otherwise
-/// selects among values of the element type, with no branch on the data.
+/// vector code (eight windows at a time, a short last group moved back over its neighbours
+/// or, in rows under eight windows, masked); otherwise selects among values of the element
+/// type, with no branch on the data.
 fn max_pool_2x2<T: Element>(x: &[T], in_w: usize, offsets: &[T], y: &mut [T], argmax: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && crate::math::has_avx2_fma() {
@@ -292,9 +293,49 @@ mod x86_pool {
         _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     }
 
+    /// Where the group of windows from `c` starts in a row `out_w` windows wide: a short last
+    /// group of a row of at least eight moves back to end with the row, whole (its first
+    /// windows computed twice, to the same values), since short groups are masked.
+    fn last_group(c: usize, out_w: usize) -> usize {
+        if out_w >= 8 {
+            c.min(out_w - 8)
+        } else {
+            c
+        }
+    }
+
+    /// The first `src.len()` (at most 8) lanes from `src`, the rest zero; masked only when
+    /// short, since a masked load costs more than a plain one.
+    #[target_feature(enable = "avx2")]
+    fn load_first(src: &[f32]) -> __m256 {
+        // SAFETY: the first src.len() lanes lie in src; masked lanes are not read
+        unsafe {
+            if src.len() == 8 {
+                _mm256_loadu_ps(src.as_ptr())
+            } else {
+                _mm256_maskload_ps(src.as_ptr(), first_lanes(src.len()))
+            }
+        }
+    }
+
+    /// Writes the first `dst.len()` (at most 8) lanes of `v` to `dst`. A short store goes
+    /// through the stack: AMD's cores run a masked store as microcode, tens of cycles each.
+    #[target_feature(enable = "avx2")]
+    fn store_first(dst: &mut [f32], v: __m256) {
+        if dst.len() == 8 {
+            // SAFETY: dst holds 8 floats
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v) };
+        } else {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: lanes holds 8 floats
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+            dst.copy_from_slice(&lanes[..dst.len()]);
+        }
+    }
+
     /// [`max_pool_2x2_backward`](super::max_pool_2x2_backward) for f32: per output row,
     /// groups of eight windows, their cells' values interleaved into two row stores each, the
-    /// last group masked.
+    /// last group placed by [`last_group`]: masked only in rows under eight windows.
     ///
     /// # Safety
     /// The CPU must support AVX2.
@@ -311,15 +352,10 @@ mod x86_pool {
         for oh in 0..out_h {
             let top = 2 * oh * in_w;
             for c in (0..out_w).step_by(8) {
+                let c = last_group(c, out_w);
                 let (n, at) = ((out_w - c).min(8), oh * out_w + c);
                 let mask = first_lanes(n);
-                // SAFETY: outputs at..at + n lie in dy and argmax; masked lanes are not read
-                let (d, a) = unsafe {
-                    (
-                        _mm256_maskload_ps(dy.as_ptr().add(at), mask),
-                        _mm256_maskload_ps(argmax.as_ptr().add(at), mask),
-                    )
-                };
+                let (d, a) = (load_first(&dy[at..at + n]), load_first(&argmax[at..at + n]));
                 let d = _mm256_add_ps(zero, d);
                 let cell = _mm256_add_ps(_mm256_set1_ps((top + 2 * c) as f32), lanes);
                 let is = |k: __m256| _mm256_cmp_ps::<_CMP_EQ_OQ>(a, _mm256_add_ps(cell, k));
@@ -332,17 +368,9 @@ mod x86_pool {
                     let (lo, hi) = (_mm256_unpacklo_ps(left, right), _mm256_unpackhi_ps(left, right));
                     let (first, second) =
                         (_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi));
-                    // SAFETY: cells at..at + 2n lie in dx (masked lanes are not written); the
-                    // second address may lie past it: wrapping
-                    unsafe {
-                        let p = dx.as_mut_ptr().add(at);
-                        _mm256_maskstore_ps(p, first_lanes(2 * n), first);
-                        _mm256_maskstore_ps(
-                            p.wrapping_add(8),
-                            first_lanes((2 * n).saturating_sub(8)),
-                            second,
-                        );
-                    }
+                    let (a, b) = dx[at..at + 2 * n].split_at_mut((2 * n).min(8));
+                    store_first(a, first);
+                    store_first(b, second);
                 };
                 row(pick(e0), pick(e1), top + 2 * c, dx);
                 row(pick(e2), pick(e3), top + in_w + 2 * c, dx);
@@ -356,7 +384,8 @@ mod x86_pool {
     }
 
     /// [`max_pool_2x2`](super::max_pool_2x2) for f32: per output row, groups of eight windows
-    /// (their cells deinterleaved from two row loads each), the last group masked.
+    /// (their cells deinterleaved from two row loads each), the last group placed by
+    /// [`last_group`].
     ///
     /// # Safety
     /// The CPU must support AVX2; `x` is a plane `in_w` wide of at least `2·(y.len() / (in_w /
@@ -392,6 +421,7 @@ mod x86_pool {
         for oh in 0..out_h {
             let top = 2 * oh * in_w;
             for c in (0..out_w).step_by(8) {
+                let c = last_group(c, out_w);
                 let n = (out_w - c).min(8);
                 // SAFETY: window c's cells start at column 2c of rows 2oh and 2oh + 1
                 let (u0, u1) = cells(unsafe { x.as_ptr().add(top + 2 * c) }, n);
@@ -408,16 +438,8 @@ mod x86_pool {
                 let value = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_blendv_ps(l1, l0, e2), u1, e1), u0, e0);
                 let cell = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps((top + 2 * c) as f32), lanes), step);
                 let at = oh * out_w + c;
-                // SAFETY: outputs at..at + n lie in y and argmax
-                unsafe {
-                    if n == 8 {
-                        _mm256_storeu_ps(y.as_mut_ptr().add(at), value);
-                        _mm256_storeu_ps(argmax.as_mut_ptr().add(at), cell);
-                    } else {
-                        _mm256_maskstore_ps(y.as_mut_ptr().add(at), first_lanes(n), value);
-                        _mm256_maskstore_ps(argmax.as_mut_ptr().add(at), first_lanes(n), cell);
-                    }
-                }
+                store_first(&mut y[at..at + n], value);
+                store_first(&mut argmax[at..at + n], cell);
             }
         }
     }
@@ -787,11 +809,11 @@ mod tests {
         }
     }
 
-    /// The 2×2 kernels (vector groups of eight windows, a masked last group), forward and
-    /// backward, against plain loops, bit for bit: every row width from 2 to 37 (short rows,
-    /// whole and partial groups, odd widths), several planes, values from {−1, −0, +0, 1} so
-    /// most windows tie and zeros of both signs meet (the first maximal cell gives the value,
-    /// sign included).
+    /// The 2×2 kernels (vector groups of eight windows, the last moved back or masked),
+    /// forward and backward, against plain loops, bit for bit: every row width from 2 to 37
+    /// (short rows, whole and partial groups, odd widths), several planes, values from
+    /// {−1, −0, +0, 1} so most windows tie and zeros of both signs meet (the first maximal cell
+    /// gives the value, sign included).
     #[test]
     fn two_by_two_pool_takes_the_first_maximal_cell_bit_for_bit() {
         fn run<T: Element>(rng: &mut ChaCha8Rng) {
