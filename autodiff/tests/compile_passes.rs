@@ -6,6 +6,7 @@ use graphgrad_autodiff::compile::{
     compile, compile_with, constant_indices, CompileOptions, Compiled, Program,
 };
 use graphgrad_autodiff::{grad, no_grad, ConvOptions, DType, Error, Generator, Result, Tensor, Var};
+use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::testing::assert_close;
 use graphgrad_ops::unary::UnaryOp;
 use rand::SeedableRng;
@@ -625,6 +626,46 @@ fn max_pooling_finds_values_and_indices_in_one_pass() {
     let ops: Vec<String> = p.graph().g.node_weights().map(|n| n.op.to_string()).collect();
     assert_eq!(ops.iter().filter(|op| *op == "max_pool2d+indices").count(), 1, "{}", p.log());
     assert!(!ops.iter().any(|op| op == "max_pool2d_indices" || op == "max_pool2d"), "{ops:?}");
+}
+
+/// Two ReLU convolutions, each behind a max pool: 2×2 windows over a plane of odd width (its
+/// last column in no window), and overlapping 3×3 windows with stride 2.
+fn relu_pool_step(x: &Tensor, p: &[Var]) -> Result<Vec<Tensor>> {
+    let padded = ConvOptions::default().padding(1);
+    let h1 = x.conv2d(&p[0], Some(&p[1]), padded)?.relu().max_pool2d(2, 2, 0)?;
+    let h2 = x.conv2d(&p[2], Some(&p[3]), padded)?.relu().max_pool2d(3, 2, 1)?;
+    let loss = h1.square().sum_all().add(&h2.mul_scalar(0.5).sum_all())?;
+    let mut leaves: Vec<Tensor> = p.iter().map(|v| v.tensor().clone()).collect();
+    leaves.push(x.clone());
+    grad(std::slice::from_ref(&loss), &leaves, false)
+}
+
+#[test]
+fn relu_masks_behind_disjoint_max_pools_run_over_the_pooled_values() {
+    let x = data(&[2, 3, 10, 9], 90).requires_grad_();
+    let params: Vec<Var> = [(&[4, 3, 3, 3][..], 91), (&[4], 92), (&[2, 3, 3, 3], 93), (&[2], 94)]
+        .iter()
+        .map(|&(shape, seed)| Var::new("p", &data(shape, seed)))
+        .collect();
+    let eager = relu_pool_step(&x, &params).unwrap();
+    let pc = params.clone();
+    let mut f =
+        compile_with(move |io: &[Tensor]| relu_pool_step(&io[0], &pc), only(CompileOptions::default()));
+    let out = f.call(std::slice::from_ref(&x)).unwrap();
+    // the same values (a zero's sign aside, which == ignores): x's, the weights' and the
+    // biases' gradients
+    for (o, e) in out.iter().zip(&eager) {
+        assert_eq!(o.to_vec::<f32>().unwrap(), e.to_vec::<f32>().unwrap());
+    }
+    // the 2×2 pool's mask runs over its [2, 4, 5, 4] output; the overlapping pool's, whose
+    // cells may win several windows, over its [2, 2, 10, 9] input
+    use graphgrad_autodiff::compile::{ir::IrOp, kernel::Instr};
+    let p = f.programs().next().unwrap();
+    let compares = |op: &IrOp| matches!(op, IrOp::Fused(k) if k.instrs.iter().any(|i| matches!(i, Instr::Binary(BinaryOp::Gt, ..))));
+    let mut masks: Vec<Vec<usize>> =
+        p.graph().g.node_weights().filter(|n| compares(&n.op)).map(|n| n.outs[0].shape.to_vec()).collect();
+    masks.sort();
+    assert_eq!(masks, [vec![2, 2, 10, 9], vec![2, 4, 5, 4]], "{}", p.log());
 }
 
 /// Two steps of an LSTM cell: the gates are slices of one pre-activation `x_t + h·W`.

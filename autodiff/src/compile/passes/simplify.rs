@@ -20,11 +20,18 @@
 //!   product of the operands joined along the contracted axis;
 //! - a slice of an elementwise result read only in slices (an LSTM's gates, cut from one
 //!   pre-activation `x·W_ih + h·W_hh`) is the elementwise op of the operands' slices, so each
-//!   slice fuses with the ops that read it and the whole result is never stored.
+//!   slice fuses with the ops that read it and the whole result is never stored;
+//! - a comparison mask of a max pool's input times the pool's gradient (ReLU's backward
+//!   behind a max pool: `(r > 0)·pool_backward(g)`) is the gradient of the mask of the pooled
+//!   values, `pool_backward(g·(y > 0))`, when no two windows share a cell: each cell gets one
+//!   window's gradient or none, and the winning cell's value is the pooled value, so the mask
+//!   runs over the pooled output instead of the pool's input (a quarter of it for 2×2 windows)
+//!   and the masked full-size value is never stored. The values are the same, a zero's sign
+//!   aside (`0 + g·0` is +0 where `(0 + g)·0` is −0 for a negative `g`).
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
-use crate::op::{MovementOp, Op};
+use crate::op::{MovementOp, Op, PoolOp};
 use crate::Result;
 use graphgrad_ops::binary::BinaryOp;
 use graphgrad_ops::unary::UnaryOp;
@@ -65,7 +72,7 @@ pub fn simplify_algebra(graph: &mut Graph) {
             graph.set_inputs(n, &operands);
             continue;
         }
-        if slices_through_elementwise(graph, n) {
+        if slices_through_elementwise(graph, n) || mask_before_max_pool_backward(graph, n) {
             continue;
         }
         match rewrite(graph, n) {
@@ -167,6 +174,55 @@ fn slices_through_elementwise(graph: &mut Graph, n: NodeIndex) -> bool {
         graph.g[slice].op = IrOp::Op(op.clone());
         graph.set_inputs(slice, &operands);
     }
+    true
+}
+
+/// When `n` multiplies a comparison of a max pool's input `r` with a constant by that pool's
+/// gradient, read nowhere else, and no two of the pool's windows overlap: `n` becomes the
+/// gradient of the same comparison of the pooled values (read from the forward pass's
+/// `max_pool2d(r, indices)`) times the incoming gradient. True when it applied.
+fn mask_before_max_pool_backward(graph: &mut Graph, n: NodeIndex) -> bool {
+    let IrOp::Op(Op::Binary(BinaryOp::Mul)) = graph.g[n].op else { return false };
+    let ins = graph.inputs(n);
+    let pool_grad = |v: Value| match graph.g[v.node].op {
+        IrOp::Op(Op::Pool(PoolOp::MaxPool2dBackward(geo))) => Some(geo),
+        _ => None,
+    };
+    let (mask, backward, geo) = match (pool_grad(ins[0]), pool_grad(ins[1])) {
+        (Some(geo), _) => (ins[1], ins[0], geo),
+        (None, Some(geo)) => (ins[0], ins[1], geo),
+        (None, None) => return false,
+    };
+    let disjoint = geo.stride.0 >= geo.kernel.0 && geo.stride.1 >= geo.kernel.1;
+    let IrOp::Op(Op::Binary(cmp)) = graph.g[mask.node].op else { return false };
+    let comparison = matches!(
+        cmp,
+        BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Eq | BinaryOp::Ne
+    );
+    let [g, indices] = graph.inputs(backward.node)[..] else { return false };
+    let [r, c] = graph.inputs(mask.node)[..] else { return false };
+    let finds_cells_of_r = matches!(graph.g[indices.node].op, IrOp::Op(Op::Pool(PoolOp::MaxPool2dIndices(i))) if i == geo)
+        && graph.inputs(indices.node)[..] == [r];
+    let constant =
+        matches!(graph.g[c.node].op, IrOp::Const(_)) && graph.info(c).shape.iter().all(|&d| d == 1);
+    let whole = graph.info(mask) == graph.info(Value::of(n)) && graph.info(backward) == graph.info(mask);
+    if !(disjoint && comparison && finds_cells_of_r && constant && whole) || graph.use_count(backward) != 1 {
+        return false;
+    }
+    // the forward pass's pooled values: the rewrite adds no forward work
+    let pooled = graph.users(indices.node).into_iter().find(|&u| {
+        matches!(graph.g[u].op, IrOp::Op(Op::Pool(PoolOp::MaxPool2d(p))) if p == geo)
+            && graph.inputs(u)[..] == [r, indices]
+    });
+    let Some(pooled) = pooled else { return false };
+    let (shape, dtype) = (graph.info(g).shape.clone(), graph.info(g).dtype);
+    let small_mask = graph.add(IrOp::Op(Op::Binary(cmp)), shape.clone(), dtype, &[Value::of(pooled), c]);
+    let masked = graph.add(IrOp::Op(Op::Binary(BinaryOp::Mul)), shape, dtype, &[g, Value::of(small_mask)]);
+    if graph.backward.contains(&n) {
+        graph.backward.extend([small_mask, masked]);
+    }
+    graph.g[n].op = IrOp::Op(Op::Pool(PoolOp::MaxPool2dBackward(geo)));
+    graph.set_inputs(n, &[Value::of(masked), indices]);
     true
 }
 
