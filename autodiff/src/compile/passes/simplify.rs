@@ -21,13 +21,14 @@
 //! - a slice of an elementwise result read only in slices (an LSTM's gates, cut from one
 //!   pre-activation `x·W_ih + h·W_hh`) is the elementwise op of the operands' slices, so each
 //!   slice fuses with the ops that read it and the whole result is never stored;
-//! - a comparison mask of a max pool's input times the pool's gradient (ReLU's backward
-//!   behind a max pool: `(r > 0)·pool_backward(g)`) is the gradient of the mask of the pooled
-//!   values, `pool_backward(g·(y > 0))`, when no two windows share a cell: each cell gets one
-//!   window's gradient or none, and the winning cell's value is the pooled value, so the mask
-//!   runs over the pooled output instead of the pool's input (a quarter of it for 2×2 windows)
-//!   and the masked full-size value is never stored. The values are the same, a zero's sign
-//!   aside (`0 + g·0` is +0 where `(0 + g)·0` is −0 for a negative `g`).
+//! - ReLU's backward behind a max pool, a comparison of the pool's input times the pool's
+//!   backward (`(r > 0)·pool_backward(g)`), is the pool's backward of the gradient masked by
+//!   the same comparison of the pooled values (`pool_backward(g·(y > 0))`) when no two windows
+//!   share a cell: each cell gets one window's gradient or none, and the winning cell's value
+//!   is the pooled value. The mask then runs over the pooled output instead of the pool's
+//!   input (a quarter of it for 2×2 windows), and neither the masked full-size value nor the
+//!   pool's input is kept for it. The values are the same, a zero's sign aside (`0 + g·0` is
+//!   +0 where `(0 + g)·0` is −0 for a negative `g`).
 
 use super::Pass;
 use crate::compile::ir::{Graph, IrOp, Value};
