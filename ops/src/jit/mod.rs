@@ -414,6 +414,15 @@ impl Builder {
         self.nan_passes(x, y)
     }
 
+    /// The math module's `exp_normal`: `2^k·(1 + expm1(r))` for a normal result.
+    fn exp_normal(&mut self, x: Val) -> Val {
+        let (k, em) = self.reduce_exp(x);
+        let s = self.pow2i(k);
+        let one = self.constant(1.0);
+        let y = self.bin(ADD, em, one);
+        self.bin(MUL, y, s)
+    }
+
     /// The math module's `sigmoid`: `e/(1 + e)` with `e = e^−|x|` for `x < 0`, else `1/(1 + e)`.
     fn sigmoid(&mut self, x: Val) -> Val {
         let abs = self.abs(x);
@@ -456,7 +465,7 @@ impl Builder {
         let g = self.poly(t, erf_tail);
         let sq = self.bin(MUL, at, at);
         let neg = self.zero_minus(sq);
-        let e = self.exp(neg);
+        let e = self.exp_normal(neg);
         let eg = self.bin(MUL, e, g);
         let tail = self.bin(SUB, one, eg);
         let tail = self.copysign(tail, x);

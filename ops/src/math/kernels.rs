@@ -42,6 +42,14 @@ pub(crate) fn exp<V: Lanes>(x: V) -> V {
     V::select(x.is_nan(), x, y)
 }
 
+/// `e^x` where the result is a normal number: [`exp`]'s value without its clamps, special
+/// cases and split power of two (erf's tail, `e^(−a²)` with `a` at most the saturation point).
+#[inline(always)]
+pub(crate) fn exp_normal<V: Lanes>(x: V) -> V {
+    let (k, em) = reduce_exp(x);
+    em.add(V::splat(1.0)).mul(V::pow2i(k))
+}
+
 /// `e^x − 1`, accurate near 0: `2^k·expm1(r) + (2^k − 1)`. From `k > 60` on the `− 1` is
 /// below rounding in both types and `2^k` alone may overflow, so there it is `e^x`'s formula.
 #[inline(always)]
@@ -133,7 +141,7 @@ pub(crate) fn erf<V: Lanes>(x: V) -> V {
     }
     let at = a.min(V::splat(V::Elem::ERF_SAT));
     let g = poly(at.sub(one), V::Elem::ERF_TAIL);
-    let tail = one.sub(exp(V::splat(0.0).sub(at.mul(at))).mul(g)).copysign(x);
+    let tail = one.sub(exp_normal(V::splat(0.0).sub(at.mul(at))).mul(g)).copysign(x);
     let y = V::select(is_small, small, tail);
     V::select(x.is_nan(), x, y)
 }
