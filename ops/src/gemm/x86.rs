@@ -5,8 +5,8 @@
 //! the kernel loads two vectors of the B panel (packed, or a row of B read in place),
 //! broadcasts each of the MR values of the packed A panel and issues `2·MR` independent FMAs
 //! (12 for the AVX2 kernels: enough to cover the 4-cycle FMA latency on two FMA pipes; 16 for
-//! the AVX-512 ones). Accumulators start at
-//! zero and C is added after the k loop, as the contract in `kernel.rs` requires.
+//! the AVX-512 ones). Accumulators start at zero and C is added after the k loop, as the
+//! contract in `kernel.rs` requires.
 //!
 //! The AVX-512 kernels are only selected when `is_x86_feature_detected!("avx512f")` says so,
 //! and the kernel tests exercise them wherever it is present (they pass on an AMD EPYC with
